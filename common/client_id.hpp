@@ -1,0 +1,40 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace gwx {
+
+/// What a client_id names: the gateway (its advertised internal address and the epoch of its
+/// process) and the connection within it. Anyone holding a client_id can route on it without a
+/// lookup; the epoch makes ids from an earlier run of a gateway resolve to "offline".
+///
+/// Wire form: lowercase hex of [version=1][family 4|6][ip 4|16 bytes][port 2][epoch 8][conn 8],
+/// all big-endian: 48 hex characters for IPv4, 72 for IPv6.
+struct client_id_parts {
+  /// "host:port" (IPv6 in brackets) of the gateway's internal listener.
+  std::string gateway_address;
+  std::uint64_t epoch = 0;
+  /// Connection number within the gateway; its low 8 bits name the event loop holding it.
+  std::uint64_t connection = 0;
+
+  /// Event loop index encoded in the connection number.
+  unsigned loop() const { return static_cast<unsigned>(connection & 0xff); }
+};
+
+/// Builds a client_id. `ip` is a textual IPv4/IPv6 address. Returns empty on a bad address.
+std::string make_client_id(std::string_view ip, std::uint16_t port, std::uint64_t epoch,
+                           std::uint64_t connection);
+
+/// Parses a client_id; nullopt when it is not one (wrong length, bad hex, unknown version).
+std::optional<client_id_parts> parse_client_id(std::string_view id);
+
+/// Hex form of a gateway epoch, as used for gateway_id.
+std::string epoch_to_hex(std::uint64_t epoch);
+
+/// A fresh, effectively unique epoch: 64 random bits from the OS.
+std::uint64_t new_epoch();
+
+}  // namespace gwx

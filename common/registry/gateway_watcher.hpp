@@ -1,0 +1,55 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/net/endpoint.hpp"
+
+namespace gwx::registry {
+
+/// One live gateway as the registers know it.
+struct gateway_entry {
+  std::string gateway_id;
+  std::string internal_address;
+  std::vector<std::string> listeners;
+  std::string name;
+
+  bool operator==(const gateway_entry&) const = default;
+};
+
+/// Watches every given register over gRPC (Watch stream, reconnecting with backoff and jitter)
+/// and merges what they say: a gateway is present while any register lists it. A register that
+/// is down keeps its last known set until it answers again, so a register restart leaves the
+/// set (and the links built on it) untouched.
+///
+/// Thread-safe. `on_change` runs on an internal thread with the whole merged set, sorted by
+/// gateway_id, each time it changes; callers post from there into their own loop.
+class gateway_watcher {
+ public:
+  using change_handler = std::function<void(const std::vector<gateway_entry>&)>;
+
+  gateway_watcher(std::vector<host_port> registers, std::string token, std::string watcher_name,
+                  change_handler on_change);
+  ~gateway_watcher();
+  gateway_watcher(const gateway_watcher&) = delete;
+  gateway_watcher& operator=(const gateway_watcher&) = delete;
+
+  void start();
+  /// Cancels the streams and joins the threads. Idempotent.
+  void stop();
+
+  /// Blocks until at least one register has sent its snapshot, or `timeout` passes.
+  bool wait_for_snapshot(std::chrono::milliseconds timeout);
+
+  /// The current merged set.
+  std::vector<gateway_entry> current() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace gwx::registry

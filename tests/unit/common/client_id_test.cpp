@@ -1,0 +1,68 @@
+#include "common/client_id.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/link_auth.hpp"
+#include "common/net/endpoint.hpp"
+
+namespace gwx {
+namespace {
+
+TEST(ClientId, RoundTripsIpv4AndIpv6) {
+  const auto v4 = make_client_id("127.0.0.1", 9000, 0x1122334455667788ULL, (42ULL << 8) | 3);
+  ASSERT_EQ(v4.size(), 48U);
+  const auto p4 = parse_client_id(v4);
+  ASSERT_TRUE(p4);
+  EXPECT_EQ(p4->gateway_address, "127.0.0.1:9000");
+  EXPECT_EQ(p4->epoch, 0x1122334455667788ULL);
+  EXPECT_EQ(p4->connection >> 8, 42U);
+  EXPECT_EQ(p4->loop(), 3U);
+
+  const auto v6 = make_client_id("::1", 65535, 7, 1);
+  ASSERT_EQ(v6.size(), 72U);
+  const auto p6 = parse_client_id(v6);
+  ASSERT_TRUE(p6);
+  EXPECT_EQ(p6->gateway_address, "[::1]:65535");
+}
+
+TEST(ClientId, DifferentEpochsNeverCollide) {
+  EXPECT_NE(make_client_id("10.0.0.1", 1, 1, 1), make_client_id("10.0.0.1", 1, 2, 1));
+  EXPECT_NE(new_epoch(), new_epoch());
+}
+
+TEST(ClientId, RejectsGarbage) {
+  EXPECT_FALSE(parse_client_id(""));
+  EXPECT_FALSE(parse_client_id("hello"));
+  auto id = make_client_id("127.0.0.1", 1, 1, 1);
+  id[0] = 'z';
+  EXPECT_FALSE(parse_client_id(id));
+  auto wrong_version = make_client_id("127.0.0.1", 1, 1, 1);
+  wrong_version[1] = '2';
+  EXPECT_FALSE(parse_client_id(wrong_version));
+  EXPECT_TRUE(make_client_id("not-an-ip", 1, 1, 1).empty());
+}
+
+TEST(Endpoint, ParsesAndRejects) {
+  EXPECT_EQ(parse_host_port("127.0.0.1:80").port, 80);
+  EXPECT_EQ(parse_host_port("[::1]:0").host, "::1");
+  EXPECT_EQ(parse_host_port_list("a:1,b:2").size(), 2U);
+  EXPECT_THROW(parse_host_port("127.0.0.1"), std::invalid_argument);
+  EXPECT_THROW(parse_host_port("h:70000"), std::invalid_argument);
+  EXPECT_THROW(parse_host_port("::1:80"), std::invalid_argument);
+  EXPECT_THROW(parse_host_port(":80"), std::invalid_argument);
+}
+
+TEST(LinkAuth, ProofsDependOnSecretAndBothNonces) {
+  const auto g = link_auth::make_nonce();
+  const auto p = link_auth::make_nonce();
+  EXPECT_EQ(g.size(), 16U);
+  const auto proof = link_auth::peer_proof("s3cret", g, p);
+  EXPECT_TRUE(link_auth::equal(proof, link_auth::peer_proof("s3cret", g, p)));
+  EXPECT_FALSE(link_auth::equal(proof, link_auth::peer_proof("other", g, p)));
+  EXPECT_FALSE(link_auth::equal(proof, link_auth::peer_proof("s3cret", p, g)));
+  EXPECT_FALSE(link_auth::equal(proof, link_auth::gateway_proof("s3cret", g, p)));
+  EXPECT_EQ(proof.find("s3cret"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gwx

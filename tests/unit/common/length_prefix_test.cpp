@@ -1,0 +1,82 @@
+#include "common/codec/length_prefix.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/codec/line.hpp"
+
+namespace gwx::codec {
+namespace {
+
+TEST(LengthPrefix, DecodesEveryByteSplit) {
+  std::string wire;
+  length_prefix::encode(wire, "hello");
+  length_prefix::encode(wire, "");
+  length_prefix::encode(wire, "world!");
+  for (std::size_t split = 0; split <= wire.size(); ++split) {
+    std::string buf = wire.substr(0, split);
+    std::vector<std::string> got;
+    auto drain = [&] {
+      for (;;) {
+        auto r = length_prefix::decode(buf, 16);
+        ASSERT_NE(r.status, decode_status::error);
+        if (r.status == decode_status::need_more) {
+          return;
+        }
+        got.emplace_back(r.payload);
+        buf.erase(0, r.consumed);
+      }
+    };
+    drain();
+    buf += wire.substr(split);
+    drain();
+    EXPECT_EQ(got, (std::vector<std::string>{"hello", "", "world!"})) << "split at " << split;
+    EXPECT_TRUE(buf.empty());
+  }
+}
+
+TEST(LengthPrefix, MaxAcceptedMaxPlusOneRejectedBeforeBody) {
+  std::string ok;
+  length_prefix::encode(ok, std::string(8, 'x'));
+  EXPECT_EQ(length_prefix::decode(ok, 8).status, decode_status::message);
+  std::string big;
+  length_prefix::encode(big, std::string(9, 'x'));
+  // Only the header is needed to reject it.
+  EXPECT_EQ(length_prefix::decode(std::string_view(big).substr(0, 4), 8).status,
+            decode_status::error);
+}
+
+TEST(Line, DecodesEveryByteSplitAndStripsCr) {
+  const std::string wire = "one\r\ntwo\n\nthree\n";
+  for (std::size_t split = 0; split <= wire.size(); ++split) {
+    std::string buf = wire.substr(0, split);
+    std::vector<std::string> got;
+    auto drain = [&] {
+      for (;;) {
+        auto r = line::decode(buf, 8);
+        ASSERT_NE(r.status, decode_status::error) << "split at " << split;
+        if (r.status == decode_status::need_more) {
+          return;
+        }
+        got.emplace_back(r.payload);
+        buf.erase(0, r.consumed);
+      }
+    };
+    drain();
+    buf += wire.substr(split);
+    drain();
+    EXPECT_EQ(got, (std::vector<std::string>{"one", "two", "", "three"}));
+  }
+}
+
+TEST(Line, MaxAcceptedMaxPlusOneRejected) {
+  EXPECT_EQ(line::decode("12345678\n", 8).status, decode_status::message);
+  EXPECT_EQ(line::decode("12345678\r\n", 8).status, decode_status::message);
+  EXPECT_EQ(line::decode("12345678", 8).status, decode_status::need_more);
+  EXPECT_EQ(line::decode("12345678\r", 8).status, decode_status::need_more);
+  EXPECT_EQ(line::decode("123456789\n", 8).status, decode_status::error);
+  // Rejected as soon as the limit is passed, without waiting for a newline.
+  EXPECT_EQ(line::decode("123456789", 8).status, decode_status::error);
+}
+
+}  // namespace
+}  // namespace gwx::codec
