@@ -6,8 +6,7 @@
 
 namespace gwx {
 
-void init_logging(const std::string& program, const std::string& level,
-                  const std::string& format) {
+void init_logging(const std::string& program, const std::string& level, const std::string& format) {
   const auto lvl = spdlog::level::from_str(level);
   if (lvl == spdlog::level::off && level != "off") {
     throw std::invalid_argument("unknown log level '" + level + "'");

@@ -14,17 +14,18 @@ option_parser::option_parser(std::string program, std::string usage, std::string
       usage_(std::move(usage)),
       about_(std::move(about)),
       options_("Options (flag --name, file 'name = value', env GWX_NAME)", 100, 50) {
-  options_.add_options()
-      ("help,h", "print this help and exit")
-      ("config", po::value<std::string>()->value_name("FILE"),
-       "read options from FILE (lines 'name = value', '#' comments)")
-      ("log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
-       "trace, debug, info, warn, error or off")
-      ("log-format", po::value<std::string>()->default_value("text")->value_name("FORMAT"),
-       "text or json (one JSON object per line)");
+  options_.add_options()("help,h", "print this help and exit")(
+      "config", po::value<std::string>()->value_name("FILE"),
+      "read options from FILE (lines 'name = value', '#' comments)")(
+      "log-level", po::value<std::string>()->default_value("info")->value_name("LEVEL"),
+      "trace, debug, info, warn, error or off")(
+      "log-format", po::value<std::string>()->default_value("text")->value_name("FORMAT"),
+      "text or json (one JSON object per line)");
 }
 
-void option_parser::allow_positional(const std::string& name) { positional_ = name; }
+void option_parser::allow_positional(const std::string& name) {
+  positional_ = name;
+}
 
 po::variables_map option_parser::parse(int argc, char** argv) {
   po::variables_map vm;

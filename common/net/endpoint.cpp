@@ -16,7 +16,9 @@ std::string format_host_port(std::string_view host, std::uint16_t port) {
   return out;
 }
 
-std::string host_port::to_string() const { return format_host_port(host, port); }
+std::string host_port::to_string() const {
+  return format_host_port(host, port);
+}
 
 host_port parse_host_port(std::string_view text) {
   host_port out;

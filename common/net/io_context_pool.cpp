@@ -14,7 +14,9 @@ io_context_pool::io_context_pool(std::size_t size) {
   }
 }
 
-io_context_pool::~io_context_pool() { stop(); }
+io_context_pool::~io_context_pool() {
+  stop();
+}
 
 void io_context_pool::start() {
   for (auto& ctx : contexts_) {

@@ -43,10 +43,10 @@ void link_stream::do_keepalive() {
     }
     const auto silent = std::chrono::steady_clock::now() - self->last_heard_;
     if (silent > self->ka_timeout_) {
-      self->shutdown("peer silent for " +
-                     std::to_string(
-                         std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()) +
-                     " ms (keepalive)");
+      self->shutdown(
+          "peer silent for " +
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()) +
+          " ms (keepalive)");
       return;
     }
     link::v1::Frame ping;
@@ -124,7 +124,8 @@ void link_stream::send(const link::v1::Frame& frame) {
   pending_.append(codec::length_prefix::k_header, '\0');
   frame.AppendToString(&pending_);
   codec::length_prefix::patch_header(
-      pending_, pos, static_cast<std::uint32_t>(pending_.size() - pos - codec::length_prefix::k_header));
+      pending_, pos,
+      static_cast<std::uint32_t>(pending_.size() - pos - codec::length_prefix::k_header));
   if (!writing_now_) {
     do_write();
   }

@@ -1,0 +1,251 @@
+#include "gateway/gateway_server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <system_error>
+
+#include "common/client_id.hpp"
+#include "common/registry/lease_keeper.hpp"
+#include "gateway/worker_link.hpp"
+
+namespace gwx::gateway {
+
+struct gateway_server::listener {
+  listener_config config;
+  asio::ip::tcp::acceptor acceptor;
+  std::atomic<std::size_t> connections{0};
+  std::chrono::steady_clock::time_point last_full_log{};
+
+  listener(listener_config c, asio::io_context& io) : config(std::move(c)), acceptor(io) {}
+};
+
+namespace {
+
+asio::ip::tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
+  std::error_code ec;
+  auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
+  if (ec) {
+    throw std::invalid_argument("'" + host + "' is not an IP address");
+  }
+  return {addr, port};
+}
+
+void open_acceptor(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoint& ep,
+                   const std::string& what) {
+  std::error_code ec;
+  acceptor.open(ep.protocol(), ec);
+  if (!ec) {
+    acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor.bind(ep, ec);
+  }
+  if (!ec) {
+    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::system_error(ec, "cannot listen on " + what);
+  }
+}
+
+std::string with_port(const listener_config& c, std::uint16_t port) {
+  return std::string(scheme_of(c.kind)) + "://" + format_host_port(c.host, port) +
+         (c.kind == framing::websocket ? c.path : std::string{});
+}
+
+}  // namespace
+
+gateway_server::gateway_server(gateway_config config)
+    : config_(std::move(config)),
+      epoch_(new_epoch()),
+      gateway_id_(epoch_to_hex(epoch_)),
+      pool_(config_.threads) {
+  if (config_.secret.empty()) {
+    throw std::invalid_argument("--secret is required (the secret shared with workers)");
+  }
+  if (config_.listeners.empty()) {
+    throw std::invalid_argument("at least one --listen URL is required");
+  }
+  for (unsigned i = 0; i < pool_.size(); ++i) {
+    shards_.push_back(std::make_unique<shard>(*this, i, pool_.loop(i)));
+  }
+}
+
+gateway_server::~gateway_server() {
+  stop();
+}
+
+void gateway_server::start() {
+  auto& io0 = pool_.loop(0);
+  internal_ = std::make_unique<asio::ip::tcp::acceptor>(io0);
+  const auto internal_ep = resolve(config_.internal.host, config_.internal.port);
+  open_acceptor(*internal_, internal_ep, "internal address " + config_.internal.to_string());
+  const auto bound = internal_->local_endpoint();
+  internal_bound_ = format_host_port(bound.address().to_string(), bound.port());
+
+  if (!config_.advertise.empty()) {
+    const auto hp = parse_host_port(config_.advertise);
+    std::error_code ec;
+    const auto addr = asio::ip::make_address(hp.host, ec);
+    if (ec) {
+      throw std::invalid_argument("--advertise must be IP:PORT (it is encoded in client_ids)");
+    }
+    advertised_ip_ = addr.to_string();
+    advertised_port_ = hp.port == 0 ? bound.port() : hp.port;
+  } else {
+    if (bound.address().is_unspecified()) {
+      throw std::invalid_argument(
+          "--internal binds every interface; set --advertise IP:PORT to the address workers "
+          "should use");
+    }
+    advertised_ip_ = bound.address().to_string();
+    advertised_port_ = bound.port();
+  }
+  advertised_ = format_host_port(advertised_ip_, advertised_port_);
+
+  for (const auto& lc : config_.listeners) {
+    auto l = std::make_unique<listener>(lc, io0);
+    open_acceptor(l->acceptor, resolve(lc.host, lc.port), lc.url);
+    l->config.bound_url = with_port(lc, l->acceptor.local_endpoint().port());
+    listeners_.push_back(std::move(l));
+  }
+  for (auto& l : listeners_) {
+    accept_next(*l);
+  }
+  accept_internal();
+
+  registry::gateway_entry self;
+  self.gateway_id = gateway_id_;
+  self.internal_address = advertised_;
+  for (const auto& l : listeners_) {
+    self.listeners.push_back(l->config.bound_url);
+  }
+  self.name = config_.name;
+  lease_ = std::make_unique<registry::lease_keeper>(config_.registers, config_.register_token, self,
+                                                    config_.lease_ttl);
+  pool_.start();
+  lease_->start();
+  spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {}", gateway_id_,
+               config_.name, pool_.size(), internal_bound_, advertised_);
+}
+
+void gateway_server::stop() {
+  if (lease_) {
+    lease_->stop();
+    lease_.reset();
+  }
+  pool_.stop();
+}
+
+std::vector<std::string> gateway_server::bound_urls() const {
+  std::vector<std::string> out;
+  for (const auto& l : listeners_) {
+    out.push_back(l->config.bound_url);
+  }
+  out.push_back("internal://" + internal_bound_);
+  return out;
+}
+
+std::optional<unsigned> gateway_server::shard_of(const std::string& client_id) const {
+  const auto parts = parse_client_id(client_id);
+  if (!parts || parts->epoch != epoch_ || parts->gateway_address != advertised_ ||
+      parts->loop() >= shards_.size()) {
+    return std::nullopt;
+  }
+  return parts->loop();
+}
+
+std::atomic<std::size_t>& gateway_server::connections_of(const listener_config& l) {
+  for (auto& candidate : listeners_) {
+    if (&candidate->config == &l) {
+      return candidate->connections;
+    }
+  }
+  throw std::logic_error("unknown listener");
+}
+
+void gateway_server::accept_next(listener& l) {
+  const auto target = next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size();
+  auto& s = *shards_[target];
+  l.acceptor.async_accept(s.io(), [this, &l, &s](std::error_code ec, asio::ip::tcp::socket sock) {
+    if (ec == asio::error::operation_aborted) {
+      return;
+    }
+    if (ec) {
+      spdlog::warn("accept on {} failed: {}", l.config.bound_url, ec.message());
+      auto timer = std::make_shared<asio::steady_timer>(l.acceptor.get_executor(),
+                                                        std::chrono::milliseconds(50));
+      timer->async_wait([this, &l, timer](std::error_code) { accept_next(l); });
+      return;
+    }
+    if (l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections) {
+      l.connections.fetch_sub(1, std::memory_order_relaxed);
+      const auto now = std::chrono::steady_clock::now();
+      if (now - l.last_full_log > std::chrono::seconds(10)) {
+        spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
+                     l.config.max_connections);
+        l.last_full_log = now;
+      }
+      std::error_code ignored;
+      sock.close(ignored);
+    } else {
+      asio::post(s.io(), [&s, &l, sock = std::move(sock)]() mutable {
+        s.accept(l.config, std::move(sock));
+      });
+    }
+    accept_next(l);
+  });
+}
+
+void gateway_server::accept_internal() {
+  const auto target = next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size();
+  internal_->async_accept(
+      shards_[target]->io(), [this, target](std::error_code ec, asio::ip::tcp::socket sock) {
+        if (ec == asio::error::operation_aborted) {
+          return;
+        }
+        if (!ec) {
+          const auto id = next_link_id_.fetch_add(1, std::memory_order_relaxed);
+          asio::post(shards_[target]->io(), [this, target, id, sock = std::move(sock)]() mutable {
+            std::make_shared<worker_link>(*this, static_cast<unsigned>(target), id, std::move(sock))
+                ->start();
+          });
+        } else {
+          spdlog::warn("accept on internal listener failed: {}", ec.message());
+        }
+        accept_internal();
+      });
+}
+
+void gateway_server::worker_up(const std::shared_ptr<worker_link>& link) {
+  std::lock_guard lock(workers_mutex_);
+  workers_.push_back({link->id(), link});
+  publish_workers();
+}
+
+void gateway_server::worker_down(std::uint64_t link_id) {
+  std::lock_guard lock(workers_mutex_);
+  std::erase_if(workers_, [link_id](const worker_ref& w) { return w.id == link_id; });
+  publish_workers();
+}
+
+void gateway_server::publish_workers() {
+  // Called with workers_mutex_ held, so every shard sees the updates in the same order.
+  for (auto& s : shards_) {
+    asio::post(s->io(),
+               [sh = s.get(), copy = workers_]() mutable { sh->set_workers(std::move(copy)); });
+  }
+}
+
+std::vector<std::string> gateway_server::worker_names() const {
+  std::lock_guard lock(workers_mutex_);
+  std::vector<std::string> out;
+  for (const auto& w : workers_) {
+    out.push_back(w.link->name());
+  }
+  return out;
+}
+
+}  // namespace gwx::gateway

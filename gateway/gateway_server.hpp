@@ -1,0 +1,107 @@
+#pragma once
+
+#include <asio.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/net/endpoint.hpp"
+#include "common/net/io_context_pool.hpp"
+#include "gateway/listener_config.hpp"
+#include "gateway/shard.hpp"
+
+namespace gwx::registry {
+class lease_keeper;
+}
+
+namespace gwx::gateway {
+
+/// Everything gwx-gateway is configured with.
+struct gateway_config {
+  std::vector<host_port> registers;
+  std::string register_token;
+  std::vector<listener_config> listeners;
+  host_port internal{"127.0.0.1", 7800};
+  std::string advertise;  ///< host:port in client_ids and the register; default: bound internal
+  std::string secret;
+  std::string name;
+  std::size_t threads = 1;
+  std::chrono::milliseconds lease_ttl{6000};
+  std::chrono::milliseconds link_keepalive_interval{1000};
+  std::chrono::milliseconds link_keepalive_timeout{5000};
+  std::chrono::milliseconds decision_timeout{5000};
+  std::size_t max_link_frame = 64 << 20;
+};
+
+/// The gateway: a pool of event loops (one shard each), public listeners that spread accepted
+/// clients over the shards, the internal listener for worker links, and the register lease.
+/// start()/stop() from the owning thread; the rest is used by shards and links.
+class gateway_server {
+ public:
+  explicit gateway_server(gateway_config config);
+  ~gateway_server();
+
+  /// Binds every listener (throws std::system_error with the address on failure), starts the
+  /// loops and the register lease. Returns once serving.
+  void start();
+  /// Stops accepting, withdraws from the registers and stops the loops.
+  void stop();
+
+  /// Listener URLs with their real ports, internal address last as internal://HOST:PORT.
+  std::vector<std::string> bound_urls() const;
+
+  const gateway_config& config() const { return config_; }
+  std::uint64_t epoch() const { return epoch_; }
+  const std::string& gateway_id() const { return gateway_id_; }
+  /// host:port every client_id of this process names.
+  const std::string& advertised() const { return advertised_; }
+  /// IP and port parts of advertised(), for building client_ids.
+  const std::string& advertised_ip() const { return advertised_ip_; }
+  std::uint16_t advertised_port() const { return advertised_port_; }
+
+  /// The shard holding a client_id of this gateway process; nullopt for other gateways,
+  /// earlier runs of this one, or garbage.
+  std::optional<unsigned> shard_of(const std::string& client_id) const;
+
+  std::size_t shard_count() const { return shards_.size(); }
+  shard& shard_at(std::size_t i) { return *shards_[i]; }
+
+  /// Called on a link's loop when it authenticated as a worker / when it went away.
+  void worker_up(const std::shared_ptr<worker_link>& link);
+  void worker_down(std::uint64_t link_id);
+  /// Names of the connected workers (any thread).
+  std::vector<std::string> worker_names() const;
+  /// Connection counting against listener limits (any thread).
+  std::atomic<std::size_t>& connections_of(const listener_config& l);
+
+ private:
+  struct listener;
+  void accept_next(listener& l);
+  void accept_internal();
+  void publish_workers();
+
+  gateway_config config_;
+  std::uint64_t epoch_;
+  std::string gateway_id_;
+  std::string advertised_;
+  std::string advertised_ip_;
+  std::uint16_t advertised_port_ = 0;
+  io_context_pool pool_;
+  std::vector<std::unique_ptr<shard>> shards_;
+  std::vector<std::unique_ptr<listener>> listeners_;
+  std::unique_ptr<asio::ip::tcp::acceptor> internal_;
+  std::string internal_bound_;
+  std::unique_ptr<registry::lease_keeper> lease_;
+  std::atomic<std::uint64_t> next_link_id_{1};
+  std::atomic<std::size_t> next_shard_{0};
+
+  mutable std::mutex workers_mutex_;
+  std::vector<worker_ref> workers_;
+};
+
+}  // namespace gwx::gateway

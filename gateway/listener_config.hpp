@@ -1,0 +1,51 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gwx::gateway {
+
+/// How a public listener frames client messages.
+enum class framing : std::uint8_t {
+  websocket,  ///< ws:// — RFC 6455
+  line,       ///< tcp+line:// — messages end in "\n"
+  frame,      ///< tcp+frame:// — 4-byte big-endian length prefix
+  raw,        ///< tcp+raw:// — each read is a message
+};
+
+/// What to do when a client's unsent bytes exceed its send-buffer cap.
+enum class slow_policy : std::uint8_t { close, drop };
+
+/// Per-listener settings. Defaults come from gateway-wide flags; a listener URL overrides them
+/// with query parameters, e.g. `ws://0.0.0.0:8080/chat?max_message=65536&ask=1`.
+struct listener_config {
+  std::string url;  ///< as given (port 0 stays 0); `bound_url` has the real port
+  std::string bound_url;
+  framing kind = framing::websocket;
+  std::string host;
+  std::uint16_t port = 0;
+  std::string path = "/";  ///< WebSocket: "/" accepts any path, anything else must match
+  std::size_t max_message = 1 << 20;
+  std::size_t max_connections = 1000000;
+  std::size_t send_buffer = 4 << 20;
+  slow_policy on_slow = slow_policy::close;
+  std::chrono::milliseconds handshake_timeout{10000};
+  std::chrono::milliseconds idle_timeout{0};        ///< 0: off
+  std::chrono::milliseconds heartbeat_interval{0};  ///< 0: off
+  unsigned heartbeat_missed = 0;     ///< close after this many silent intervals; 0: never
+  std::string heartbeat_data;        ///< TCP framings: sent each interval (WebSocket sends a ping)
+  std::vector<std::string> origins;  ///< WebSocket Origin allow-list; empty: any
+  bool ask_on_connect = false;       ///< WebSocket: wait for the worker's decision before 101
+};
+
+/// Parses a listener URL; `defaults` supplies every setting the URL does not override.
+/// Throws std::invalid_argument with a message naming the URL and what is wrong.
+listener_config parse_listener_url(const std::string& url, const listener_config& defaults);
+
+/// Scheme of a framing, as written in URLs.
+const char* scheme_of(framing kind);
+
+}  // namespace gwx::gateway

@@ -1,0 +1,146 @@
+// gwx-gateway: holds client connections and forwards their events to workers.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <iostream>
+#include <thread>
+
+#include "common/options.hpp"
+#include "gateway/gateway_server.hpp"
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  return gethostname(buf, sizeof buf - 1) == 0 ? std::string(buf) : std::string("gateway");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using gwx::po::value;
+  gwx::option_parser parser(
+      "gwx-gateway",
+      "gwx-gateway --secret S [--register HOST:PORT[,...]] [--listen URL]... [--internal "
+      "HOST:PORT]",
+      "Holds client connections (WebSocket and TCP) with their sessions, uids and groups, and\n"
+      "forwards their events to the workers linked to its internal listener. Registers itself\n"
+      "with every register given so workers find it.\n\n"
+      "Listener URLs: ws://HOST:PORT[/path], tcp+line://HOST:PORT, tcp+frame://HOST:PORT,\n"
+      "tcp+raw://HOST:PORT. Port 0 picks a free port; the bound addresses are printed as\n"
+      "'listening URL' lines. Per-listener settings override the flags below as URL query\n"
+      "parameters: max_message, max_connections, send_buffer, slow_client, handshake_timeout_ms,\n"
+      "idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, heartbeat_data, origins (comma\n"
+      "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101).\n"
+      "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'");
+  const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  parser.options().add_options()(
+      "register", value<std::string>()->default_value("127.0.0.1:7700")->value_name("LIST"),
+      "register addresses, comma-separated HOST:PORT")(
+      "token", value<std::string>()->default_value("")->value_name("T"),
+      "shared token the registers require (never sent in clear)")(
+      "listen",
+      value<std::vector<std::string>>()
+          ->default_value({"ws://127.0.0.1:8080/"}, "ws://127.0.0.1:8080/")
+          ->value_name("URL"),
+      "public listener URL; repeat for several")(
+      "internal", value<std::string>()->default_value("127.0.0.1:7800")->value_name("HOST:PORT"),
+      "internal listener for worker and push-client links")(
+      "advertise", value<std::string>()->default_value("")->value_name("IP:PORT"),
+      "address workers use to reach --internal (default: the bound internal address)")(
+      "secret", value<std::string>()->default_value("")->value_name("S"),
+      "shared secret of the gateway<->worker links (required)")(
+      "name", value<std::string>()->default_value(host_name())->value_name("NAME"),
+      "name shown to operators")("threads",
+                                 value<std::size_t>()->default_value(cores)->value_name("N"),
+                                 "event loops (one thread each)")(
+      "max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
+      "largest client message (WebSocket: larger closes with 1009)")(
+      "max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
+      "client connections per listener")(
+      "send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
+      "unsent bytes a client may accumulate before --slow-client applies")(
+      "slow-client", value<std::string>()->default_value("close")->value_name("POLICY"),
+      "close: close a client over its send buffer; drop: drop messages to it")(
+      "handshake-timeout-ms", value<std::size_t>()->default_value(10000)->value_name("MS"),
+      "time a WebSocket client has to complete its upgrade (and the worker to decide)")(
+      "idle-timeout-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
+      "close a client silent this long (0: never)")(
+      "heartbeat-interval-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
+      "ping clients at this interval (WebSocket ping; TCP: --heartbeat-data) (0: off)")(
+      "heartbeat-missed", value<unsigned>()->default_value(0)->value_name("N"),
+      "close a client that stays silent for N heartbeat intervals (0: never)")(
+      "heartbeat-data", value<std::string>()->default_value("")->value_name("TEXT"),
+      "payload of each heartbeat (TCP clients get it as a message; empty: none)")(
+      "lease-ttl-ms", value<std::size_t>()->default_value(6000)->value_name("MS"),
+      "register lease; renewed every third of it")(
+      "link-keepalive-interval-ms", value<std::size_t>()->default_value(1000)->value_name("MS"),
+      "ping worker links at this interval")(
+      "link-keepalive-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
+      "drop a worker link silent this long");
+  const auto vm = parser.parse(argc, argv);
+
+  gwx::gateway::gateway_config cfg;
+  try {
+    cfg.registers = gwx::parse_host_port_list(vm["register"].as<std::string>());
+    cfg.register_token = vm["token"].as<std::string>();
+    cfg.internal = gwx::parse_host_port(vm["internal"].as<std::string>());
+    cfg.advertise = vm["advertise"].as<std::string>();
+    cfg.secret = vm["secret"].as<std::string>();
+    cfg.name = vm["name"].as<std::string>();
+    cfg.threads = vm["threads"].as<std::size_t>();
+    cfg.lease_ttl = std::chrono::milliseconds(vm["lease-ttl-ms"].as<std::size_t>());
+    cfg.link_keepalive_interval =
+        std::chrono::milliseconds(vm["link-keepalive-interval-ms"].as<std::size_t>());
+    cfg.link_keepalive_timeout =
+        std::chrono::milliseconds(vm["link-keepalive-timeout-ms"].as<std::size_t>());
+    gwx::gateway::listener_config defaults;
+    defaults.max_message = vm["max-message"].as<std::size_t>();
+    defaults.max_connections = vm["max-connections"].as<std::size_t>();
+    defaults.send_buffer = vm["send-buffer"].as<std::size_t>();
+    const auto slow = vm["slow-client"].as<std::string>();
+    if (slow != "close" && slow != "drop") {
+      throw std::invalid_argument("--slow-client must be close or drop");
+    }
+    defaults.on_slow =
+        slow == "drop" ? gwx::gateway::slow_policy::drop : gwx::gateway::slow_policy::close;
+    defaults.handshake_timeout =
+        std::chrono::milliseconds(vm["handshake-timeout-ms"].as<std::size_t>());
+    defaults.idle_timeout = std::chrono::milliseconds(vm["idle-timeout-ms"].as<std::size_t>());
+    defaults.heartbeat_interval =
+        std::chrono::milliseconds(vm["heartbeat-interval-ms"].as<std::size_t>());
+    defaults.heartbeat_missed = vm["heartbeat-missed"].as<unsigned>();
+    defaults.heartbeat_data = vm["heartbeat-data"].as<std::string>();
+    for (const auto& url : vm["listen"].as<std::vector<std::string>>()) {
+      cfg.listeners.push_back(gwx::gateway::parse_listener_url(url, defaults));
+    }
+    if (cfg.secret.empty()) {
+      throw std::invalid_argument("--secret is required (the secret shared with workers)");
+    }
+    if (cfg.threads == 0 || cfg.threads > 255) {
+      throw std::invalid_argument("--threads must be between 1 and 255");
+    }
+  } catch (const std::exception& e) {
+    gwx::die(parser.program(), e.what(), 2);
+  }
+
+  try {
+    gwx::gateway::gateway_server server(std::move(cfg));
+    server.start();
+    for (const auto& url : server.bound_urls()) {
+      std::cout << "listening " << url << std::endl;
+      spdlog::info("listening {}", url);
+    }
+    asio::io_context signals_io;
+    asio::signal_set signals(signals_io, SIGINT, SIGTERM);
+    signals.async_wait(
+        [&](std::error_code, int sig) { spdlog::info("signal {}: shutting down", sig); });
+    signals_io.run();
+    server.stop();
+  } catch (const std::exception& e) {
+    spdlog::error("{}", e.what());
+    gwx::die(parser.program(), e.what(), 1);
+  }
+  return 0;
+}

@@ -1,0 +1,86 @@
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gateway/client_session.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::gateway {
+
+class gateway_server;
+class worker_link;
+
+/// A worker link as one shard sees it.
+struct worker_ref {
+  std::uint64_t id = 0;
+  std::shared_ptr<worker_link> link;
+};
+
+/// Everything one event loop owns: its clients, their uid and group indices, and its copy of
+/// the worker set. Every method runs on the shard's loop (others post to io()); no locks.
+class shard {
+ public:
+  shard(gateway_server& server, unsigned index, asio::io_context& io);
+
+  asio::io_context& io() { return io_; }
+  unsigned index() const { return index_; }
+  gateway_server& server() { return server_; }
+
+  /// A new client accepted on `listener`; the socket already belongs to this loop.
+  void accept(const listener_config& listener, asio::ip::tcp::socket socket);
+
+  // Called by client_session.
+  void on_connected(client_session& c, const codec::ws::http_request* request,
+                    bool decision_required);
+  void on_message(client_session& c, std::string_view payload, bool binary);
+  void on_closed(client_session& c, const std::string& reason);
+
+  /// Replaces this shard's copy of the worker set.
+  void set_workers(std::vector<worker_ref> workers);
+
+  /// Runs one command from a link (already routed to this shard). Returns the partial reply
+  /// for queries; writes return an empty error or "offline".
+  void execute(const link::v1::Command& cmd, link::v1::Reply& reply);
+
+  /// Looks a client up by client_id; null when it is not held here.
+  client_session* find(const std::string& client_id);
+  /// Like find(), but also returns a client still waiting for its upgrade decision.
+  client_session* find_pending(const std::string& client_id);
+
+  std::size_t client_count() const { return clients_.size(); }
+  std::uint64_t messages_in() const { return messages_in_; }
+  std::uint64_t messages_out() const { return messages_out_; }
+  void count_out(std::uint64_t n) { messages_out_ += n; }
+
+ private:
+  bool route(client_session& c, std::unique_ptr<link::v1::Frame> frame);
+  void fill_client(const client_session& c, link::v1::ClientInfo& info) const;
+  void join(client_session& c, const std::string& group);
+  void leave(client_session& c, const std::string& group);
+  void bind(client_session& c, const std::string& uid);
+  void unbind(client_session& c);
+  void query(const link::v1::Query& q, link::v1::QueryResult& r);
+  void warn_no_worker();
+
+  gateway_server& server_;
+  unsigned index_;
+  asio::io_context& io_;
+  std::uint64_t next_connection_ = 1;
+  std::unordered_map<std::uint64_t, std::shared_ptr<client_session>> clients_;
+  std::unordered_map<std::string, std::unordered_set<client_session*>> groups_;
+  std::unordered_map<std::string, std::unordered_set<client_session*>> uids_;
+  std::vector<worker_ref> workers_;
+  std::size_t next_worker_ = 0;
+  std::uint64_t messages_in_ = 0;
+  std::uint64_t messages_out_ = 0;
+  std::uint64_t dropped_no_worker_ = 0;
+  std::chrono::steady_clock::time_point last_no_worker_log_{};
+};
+
+}  // namespace gwx::gateway

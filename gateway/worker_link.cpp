@@ -1,0 +1,317 @@
+#include "gateway/worker_link.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/client_id.hpp"
+#include "common/link_auth.hpp"
+#include "gateway/gateway_server.hpp"
+
+namespace gwx::gateway {
+
+/// One command's replies from several shards, merged on the link's loop.
+struct gather_state {
+  std::shared_ptr<const link::v1::Command> command;
+  link::v1::Reply reply;
+  std::size_t pending = 0;
+  std::size_t total = 0;
+  std::size_t offline = 0;
+};
+
+namespace {
+
+constexpr auto k_hello_timeout = std::chrono::seconds(5);
+constexpr std::uint32_t k_protocol_version = 1;
+
+void sort_unique(google::protobuf::RepeatedPtrField<std::string>& list) {
+  std::sort(list.begin(), list.end());
+  list.erase(std::unique(list.begin(), list.end()), list.end());
+}
+
+void merge_into(link::v1::QueryResult& into, const link::v1::QueryResult& part) {
+  into.set_count(into.count() + part.count());
+  for (const auto& [k, v] : part.counts()) {
+    (*into.mutable_counts())[k] += v;
+  }
+  into.mutable_client_ids()->MergeFrom(part.client_ids());
+  into.mutable_uids()->MergeFrom(part.uids());
+  into.mutable_groups()->MergeFrom(part.groups());
+  for (const auto& [k, v] : part.sessions()) {
+    (*into.mutable_sessions())[k] = v;
+  }
+  for (const auto& [k, v] : part.clients_by_uid()) {
+    (*into.mutable_clients_by_uid())[k].mutable_values()->MergeFrom(v.values());
+  }
+  if (part.has_stats()) {
+    auto* s = into.mutable_stats();
+    s->set_clients(s->clients() + part.stats().clients());
+    s->set_messages_in(s->messages_in() + part.stats().messages_in());
+    s->set_messages_out(s->messages_out() + part.stats().messages_out());
+  }
+}
+
+/// The client_id a single-client command names, or empty for cluster-wide ones.
+const std::string* target_of(const link::v1::Command& cmd) {
+  using link::v1::Command;
+  switch (cmd.op_case()) {
+    case Command::kBindUid:
+      return &cmd.bind_uid().client_id();
+    case Command::kUnbindUid:
+      return &cmd.unbind_uid().client_id();
+    case Command::kJoinGroup:
+      return &cmd.join_group().client_id();
+    case Command::kLeaveGroup:
+      return &cmd.leave_group().client_id();
+    case Command::kSessionWrite:
+      return &cmd.session_write().client_id();
+    case Command::kCloseClient:
+      return &cmd.close_client().client_id();
+    case Command::kSendToClients:
+      return cmd.send_to_clients().client_ids_size() == 1 ? &cmd.send_to_clients().client_ids(0)
+                                                          : nullptr;
+    case Command::kQuery:
+      switch (cmd.query().kind()) {
+        case link::v1::QUERY_KIND_GROUPS_OF_CLIENT:
+        case link::v1::QUERY_KIND_SESSION:
+        case link::v1::QUERY_KIND_UID_OF_CLIENT:
+          return cmd.query().client_ids().empty() ? nullptr : &cmd.query().client_ids(0);
+        default:
+          return nullptr;
+      }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id,
+                         asio::ip::tcp::socket socket)
+    : server_(server),
+      loop_(loop),
+      id_(id),
+      stream_(std::make_shared<link_stream>(std::move(socket), server.config().max_link_frame)),
+      hello_timer_(stream_->get_executor()) {}
+
+void worker_link::start() {
+  nonce_ = link_auth::make_nonce();
+  auto self = shared_from_this();
+  stream_->start([self](link::v1::Frame& f) { self->on_frame(f); },
+                 [self](const std::string& reason) { self->on_closed(reason); });
+  link::v1::Frame challenge;
+  challenge.mutable_challenge()->set_nonce(nonce_);
+  challenge.mutable_challenge()->set_gateway_id(server_.gateway_id());
+  challenge.mutable_challenge()->set_protocol_version(k_protocol_version);
+  stream_->send(challenge);
+  stream_->enable_keepalive(server_.config().link_keepalive_interval,
+                            server_.config().link_keepalive_timeout);
+  hello_timer_.expires_after(k_hello_timeout);
+  hello_timer_.async_wait([self](std::error_code ec) {
+    if (!ec && !self->authenticated_) {
+      spdlog::warn("link from {} closed: no hello within {} s", self->stream_->remote_address(),
+                   k_hello_timeout.count());
+      self->stream_->close("no hello");
+    }
+  });
+}
+
+void worker_link::send(const link::v1::Frame& frame) {
+  stream_->send(frame);
+}
+
+void worker_link::send_event(std::unique_ptr<link::v1::Frame> frame) {
+  if (!stream_->is_open()) {
+    return;
+  }
+  frame->mutable_event()->set_event_id(++next_event_id_);
+  ++events_sent_;
+  stream_->send(*frame);
+}
+
+void worker_link::on_frame(link::v1::Frame& frame) {
+  if (!authenticated_) {
+    if (frame.has_hello()) {
+      on_hello(frame.hello());
+    } else {
+      spdlog::warn("link from {} closed: sent {} before authenticating", stream_->remote_address(),
+                   frame.GetDescriptor()->full_name());
+      stream_->close("not authenticated");
+    }
+    return;
+  }
+  switch (frame.body_case()) {
+    case link::v1::Frame::kCommand:
+      on_command(*frame.mutable_command());
+      break;
+    case link::v1::Frame::kAck:
+      events_acked_ += static_cast<std::uint64_t>(frame.ack().event_ids_size());
+      break;
+    case link::v1::Frame::kDecision:
+      on_decision(frame.decision());
+      break;
+    default:
+      spdlog::debug("link {}: ignoring unexpected frame {}", name_,
+                    static_cast<int>(frame.body_case()));
+      break;
+  }
+}
+
+void worker_link::on_hello(const link::v1::Hello& hello) {
+  const bool role_ok =
+      hello.role() == link::v1::PEER_ROLE_WORKER || hello.role() == link::v1::PEER_ROLE_CLIENT;
+  const bool proof_ok =
+      hello.nonce().size() == 16 &&
+      link_auth::equal(hello.proof(),
+                       link_auth::peer_proof(server_.config().secret, nonce_, hello.nonce()));
+  if (!role_ok || !proof_ok) {
+    spdlog::warn("link from {} (name '{}') refused: {}", stream_->remote_address(),
+                 hello.name().substr(0, 64),
+                 role_ok ? "authentication failed (wrong secret)" : "unknown role");
+    link::v1::Frame reject;
+    reject.mutable_reject()->set_reason(role_ok ? "authentication failed" : "unknown role");
+    stream_->send(reject);
+    stream_->close("refused");
+    return;
+  }
+  authenticated_ = true;
+  hello_timer_.cancel();
+  role_ = hello.role();
+  name_ = hello.name().substr(0, 128);
+  if (name_.empty()) {
+    name_ = stream_->remote_address();
+  }
+  const bool worker = role_ == link::v1::PEER_ROLE_WORKER;
+  if (worker) {
+    // Shards learn of the worker before the worker learns it is linked, so any client that
+    // connects after the worker saw Welcome is routed to it.
+    server_.worker_up(shared_from_this());
+  }
+  link::v1::Frame welcome;
+  welcome.mutable_welcome()->set_proof(
+      link_auth::gateway_proof(server_.config().secret, nonce_, hello.nonce()));
+  welcome.mutable_welcome()->set_gateway_id(server_.gateway_id());
+  welcome.mutable_welcome()->set_internal_address(server_.advertised());
+  stream_->send(welcome);
+  spdlog::info("{} '{}' linked from {}", worker ? "worker" : "push client", name_,
+               stream_->remote_address());
+}
+
+void worker_link::on_closed(const std::string& reason) {
+  hello_timer_.cancel();
+  if (!authenticated_) {
+    return;
+  }
+  const bool worker = role_ == link::v1::PEER_ROLE_WORKER;
+  spdlog::info("{} '{}' unlinked: {} ({} events sent, {} acknowledged)",
+               worker ? "worker" : "push client", name_, reason, events_sent_, events_acked_);
+  if (worker) {
+    server_.worker_down(id_);
+  }
+}
+
+void worker_link::on_decision(const link::v1::ConnectDecision& d) {
+  const auto shard_index = server_.shard_of(d.client_id());
+  if (!shard_index) {
+    return;
+  }
+  auto& target = server_.shard_at(*shard_index);
+  asio::post(target.io(), [&target, id = d.client_id(), status = d.http_status(), body = d.body()] {
+    // The client may be mid-handshake (not addressable yet): look it up by connection.
+    if (auto* c = target.find_pending(id)) {
+      c->on_connect_decision(status, body);
+    }
+  });
+}
+
+void worker_link::on_command(link::v1::Command& cmd) {
+  auto command = std::make_shared<const link::v1::Command>(std::move(cmd));
+  std::vector<unsigned> shards;
+  if (const auto* target = target_of(*command)) {
+    const auto s = server_.shard_of(*target);
+    if (!s) {
+      if (command->request_id() != 0) {
+        link::v1::Frame f;
+        f.mutable_reply()->set_request_id(command->request_id());
+        f.mutable_reply()->set_error("offline");
+        stream_->send(f);
+      }
+      return;
+    }
+    shards.push_back(*s);
+  } else {
+    for (unsigned i = 0; i < server_.shard_count(); ++i) {
+      shards.push_back(i);
+    }
+  }
+  std::shared_ptr<gather_state> state;
+  if (command->request_id() != 0) {
+    state = std::make_shared<gather_state>();
+    state->command = command;
+    state->pending = state->total = shards.size();
+    state->reply.set_request_id(command->request_id());
+  }
+  auto self = shared_from_this();
+  for (const unsigned s : shards) {
+    auto run = [self, command, state, s] {
+      auto& target = self->server_.shard_at(s);
+      if (!state) {
+        link::v1::Reply ignored;
+        target.execute(*command, ignored);
+        return;
+      }
+      auto part = std::make_shared<link::v1::Reply>();
+      target.execute(*command, *part);
+      auto merge = [self, state, part] { self->merge(*state, *part); };
+      if (s == self->loop_) {
+        merge();
+      } else {
+        asio::post(self->server_.shard_at(self->loop_).io(), std::move(merge));
+      }
+    };
+    if (s == loop_) {
+      run();
+    } else {
+      asio::post(server_.shard_at(s).io(), std::move(run));
+    }
+  }
+}
+
+void worker_link::merge(gather_state& state, const link::v1::Reply& part) {
+  if (part.error() == "offline") {
+    ++state.offline;
+  } else if (!part.error().empty()) {
+    state.reply.set_error(part.error());
+  }
+  merge_into(*state.reply.mutable_result(), part.result());
+  if (--state.pending > 0) {
+    return;
+  }
+  if (state.offline == state.total && state.reply.error().empty()) {
+    state.reply.set_error("offline");
+  }
+  auto& result = *state.reply.mutable_result();
+  sort_unique(*result.mutable_uids());
+  sort_unique(*result.mutable_groups());
+  if (state.command->has_query() && state.command->query().kind() == link::v1::QUERY_KIND_STATS) {
+    auto* stats = result.mutable_stats();
+    stats->set_gateway_id(server_.gateway_id());
+    stats->set_internal_address(server_.advertised());
+    stats->set_groups(static_cast<std::uint64_t>(result.groups_size()));
+    stats->set_uids(static_cast<std::uint64_t>(result.uids_size()));
+    stats->set_threads(static_cast<std::uint32_t>(server_.shard_count()));
+    for (auto& w : server_.worker_names()) {
+      stats->add_workers(std::move(w));
+    }
+    for (auto& url : server_.bound_urls()) {
+      stats->add_listeners(std::move(url));
+    }
+    result.clear_groups();
+    result.clear_uids();
+  }
+  link::v1::Frame f;
+  *f.mutable_reply() = std::move(state.reply);
+  stream_->send(f);
+}
+
+}  // namespace gwx::gateway

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <asio.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/net/link_stream.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::gateway {
+
+class gateway_server;
+struct gather_state;
+
+/// The gateway's side of one link to a worker or push client. Lives on one loop; not
+/// thread-safe (shards post to its loop). Authenticates the peer by challenge-response, then
+/// carries client events out and commands in; commands fan out to the shards that hold the
+/// clients they name, and queries gather every shard's part before one reply goes back.
+class worker_link : public std::enable_shared_from_this<worker_link> {
+ public:
+  worker_link(gateway_server& server, unsigned loop, std::uint64_t id,
+              asio::ip::tcp::socket socket);
+
+  void start();
+  /// Queues a client event (must be called on this link's loop).
+  void send_event(std::unique_ptr<link::v1::Frame> frame);
+  /// Queues any frame (must be called on this link's loop).
+  void send(const link::v1::Frame& frame);
+
+  unsigned loop() const { return loop_; }
+  std::uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  void on_frame(link::v1::Frame& frame);
+  void on_hello(const link::v1::Hello& hello);
+  void on_command(link::v1::Command& cmd);
+  void on_decision(const link::v1::ConnectDecision& d);
+  void on_closed(const std::string& reason);
+  void merge(gather_state& state, const link::v1::Reply& part);
+
+  gateway_server& server_;
+  unsigned loop_;
+  std::uint64_t id_;
+  std::shared_ptr<link_stream> stream_;
+  asio::steady_timer hello_timer_;
+  std::string nonce_;
+  std::string name_;
+  link::v1::PeerRole role_ = link::v1::PEER_ROLE_UNSPECIFIED;
+  bool authenticated_ = false;
+  std::uint64_t next_event_id_ = 0;
+  std::uint64_t events_sent_ = 0;
+  std::uint64_t events_acked_ = 0;
+};
+
+}  // namespace gwx::gateway

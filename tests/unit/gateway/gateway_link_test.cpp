@@ -1,0 +1,280 @@
+// Component tests: a real gateway_server in-process, a fake worker speaking the link protocol
+// over loopback, and plain TCP clients.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <asio.hpp>
+#include <deque>
+#include <functional>
+
+#include "common/client_id.hpp"
+#include "common/link_auth.hpp"
+#include "common/net/link_stream.hpp"
+#include "gateway/gateway_server.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using link::v1::Frame;
+
+constexpr auto k_deadline = 5s;
+
+std::uint16_t port_of(const std::string& url) {
+  return static_cast<std::uint16_t>(std::stoi(url.substr(url.rfind(':') + 1)));
+}
+
+class GatewayLinkTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    gateway_config cfg;
+    cfg.registers = {{"127.0.0.1", 1}};  // unreachable: the gateway must serve regardless
+    cfg.internal = {"127.0.0.1", 0};
+    cfg.secret = "test-secret";
+    cfg.name = "gw-test";
+    cfg.threads = 2;
+    listener_config defaults;
+    defaults.max_message = 64;
+    cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", defaults));
+    server_ = std::make_unique<gateway_server>(std::move(cfg));
+    server_->start();
+    const auto urls = server_->bound_urls();
+    line_port_ = port_of(urls[0]);
+    internal_port_ = port_of(urls.back());
+  }
+
+  void TearDown() override {
+    if (peer_) {
+      peer_->close("test over");
+    }
+    io_.run_for(50ms);
+    server_->stop();
+  }
+
+  /// Runs the test's loop until `done` holds or the deadline passes.
+  bool run_until(const std::function<bool()>& done) {
+    const auto end = std::chrono::steady_clock::now() + k_deadline;
+    for (;;) {
+      if (done()) {
+        return true;
+      }
+      if (std::chrono::steady_clock::now() >= end) {
+        return false;
+      }
+      io_.run_for(10ms);
+    }
+  }
+
+  /// Connects a fake peer; returns true once Welcome (false on Reject/close).
+  bool link_peer(const std::string& secret, link::v1::PeerRole role) {
+    asio::ip::tcp::socket sock(io_);
+    sock.connect({asio::ip::make_address("127.0.0.1"), internal_port_});
+    peer_ = std::make_shared<link_stream>(std::move(sock));
+    peer_->start([this](Frame& f) { frames_.push_back(f); },
+                 [this](const std::string&) { peer_closed_ = true; });
+    if (!run_until([&] { return !frames_.empty() || peer_closed_; }) ||
+        !frames_.front().has_challenge()) {
+      return false;
+    }
+    const auto gw_nonce = frames_.front().challenge().nonce();
+    frames_.pop_front();
+    const auto my_nonce = link_auth::make_nonce();
+    Frame hello;
+    hello.mutable_hello()->set_role(role);
+    hello.mutable_hello()->set_name("fake-worker");
+    hello.mutable_hello()->set_nonce(my_nonce);
+    hello.mutable_hello()->set_proof(link_auth::peer_proof(secret, gw_nonce, my_nonce));
+    peer_->send(hello);
+    run_until([&] { return !frames_.empty() || peer_closed_; });
+    if (frames_.empty() || !frames_.front().has_welcome()) {
+      return false;
+    }
+    const auto& w = frames_.front().welcome();
+    EXPECT_TRUE(link_auth::equal(w.proof(), link_auth::gateway_proof(secret, gw_nonce, my_nonce)));
+    EXPECT_EQ(w.gateway_id(), server_->gateway_id());
+    frames_.pop_front();
+    return true;
+  }
+
+  /// First frame satisfying `pred` (others stay queued); fails the test on timeout.
+  Frame next_frame(const std::function<bool(const Frame&)>& pred) {
+    Frame out;
+    const bool ok = run_until([&] {
+      for (auto it = frames_.begin(); it != frames_.end(); ++it) {
+        if (pred(*it)) {
+          out = std::move(*it);
+          frames_.erase(it);
+          return true;
+        }
+      }
+      return false;
+    });
+    EXPECT_TRUE(ok) << "no matching frame within the deadline";
+    return out;
+  }
+
+  Frame next_event(link::v1::EventKind kind) {
+    return next_frame([kind](const Frame& f) { return f.has_event() && f.event().kind() == kind; });
+  }
+
+  link::v1::Reply request(link::v1::Command cmd) {
+    cmd.set_request_id(++request_id_);
+    Frame f;
+    *f.mutable_command() = std::move(cmd);
+    peer_->send(f);
+    const auto id = request_id_;
+    return next_frame(
+               [id](const Frame& fr) { return fr.has_reply() && fr.reply().request_id() == id; })
+        .reply();
+  }
+
+  link::v1::Reply query(link::v1::QueryKind kind, std::vector<std::string> ids = {},
+                        std::vector<std::string> groups = {}) {
+    link::v1::Command cmd;
+    cmd.mutable_query()->set_kind(kind);
+    for (auto& id : ids) {
+      cmd.mutable_query()->add_client_ids(id);
+    }
+    for (auto& g : groups) {
+      cmd.mutable_query()->add_groups(g);
+    }
+    return request(std::move(cmd));
+  }
+
+  asio::ip::tcp::socket connect_client() {
+    asio::ip::tcp::socket s(io_);
+    s.connect({asio::ip::make_address("127.0.0.1"), line_port_});
+    return s;
+  }
+
+  std::string read_line(asio::ip::tcp::socket& s) {
+    std::string buf;
+    asio::read_until(s, asio::dynamic_buffer(buf), '\n');
+    return buf.substr(0, buf.find('\n'));
+  }
+
+  asio::io_context io_;
+  std::unique_ptr<gateway_server> server_;
+  std::uint16_t line_port_ = 0;
+  std::uint16_t internal_port_ = 0;
+  std::shared_ptr<link_stream> peer_;
+  std::deque<Frame> frames_;
+  bool peer_closed_ = false;
+  std::uint64_t request_id_ = 0;
+};
+
+TEST_F(GatewayLinkTest, WrongSecretIsRefused) {
+  EXPECT_FALSE(link_peer("not-the-secret", link::v1::PEER_ROLE_WORKER));
+  ASSERT_FALSE(frames_.empty());
+  EXPECT_TRUE(frames_.front().has_reject());
+  EXPECT_TRUE(run_until([&] { return peer_closed_; }));
+}
+
+TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
+  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  // The worker set reaches the shards asynchronously: wait until a connect is routed.
+  auto client = connect_client();
+  auto connect = next_event(link::v1::EVENT_KIND_CONNECT);
+  const auto id = connect.event().client().client_id();
+  const auto parts = parse_client_id(id);
+  ASSERT_TRUE(parts);
+  EXPECT_EQ(parts->epoch, server_->epoch());
+  EXPECT_EQ(connect.event().client().gateway_address(), server_->advertised());
+  EXPECT_EQ(connect.event().client().remote_address(), "127.0.0.1");
+
+  asio::write(client, asio::buffer(std::string("hello\n")));
+  auto msg = next_event(link::v1::EVENT_KIND_MESSAGE);
+  EXPECT_EQ(msg.event().payload(), "hello");
+  EXPECT_GT(msg.event().event_id(), connect.event().event_id());
+
+  link::v1::Command bind;
+  bind.mutable_bind_uid()->set_client_id(id);
+  bind.mutable_bind_uid()->set_uid("alice");
+  EXPECT_EQ(request(bind).error(), "");
+  link::v1::Command join;
+  join.mutable_join_group()->set_client_id(id);
+  join.mutable_join_group()->set_group("room");
+  EXPECT_EQ(request(join).error(), "");
+  link::v1::Command session;
+  session.mutable_session_write()->set_client_id(id);
+  (*session.mutable_session_write()->mutable_session())["k"] = "v";
+  session.mutable_session_write()->set_writer_seq(7);
+  EXPECT_EQ(request(session).error(), "");
+
+  auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"room", "empty"});
+  EXPECT_EQ(counts.result().counts().at("room"), 1U);
+  EXPECT_EQ(counts.result().counts().at("empty"), 0U);
+  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
+
+  link::v1::Command push;
+  push.mutable_send_to_groups()->add_groups("room");
+  push.mutable_send_to_groups()->mutable_message()->set_data("to the room");
+  EXPECT_EQ(request(push).error(), "");
+  EXPECT_EQ(read_line(client), "to the room");
+
+  // The next event carries the uid and the session the worker wrote, stamped with its seq.
+  asio::write(client, asio::buffer(std::string("again\n")));
+  auto again = next_event(link::v1::EVENT_KIND_MESSAGE);
+  EXPECT_EQ(again.event().client().uid(), "alice");
+  EXPECT_EQ(again.event().client().session().at("k"), "v");
+  EXPECT_EQ(again.event().client().session_seq(), 7U);
+
+  // A client_id of another epoch (a restarted gateway) is offline, never this client.
+  const auto stale =
+      make_client_id("127.0.0.1", internal_port_, server_->epoch() + 1, parts->connection);
+  EXPECT_TRUE(query(link::v1::QUERY_KIND_IS_ONLINE, {stale}).result().client_ids().empty());
+  EXPECT_EQ(query(link::v1::QUERY_KIND_IS_ONLINE, {id}).result().client_ids_size(), 1);
+  link::v1::Command to_stale;
+  to_stale.mutable_send_to_clients()->add_client_ids(stale);
+  to_stale.mutable_send_to_clients()->mutable_message()->set_data("wrong");
+  EXPECT_EQ(request(to_stale).error(), "offline");
+
+  // Kick: final message first, then the close; the worker hears CLOSE with the last uid.
+  link::v1::Command kick;
+  kick.mutable_close_client()->set_client_id(id);
+  kick.mutable_close_client()->mutable_final_message()->set_data("bye");
+  EXPECT_EQ(request(kick).error(), "");
+  EXPECT_EQ(read_line(client), "bye");
+  std::error_code ec;
+  char byte = 0;
+  client.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  EXPECT_EQ(closed.event().client().uid(), "alice");
+  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 0U);
+  EXPECT_TRUE(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
+}
+
+TEST_F(GatewayLinkTest, OversizedLineClosesOnlyThatClient) {
+  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  auto good = connect_client();
+  const auto good_id = next_event(link::v1::EVENT_KIND_CONNECT).event().client().client_id();
+  auto bad = connect_client();
+  next_event(link::v1::EVENT_KIND_CONNECT);
+  asio::write(bad, asio::buffer(std::string(100, 'x')));  // limit is 64
+  auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  EXPECT_NE(closed.event().close_reason().find("maximum message size"), std::string::npos)
+      << closed.event().close_reason();
+  link::v1::Command push;
+  push.mutable_send_to_clients()->add_client_ids(good_id);
+  push.mutable_send_to_clients()->mutable_message()->set_data("still here");
+  EXPECT_EQ(request(push).error(), "");
+  EXPECT_EQ(read_line(good), "still here");
+}
+
+TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
+  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_CLIENT));
+  auto client = connect_client();
+  asio::write(client, asio::buffer(std::string("ignored\n")));
+  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
+  for (const auto& f : frames_) {
+    EXPECT_FALSE(f.has_event());
+  }
+  const auto stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+  EXPECT_EQ(stats.clients(), 1U);
+  EXPECT_EQ(stats.threads(), 2U);
+  EXPECT_TRUE(stats.workers().empty());
+}
+
+}  // namespace
+}  // namespace gwx::gateway

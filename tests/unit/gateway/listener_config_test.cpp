@@ -1,0 +1,55 @@
+#include "gateway/listener_config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace gwx::gateway {
+namespace {
+
+TEST(ListenerConfig, ParsesSchemesHostsAndPaths) {
+  const listener_config defaults;
+  const auto ws = parse_listener_url("ws://0.0.0.0:8080/chat", defaults);
+  EXPECT_EQ(ws.kind, framing::websocket);
+  EXPECT_EQ(ws.host, "0.0.0.0");
+  EXPECT_EQ(ws.port, 8080);
+  EXPECT_EQ(ws.path, "/chat");
+  EXPECT_EQ(parse_listener_url("ws://127.0.0.1:0", defaults).path, "/");
+  EXPECT_EQ(parse_listener_url("tcp+line://[::1]:9000", defaults).host, "::1");
+  EXPECT_EQ(parse_listener_url("tcp+frame://127.0.0.1:1", defaults).kind, framing::frame);
+  EXPECT_EQ(parse_listener_url("tcp+raw://127.0.0.1:1", defaults).kind, framing::raw);
+}
+
+TEST(ListenerConfig, QueryOverridesDefaults) {
+  listener_config defaults;
+  defaults.max_message = 100;
+  defaults.heartbeat_missed = 7;
+  const auto c = parse_listener_url(
+      "ws://127.0.0.1:0/?max_message=64&slow_client=drop&origins=https://a,https://b&ask=1"
+      "&heartbeat_interval_ms=500&idle_timeout_ms=9",
+      defaults);
+  EXPECT_EQ(c.max_message, 64U);
+  EXPECT_EQ(c.on_slow, slow_policy::drop);
+  EXPECT_EQ(c.origins, (std::vector<std::string>{"https://a", "https://b"}));
+  EXPECT_TRUE(c.ask_on_connect);
+  EXPECT_EQ(c.heartbeat_interval.count(), 500);
+  EXPECT_EQ(c.idle_timeout.count(), 9);
+  EXPECT_EQ(c.heartbeat_missed, 7U);  // untouched default
+}
+
+TEST(ListenerConfig, RejectsBadUrlsWithTheUrlInTheMessage) {
+  const listener_config d;
+  for (const char* bad :
+       {"http://127.0.0.1:80", "ws://127.0.0.1", "127.0.0.1:80", "tcp+line://h:1/path",
+        "ws://127.0.0.1:1/?max_message=0", "ws://127.0.0.1:1/?max_message=abc",
+        "ws://127.0.0.1:1/?nope=1", "tcp+line://127.0.0.1:1?ask=1",
+        "ws://127.0.0.1:1/?slow_client=maybe", "ws://127.0.0.1:99999/"}) {
+    try {
+      parse_listener_url(bad, d);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gwx::gateway

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# gwx quick start. Run as root on Debian 12 (or with sudo):
+#   bash tools/quickstart.sh demo   install what is missing, build, run a demo cluster on localhost
+#   bash tools/quickstart.sh test   install what is missing, build, run the whole test suite
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+build_packages=(build-essential cmake ninja-build pkg-config libasio-dev libprotobuf-dev
+  protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libboost-program-options-dev
+  libspdlog-dev libgtest-dev libgmock-dev libssl-dev python3)
+test_packages=(python3-websockets chromium procps iproute2)
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "quickstart: installing ${missing[*]}"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >/dev/null
+  fi
+}
+
+build() {
+  cmake --preset default >/dev/null
+  cmake --build --preset default -j"$(nproc)"
+}
+
+demo() {
+  install_packages "${build_packages[@]}" python3-websockets
+  build
+  local bin="$here/build/bin" run="$here/build/demo"
+  mkdir -p "$run"
+  local secret="${GWX_DEMO_SECRET:-demo-secret-$RANDOM$RANDOM}"
+  pids=()
+  trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; echo; echo "demo stopped"' EXIT
+  trap 'exit 0' INT TERM
+  "$bin/gwx-register" --listen 127.0.0.1:7700 >"$run/register.out" 2>"$run/register.log" &
+  pids+=($!)
+  "$bin/gwx-gateway" --register 127.0.0.1:7700 --secret "$secret" --internal 127.0.0.1:7800 \
+    --listen ws://127.0.0.1:8080/ --listen tcp+line://127.0.0.1:8081 \
+    >"$run/gateway.out" 2>"$run/gateway.log" &
+  pids+=($!)
+  "$bin/gwx-worker" --register 127.0.0.1:7700 --secret "$secret" --app chat \
+    >"$run/worker.out" 2>"$run/worker.log" &
+  pids+=($!)
+  /usr/bin/python3 -m http.server --bind 127.0.0.1 --directory "$here/tools/demo" 8000 \
+    >"$run/http.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    grep -q '^linked' "$run/worker.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  if ! grep -q '^linked' "$run/worker.out"; then
+    echo "quickstart: the demo cluster did not come up; logs in $run" >&2
+    tail -n 5 "$run"/*.log >&2
+    exit 1
+  fi
+  cat <<MSG
+
+gwx demo cluster is running (register 127.0.0.1:7700, gateway, worker with the chat app).
+  Browser:    open http://127.0.0.1:8000/ in two tabs and chat ("/nick NAME" sets your name)
+  WebSocket:  ws://127.0.0.1:8080/   e.g. /usr/bin/python3 -m websockets ws://127.0.0.1:8080/
+  TCP lines:  nc 127.0.0.1 8081
+  Logs:       $run/*.log
+Press Ctrl-C to stop.
+MSG
+  wait
+}
+
+run_tests() {
+  install_packages "${build_packages[@]}" "${test_packages[@]}"
+  build
+  ctest --preset default --output-on-failure --timeout 600 -j2
+}
+
+case "${1:-}" in
+  demo) demo ;;
+  test) run_tests ;;
+  build) install_packages "${build_packages[@]}"; build ;;
+  *) echo "usage: bash tools/quickstart.sh demo|test|build" >&2; exit 2 ;;
+esac
