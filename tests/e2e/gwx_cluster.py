@@ -322,7 +322,7 @@ class Cluster:
         return await self._spawn(Proc, name, argv)
 
     async def run(self, name, argv, timeout=REPLY_TIMEOUT):
-        """Runs a short-lived command to completion; returns (exit status, stdout text)."""
+        """Runs a short-lived command to completion; returns (exit status, stdout, stderr)."""
         p = await self._spawn(Proc, name, argv)
         try:
             status = await asyncio.wait_for(p.proc.wait(), timeout)
@@ -331,7 +331,7 @@ class Cluster:
             raise TestFailure(f"{name}: {' '.join(argv)} did not finish within "
                               f"{timeout:.1f}s") from None
         await asyncio.wait_for(p._reader, 5.0)
-        return status, "\n".join(p.lines)
+        return status, "\n".join(p.lines), self.stderr_of(p)
 
     def stderr_of(self, proc):
         with open(proc.stderr_path, "r", encoding="utf-8", errors="replace") as f:
@@ -395,6 +395,21 @@ class Cluster:
     def kill_all(self):
         for p in self.procs:
             p.kill_now()
+
+    async def kill_all_and_reap(self):
+        """Kills every process group and waits for the exits while the event loop still runs."""
+        self.kill_all()
+        for p in self.procs:
+            if p.proc is not None:
+                try:
+                    await asyncio.wait_for(p.proc.wait(), 10)
+                except asyncio.TimeoutError:
+                    pass
+            if p._reader is not None:
+                try:
+                    await asyncio.wait_for(p._reader, 5)
+                except (asyncio.TimeoutError, asyncio.CancelledError):
+                    pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,7 +639,7 @@ async def assert_quiet(clients, what):
     await asyncio.gather(*(one(c) for c in clients))
 
 
-async def push_and_check(sender: Client, command, text, recipients, everyone, what):
+async def push_and_check(sender: Client, command, text, recipients, everyone, what, quiet=False):
     """Sends a push command; checks `ok` to the sender, `text` to each recipient, nothing to others.
 
     The sender may itself be a recipient, in which case it gets `ok` and `text` in either order."""
@@ -643,8 +658,9 @@ async def push_and_check(sender: Client, command, text, recipients, everyone, wh
     await asyncio.gather(*(receive(c) for c in recipients if c is not sender))
     others = [c for c in everyone if c not in recipients]
     await assert_quiet(others, what)
-    log(f"{what}: {len(recipients)} recipients got it "
-        f"({', '.join(c.name for c in recipients)}), {len(others)} non-recipients didn't")
+    if not quiet:
+        log(f"{what}: {len(recipients)} recipients got it "
+            f"({', '.join(c.name for c in recipients)}), {len(others)} non-recipients didn't")
     return len(recipients), len(others)
 
 
@@ -697,7 +713,7 @@ def run_test(main, extra_args=()):
                 raise TestFailure(f"test did not finish within its {args.timeout:.0f}s "
                                   f"deadline") from None
             finally:
-                h.cluster.kill_all()
+                await h.cluster.kill_all_and_reap()
 
         asyncio.run(body())
         ok = True

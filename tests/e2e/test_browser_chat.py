@@ -130,7 +130,7 @@ async def main(h):
     port = await poll_until(devtools_port, lambda p: p, START_TIMEOUT, "DevToolsActivePort")
     page_prefix = page_url.split("?", 1)[0]
     dt = await DevTools.attach(port, page_prefix)
-    state = await poll_until(lambda: dt.evaluate("document.body.dataset.state"),
+    state = await poll_until(lambda: dt.evaluate("document.body ? document.body.dataset.state : 'loading'"),
                              lambda s: s in ("connected", "closed"), START_TIMEOUT,
                              "the demo page to connect")
     check(state == "connected", f"demo page state {state!r}, title "
@@ -146,12 +146,25 @@ async def main(h):
     check(browser_nick != peer_nick, f"browser and python client share the nick {peer_nick!r}")
     log(f"python client saw {notice!r}")
 
-    # Type into the page and click Send.
+    async def type_and_send(text):
+        """Types `text` into the page's input and clicks Send, as a user would."""
+        await dt.evaluate(
+            "(() => { const i = document.getElementById('text'); i.focus(); i.value = %s;"
+            " i.dispatchEvent(new Event('input', {bubbles: true}));"
+            " document.getElementById('send').click(); return true; })()" % json.dumps(text))
+
+    # Rename in the page: the chat app's /nick command, typed like any message.
+    new_nick = f"chromium-{os.getpid()}"
+    await type_and_send(f"/nick {new_nick}")
+    got = await peer.recv()
+    check(got == f"* {browser_nick} is now {new_nick}",
+          f"python client expected the rename notice, got {got!r}")
+    log(f"python client saw {got!r}")
+    browser_nick = new_nick
+
+    # Type a message into the page and click Send.
     text = f"hello from chromium {os.getpid()}-{int(time.time())}"
-    await dt.evaluate(
-        "(() => { const i = document.getElementById('text'); i.value = %s;"
-        " i.dispatchEvent(new Event('input', {bubbles: true}));"
-        " document.getElementById('send').click(); return true; })()" % json.dumps(text))
+    await type_and_send(text)
     got = await peer.recv()
     check(got == f"{browser_nick}: {text}",
           f"python client expected {browser_nick + ': ' + text!r}, got {got!r}")

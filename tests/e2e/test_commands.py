@@ -196,7 +196,8 @@ async def main(h):
     for kind, gw in (("ws", gb), ("tcp+line", ga), ("tcp+frame", gb)):
         leaver = await connect(gw, kind, f"leaver_{kind}")
         await fetch_id(leaver)
-        uid, group = f"solo-uid-{kind}", f"solo-group-{kind}"
+        # a long group name (beyond any small-string buffer) and a short one
+        uid, group = f"solo-uid-{kind}", f"solo-group-with-a-long-name-{kind}"
         await expect_reply(leaver, f"bind {uid}", "ok")
         await expect_reply(leaver, f"join {group}", "ok")
         await expect_reply(leaver, "join g2", "ok")

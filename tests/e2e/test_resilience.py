@@ -5,9 +5,11 @@ Cluster: 2 registers, 2 gateways (--lease-ttl-ms 2000), 2 workers with the `comm
 1. SIGKILL register 1. For three lease periods the cluster keeps working (commands and
    cross-gateway pushes, no worker prints `unlinked`); new clients connect on both gateways; a
    worker started now (with the dead register first in its list) links to both gateways.
-2. SIGKILL gateway A. Every worker prints `unlinked <A>`; from a client on gateway B, `count`
-   settles on exactly B's clients, A's client_ids read offline, uid lists hold only B's clients,
-   pushes reach B's clients, and gateway B keeps accepting clients.
+   Register 1 restarted on its address gets both gateways back.
+2. SIGKILL gateway A. Every worker prints `unlinked <A>`; both registers drop A when its lease
+   lapses; from a client on gateway B, `count` settles on exactly B's clients, A's client_ids read
+   offline, uid lists hold only B's clients, pushes reach B's clients, and gateway B keeps
+   accepting clients.
 """
 
 import asyncio
@@ -57,13 +59,14 @@ async def main(h):
         # Work keeps flowing for three lease periods: the gateways' leases must live on at the
         # other register, so no worker may drop a gateway.
         await push_and_check(b2, f"to-uid u still-{rounds}", f"still-{rounds}", [a1, b1], clients,
-                             f"uid push {rounds} with register 1 down")
+                             f"uid push {rounds} with register 1 down", quiet=True)
         await push_and_check(a1, f"to-group room r-{rounds}", f"r-{rounds}", [a2, b2], clients,
-                             f"group push {rounds} with register 1 down")
+                             f"group push {rounds} with register 1 down", quiet=True)
         for w in workers:
             check(not w.has_line(r"^unlinked\b"),
                   f"{w.name} dropped a gateway while only a register was down: {w.lines}")
         rounds += 1
+        await asyncio.sleep(0.1)  # pacing of the rounds, not synchronisation
     log(f"register 1 down: {rounds} rounds of cross-gateway pushes over {window:.0f}s "
         f"(3 lease periods), no worker unlinked")
 
@@ -92,6 +95,25 @@ async def main(h):
     clients += late
     check_eq(await query_int(late[0], "count", "count"), len(clients), "count with late clients")
 
+    # Register 1 comes back on its address: the gateways register with it again on their own.
+    r1b = await c.start_register(name="register1-restarted", listen=r1.addr)
+    check_eq(r1b.addr, r1.addr, "restarted register 1 address")
+
+    async def listed_at(reg):
+        status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
+                                                  "gateways"])
+        check(status == 0, f"gwxctl gateways at {reg.name}: status {status}, stderr {err!r}")
+        return sorted(line.split()[1] for line in out.splitlines() if line.strip())
+
+    t0 = time.monotonic()
+    await poll_until(lambda: listed_at(r1b), lambda xs: xs == sorted([ga.internal, gb.internal]),
+                     START_TIMEOUT, "both gateways re-registered at the restarted register 1",
+                     interval=0.25)
+    log(f"register 1 restarted: both gateways registered with it again within "
+        f"{time.monotonic() - t0:.1f}s")
+    await push_and_check(a3, "to-uid u after-restart", "after-restart", [a1, b1, a3, b3],
+                         clients, "uid push after register 1 restarted")
+
     # --- 2. kill a gateway ------------------------------------------------------------------
     on_a = [a1, a2, a3] + late_a
     on_b = [b1, b2, b3] + late_b
@@ -103,6 +125,14 @@ async def main(h):
                            for w in workers))
     log(f"gateway A killed: all {len(workers)} workers printed 'unlinked {ga.internal}' "
         f"within {time.monotonic() - t0:.1f}s")
+
+    # The register drops gateway A once its lease lapses; gateway B stays listed.
+    t0 = time.monotonic()
+    for reg in (r1b, r2):
+        await poll_until(lambda: listed_at(reg), lambda xs: xs == [gb.internal], START_TIMEOUT,
+                         f"{reg.name} dropping gateway A", interval=0.25)
+    log(f"both registers dropped gateway A within {time.monotonic() - t0:.1f}s of the kill "
+        f"(lease {LEASE_MS} ms); gateway B still listed")
 
     await poll_until(lambda: query_int(b1, "count", "count"), lambda n: n == len(on_b),
                      START_TIMEOUT, "count from gateway B after gateway A died")

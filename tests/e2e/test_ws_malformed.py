@@ -243,6 +243,7 @@ async def main(h):
     check(status.startswith(b"HTTP/1.1 4"), f"plain GET answered {status!r}, expected a 4xx")
     wr.close()
     await good_round_trip("plain-get")
+    log(f"plain GET without Upgrade: answered {status.decode().strip()!r}")
 
     log(f"malformed input: {len(results)} raw clients each got the prescribed close code "
         f"({sum(1 for _, c in results if c == 1002)}x1002, "
