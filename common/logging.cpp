@@ -1,10 +1,38 @@
 #include "common/logging.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <stdexcept>
 
 namespace gwx {
+namespace {
+
+/// %q: the log message escaped for a JSON string.
+class json_message_flag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    static constexpr char k_hex[] = "0123456789abcdef";
+    for (const char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        dest.push_back('\\');
+        dest.push_back(c);
+      } else if (u < 0x20) {
+        const char esc[] = {'\\', 'u', '0', '0', k_hex[u >> 4], k_hex[u & 0xf]};
+        dest.append(esc, esc + sizeof esc);
+      } else {
+        dest.push_back(c);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<json_message_flag>();
+  }
+};
+
+}  // namespace
 
 void init_logging(const std::string& program, const std::string& level, const std::string& format) {
   const auto lvl = spdlog::level::from_str(level);
@@ -15,8 +43,10 @@ void init_logging(const std::string& program, const std::string& level, const st
   if (format == "text") {
     logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %n: %v");
   } else if (format == "json") {
-    logger->set_pattern(
-        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","bin":"%n","pid":%P,"msg":"%v"})");
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<json_message_flag>('q').set_pattern(
+        R"({"ts":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","bin":"%n","pid":%P,"msg":"%q"})");
+    logger->set_formatter(std::move(formatter));
   } else {
     throw std::invalid_argument("unknown log format '" + format + "' (text or json)");
   }
