@@ -17,6 +17,8 @@ constexpr std::size_t k_max_head = 8192;
 constexpr std::size_t k_max_gather = 64;
 // Room for a WebSocket frame header on top of the largest message.
 constexpr std::size_t k_frame_overhead = 16;
+// How long a closing client may take to accept what is still queued for it.
+constexpr auto k_close_linger = std::chrono::seconds(5);
 
 }  // namespace
 
@@ -140,9 +142,7 @@ void client_session::accept_upgrade() {
 }
 
 void client_session::reject_upgrade(int status, const std::string& body, const char* reason) {
-  state_ = state::closing;
-  close_after_flush_ = true;
-  close_reason_ = std::string("upgrade refused: ") + reason;
+  begin_close(std::string("upgrade refused: ") + reason);
   push(std::make_shared<const std::string>(codec::ws::make_error_response(status, body)));
 }
 
@@ -192,9 +192,7 @@ bool client_session::handle_websocket() {
         } else {
           codec::ws::encode_close(*reply, ev.close_code);
         }
-        state_ = state::closing;
-        close_after_flush_ = true;
-        close_reason_ = "client closed (" + std::to_string(ev.close_code) + ")";
+        begin_close("client closed (" + std::to_string(ev.close_code) + ")");
         push(reply);
         more = false;
         break;
@@ -338,9 +336,7 @@ void client_session::close_gracefully(
     codec::ws::encode_close(*frame, codec::ws::k_close_normal);
     push(frame);
   }
-  state_ = state::closing;
-  close_after_flush_ = true;
-  close_reason_ = "closed by the server";
+  begin_close("closed by the server");
   if (!writing_) {
     do_write();
   }
@@ -350,9 +346,7 @@ void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
   if (listener_.kind == framing::websocket && state_ == state::open && ws_code != 0) {
     auto frame = std::make_shared<std::string>();
     codec::ws::encode_close(*frame, ws_code);
-    state_ = state::closing;
-    close_after_flush_ = true;
-    close_reason_ = "protocol error: " + reason + " (" + std::to_string(ws_code) + ")";
+    begin_close("protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
     push(frame);
     return;
   }
@@ -361,6 +355,18 @@ void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
 
 void client_session::destroy(const std::string& reason) {
   finish(reason);
+}
+
+void client_session::begin_close(std::string reason) {
+  state_ = state::closing;
+  close_after_flush_ = true;
+  close_reason_ = std::move(reason);
+  timer_.expires_after(k_close_linger);
+  timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (!ec && self->state_ == state::closing) {
+      self->finish(self->close_reason_ + " (flush timed out)");
+    }
+  });
 }
 
 void client_session::finish(const std::string& reason) {
@@ -394,7 +400,7 @@ std::chrono::milliseconds client_session::tick_period() const {
 
 void client_session::arm_timer() {
   const auto period = tick_period();
-  if (period.count() == 0 || state_ == state::closed) {
+  if (period.count() == 0 || state_ == state::closed || state_ == state::closing) {
     timer_.cancel();
     return;
   }

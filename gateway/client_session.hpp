@@ -77,6 +77,8 @@ class client_session : public std::enable_shared_from_this<client_session> {
   void fail(std::uint16_t ws_code, const std::string& reason);
   void finish(const std::string& reason);
   void push(const wire_bytes& bytes);
+  /// Enters `closing`: finish once the queue is flushed, or after a bounded linger.
+  void begin_close(std::string reason);
   void arm_timer();
   std::chrono::milliseconds tick_period() const;
   void on_tick();

@@ -214,6 +214,10 @@ void gateway_server::accept_internal() {
           });
         } else {
           spdlog::warn("accept on internal listener failed: {}", ec.message());
+          auto timer = std::make_shared<asio::steady_timer>(internal_->get_executor(),
+                                                            std::chrono::milliseconds(50));
+          timer->async_wait([this, timer](std::error_code) { accept_internal(); });
+          return;
         }
         accept_internal();
       });

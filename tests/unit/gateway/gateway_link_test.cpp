@@ -266,14 +266,18 @@ TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
   ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_CLIENT));
   auto client = connect_client();
   asio::write(client, asio::buffer(std::string("ignored\n")));
-  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
-  for (const auto& f : frames_) {
-    EXPECT_FALSE(f.has_event());
-  }
-  const auto stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+  // Wait until the gateway has read the message, then no event may have reached this peer.
+  link::v1::GatewayStats stats;
+  EXPECT_TRUE(run_until([&] {
+    stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+    return stats.messages_in() == 1;
+  }));
   EXPECT_EQ(stats.clients(), 1U);
   EXPECT_EQ(stats.threads(), 2U);
   EXPECT_TRUE(stats.workers().empty());
+  for (const auto& f : frames_) {
+    EXPECT_FALSE(f.has_event());
+  }
 }
 
 }  // namespace
