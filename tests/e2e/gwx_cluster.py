@@ -644,6 +644,9 @@ async def push_and_check(sender: Client, command, text, recipients, everyone, wh
 
     The sender may itself be a recipient, in which case it gets `ok` and `text` in either order."""
     recipients = list(recipients)
+    # tcp+raw has no message boundaries: "ok" and the push could arrive in one read.
+    check(not (sender.kind == "tcp+raw" and sender in recipients),
+          f"{what}: test error: a tcp+raw sender cannot also be a recipient")
     await sender.send(command)
     if sender in recipients:
         got = sorted(await sender.recv_n(2))

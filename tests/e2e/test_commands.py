@@ -217,6 +217,20 @@ async def main(h):
         check_eq(await query_int(b_raw, "count", "count"), len(everyone), "count after leaver")
         await push_and_check(a_line, f"to-uid {uid} to-a-ghost", "to-a-ghost", [], everyone,
                              f"uid push to the closed {kind} client's uid")
+    # Clients connected after the leavers closed (the gateway may reuse the leavers' memory for
+    # them) are in no group: pushes to the leavers' groups reach nobody.
+    newcomers = [await connect(gw, kind, f"newcomer_{kind}_{gw.name}")
+                 for gw in (ga, gb) for kind in ("ws", "tcp+line", "tcp+frame")]
+    for x in newcomers:
+        await fetch_id(x)
+    for kind in ("ws", "tcp+line", "tcp+frame"):
+        await push_and_check(b_frame, f"to-group solo-group-with-a-long-name-{kind} stale",
+                             "stale", [], everyone + newcomers,
+                             f"group push to the closed {kind} client's group")
+    for x in newcomers:
+        await x.close()
+    await poll_until(lambda: query_int(a_raw, "count", "count"), lambda n: n == len(everyone),
+                     REPLY_TIMEOUT, "count after the newcomers closed")
     # a uid shared by two clients stays online while one remains
     await b_line.close()
     everyone.remove(b_line)

@@ -111,7 +111,7 @@ async def main(h):
                      interval=0.25)
     log(f"register 1 restarted: both gateways registered with it again within "
         f"{time.monotonic() - t0:.1f}s")
-    await push_and_check(a3, "to-uid u after-restart", "after-restart", [a1, b1, a3, b3],
+    await push_and_check(b2, "to-uid u after-restart", "after-restart", [a1, b1, a3, b3],
                          clients, "uid push after register 1 restarted")
 
     # --- 2. kill a gateway ------------------------------------------------------------------
