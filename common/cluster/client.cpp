@@ -1,0 +1,69 @@
+#include "common/cluster/client.hpp"
+
+#include "common/cluster/cluster_core.hpp"
+
+namespace gwx {
+namespace {
+
+std::shared_ptr<cluster::cluster_core> make_core(client_options options) {
+  if (options.name.empty()) {
+    options.name = "gwx-client";
+  }
+  return std::make_shared<cluster::cluster_core>(
+      cluster::make_core_options(std::move(options), link::v1::PEER_ROLE_CLIENT));
+}
+
+client_options shorthand(std::string_view registers, std::string secret, std::string token,
+                         std::string name) {
+  client_options o;
+  o.registers = parse_host_port_list(registers);
+  o.secret = std::move(secret);
+  o.token = std::move(token);
+  o.name = std::move(name);
+  return o;
+}
+
+}  // namespace
+
+Client::Client(client_options options) : Client(make_core(std::move(options))) {}
+
+Client::Client(std::string_view registers, std::string secret, std::string token, std::string name)
+    : Client(shorthand(registers, std::move(secret), std::move(token), std::move(name))) {}
+
+Client::Client(std::shared_ptr<cluster::cluster_core> core) : gateway_api(core), core_(core) {}
+
+Client::~Client() {
+  stop();
+}
+
+void Client::start() {
+  core_->start();
+}
+
+bool Client::wait_ready(std::chrono::milliseconds timeout) {
+  return core_->wait_ready(timeout);
+}
+
+void Client::stop() {
+  core_->stop();
+}
+
+std::vector<gateway_status> Client::gateways() const {
+  return core_->gateways();
+}
+
+std::vector<std::string> Client::flush(std::chrono::milliseconds timeout) {
+  // Each link is ordered, so a gateway's answer to a query proves it has processed every
+  // command sent to it before the query.
+  auto r = get_all_client_count(timeout);
+  if (r.error) {
+    std::vector<std::string> all;
+    for (const auto& g : gateways()) {
+      all.push_back(g.internal_address);
+    }
+    return all;
+  }
+  return std::move(r.missing_gateways);
+}
+
+}  // namespace gwx

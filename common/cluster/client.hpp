@@ -1,0 +1,55 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/cluster/cluster_options.hpp"
+#include "common/cluster/gateway_api.hpp"
+
+namespace gwx {
+
+namespace cluster {
+class cluster_core;
+}
+
+/// How a gwx::Client finds and joins the cluster (default name "gwx-client").
+using client_options = cluster_options;
+
+/// A push client for processes outside the cluster (a web backend, a cron job): links to every
+/// gateway the registers list, as a PEER_ROLE_CLIENT that never receives client events, and
+/// offers the whole Gateway API (it is one).
+///
+/// Thread-safe, like gateway_api. One network thread of its own runs from start() to stop().
+class Client : public gateway_api {
+ public:
+  /// A client configured by `options`; nothing happens before start().
+  explicit Client(client_options options);
+  /// Shorthand: `registers` is "host:port[,host:port…]" (throws std::invalid_argument).
+  Client(std::string_view registers, std::string secret, std::string token = {},
+         std::string name = "gwx-client");
+  ~Client();
+
+  /// Starts watching the registers and linking to the gateways.
+  void start();
+  /// Waits until the registers answered and every gateway they list is linked.
+  bool wait_ready(std::chrono::milliseconds timeout);
+  /// Flushes pushes (bounded) and closes every link. Idempotent; also done by the destructor.
+  void stop();
+
+  /// The gateways the registers list, with their link state.
+  std::vector<gateway_status> gateways() const;
+
+  /// Waits until every linked gateway has processed everything sent before this call; returns
+  /// the gateways that did not confirm within `timeout` (empty: all done).
+  std::vector<std::string> flush(std::chrono::milliseconds timeout = k_default_timeout);
+
+ private:
+  Client(std::shared_ptr<cluster::cluster_core> core);
+
+  std::shared_ptr<cluster::cluster_core> core_;
+};
+
+}  // namespace gwx

@@ -1,0 +1,499 @@
+#include "common/cluster/cluster_core.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+namespace gwx::cluster {
+namespace {
+
+// Longest stop() waits for links to flush before it stops the loop regardless.
+constexpr std::chrono::milliseconds k_stop_limit{3000};
+
+thread_local outbox_scope* tl_outbox = nullptr;
+
+}  // namespace
+
+core_options make_core_options(cluster_options options, link::v1::PeerRole role) {
+  core_options o;
+  o.registers = std::move(options.registers);
+  o.token = std::move(options.token);
+  o.query_timeout = options.query_timeout;
+  o.link.secret = std::move(options.secret);
+  o.link.name = std::move(options.name);
+  o.link.role = role;
+  o.link.keepalive_interval = options.keepalive_interval;
+  o.link.keepalive_timeout = options.keepalive_timeout;
+  return o;
+}
+
+struct cluster_core::gather {
+  explicit gather(asio::io_context& io) : timer(io) {}
+
+  gather_handler done;
+  gather_result result;
+  std::vector<std::uint64_t> outstanding;
+  asio::steady_timer timer;
+  bool finished = false;
+};
+
+cluster_core::cluster_core(core_options options)
+    : options_(std::move(options)),
+      link_settings_(std::make_shared<const link_settings>(options_.link)) {}
+
+cluster_core::~cluster_core() {
+  stop();
+}
+
+void cluster_core::start() {
+  if (started_.exchange(true)) {
+    return;
+  }
+  work_.emplace(io_.get_executor());
+  thread_ = std::thread([this] {
+    io_.run();
+    std::lock_guard lock(status_mutex_);
+    loop_done_ = true;
+    status_changed_.notify_all();
+  });
+  if (!options_.registers.empty()) {
+    watcher_ = std::make_unique<registry::gateway_watcher>(
+        options_.registers, options_.token, options_.link.name,
+        [this](const std::vector<registry::gateway_entry>& set) {
+          asio::post(io_, [this, set] { apply_set(set); });
+        });
+    watcher_->start();
+  }
+}
+
+void cluster_core::stop() {
+  if (!started_.load() || stopped_.exchange(true, std::memory_order_acq_rel)) {
+    return;
+  }
+  if (watcher_) {
+    watcher_->stop();
+  }
+  asio::post(io_, [this] {
+    for (auto& [id, link] : links_) {
+      link->stop();
+    }
+    links_.clear();
+    std::vector<std::shared_ptr<gather>> open;
+    for (auto& [rid, p] : pending_) {
+      p.owner->result.missing_gateways.push_back(p.address);
+      open.push_back(p.owner);
+    }
+    pending_.clear();
+    for (auto& g : open) {
+      g->outstanding.clear();
+      g->result.error = api_errc::stopped;
+      finish_if_done(g);
+    }
+    publish_status();
+  });
+  work_.reset();
+  {
+    std::unique_lock lock(status_mutex_);
+    if (!status_changed_.wait_for(lock, k_stop_limit, [this] { return loop_done_; })) {
+      spdlog::warn("links did not close within {} ms; stopping anyway", k_stop_limit.count());
+      io_.stop();
+    }
+  }
+  thread_.join();
+}
+
+void cluster_core::set_gateways(std::vector<registry::gateway_entry> gateways) {
+  asio::post(io_, [this, set = std::move(gateways)] { apply_set(set); });
+}
+
+bool cluster_core::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  if (watcher_) {
+    if (!watcher_->wait_for_snapshot(timeout)) {
+      return false;
+    }
+    // An empty first snapshot changes nothing and so calls no hook: apply it explicitly.
+    asio::post(io_, [this] { apply_set(watcher_->current()); });
+  }
+  std::unique_lock lock(status_mutex_);
+  return status_changed_.wait_until(lock, deadline, [this] {
+    return set_applied_ && std::all_of(status_.begin(), status_.end(),
+                                       [](const gateway_status& g) { return g.linked; });
+  });
+}
+
+std::vector<gateway_status> cluster_core::gateways() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
+}
+
+bool cluster_core::on_network_thread() const {
+  return io_.get_executor().running_in_this_thread();
+}
+
+void cluster_core::send_on_link(const link_ref& link, link::v1::Frame frame) {
+  outbound item;
+  item.kind = outbound::route::link;
+  item.key = link.gateway_id;
+  item.serial = link.serial;
+  item.frame = std::move(frame);
+  enqueue(std::move(item));
+}
+
+void cluster_core::send_to_holder(std::string client_id, link::v1::Command cmd) {
+  outbound item;
+  item.kind = outbound::route::holder;
+  item.key = std::move(client_id);
+  *item.frame.mutable_command() = std::move(cmd);
+  enqueue(std::move(item));
+}
+
+void cluster_core::send_to_all(link::v1::Command cmd) {
+  outbound item;
+  item.kind = outbound::route::all;
+  *item.frame.mutable_command() = std::move(cmd);
+  enqueue(std::move(item));
+}
+
+void cluster_core::send_each(command_builder build) {
+  outbound item;
+  item.kind = outbound::route::each;
+  item.build = std::move(build);
+  enqueue(std::move(item));
+}
+
+void cluster_core::enqueue(outbound item) {
+  if (stopped()) {
+    return;
+  }
+  if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
+    tl_outbox->items_.push_back(std::move(item));
+    return;
+  }
+  if (on_network_thread()) {
+    deliver(item);
+    return;
+  }
+  asio::post(io_, [this, item = std::move(item)]() mutable { deliver(item); });
+}
+
+void cluster_core::deliver(outbound& item) {
+  switch (item.kind) {
+    case outbound::route::holder: {
+      const client_target target(item.key);
+      if (!target.parts) {
+        return;
+      }
+      const auto it = links_.find(target.gateway_id);
+      if (it != links_.end() && it->second->is_up() &&
+          it->second->address() == target.parts->gateway_address) {
+        it->second->send(item.frame);
+      }
+      return;
+    }
+    case outbound::route::all:
+      for (auto& [id, link] : links_) {
+        link->send(item.frame);
+      }
+      return;
+    case outbound::route::each: {
+      link::v1::Frame frame;
+      for (auto& [id, link] : links_) {
+        if (!link->is_up()) {
+          continue;
+        }
+        frame.Clear();
+        if (item.build(gateway_view{id, link->address(), true}, *frame.mutable_command())) {
+          link->send(frame);
+        }
+      }
+      return;
+    }
+    case outbound::route::link: {
+      const auto it = links_.find(item.key);
+      if (it != links_.end() && it->second->serial() == item.serial) {
+        it->second->send(item.frame);
+      }
+      return;
+    }
+  }
+}
+
+void cluster_core::deliver_acks(std::vector<std::pair<link_ref, std::uint64_t>>& acks) {
+  std::stable_sort(acks.begin(), acks.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.first.gateway_id, a.first.serial) <
+           std::tie(b.first.gateway_id, b.first.serial);
+  });
+  link::v1::Frame frame;
+  for (std::size_t i = 0; i < acks.size();) {
+    const auto& ref = acks[i].first;
+    frame.Clear();
+    auto* ids = frame.mutable_ack()->mutable_event_ids();
+    std::size_t j = i;
+    for (; j < acks.size() && acks[j].first.gateway_id == ref.gateway_id &&
+           acks[j].first.serial == ref.serial;
+         ++j) {
+      ids->Add(acks[j].second);
+    }
+    const auto it = links_.find(ref.gateway_id);
+    if (it != links_.end() && it->second->serial() == ref.serial) {
+      it->second->send(frame);
+    }
+    i = j;
+  }
+}
+
+void cluster_core::request_each(command_builder build, std::chrono::milliseconds timeout,
+                                gather_handler done) {
+  if (stopped()) {
+    gather_result r;
+    r.error = api_errc::stopped;
+    done(std::move(r));
+    return;
+  }
+  if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
+    tl_outbox->flush();
+  }
+  if (on_network_thread()) {
+    start_gather(build, timeout, done);
+    return;
+  }
+  asio::post(io_, [this, build = std::move(build), timeout, done = std::move(done)]() mutable {
+    start_gather(build, timeout, done);
+  });
+}
+
+void cluster_core::start_gather(command_builder& build, std::chrono::milliseconds timeout,
+                                gather_handler& done) {
+  auto g = std::make_shared<gather>(io_);
+  g->done = std::move(done);
+  if (stopped()) {
+    g->result.error = api_errc::stopped;
+    finish_if_done(g);
+    return;
+  }
+  link::v1::Frame frame;
+  for (auto& [id, link] : links_) {
+    frame.Clear();
+    auto& cmd = *frame.mutable_command();
+    if (!build(gateway_view{id, link->address(), link->is_up()}, cmd)) {
+      continue;
+    }
+    if (!link->is_up()) {
+      g->result.missing_gateways.push_back(link->address());
+      continue;
+    }
+    const auto rid = next_request_id_++;
+    cmd.set_request_id(rid);
+    link->send(frame);
+    pending_.emplace(rid, pending_request{g, id, link->serial(), link->address()});
+    g->outstanding.push_back(rid);
+  }
+  if (!g->outstanding.empty()) {
+    g->timer.expires_after(timeout);
+    g->timer.async_wait([this, weak = std::weak_ptr<gather>(g)](std::error_code ec) {
+      auto g = weak.lock();
+      if (ec || !g || g->finished) {
+        return;
+      }
+      for (const auto rid : g->outstanding) {
+        const auto it = pending_.find(rid);
+        if (it != pending_.end()) {
+          g->result.missing_gateways.push_back(it->second.address);
+          pending_.erase(it);
+        }
+      }
+      g->outstanding.clear();
+      finish_if_done(g);
+    });
+  }
+  finish_if_done(g);
+}
+
+void cluster_core::on_reply(link::v1::Reply& reply) {
+  const auto it = pending_.find(reply.request_id());
+  if (it == pending_.end()) {
+    return;  // Answered after its gather timed out, or a write's reply nobody waits for.
+  }
+  auto g = it->second.owner;
+  auto address = std::move(it->second.address);
+  pending_.erase(it);
+  std::erase(g->outstanding, reply.request_id());
+  if (reply.error().empty()) {
+    g->result.replies.push_back(gateway_reply{std::move(address), std::move(reply)});
+  } else {
+    spdlog::warn("gateway {} answered a query with an error: {}", address, reply.error());
+    g->result.missing_gateways.push_back(std::move(address));
+  }
+  finish_if_done(g);
+}
+
+void cluster_core::drop_requests_of(const std::string& gateway_id, std::uint64_t serial) {
+  std::vector<std::shared_ptr<gather>> touched;
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (it->second.gateway_id == gateway_id && it->second.serial == serial) {
+      auto& g = it->second.owner;
+      g->result.missing_gateways.push_back(it->second.address);
+      std::erase(g->outstanding, it->first);
+      touched.push_back(g);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& g : touched) {
+    finish_if_done(g);
+  }
+}
+
+void cluster_core::finish_if_done(const std::shared_ptr<gather>& g) {
+  if (g->finished || !g->outstanding.empty()) {
+    return;
+  }
+  g->finished = true;
+  g->timer.cancel();
+  auto& missing = g->result.missing_gateways;
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  auto done = std::move(g->done);
+  if (done) {
+    done(std::move(g->result));
+  }
+}
+
+void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateways) {
+  if (stopped()) {
+    return;
+  }
+  std::set<std::string> wanted;
+  for (const auto& entry : gateways) {
+    wanted.insert(entry.gateway_id);
+    const auto it = links_.find(entry.gateway_id);
+    if (it != links_.end()) {
+      it->second->update_entry(entry);
+      continue;
+    }
+    gateway_link::callbacks cb;
+    cb.on_up = [this](gateway_link& l) { on_link_up(l); };
+    cb.on_down = [this](gateway_link& l, const std::string&) { on_link_down(l); };
+    cb.on_frame = [this](gateway_link& l, link::v1::Frame& f) { on_frame(l, f); };
+    auto link = std::make_shared<gateway_link>(io_, entry, link_settings_, std::move(cb));
+    links_.emplace(entry.gateway_id, link);
+    spdlog::debug("gateway {} ({}) joined the cluster", entry.internal_address, entry.gateway_id);
+    link->start();
+  }
+  std::vector<std::string> unlinked;
+  for (auto it = links_.begin(); it != links_.end();) {
+    if (wanted.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    auto link = it->second;
+    it = links_.erase(it);
+    const bool was_up = link->is_up();
+    spdlog::info("gateway {} ({}) left the cluster", link->address(), link->gateway_id());
+    link->stop();
+    if (was_up) {
+      drop_requests_of(link->gateway_id(), link->serial());
+      unlinked.push_back(link->address());
+    }
+  }
+  {
+    std::lock_guard lock(status_mutex_);
+    set_applied_ = true;
+  }
+  publish_status();
+  for (const auto& address : unlinked) {
+    if (on_link_change_) {
+      on_link_change_(address, false);
+    }
+  }
+}
+
+void cluster_core::on_link_up(gateway_link& link) {
+  publish_status();
+  if (on_link_change_) {
+    on_link_change_(link.address(), true);
+  }
+}
+
+void cluster_core::on_link_down(gateway_link& link) {
+  drop_requests_of(link.gateway_id(), link.serial());
+  publish_status();
+  if (on_link_change_) {
+    on_link_change_(link.address(), false);
+  }
+}
+
+void cluster_core::on_frame(gateway_link& link, link::v1::Frame& frame) {
+  switch (frame.body_case()) {
+    case link::v1::Frame::kReply:
+      on_reply(*frame.mutable_reply());
+      return;
+    case link::v1::Frame::kEvent:
+      if (on_event_) {
+        on_event_(link_ref{link.gateway_id(), link.serial()}, *frame.mutable_event());
+      }
+      return;
+    default:
+      spdlog::debug("gateway {} sent an unexpected frame ({})", link.address(),
+                    static_cast<int>(frame.body_case()));
+      return;
+  }
+}
+
+void cluster_core::publish_status() {
+  std::vector<gateway_status> now;
+  now.reserve(links_.size());
+  for (const auto& [id, link] : links_) {
+    gateway_status s;
+    s.gateway_id = id;
+    s.internal_address = link->address();
+    s.listeners = link->entry().listeners;
+    s.name = link->entry().name;
+    s.linked = link->is_up();
+    now.push_back(std::move(s));
+  }
+  std::lock_guard lock(status_mutex_);
+  status_ = std::move(now);
+  status_changed_.notify_all();
+}
+
+// ---- outbox_scope ----
+
+outbox_scope::outbox_scope(cluster_core& core) : core_(core), previous_(tl_outbox) {
+  tl_outbox = this;
+}
+
+outbox_scope::~outbox_scope() {
+  flush();
+  tl_outbox = previous_;
+}
+
+void outbox_scope::ack(const link_ref& link, std::uint64_t event_id) {
+  acks_.emplace_back(link, event_id);
+}
+
+void outbox_scope::flush() {
+  if (items_.empty() && acks_.empty()) {
+    return;
+  }
+  if (core_.stopped()) {
+    items_.clear();
+    acks_.clear();
+    return;
+  }
+  asio::post(core_.io_,
+             [core = &core_, items = std::move(items_), acks = std::move(acks_)]() mutable {
+               for (auto& item : items) {
+                 core->deliver(item);
+               }
+               core->deliver_acks(acks);
+             });
+  items_.clear();
+  acks_.clear();
+}
+
+}  // namespace gwx::cluster

@@ -1,0 +1,177 @@
+#pragma once
+
+#include <asio.hpp>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "common/cluster/cluster_options.hpp"
+#include "common/cluster/gateway_link.hpp"
+#include "common/cluster/transport.hpp"
+#include "common/cluster/types.hpp"
+#include "common/net/endpoint.hpp"
+#include "common/registry/gateway_watcher.hpp"
+
+namespace gwx::cluster {
+
+/// What a cluster_core needs to find and link to the gateways.
+struct core_options {
+  /// Registers to watch; empty: gateways are given with set_gateways() (tests).
+  std::vector<host_port> registers;
+  /// Register access token.
+  std::string token;
+  link_settings link;
+  std::chrono::milliseconds query_timeout{3000};
+};
+
+/// Core options for a process of `role` configured by `options`.
+core_options make_core_options(cluster_options options, link::v1::PeerRole role);
+
+/// One network thread with a link to every gateway the registers list: follows the watched set
+/// (links gateways that appear, drops those that leave), routes commands by client_id, fans
+/// requests out to every gateway at once and gathers the replies with a timeout.
+///
+/// Thread-safe. Hooks and request handlers run on the network thread. Create with
+/// std::make_shared; set hooks before start().
+class cluster_core final : public transport {
+ public:
+  /// A link came up (true) or went down (false); `gateway_address` as the gateway advertises it.
+  using link_change_handler = std::function<void(const std::string& gateway_address, bool up)>;
+  /// A client event arrived on `link` (worker role only); the event may be moved from.
+  using event_handler = std::function<void(const link_ref& link, link::v1::ClientEvent& event)>;
+
+  explicit cluster_core(core_options options);
+  ~cluster_core() override;
+  cluster_core(const cluster_core&) = delete;
+  cluster_core& operator=(const cluster_core&) = delete;
+
+  /// Sets the link change hook; before start().
+  void set_link_change_handler(link_change_handler h) { on_link_change_ = std::move(h); }
+  /// Sets the client event hook; before start().
+  void set_event_handler(event_handler h) { on_event_ = std::move(h); }
+
+  /// Starts the network thread and the register watch.
+  void start();
+  /// Flushes and closes every link (bounded), stops the watch and joins. Idempotent.
+  void stop();
+
+  /// Replaces the set of gateways to link to (when no registers are watched).
+  void set_gateways(std::vector<registry::gateway_entry> gateways);
+
+  /// Waits until the registers answered and every gateway they list is linked.
+  bool wait_ready(std::chrono::milliseconds timeout);
+
+  /// The gateways currently known, sorted by id, with their link state.
+  std::vector<gateway_status> gateways() const;
+
+  /// Queues `frame` on that exact link; dropped when it is gone (e.g. reconnected since).
+  void send_on_link(const link_ref& link, link::v1::Frame frame);
+
+  /// True on the network thread.
+  bool on_network_thread() const override;
+
+  // transport
+  void send_to_holder(std::string client_id, link::v1::Command cmd) override;
+  void send_to_all(link::v1::Command cmd) override;
+  void send_each(command_builder build) override;
+  void request_each(command_builder build, std::chrono::milliseconds timeout,
+                    gather_handler done) override;
+  std::chrono::milliseconds default_timeout() const override { return options_.query_timeout; }
+  bool stopped() const override { return stopped_.load(std::memory_order_acquire); }
+
+ private:
+  friend class outbox_scope;
+
+  // A frame on its way to the network thread, with where it goes.
+  struct outbound {
+    enum class route : std::uint8_t { holder, all, each, link };
+    route kind = route::all;
+    // holder: the client_id; link: the gateway_id.
+    std::string key;
+    std::uint64_t serial = 0;
+    link::v1::Frame frame;
+    command_builder build;
+  };
+  struct gather;
+  struct pending_request {
+    std::shared_ptr<gather> owner;
+    std::string gateway_id;
+    std::uint64_t serial = 0;
+    std::string address;
+  };
+
+  void enqueue(outbound item);
+  void deliver(outbound& item);
+  void deliver_acks(std::vector<std::pair<link_ref, std::uint64_t>>& acks);
+  void apply_set(const std::vector<registry::gateway_entry>& gateways);
+  void on_link_up(gateway_link& link);
+  void on_link_down(gateway_link& link);
+  void on_frame(gateway_link& link, link::v1::Frame& frame);
+  void on_reply(link::v1::Reply& reply);
+  void start_gather(command_builder& build, std::chrono::milliseconds timeout,
+                    gather_handler& done);
+  void drop_requests_of(const std::string& gateway_id, std::uint64_t serial);
+  void finish_if_done(const std::shared_ptr<gather>& g);
+  void publish_status();
+
+  core_options options_;
+  std::shared_ptr<const link_settings> link_settings_;
+  link_change_handler on_link_change_;
+  event_handler on_event_;
+
+  mutable asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  std::thread thread_;
+  std::unique_ptr<registry::gateway_watcher> watcher_;
+  std::atomic<bool> started_{false};
+  std::atomic<bool> stopped_{false};
+
+  // Network thread only.
+  std::map<std::string, std::shared_ptr<gateway_link>> links_;
+  std::unordered_map<std::uint64_t, pending_request> pending_;
+  std::uint64_t next_request_id_ = 1;
+
+  // What other threads may read.
+  mutable std::mutex status_mutex_;
+  std::condition_variable status_changed_;
+  std::vector<gateway_status> status_;
+  bool set_applied_ = false;
+  bool loop_done_ = false;
+};
+
+/// Batches what the current thread sends through `core` while the scope lives: commands keep
+/// their order and reach the network thread in one hand-over when the scope ends (or earlier,
+/// before a request, so a query still follows the writes issued before it). Event acks are
+/// collected too and leave as one EventAck per link, after the commands. Not thread-safe: one
+/// scope per thread, used on that thread.
+class outbox_scope {
+ public:
+  explicit outbox_scope(cluster_core& core);
+  ~outbox_scope();
+  outbox_scope(const outbox_scope&) = delete;
+  outbox_scope& operator=(const outbox_scope&) = delete;
+
+  /// Acknowledges an event of `link` when the batch leaves.
+  void ack(const link_ref& link, std::uint64_t event_id);
+  /// Hands everything collected so far to the network thread.
+  void flush();
+
+ private:
+  friend class cluster_core;
+
+  cluster_core& core_;
+  outbox_scope* previous_;
+  std::vector<cluster_core::outbound> items_;
+  std::vector<std::pair<link_ref, std::uint64_t>> acks_;
+};
+
+}  // namespace gwx::cluster

@@ -1,0 +1,28 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "common/net/endpoint.hpp"
+
+namespace gwx {
+
+/// How a process (worker, gwx::Client, gwxctl) finds the gateways and links to them.
+struct cluster_options {
+  /// Registers to watch for gateways; empty: the gateways are given directly (tests).
+  std::vector<host_port> registers;
+  /// The link secret shared with the gateways.
+  std::string secret;
+  /// The register access token (empty: none).
+  std::string token;
+  /// Shown in gateway logs and stats; empty: a default for the role.
+  std::string name;
+  /// Timeout of queries called with a zero timeout.
+  std::chrono::milliseconds query_timeout{3000};
+  /// Link keepalive: ping interval, and how long a silent gateway is kept.
+  std::chrono::milliseconds keepalive_interval{1000};
+  std::chrono::milliseconds keepalive_timeout{5000};
+};
+
+}  // namespace gwx

@@ -1,0 +1,275 @@
+#include "common/cluster/gateway_link.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+
+#include "common/link_auth.hpp"
+#include "common/net/endpoint.hpp"
+
+namespace gwx::cluster {
+namespace {
+
+constexpr std::uint32_t k_protocol_version = 1;
+
+std::atomic<std::uint64_t> g_next_serial{1};
+
+}  // namespace
+
+gateway_link::gateway_link(asio::io_context& io, registry::gateway_entry entry,
+                           std::shared_ptr<const link_settings> settings, callbacks cb)
+    : io_(io),
+      entry_(std::move(entry)),
+      settings_(std::move(settings)),
+      cb_(std::move(cb)),
+      resolver_(io),
+      timer_(io),
+      backoff_(settings_->backoff_initial, settings_->backoff_max),
+      address_(entry_.internal_address) {}
+
+void gateway_link::start() {
+  if (state_ == state::idle) {
+    connect();
+  }
+}
+
+void gateway_link::stop() {
+  if (state_ == state::stopped) {
+    return;
+  }
+  const bool was_up = state_ == state::up;
+  state_ = state::stopped;
+  timer_.cancel();
+  resolver_.cancel();
+  if (connecting_) {
+    std::error_code ignored;
+    connecting_->close(ignored);
+    connecting_.reset();
+  }
+  if (stream_) {
+    stream_->close("peer stopping");
+    stream_.reset();
+  }
+  if (was_up) {
+    spdlog::info("link to gateway {} ({}) closed", address_, entry_.gateway_id);
+  }
+}
+
+void gateway_link::send(const link::v1::Frame& frame) {
+  if (state_ == state::up) {
+    stream_->send(frame);
+  }
+}
+
+std::size_t gateway_link::queued_bytes() const {
+  return stream_ ? stream_->queued_bytes() : 0;
+}
+
+void gateway_link::connect() {
+  state_ = state::connecting;
+  gateway_nonce_.clear();
+  peer_nonce_.clear();
+  const auto attempt = ++attempt_;
+  host_port target;
+  try {
+    target = parse_host_port(entry_.internal_address);
+  } catch (const std::exception& e) {
+    fail(e.what());
+    return;
+  }
+  // One deadline covers resolve, connect and handshake.
+  timer_.expires_after(settings_->handshake_timeout);
+  timer_.async_wait([weak = weak_from_this(), attempt](std::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self || self->attempt_ != attempt) {
+      return;
+    }
+    if (self->state_ == state::connecting || self->state_ == state::handshaking) {
+      self->fail("no welcome within " + std::to_string(self->settings_->handshake_timeout.count()) +
+                 " ms");
+    }
+  });
+  resolver_.async_resolve(
+      target.host, std::to_string(target.port),
+      [weak = weak_from_this(), attempt](std::error_code ec,
+                                         asio::ip::tcp::resolver::results_type results) {
+        auto self = weak.lock();
+        if (!self || self->attempt_ != attempt || self->state_ != state::connecting) {
+          return;
+        }
+        if (ec) {
+          self->fail("cannot resolve: " + ec.message());
+          return;
+        }
+        self->connecting_ = std::make_shared<asio::ip::tcp::socket>(self->io_);
+        asio::async_connect(
+            *self->connecting_, results,
+            [weak, attempt, socket = self->connecting_](std::error_code ec,
+                                                        const asio::ip::tcp::endpoint&) {
+              auto self = weak.lock();
+              if (!self || self->attempt_ != attempt || self->state_ != state::connecting) {
+                return;
+              }
+              self->connecting_.reset();
+              if (ec) {
+                self->fail("cannot connect: " + ec.message());
+                return;
+              }
+              self->on_connected(std::move(*socket));
+            });
+      });
+}
+
+void gateway_link::on_connected(asio::ip::tcp::socket socket) {
+  state_ = state::handshaking;
+  stream_ = std::make_shared<link_stream>(std::move(socket));
+  const auto attempt = attempt_;
+  stream_->start(
+      [weak = weak_from_this(), attempt](link::v1::Frame& frame) {
+        auto self = weak.lock();
+        if (!self || self->attempt_ != attempt) {
+          return;
+        }
+        if (self->state_ == state::up) {
+          if (self->cb_.on_frame) {
+            self->cb_.on_frame(*self, frame);
+          }
+        } else if (self->state_ == state::handshaking) {
+          self->on_handshake_frame(frame);
+        }
+      },
+      [weak = weak_from_this(), attempt](const std::string& reason) {
+        auto self = weak.lock();
+        if (self && self->attempt_ == attempt) {
+          self->on_stream_closed(reason);
+        }
+      });
+}
+
+void gateway_link::on_handshake_frame(link::v1::Frame& frame) {
+  if (frame.has_challenge()) {
+    const auto& c = frame.challenge();
+    if (!gateway_nonce_.empty()) {
+      fail("second challenge");
+      return;
+    }
+    if (c.protocol_version() != k_protocol_version) {
+      fail("gateway speaks link protocol " + std::to_string(c.protocol_version()) + ", not " +
+           std::to_string(k_protocol_version));
+      return;
+    }
+    if (c.gateway_id() != entry_.gateway_id) {
+      fail("gateway there is now " + c.gateway_id() + " (restarted?)");
+      return;
+    }
+    if (c.nonce().empty()) {
+      fail("challenge without a nonce");
+      return;
+    }
+    gateway_nonce_ = c.nonce();
+    peer_nonce_ = link_auth::make_nonce();
+    link::v1::Frame hello;
+    auto* h = hello.mutable_hello();
+    h->set_role(settings_->role);
+    h->set_name(settings_->name);
+    h->set_nonce(peer_nonce_);
+    h->set_proof(link_auth::peer_proof(settings_->secret, gateway_nonce_, peer_nonce_));
+    stream_->send(hello);
+    return;
+  }
+  if (frame.has_welcome()) {
+    const auto& w = frame.welcome();
+    if (gateway_nonce_.empty()) {
+      fail("welcome before challenge");
+      return;
+    }
+    const auto expected = link_auth::gateway_proof(settings_->secret, gateway_nonce_, peer_nonce_);
+    if (!link_auth::equal(w.proof(), expected)) {
+      fail("the gateway's proof is wrong (secrets differ?)");
+      return;
+    }
+    if (w.gateway_id() != entry_.gateway_id) {
+      fail("welcome from gateway " + w.gateway_id() + ", expected " + entry_.gateway_id);
+      return;
+    }
+    address_ = w.internal_address().empty() ? entry_.internal_address : w.internal_address();
+    state_ = state::up;
+    serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
+    timer_.cancel();
+    stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
+    failures_ = 0;
+    last_failure_.clear();
+    backoff_.reset();
+    spdlog::info("link to gateway {} ({}) up", address_, entry_.gateway_id);
+    if (cb_.on_up) {
+      cb_.on_up(*this);
+    }
+    return;
+  }
+  if (frame.has_reject()) {
+    fail("refused by the gateway: " + frame.reject().reason());
+    return;
+  }
+  fail("unexpected frame before welcome");
+}
+
+void gateway_link::on_stream_closed(const std::string& reason) {
+  if (state_ == state::up) {
+    state_ = state::waiting;
+    stream_.reset();
+    spdlog::warn("link to gateway {} ({}) down: {}", address_, entry_.gateway_id, reason);
+    if (cb_.on_down) {
+      cb_.on_down(*this, reason);
+    }
+    retry_later();
+    return;
+  }
+  if (state_ == state::handshaking) {
+    fail(reason);
+  }
+}
+
+void gateway_link::fail(const std::string& reason) {
+  if (state_ == state::stopped) {
+    return;
+  }
+  // Quiet repeats: the first failure of a streak, or a new reason, is worth a warning.
+  if (failures_ == 0 || reason != last_failure_) {
+    spdlog::warn("link to gateway {} ({}) failed: {}; retrying", entry_.internal_address,
+                 entry_.gateway_id, reason);
+  } else {
+    spdlog::debug("link to gateway {} ({}) failed again: {}", entry_.internal_address,
+                  entry_.gateway_id, reason);
+  }
+  ++failures_;
+  last_failure_ = reason;
+  state_ = state::waiting;
+  ++attempt_;
+  if (connecting_) {
+    std::error_code ignored;
+    connecting_->close(ignored);
+    connecting_.reset();
+  }
+  if (stream_) {
+    stream_->close(reason);
+    stream_.reset();
+  }
+  retry_later();
+}
+
+void gateway_link::retry_later() {
+  if (state_ == state::stopped) {
+    return;
+  }
+  state_ = state::waiting;
+  const auto attempt = ++attempt_;
+  timer_.expires_after(backoff_.next());
+  timer_.async_wait([weak = weak_from_this(), attempt](std::error_code ec) {
+    auto self = weak.lock();
+    if (!ec && self && self->attempt_ == attempt && self->state_ == state::waiting) {
+      self->connect();
+    }
+  });
+}
+
+}  // namespace gwx::cluster

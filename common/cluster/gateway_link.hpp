@@ -1,0 +1,102 @@
+#pragma once
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/net/link_stream.hpp"
+#include "common/registry/backoff.hpp"
+#include "common/registry/gateway_watcher.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::cluster {
+
+/// How a peer links to gateways; shared by all links of one process.
+struct link_settings {
+  std::string secret;
+  /// Shown in the gateway's stats and logs.
+  std::string name;
+  link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER;
+  std::chrono::milliseconds handshake_timeout{5000};
+  std::chrono::milliseconds keepalive_interval{1000};
+  std::chrono::milliseconds keepalive_timeout{5000};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{5000};
+};
+
+/// The peer side of the link to one gateway: connects, answers the challenge, checks the
+/// gateway's proof, then carries frames both ways; after a failure or loss it reconnects with
+/// exponential backoff and jitter until stop(). Logs one line when the link comes up and one
+/// when it goes down (never the secret).
+///
+/// Not thread-safe: lives on the network io_context; every call and callback happens there.
+class gateway_link : public std::enable_shared_from_this<gateway_link> {
+ public:
+  struct callbacks {
+    /// The handshake succeeded.
+    std::function<void(gateway_link&)> on_up;
+    /// A link that was up is gone (a reconnect follows unless stopped).
+    std::function<void(gateway_link&, const std::string& reason)> on_down;
+    /// A frame arrived on a link that is up (Ping/Pong are handled below).
+    std::function<void(gateway_link&, link::v1::Frame&)> on_frame;
+  };
+
+  gateway_link(asio::io_context& io, registry::gateway_entry entry,
+               std::shared_ptr<const link_settings> settings, callbacks cb);
+
+  /// Starts connecting.
+  void start();
+  /// Closes the link after flushing what is queued; no reconnect follows. No callbacks after.
+  void stop();
+
+  /// Queues a frame; dropped unless the link is up.
+  void send(const link::v1::Frame& frame);
+
+  bool is_up() const { return state_ == state::up; }
+  const registry::gateway_entry& entry() const { return entry_; }
+  /// The gateway's advertised internal address (from its Welcome once linked).
+  const std::string& address() const { return address_; }
+  const std::string& gateway_id() const { return entry_.gateway_id; }
+  /// Unique per established link in this process; changes on every reconnect.
+  std::uint64_t serial() const { return serial_; }
+  /// Bytes queued on the link and not yet written.
+  std::size_t queued_bytes() const;
+
+  /// Takes new registry details (listeners, name) of the same gateway.
+  void update_entry(registry::gateway_entry entry) { entry_ = std::move(entry); }
+
+ private:
+  enum class state { idle, connecting, handshaking, up, waiting, stopped };
+
+  void connect();
+  void on_connected(asio::ip::tcp::socket socket);
+  void on_handshake_frame(link::v1::Frame& frame);
+  void on_stream_closed(const std::string& reason);
+  void fail(const std::string& reason);
+  void retry_later();
+
+  asio::io_context& io_;
+  registry::gateway_entry entry_;
+  std::shared_ptr<const link_settings> settings_;
+  callbacks cb_;
+  asio::ip::tcp::resolver resolver_;
+  asio::steady_timer timer_;
+  registry::backoff backoff_;
+  std::shared_ptr<asio::ip::tcp::socket> connecting_;
+  std::shared_ptr<link_stream> stream_;
+  state state_ = state::idle;
+  // Bumped on every attempt and state change so stale async completions are ignored.
+  std::uint64_t attempt_ = 0;
+  std::string address_;
+  std::string gateway_nonce_;
+  std::string peer_nonce_;
+  std::uint64_t serial_ = 0;
+  // Failures since the last success: the first is logged as a warning, the rest quietly.
+  unsigned failures_ = 0;
+  std::string last_failure_;
+};
+
+}  // namespace gwx::cluster

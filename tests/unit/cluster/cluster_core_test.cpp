@@ -1,0 +1,349 @@
+// The cluster core against fake gateways on 127.0.0.1:0: the handshake (both proofs), routing
+// by client_id (a stale epoch reaches nobody), query fan-out with a silent and an unreachable
+// gateway, link loss, the set of gateways changing, and batching through outbox_scope.
+#include "common/cluster/cluster_core.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "common/cluster/gateway_api.hpp"
+#include "tests/unit/cluster/fake_gateway.hpp"
+
+namespace gwx::cluster {
+namespace {
+
+using namespace std::chrono_literals;
+using fakes::fake_gateway;
+
+constexpr const char* k_secret = "s3cret";
+
+core_options test_options(std::string secret = k_secret,
+                          link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER) {
+  core_options o;
+  o.link.secret = std::move(secret);
+  o.link.name = "tester";
+  o.link.role = role;
+  o.link.backoff_initial = 10ms;
+  o.link.backoff_max = 100ms;
+  o.link.keepalive_interval = 200ms;
+  o.link.keepalive_timeout = 5s;
+  o.query_timeout = 2s;
+  return o;
+}
+
+// Records the core's link hook calls.
+struct link_log {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<std::pair<std::string, bool>> changes;
+
+  void attach(cluster_core& core) {
+    core.set_link_change_handler([this](const std::string& address, bool up) {
+      std::lock_guard lock(mutex);
+      changes.emplace_back(address, up);
+      changed.notify_all();
+    });
+  }
+  int count(const std::string& address, bool up) {
+    std::lock_guard lock(mutex);
+    return static_cast<int>(
+        std::count(changes.begin(), changes.end(), std::make_pair(address, up)));
+  }
+  bool wait(const std::string& address, bool up, int n = 1) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, 10s, [&] {
+      return std::count(changes.begin(), changes.end(), std::make_pair(address, up)) >= n;
+    });
+  }
+};
+
+link::v1::QueryResult count_result(std::uint64_t n) {
+  link::v1::QueryResult r;
+  r.set_count(n);
+  return r;
+}
+
+std::vector<std::string> texts_sent(const std::vector<link::v1::Command>& cmds) {
+  std::vector<std::string> out;
+  for (const auto& c : cmds) {
+    if (c.has_send_to_clients()) {
+      out.push_back(c.send_to_clients().message().data());
+    }
+  }
+  return out;
+}
+
+TEST(ClusterCoreTest, HandshakeLinksWithRoleAndName) {
+  fake_gateway gw(k_secret);
+  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v1::PEER_ROLE_CLIENT));
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({gw.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  ASSERT_TRUE(links.wait(gw.address(), true));
+  ASSERT_TRUE(gw.wait([](auto& g) { return g.authenticated == 1; }));
+  gw.wait([](auto& g) {
+    EXPECT_EQ(g.hello_frames.at(0).role(), link::v1::PEER_ROLE_CLIENT);
+    EXPECT_EQ(g.hello_frames.at(0).name(), "tester");
+    EXPECT_EQ(g.hello_frames.at(0).nonce().size(), 16U);
+    return true;
+  });
+  const auto status = core->gateways();
+  ASSERT_EQ(status.size(), 1U);
+  EXPECT_TRUE(status[0].linked);
+  EXPECT_EQ(status[0].internal_address, gw.address());
+  core->stop();
+  EXPECT_TRUE(gw.wait([](auto& g) { return g.closed == 1; }));
+}
+
+TEST(ClusterCoreTest, WrongSecretIsRefusedAndRetriedWithBackoff) {
+  fake_gateway gw("the-right-one");
+  auto core = std::make_shared<cluster_core>(test_options("a-wrong-one"));
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({gw.entry()});
+  // Refused, then tried again: the peer keeps reconnecting while the gateway is listed.
+  ASSERT_TRUE(gw.wait([](auto& g) { return g.hellos >= 3 && g.closed >= 3; }));
+  gw.wait([](auto& g) {
+    EXPECT_EQ(g.authenticated, 0);
+    return true;
+  });
+  EXPECT_EQ(links.count(gw.address(), true), 0);
+  EXPECT_FALSE(core->gateways().at(0).linked);
+  EXPECT_FALSE(core->wait_ready(50ms));
+  core->stop();
+}
+
+TEST(ClusterCoreTest, GatewayWithAForgedProofIsDropped) {
+  fake_gateway gw(k_secret, new_epoch(), fake_gateway::behaviour::forge_welcome);
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({gw.entry()});
+  // The fake accepted us, but we must not accept it: we hang up and retry.
+  ASSERT_TRUE(gw.wait([](auto& g) { return g.authenticated >= 2 && g.closed >= 2; }));
+  gateway_api api(core);
+  api.send_to_all("must not arrive");
+  ASSERT_TRUE(gw.wait([](auto& g) { return g.closed >= 3; }));
+  EXPECT_EQ(links.count(gw.address(), true), 0);
+  EXPECT_TRUE(gw.commands_copy().empty());
+  core->stop();
+}
+
+TEST(ClusterCoreTest, GatewayWithAnotherIdAtTheAddressIsNotLinked) {
+  fake_gateway gw(k_secret);
+  auto entry = gw.entry();
+  entry.gateway_id = epoch_to_hex(12345);  // what the registers said, but another process answers
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({entry});
+  ASSERT_TRUE(gw.wait([](auto& g) { return g.closed >= 2; }));
+  gw.wait([](auto& g) {
+    EXPECT_EQ(g.hellos, 0);  // the challenge's gateway_id already gives it away
+    return true;
+  });
+  EXPECT_EQ(links.count(gw.address(), true), 0);
+  core->stop();
+}
+
+TEST(ClusterCoreTest, RoutesByClientIdAndAStaleEpochReachesNobody) {
+  fake_gateway a(k_secret);
+  fake_gateway b(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(1); });
+  b.set_answer([](const link::v1::Query&) { return count_result(1); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways({a.entry(), b.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+
+  const auto stale = a.client_id(7, 0x1234);  // same address as a, earlier epoch
+  api.send_to_client(a.client_id(7), "to-a");
+  api.send_to_client(b.client_id(9), "to-b");
+  api.send_to_client(stale, "stale");
+  api.send_to_client("not-a-client-id", "garbage");
+  api.join_group(stale, "g");
+  const auto online = api.is_online(stale);
+  EXPECT_FALSE(online.error);
+  EXPECT_FALSE(online.value);
+  EXPECT_TRUE(online.missing_gateways.empty());  // nobody to ask, and nobody missing
+  // A query is answered after every earlier command on that link: a barrier.
+  ASSERT_EQ(api.get_all_client_count().value, 2U);
+
+  const auto on_a = a.commands_copy();
+  const auto on_b = b.commands_copy();
+  EXPECT_EQ(texts_sent(on_a), std::vector<std::string>{"to-a"});
+  EXPECT_EQ(texts_sent(on_b), std::vector<std::string>{"to-b"});
+  EXPECT_EQ(on_a.at(0).send_to_clients().client_ids(0), a.client_id(7));
+  for (const auto& c : on_a) {
+    EXPECT_FALSE(c.has_join_group());
+    EXPECT_FALSE(c.has_query() && c.query().kind() == link::v1::QUERY_KIND_IS_ONLINE);
+  }
+  core->stop();
+}
+
+TEST(ClusterCoreTest, QueryMergesAnswersAndReportsSilentAndUnlinkedGateways) {
+  fake_gateway a(k_secret);
+  fake_gateway silent(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(3); });
+  silent.set_answer([](const link::v1::Query&) { return std::nullopt; });
+  // Listed by the registers but nothing listens there.
+  const registry::gateway_entry unreachable{epoch_to_hex(99), "127.0.0.1:1", {}, "gone"};
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry(), silent.entry(), unreachable});
+  ASSERT_TRUE(links.wait(a.address(), true));
+  ASSERT_TRUE(links.wait(silent.address(), true));
+  gateway_api api(core);
+
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = api.get_all_client_count(300ms);
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_FALSE(r.error);
+  EXPECT_EQ(r.value, 3U);
+  std::vector<std::string> missing{silent.address(), "127.0.0.1:1"};
+  std::sort(missing.begin(), missing.end());
+  EXPECT_EQ(r.missing_gateways, missing);
+  EXPECT_FALSE(r.complete());
+  EXPECT_GE(took, 300ms);
+  EXPECT_LT(took, 3s);  // ended by its own timeout, not by the silent gateway
+  // The silent gateway was asked all the same.
+  EXPECT_TRUE(silent.wait([](auto& g) { return !g.commands.empty(); }));
+  core->stop();
+}
+
+TEST(ClusterCoreTest, LosingALinkEndsItsPendingQueriesAtOnce) {
+  fake_gateway a(k_secret);
+  fake_gateway b(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(5); });
+  b.set_answer([](const link::v1::Query&) { return std::nullopt; });
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry(), b.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+
+  std::promise<result<std::uint64_t>> done;
+  api.async_get_all_client_count([&done](result<std::uint64_t> r) { done.set_value(std::move(r)); },
+                                 60s);
+  ASSERT_TRUE(b.wait([](auto& g) { return !g.commands.empty(); }));
+  b.drop_links();
+  auto future = done.get_future();
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+  const auto r = future.get();
+  EXPECT_EQ(r.value, 5U);
+  EXPECT_EQ(r.missing_gateways, std::vector<std::string>{b.address()});
+  ASSERT_TRUE(links.wait(b.address(), false));
+  // Still listed, so the link comes back.
+  ASSERT_TRUE(links.wait(b.address(), true, 2));
+  core->stop();
+}
+
+TEST(ClusterCoreTest, BlockingQueryOnTheNetworkThreadFailsInsteadOfHanging) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(1); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  std::promise<std::error_code> inner;
+  api.async_get_all_client_count([&](result<std::uint64_t>) {
+    inner.set_value(api.get_all_client_count().error);  // on the network thread
+  });
+  auto f = inner.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(f.get(), api_errc::would_deadlock);
+  core->stop();
+  EXPECT_EQ(api.get_all_client_count().error, api_errc::stopped);
+}
+
+TEST(ClusterCoreTest, GatewayLeavingTheSetIsUnlinkedAndNotRetried) {
+  fake_gateway a(k_secret);
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(links.wait(a.address(), true));
+  core->set_gateways({});
+  ASSERT_TRUE(links.wait(a.address(), false));
+  ASSERT_TRUE(a.wait([](auto& g) { return g.closed == 1; }));
+  EXPECT_TRUE(core->gateways().empty());
+  EXPECT_TRUE(core->wait_ready(1s));  // nothing listed: nothing to wait for
+  core->stop();
+  a.wait([](auto& g) {
+    EXPECT_EQ(g.hellos, 1);
+    return true;
+  });
+}
+
+TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(0); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  std::vector<std::string> expected;
+  // 200 small frames: link_stream mishandles a single read of more than half its 64 KiB buffer
+  // (reported), so stay below that until it is fixed.
+  for (int i = 0; i < 200; ++i) {
+    expected.push_back("m" + std::to_string(i));
+    api.send_to_client(a.client_id(1), expected.back());
+  }
+  ASSERT_TRUE(api.get_all_client_count().complete());
+  EXPECT_EQ(texts_sent(a.commands_copy()), expected);
+  core->stop();
+}
+
+TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v1::Query&) { return count_result(0); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  std::promise<link_ref> got_event;
+  core->set_event_handler(
+      [&got_event](const link_ref& link, link::v1::ClientEvent&) { got_event.set_value(link); });
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  link::v1::ClientEvent ev;
+  ev.set_event_id(1);
+  ev.set_kind(link::v1::EVENT_KIND_MESSAGE);
+  a.send_event(ev);
+  auto f = got_event.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  const auto link = f.get();
+  gateway_api api(core);
+  {
+    outbox_scope outbox(*core);
+    api.send_to_client(a.client_id(1), "first");
+    outbox.ack(link, 1);
+    outbox.ack(link, 2);
+    api.send_to_client(a.client_id(1), "second");
+    outbox.ack(link, 3);
+    outbox.ack(link_ref{link.gateway_id, link.serial + 1000}, 4);  // a link that is gone
+  }
+  ASSERT_TRUE(api.get_all_client_count().complete());
+  a.wait([](auto& g) {
+    EXPECT_EQ(g.acks.size(), 1U);
+    EXPECT_EQ(g.acked_ids(), (std::vector<std::uint64_t>{1, 2, 3}));
+    EXPECT_EQ(texts_sent(g.commands), (std::vector<std::string>{"first", "second"}));
+    return true;
+  });
+  core->stop();
+}
+
+}  // namespace
+}  // namespace gwx::cluster

@@ -1,0 +1,249 @@
+#pragma once
+
+// A gateway's side of the link protocol on 127.0.0.1:0, on its own thread: sends the
+// Challenge, checks the peer's proof, answers Welcome (or Reject, or a forged Welcome), then
+// records every frame the peer sends and answers queries with whatever the test scripted.
+// Observations are read and awaited under a lock, never by sleeping.
+
+#include <asio.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/client_id.hpp"
+#include "common/link_auth.hpp"
+#include "common/net/link_stream.hpp"
+#include "common/registry/gateway_watcher.hpp"
+
+namespace gwx::fakes {
+
+class fake_gateway {
+ public:
+  enum class behaviour {
+    normal,
+    /// Answers every Hello with Reject.
+    reject,
+    /// Answers with a Welcome whose proof is wrong.
+    forge_welcome,
+  };
+
+  /// Answers a query, or nullopt to stay silent.
+  using answer_fn = std::function<std::optional<link::v1::QueryResult>(const link::v1::Query&)>;
+
+  explicit fake_gateway(std::string secret, std::uint64_t epoch = new_epoch(),
+                        behaviour how = behaviour::normal)
+      : secret_(std::move(secret)),
+        epoch_(epoch),
+        how_(how),
+        acceptor_(io_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  ~fake_gateway() { stop(); }
+
+  /// Closes everything and joins the thread.
+  void stop() {
+    if (!thread_.joinable()) {
+      return;
+    }
+    asio::post(io_, [this] {
+      std::error_code ignored;
+      acceptor_.close(ignored);
+      close_all("fake gateway stopping");
+    });
+    work_.reset();
+    thread_.join();
+  }
+
+  /// Drops every peer link at once (as a crash would); the acceptor stays open.
+  void drop_links() {
+    asio::post(io_, [this] { close_all("dropped by test"); });
+  }
+
+  std::string gateway_id() const { return epoch_to_hex(epoch_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::uint16_t port() const { return port_; }
+
+  /// The registry entry naming this gateway.
+  registry::gateway_entry entry() const {
+    return registry::gateway_entry{gateway_id(), address(), {"ws://127.0.0.1:1/"}, "fake"};
+  }
+
+  /// A client_id this gateway could have issued (or, with another epoch, a stale one).
+  std::string client_id(std::uint64_t connection, std::optional<std::uint64_t> epoch = {}) const {
+    return make_client_id("127.0.0.1", port_, epoch.value_or(epoch_), connection);
+  }
+
+  void set_answer(answer_fn fn) {
+    std::lock_guard lock(mutex_);
+    answer_ = std::move(fn);
+  }
+
+  /// Sends a client event to the most recent authenticated peer.
+  void send_event(link::v1::ClientEvent event) {
+    asio::post(io_, [this, event = std::move(event)] {
+      link::v1::Frame f;
+      *f.mutable_event() = event;
+      if (auto it = streams_.find(last_authenticated_); it != streams_.end()) {
+        it->second->send(f);
+      }
+    });
+  }
+
+  /// Waits until `pred` holds over the recorded state (checked under the lock).
+  template <typename Pred>
+  bool wait(Pred pred, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return pred(*this); });
+  }
+
+  // ---- recorded state: read inside wait() or via the locked getters below ----
+  int hellos = 0;
+  int authenticated = 0;
+  int closed = 0;
+  std::vector<link::v1::Hello> hello_frames;
+  std::vector<link::v1::Command> commands;
+  std::vector<link::v1::EventAck> acks;
+  std::vector<link::v1::ConnectDecision> decisions;
+  std::vector<std::uint64_t> acked_ids() const {
+    std::vector<std::uint64_t> out;
+    for (const auto& a : acks) {
+      out.insert(out.end(), a.event_ids().begin(), a.event_ids().end());
+    }
+    return out;
+  }
+
+  /// A copy of the commands received so far.
+  std::vector<link::v1::Command> commands_copy() {
+    std::lock_guard lock(mutex_);
+    return commands;
+  }
+
+ private:
+  void close_all(const std::string& reason) {
+    auto all = streams_;  // closing erases from streams_
+    for (auto& [n, s] : all) {
+      s->close(reason);
+    }
+  }
+
+  void accept() {
+    acceptor_.async_accept([this](std::error_code ec, asio::ip::tcp::socket socket) {
+      if (ec) {
+        return;
+      }
+      const auto n = ++next_stream_;
+      auto stream = std::make_shared<link_stream>(std::move(socket));
+      streams_[n] = stream;
+      auto nonce = link_auth::make_nonce();
+      stream->start([this, n, nonce](link::v1::Frame& f) { on_frame(n, nonce, f); },
+                    [this, n](const std::string&) {
+                      streams_.erase(n);
+                      record([](fake_gateway& g) { ++g.closed; });
+                    });
+      link::v1::Frame challenge;
+      challenge.mutable_challenge()->set_nonce(nonce);
+      challenge.mutable_challenge()->set_gateway_id(gateway_id());
+      challenge.mutable_challenge()->set_protocol_version(1);
+      stream->send(challenge);
+      accept();
+    });
+  }
+
+  void on_frame(std::uint64_t n, const std::string& nonce, link::v1::Frame& f) {
+    auto it = streams_.find(n);
+    if (it == streams_.end()) {
+      return;
+    }
+    auto& stream = *it->second;
+    if (f.has_hello()) {
+      const auto& h = f.hello();
+      record([&h](fake_gateway& g) {
+        ++g.hellos;
+        g.hello_frames.push_back(h);
+      });
+      link::v1::Frame out;
+      const bool proof_ok =
+          link_auth::equal(h.proof(), link_auth::peer_proof(secret_, nonce, h.nonce()));
+      if (!proof_ok || how_ == behaviour::reject) {
+        out.mutable_reject()->set_reason(proof_ok ? "go away" : "bad proof");
+        stream.send(out);
+        stream.close("rejected");
+        return;
+      }
+      auto* w = out.mutable_welcome();
+      w->set_proof(how_ == behaviour::forge_welcome
+                       ? std::string(32, 'x')
+                       : link_auth::gateway_proof(secret_, nonce, h.nonce()));
+      w->set_gateway_id(gateway_id());
+      w->set_internal_address(address());
+      stream.send(out);
+      last_authenticated_ = n;
+      record([](fake_gateway& g) { ++g.authenticated; });
+      return;
+    }
+    if (f.has_command()) {
+      const auto cmd = f.command();
+      std::optional<link::v1::QueryResult> result;
+      if (cmd.has_query()) {
+        answer_fn fn;
+        {
+          std::lock_guard lock(mutex_);
+          fn = answer_;
+        }
+        if (fn) {
+          result = fn(cmd.query());
+        }
+        if (result && cmd.request_id() != 0) {
+          link::v1::Frame reply;
+          reply.mutable_reply()->set_request_id(cmd.request_id());
+          *reply.mutable_reply()->mutable_result() = *result;
+          stream.send(reply);
+        }
+      }
+      record([&cmd](fake_gateway& g) { g.commands.push_back(cmd); });
+      return;
+    }
+    if (f.has_ack()) {
+      record([&f](fake_gateway& g) { g.acks.push_back(f.ack()); });
+      return;
+    }
+    if (f.has_decision()) {
+      record([&f](fake_gateway& g) { g.decisions.push_back(f.decision()); });
+    }
+  }
+
+  template <typename F>
+  void record(F&& change) {
+    std::lock_guard lock(mutex_);
+    change(*this);
+    changed_.notify_all();
+  }
+
+  std::string secret_;
+  std::uint64_t epoch_;
+  behaviour how_;
+  asio::io_context io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
+      io_.get_executor()};
+  asio::ip::tcp::acceptor acceptor_;
+  std::uint16_t port_ = 0;
+  std::thread thread_;
+  std::map<std::uint64_t, std::shared_ptr<link_stream>> streams_;
+  std::uint64_t next_stream_ = 0;
+  std::uint64_t last_authenticated_ = 0;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  answer_fn answer_;
+};
+
+}  // namespace gwx::fakes

@@ -1,0 +1,233 @@
+// One handler thread's event handling, without threads or sockets: the session written back
+// with a writer_seq and shown to events already in flight, connect decisions, acks for every
+// event, and on_close skipped for refused upgrades.
+#include "worker/sdk/event_runner.hpp"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/cluster/fake_cluster.hpp"
+
+namespace gwx::sdk {
+namespace {
+
+using fakes::fake_cluster;
+
+struct recording_sink final : event_sink {
+  std::vector<link::v1::ConnectDecision> decisions;
+  std::vector<std::uint64_t> acks;
+  void decide(const cluster::link_ref&, link::v1::ConnectDecision d) override {
+    decisions.push_back(std::move(d));
+  }
+  void ack(const cluster::link_ref&, std::uint64_t id) override { acks.push_back(id); }
+};
+
+// Records what it sees; "set K V" / "erase K" change the session, "throw" throws.
+struct recording_handler final : handler {
+  std::vector<std::string> calls;
+  std::vector<session_map> sessions_seen;
+  std::vector<bool> redelivered_seen;
+  connect_decision decision;
+  websocket_request last_request;
+
+  void on_connect(context& ctx) override { calls.push_back("connect " + ctx.client_id()); }
+  connect_decision on_websocket_connect(context&, const websocket_request& r) override {
+    calls.push_back("websocket " + r.path);
+    last_request = r;
+    return decision;
+  }
+  void on_message(context& ctx, const message& msg) override {
+    calls.push_back("message " + msg.data);
+    sessions_seen.push_back(ctx.session());
+    redelivered_seen.push_back(ctx.redelivered());
+    if (msg.data.rfind("set ", 0) == 0) {
+      const auto rest = msg.data.substr(4);
+      const auto space = rest.find(' ');
+      ctx.session()[rest.substr(0, space)] = rest.substr(space + 1);
+    } else if (msg.data.rfind("erase ", 0) == 0) {
+      ctx.session().erase(msg.data.substr(6));
+    } else if (msg.data == "throw") {
+      ctx.session()["never"] = "written";
+      throw std::runtime_error("boom");
+    }
+  }
+  void on_close(context& ctx) override {
+    calls.push_back("close " + ctx.client_id());
+    sessions_seen.push_back(ctx.session());
+  }
+};
+
+class EventRunnerTest : public ::testing::Test, protected fakes::fake_api {
+ protected:
+  EventRunnerTest()
+      : gw_(cluster->add_gateway(7001, 0x51)), runner_(app_, api, *cluster, writer_seq_) {
+    id_ = cluster->connect(gw_);
+  }
+
+  link::v1::ClientEvent event(link::v1::EventKind kind, std::string payload = {},
+                              std::uint64_t session_seq = 0, const session_map& session = {}) {
+    link::v1::ClientEvent ev;
+    ev.set_event_id(++next_event_);
+    ev.set_kind(kind);
+    ev.set_payload(std::move(payload));
+    auto* c = ev.mutable_client();
+    c->set_client_id(id_);
+    c->set_remote_address("10.0.0.1");
+    c->set_remote_port(5000);
+    c->set_gateway_address(gw_.address);
+    c->set_session_seq(session_seq);
+    c->mutable_session()->insert(session.begin(), session.end());
+    return ev;
+  }
+
+  void run(link::v1::ClientEvent ev) { runner_.run(link_, ev, sink_); }
+
+  std::vector<link::v1::SessionWrite> session_writes() {
+    std::vector<link::v1::SessionWrite> out;
+    for (const auto& [gw, cmd] : cluster->sent()) {
+      if (cmd.has_session_write()) {
+        out.push_back(cmd.session_write());
+      }
+    }
+    return out;
+  }
+
+  fake_cluster::gateway& gw_;
+  recording_handler app_;
+  std::atomic<std::uint64_t> writer_seq_{0};
+  event_runner runner_;
+  recording_sink sink_;
+  cluster::link_ref link_{"gw", 1};
+  std::string id_;
+  std::uint64_t next_event_ = 0;
+};
+
+TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlight) {
+  run(event(link::v1::EVENT_KIND_MESSAGE, "set color blue", 0, {{"keep", "1"}}));
+  auto writes = session_writes();
+  ASSERT_EQ(writes.size(), 1U);
+  EXPECT_EQ(writes[0].client_id(), id_);
+  EXPECT_TRUE(writes[0].merge());
+  EXPECT_EQ(writes[0].writer_seq(), 1U);
+  EXPECT_EQ(writes[0].session().size(), 1U);  // only the change: others' keys stay
+  EXPECT_EQ(writes[0].session().at("color"), "blue");
+  EXPECT_EQ(cluster->find(id_)->session_seq, 1U);
+
+  // Left the gateway before our write arrived: stamped with the old seq and old session.
+  run(event(link::v1::EVENT_KIND_MESSAGE, "peek", 0, {{"keep", "1"}}));
+  EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"keep", "1"}, {"color", "blue"}}));
+  EXPECT_EQ(runner_.pending_sessions(), 1U);
+
+  // The gateway has it now (and someone else added a key): its session wins again.
+  run(event(link::v1::EVENT_KIND_MESSAGE, "peek", 1,
+            {{"keep", "1"}, {"color", "blue"}, {"other", "x"}}));
+  EXPECT_EQ(app_.sessions_seen.back(),
+            (session_map{{"keep", "1"}, {"color", "blue"}, {"other", "x"}}));
+  EXPECT_EQ(runner_.pending_sessions(), 0U);
+  EXPECT_EQ(session_writes().size(), 1U);  // reading changes nothing
+
+  run(event(link::v1::EVENT_KIND_MESSAGE, "erase keep", 1, {{"keep", "1"}, {"color", "blue"}}));
+  writes = session_writes();
+  ASSERT_EQ(writes.size(), 2U);
+  EXPECT_EQ(writes[1].writer_seq(), 2U);
+  EXPECT_TRUE(writes[1].session().empty());
+  EXPECT_EQ(writes[1].erase_keys_size(), 1);
+  EXPECT_EQ(writes[1].erase_keys(0), "keep");
+  EXPECT_EQ(cluster->find(id_)->session, (session_map{{"color", "blue"}}));
+  EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2, 3, 4}));
+}
+
+TEST_F(EventRunnerTest, EveryEventIsAcknowledgedEvenWhenTheHandlerThrows) {
+  run(event(link::v1::EVENT_KIND_MESSAGE, "throw"));
+  run(event(link::v1::EVENT_KIND_MESSAGE, "fine"));
+  EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_TRUE(session_writes().empty());  // a failed handler's session changes are dropped
+}
+
+TEST_F(EventRunnerTest, RedeliveredFlagAndClientInfoReachTheHandler) {
+  auto ev = event(link::v1::EVENT_KIND_MESSAGE, "x");
+  ev.set_redelivered(true);
+  run(std::move(ev));
+  EXPECT_EQ(app_.redelivered_seen, std::vector<bool>{true});
+}
+
+TEST_F(EventRunnerTest, RefusedUpgradeAnswersTheDecisionAndSkipsConnectAndClose) {
+  app_.decision = connect_decision::reject(401, "who are you?");
+  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  ev.set_decision_required(true);
+  ev.mutable_websocket()->set_path("/chat");
+  run(std::move(ev));
+  ASSERT_EQ(sink_.decisions.size(), 1U);
+  EXPECT_EQ(sink_.decisions[0].event_id(), 1U);
+  EXPECT_EQ(sink_.decisions[0].client_id(), id_);
+  EXPECT_EQ(sink_.decisions[0].http_status(), 401U);
+  EXPECT_EQ(sink_.decisions[0].body(), "who are you?");
+  run(event(link::v1::EVENT_KIND_CLOSE));
+  EXPECT_EQ(app_.calls, std::vector<std::string>{"websocket /chat"});
+  EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
+}
+
+TEST_F(EventRunnerTest, AcceptedUpgradeAnswers101AndConnects) {
+  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  ev.set_decision_required(true);
+  auto* ws = ev.mutable_websocket();
+  ws->set_method("GET");
+  ws->set_path("/ws");
+  ws->set_query("a=1");
+  (*ws->mutable_headers())["cookie"] = "sid=abc; theme=\"dark\"; junk";
+  (*ws->mutable_headers())["user-agent"] = "test";
+  run(std::move(ev));
+  ASSERT_EQ(sink_.decisions.size(), 1U);
+  EXPECT_EQ(sink_.decisions[0].http_status(), 101U);
+  EXPECT_EQ(app_.calls, (std::vector<std::string>{"websocket /ws", "connect " + id_}));
+  const auto& r = app_.last_request;
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.query, "a=1");
+  EXPECT_EQ(r.header("User-Agent"), "test");
+  EXPECT_EQ(r.cookies, (std::map<std::string, std::string>{{"sid", "abc"}, {"theme", "dark"}}));
+  EXPECT_EQ(r.remote_address, "10.0.0.1");
+  EXPECT_EQ(r.remote_port, 5000);
+}
+
+TEST_F(EventRunnerTest, RefusalWithoutAWaitingGatewayClosesTheClient) {
+  app_.decision = connect_decision::reject(403);
+  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  ev.mutable_websocket()->set_path("/");
+  run(std::move(ev));
+  EXPECT_TRUE(sink_.decisions.empty());
+  EXPECT_EQ(cluster->find(id_), nullptr);  // closed
+}
+
+TEST_F(EventRunnerTest, PlainTcpConnectGoesStraightToOnConnect) {
+  run(event(link::v1::EVENT_KIND_CONNECT));
+  EXPECT_EQ(app_.calls, std::vector<std::string>{"connect " + id_});
+  EXPECT_TRUE(sink_.decisions.empty());
+}
+
+TEST_F(EventRunnerTest, CloseSeesTheLastSessionAndWritesNothing) {
+  run(event(link::v1::EVENT_KIND_MESSAGE, "set nick zed"));
+  run(event(link::v1::EVENT_KIND_CLOSE, {}, 0, {}));  // stamped before our write landed
+  EXPECT_EQ(app_.calls.back(), "close " + id_);
+  EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"nick", "zed"}}));
+  EXPECT_EQ(runner_.pending_sessions(), 0U);
+  EXPECT_EQ(session_writes().size(), 1U);
+}
+
+TEST(SessionDiffTest, EqualSessionsNeedNoWrite) {
+  EXPECT_FALSE(session_diff("c", {{"a", "1"}}, {{"a", "1"}}).has_value());
+  const auto w = session_diff("c", {{"a", "1"}, {"b", "2"}}, {{"a", "9"}, {"c", "3"}});
+  ASSERT_TRUE(w.has_value());
+  EXPECT_EQ(w->session().size(), 2U);
+  EXPECT_EQ(w->session().at("a"), "9");
+  EXPECT_EQ(w->session().at("c"), "3");
+  ASSERT_EQ(w->erase_keys_size(), 1);
+  EXPECT_EQ(w->erase_keys(0), "b");
+}
+
+TEST(CookieTest, ParsesPairsAndSkipsJunk) {
+  EXPECT_EQ(parse_cookie_header("a=1;b = 2 ; =x; c; d=\"q\"; e="),
+            (std::map<std::string, std::string>{{"a", "1"}, {"b", "2"}, {"d", "q"}, {"e", ""}}));
+  EXPECT_TRUE(parse_cookie_header("").empty());
+}
+
+}  // namespace
+}  // namespace gwx::sdk

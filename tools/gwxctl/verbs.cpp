@@ -1,0 +1,273 @@
+#include "tools/gwxctl/verbs.hpp"
+
+#include <algorithm>
+#include <iostream>
+#include <set>
+
+namespace gwx::ctl {
+namespace {
+
+using args_t = std::vector<std::string>;
+using ms = std::chrono::milliseconds;
+
+// Words from `from` on, joined by single spaces: the message of a push.
+std::string join_from(const args_t& args, std::size_t from) {
+  std::string out;
+  for (std::size_t i = from; i < args.size(); ++i) {
+    out += (i == from ? "" : " ") + args[i];
+  }
+  return out;
+}
+
+args_t split_commas(const std::string& s) {
+  args_t out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const auto comma = std::min(s.find(',', start), s.size());
+    if (comma > start) {
+      out.push_back(s.substr(start, comma - start));
+    }
+    start = comma + 1;
+  }
+  return out;
+}
+
+session_map parse_pairs(const args_t& args, std::size_t from) {
+  session_map out;
+  for (std::size_t i = from; i < args.size(); ++i) {
+    const auto eq = args[i].find('=');
+    if (eq == std::string::npos || eq == 0) {
+      throw std::invalid_argument("expected key=value, got '" + args[i] + "'");
+    }
+    out[args[i].substr(0, eq)] = args[i].substr(eq + 1);
+  }
+  return out;
+}
+
+int report_missing(const std::vector<std::string>& missing, std::string_view what) {
+  for (const auto& g : missing) {
+    std::cerr << "gwxctl: " << what << " " << g << "\n";
+  }
+  return missing.empty() ? k_ok : k_failed;
+}
+
+// After a push: wait until every linked gateway has processed it.
+int flushed(Client& c, ms timeout) {
+  return report_missing(c.flush(timeout), "push not confirmed by gateway");
+}
+
+// Prints a query's value with `print`, then the gateways that did not answer.
+template <typename T, typename Print>
+int answer(const result<T>& r, Print print) {
+  if (r.error) {
+    std::cerr << "gwxctl: " << r.error.message() << "\n";
+    return k_failed;
+  }
+  print(r.value);
+  std::cout.flush();
+  return report_missing(r.missing_gateways, "no answer from gateway");
+}
+
+void print_lines(const std::vector<std::string>& v) {
+  for (const auto& s : v) {
+    std::cout << s << "\n";
+  }
+}
+
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : std::string(sep)) + s;
+  }
+  return out;
+}
+
+int stats(Client& c, const args_t&, ms timeout) {
+  auto r = c.get_stats(timeout);
+  if (r.error) {
+    std::cerr << "gwxctl: " << r.error.message() << "\n";
+    return k_failed;
+  }
+  std::uint64_t clients = 0;
+  std::uint64_t in = 0;
+  std::uint64_t out = 0;
+  std::set<std::string> workers;
+  for (const auto& s : r.value) {
+    std::cout << s.internal_address << " id=" << s.gateway_id << " clients=" << s.clients
+              << " groups=" << s.groups << " uids=" << s.uids << " workers=" << s.workers.size()
+              << (s.workers.empty() ? "" : "(" + join(s.workers, ",") + ")")
+              << " messages_in=" << s.messages_in << " messages_out=" << s.messages_out
+              << " threads=" << s.threads << "\n";
+    clients += s.clients;
+    in += s.messages_in;
+    out += s.messages_out;
+    workers.insert(s.workers.begin(), s.workers.end());
+  }
+  // Groups and uids may span gateways: count them cluster-wide, not as a sum.
+  const auto groups = c.get_all_group_ids(timeout);
+  const auto uids = c.get_all_uid_count(timeout);
+  std::cout << "total gateways=" << r.value.size() << " clients=" << clients
+            << " groups=" << groups.value.size() << " uids=" << uids.value
+            << " workers=" << workers.size() << " messages_in=" << in << " messages_out=" << out
+            << "\n";
+  for (const auto& g : r.missing_gateways) {
+    std::cout << "no answer: " << g << "\n";
+  }
+  std::cout.flush();
+  return report_missing(r.missing_gateways, "no answer from gateway");
+}
+
+std::vector<verb> make_verbs() {
+  std::vector<verb> v;
+  const auto add = [&v](std::string name, std::string args, std::string help, std::size_t min,
+                        decltype(verb::run) run) {
+    v.push_back(verb{std::move(name), std::move(args), std::move(help), min, std::move(run)});
+  };
+  add("stats", "", "per gateway: clients, groups, uids, workers, messages; then a total line", 0,
+      stats);
+  add("send-to-client", "ID MSG", "push MSG (the rest of the line) to one client", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.send_to_client(a[1], join_from(a, 2));
+        return flushed(c, t);
+      });
+  add("send-to-clients", "ID[,ID...] MSG", "push MSG to several clients", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.send_to_clients(split_commas(a[1]), join_from(a, 2));
+        return flushed(c, t);
+      });
+  add("send-to-uid", "UID[,UID...] MSG", "push MSG to every client bound to the uid(s)", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.send_to_uid(split_commas(a[1]), join_from(a, 2));
+        return flushed(c, t);
+      });
+  add("send-to-group", "G[,G...] MSG", "push MSG to every member of the group(s)", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.send_to_group(split_commas(a[1]), join_from(a, 2));
+        return flushed(c, t);
+      });
+  add("send-to-all", "MSG", "push MSG to every client", 1, [](Client& c, const args_t& a, ms t) {
+    c.send_to_all(join_from(a, 1));
+    return flushed(c, t);
+  });
+  add("kick", "ID [MSG]", "send MSG (if given), then close the client", 1,
+      [](Client& c, const args_t& a, ms t) {
+        c.close_client(a[1], a.size() > 2 ? std::optional<message>(join_from(a, 2)) : std::nullopt);
+        return flushed(c, t);
+      });
+  add("destroy", "ID", "close the client at once", 1, [](Client& c, const args_t& a, ms t) {
+    c.destroy_client(a[1]);
+    return flushed(c, t);
+  });
+  add("bind-uid", "ID UID", "bind the client to UID", 2, [](Client& c, const args_t& a, ms t) {
+    c.bind_uid(a[1], a[2]);
+    return flushed(c, t);
+  });
+  add("unbind-uid", "ID", "remove the client's uid binding", 1,
+      [](Client& c, const args_t& a, ms t) {
+        c.unbind_uid(a[1]);
+        return flushed(c, t);
+      });
+  add("join-group", "ID G", "add the client to group G", 2, [](Client& c, const args_t& a, ms t) {
+    c.join_group(a[1], a[2]);
+    return flushed(c, t);
+  });
+  add("leave-group", "ID G", "remove the client from group G", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.leave_group(a[1], a[2]);
+        return flushed(c, t);
+      });
+  add("ungroup", "G", "dissolve group G everywhere", 1, [](Client& c, const args_t& a, ms t) {
+    c.ungroup(a[1]);
+    return flushed(c, t);
+  });
+  add("set-session", "ID [K=V...]", "replace the client's session", 1,
+      [](Client& c, const args_t& a, ms t) {
+        c.set_session(a[1], parse_pairs(a, 2));
+        return flushed(c, t);
+      });
+  add("update-session", "ID K=V...", "merge keys into the client's session", 2,
+      [](Client& c, const args_t& a, ms t) {
+        c.update_session(a[1], parse_pairs(a, 2));
+        return flushed(c, t);
+      });
+  add("is-uid-online", "UID", "1 if any client is bound to UID, else 0", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.is_uid_online(a[1], t), [](bool on) { std::cout << (on ? 1 : 0) << "\n"; });
+      });
+  add("online", "ID", "1 if the client is connected, else 0", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.is_online(a[1], t), [](bool on) { std::cout << (on ? 1 : 0) << "\n"; });
+      });
+  add("count", "", "clients connected to the cluster", 0, [](Client& c, const args_t&, ms t) {
+    return answer(c.get_all_client_count(t), [](std::uint64_t n) { std::cout << n << "\n"; });
+  });
+  add("group-count", "G", "members of group G", 1, [](Client& c, const args_t& a, ms t) {
+    return answer(c.get_client_count_by_group(a[1], t),
+                  [](std::uint64_t n) { std::cout << n << "\n"; });
+  });
+  add("group-clients", "G", "members of group G, one per line", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.get_client_ids_by_group(a[1], t), print_lines);
+      });
+  add("group-uids", "G", "distinct uids in group G, one per line", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.get_uids_by_group(a[1], t), print_lines);
+      });
+  add("uid-clients", "UID", "clients bound to UID, one per line", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.get_client_ids_by_uid(a[1], t), print_lines);
+      });
+  add("uid-of", "ID", "the uid the client is bound to (empty line: none)", 1,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(c.get_uid_by_client_id(a[1], t),
+                      [](const std::string& uid) { std::cout << uid << "\n"; });
+      });
+  add("groups", "[ID]", "every group, or the client's groups, one per line", 0,
+      [](Client& c, const args_t& a, ms t) {
+        return answer(a.size() > 1 ? c.get_groups_of_client(a[1], t) : c.get_all_group_ids(t),
+                      print_lines);
+      });
+  add("clients", "", "every connected client, one per line", 0,
+      [](Client& c, const args_t&, ms t) { return answer(c.get_all_client_ids(t), print_lines); });
+  add("uids", "", "every bound uid, one per line", 0,
+      [](Client& c, const args_t&, ms t) { return answer(c.get_all_uids(t), print_lines); });
+  add("session", "ID", "the client's session as K=V lines (exit 1 when offline)", 1,
+      [](Client& c, const args_t& a, ms t) {
+        const auto r = c.get_session(a[1], t);
+        const int rc = answer(r, [](const std::optional<session_map>& s) {
+          for (const auto& [k, v] : s.value_or(session_map{})) {
+            std::cout << k << "=" << v << "\n";
+          }
+        });
+        return rc == k_ok && !r.value ? k_failed : rc;
+      });
+  return v;
+}
+
+}  // namespace
+
+const std::vector<verb>& verbs() {
+  static const std::vector<verb> all = make_verbs();
+  return all;
+}
+
+const verb* find_verb(std::string_view name) {
+  const auto& all = verbs();
+  const auto it =
+      std::find_if(all.begin(), all.end(), [&](const verb& v) { return v.name == name; });
+  return it == all.end() ? nullptr : &*it;
+}
+
+std::string verbs_help() {
+  std::string out =
+      "  gateways                       the gateways the registers list: id, "
+      "internal address, listeners\n";
+  for (const auto& v : verbs()) {
+    std::string head = "  " + v.name + (v.args.empty() ? "" : " " + v.args);
+    head.resize(std::max<std::size_t>(head.size() + 1, 33), ' ');
+    out += head + v.help + "\n";
+  }
+  return out;
+}
+
+}  // namespace gwx::ctl

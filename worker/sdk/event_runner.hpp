@@ -1,0 +1,59 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_set>
+
+#include "common/cluster/gateway_api.hpp"
+#include "common/cluster/transport.hpp"
+#include "gwx/link/v1/link.pb.h"
+#include "worker/sdk/handler.hpp"
+#include "worker/sdk/session_tracker.hpp"
+
+namespace gwx::sdk {
+
+/// Where an event_runner puts what goes back on the link an event came from.
+class event_sink {
+ public:
+  virtual ~event_sink() = default;
+  /// Answers a CONNECT that waits for a decision.
+  virtual void decide(const cluster::link_ref& link, link::v1::ConnectDecision decision) = 0;
+  /// Acknowledges a handled event (batched by the sink).
+  virtual void ack(const cluster::link_ref& link, std::uint64_t event_id) = 0;
+};
+
+/// Turns one ClientEvent into handler calls: builds the context, shows the handler the
+/// session it wrote until the gateway has it, writes changes back (merge + writer_seq),
+/// answers connect decisions and acknowledges every event, whatever the handler did.
+/// Not thread-safe: one runner per handler thread (a client's events always reach the same).
+class event_runner {
+ public:
+  /// `writer_seq` is shared by all runners of a worker: every write-back gets a fresh number.
+  event_runner(handler& app, gateway_api& api, cluster::transport& transport,
+               std::atomic<std::uint64_t>& writer_seq);
+
+  /// Handles `event` (its payload may be moved from).
+  void run(const cluster::link_ref& link, link::v1::ClientEvent& event, event_sink& sink);
+
+  /// Clients whose session write the gateway has not confirmed yet.
+  std::size_t pending_sessions() const { return sessions_.size(); }
+
+ private:
+  bool on_connect(const cluster::link_ref& link, link::v1::ClientEvent& event, context& ctx,
+                  event_sink& sink);
+  void remember_rejected(const std::string& client_id);
+
+  handler& app_;
+  gateway_api& api_;
+  cluster::transport& transport_;
+  std::atomic<std::uint64_t>& writer_seq_;
+  session_tracker sessions_;
+  // Clients whose upgrade the handler refused: their CLOSE must not reach on_close. Bounded,
+  // oldest forgotten first, in case a gateway sends no CLOSE for them.
+  std::unordered_set<std::string> rejected_;
+  std::deque<std::string> rejected_order_;
+};
+
+}  // namespace gwx::sdk

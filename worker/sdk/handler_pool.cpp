@@ -1,0 +1,109 @@
+#include "worker/sdk/handler_pool.hpp"
+
+#include <functional>
+
+namespace gwx::sdk {
+namespace {
+
+// Events run between two hand-overs to the network thread: bounds the delay of the first
+// reply of a large batch.
+constexpr std::size_t k_flush_every = 64;
+
+class batch_sink final : public event_sink {
+ public:
+  batch_sink(cluster::cluster_core& core, cluster::outbox_scope& outbox)
+      : core_(core), outbox_(outbox) {}
+
+  void decide(const cluster::link_ref& link, link::v1::ConnectDecision decision) override {
+    link::v1::Frame frame;
+    *frame.mutable_decision() = std::move(decision);
+    core_.send_on_link(link, std::move(frame));
+  }
+
+  void ack(const cluster::link_ref& link, std::uint64_t event_id) override {
+    outbox_.ack(link, event_id);
+  }
+
+ private:
+  cluster::cluster_core& core_;
+  cluster::outbox_scope& outbox_;
+};
+
+}  // namespace
+
+handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
+                           cluster::cluster_core& core)
+    : core_(core) {
+  for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
+    auto l = std::make_unique<lane>();
+    l->runner = std::make_unique<event_runner>(app, api, core, writer_seq_);
+    lanes_.push_back(std::move(l));
+  }
+}
+
+handler_pool::~handler_pool() {
+  stop();
+}
+
+void handler_pool::start() {
+  if (started_) {
+    return;
+  }
+  started_ = true;
+  for (auto& l : lanes_) {
+    l->thread = std::thread([this, raw = l.get()] { run(*raw); });
+  }
+}
+
+void handler_pool::dispatch(const cluster::link_ref& link, link::v1::ClientEvent& event) {
+  auto& l = *lanes_[std::hash<std::string>{}(event.client().client_id()) % lanes_.size()];
+  std::lock_guard lock(l.mutex);
+  if (l.stopping) {
+    return;  // Not acknowledged: the gateway keeps it for another worker.
+  }
+  const bool was_empty = l.queue.empty();
+  l.queue.push_back(queued_event{link, {}});
+  l.queue.back().event.Swap(&event);
+  if (was_empty) {
+    l.wake.notify_one();
+  }
+}
+
+void handler_pool::stop() {
+  for (auto& l : lanes_) {
+    std::lock_guard lock(l->mutex);
+    l->stopping = true;
+    l->wake.notify_one();
+  }
+  for (auto& l : lanes_) {
+    if (l->thread.joinable()) {
+      l->thread.join();
+    }
+  }
+}
+
+void handler_pool::run(lane& l) {
+  std::vector<queued_event> batch;
+  while (true) {
+    {
+      std::unique_lock lock(l.mutex);
+      l.wake.wait(lock, [&] { return l.stopping || !l.queue.empty(); });
+      if (l.queue.empty()) {
+        return;  // stopping, and everything taken before is done
+      }
+      batch.swap(l.queue);
+    }
+    cluster::outbox_scope outbox(core_);
+    batch_sink sink(core_, outbox);
+    std::size_t n = 0;
+    for (auto& item : batch) {
+      l.runner->run(item.link, item.event, sink);
+      if (++n % k_flush_every == 0) {
+        outbox.flush();
+      }
+    }
+    batch.clear();
+  }
+}
+
+}  // namespace gwx::sdk

@@ -1,0 +1,48 @@
+#include "worker/sdk/session_tracker.hpp"
+
+namespace gwx::sdk {
+
+session_map session_tracker::resolve(const std::string& client_id, std::uint64_t event_seq,
+                                     session_map from_gateway) {
+  const auto it = pending_.find(client_id);
+  if (it == pending_.end()) {
+    return from_gateway;
+  }
+  if (event_seq < it->second.writer_seq) {
+    return it->second.session;
+  }
+  pending_.erase(it);
+  return from_gateway;
+}
+
+void session_tracker::wrote(const std::string& client_id, std::uint64_t writer_seq,
+                            session_map session) {
+  auto& p = pending_[client_id];
+  p.writer_seq = writer_seq;
+  p.session = std::move(session);
+}
+
+std::optional<link::v1::SessionWrite> session_diff(const std::string& client_id,
+                                                   const session_map& before,
+                                                   const session_map& after) {
+  if (before == after) {
+    return std::nullopt;
+  }
+  link::v1::SessionWrite write;
+  write.set_client_id(client_id);
+  write.set_merge(true);
+  for (const auto& [key, value] : after) {
+    const auto it = before.find(key);
+    if (it == before.end() || it->second != value) {
+      (*write.mutable_session())[key] = value;
+    }
+  }
+  for (const auto& [key, value] : before) {
+    if (after.count(key) == 0) {
+      write.add_erase_keys(key);
+    }
+  }
+  return write;
+}
+
+}  // namespace gwx::sdk

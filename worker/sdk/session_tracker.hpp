@@ -1,0 +1,47 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "common/cluster/types.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::sdk {
+
+/// Remembers the sessions a handler thread wrote back until the gateway's events show it has
+/// applied them (ClientInfo.session_seq >= our writer_seq), so an event already on its way when
+/// the handler changed the session still sees the change. Not thread-safe: one per handler
+/// thread (a client's events always reach the same one).
+class session_tracker {
+ public:
+  /// The session a handler should see for an event stamped `event_seq`: our last written copy
+  /// while the gateway has not caught up, else `from_gateway`.
+  session_map resolve(const std::string& client_id, std::uint64_t event_seq,
+                      session_map from_gateway);
+
+  /// Records that `session` was written back for `client_id` with `writer_seq`.
+  void wrote(const std::string& client_id, std::uint64_t writer_seq, session_map session);
+
+  /// Drops what is known about a client that is gone.
+  void forget(const std::string& client_id) { pending_.erase(client_id); }
+
+  /// How many clients have a write the gateway has not confirmed yet.
+  std::size_t size() const { return pending_.size(); }
+
+ private:
+  struct pending {
+    std::uint64_t writer_seq = 0;
+    session_map session;
+  };
+  std::unordered_map<std::string, pending> pending_;
+};
+
+/// The merge-write that turns `before` into `after` (changed keys set, missing keys erased),
+/// or nullopt when they are equal. Merging, not replacing, keeps keys others set meanwhile.
+std::optional<link::v1::SessionWrite> session_diff(const std::string& client_id,
+                                                   const session_map& before,
+                                                   const session_map& after);
+
+}  // namespace gwx::sdk
