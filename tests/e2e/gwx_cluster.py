@@ -375,10 +375,10 @@ class Cluster:
         log(f"[{p.name}] internal {p.internal}, listeners {p.urls}")
         return p
 
-    async def start_worker(self, registers, app, name=None, threads=1, extra=()):
+    async def start_worker(self, registers, app, name=None, threads=1, extra=(), secret=None):
         name = self._name("worker", name)
         argv = [self.binary("gwx-worker"), "--register", ",".join(registers),
-                "--secret", self.secret, "--app", app, "--threads", str(threads),
+                "--secret", secret or self.secret, "--app", app, "--threads", str(threads),
                 "--name", name] + list(extra)
         return await self._spawn(Worker, name, argv)
 

@@ -135,6 +135,27 @@ async def main(h):
     await assert_quiet(everyone, "after bad command lines")
     log("errors: unknown verb, missing arguments, missing verb, missing --secret all exit 2")
 
+    # A wrong secret is refused by both gateways and the secret never shows up in their logs.
+    wrong = "not-the-secret-7f3a9c"
+    out = await ctl("--timeout-ms", "2000", "count", expect_status=1,
+                    argv=[gwxctl_bin, "--register", ",".join(regs), "--secret", wrong])
+    intruder = await c.start_worker(regs, "commands", name="intruder", secret=wrong)
+
+    async def refusals():
+        return [ln for g in (ga, gb) for ln in c.stderr_of(g).splitlines()
+                if "refused" in ln and "intruder" in ln]
+
+    await poll_until(refusals, lambda ls: len(ls) >= 2, REPLY_TIMEOUT,
+                     "both gateways logging the intruder worker's refusal")
+    check(not intruder.has_line(r"^linked\b"), f"a worker with a wrong secret linked: "
+                                               f"{intruder.lines}")
+    for p in (ga, gb, intruder):
+        check(wrong not in c.stderr_of(p), f"{p.name}'s log contains the secret")
+        check(c.secret not in c.stderr_of(p), f"{p.name}'s log contains the real secret")
+    await assert_quiet(everyone, "after the intruder")
+    log("auth: gwxctl with a wrong secret exits 1, a worker with a wrong secret is refused by "
+        "both gateways, and neither secret appears in any log")
+
 
 if __name__ == "__main__":
     run_test(main)
