@@ -23,7 +23,8 @@ struct gateway_entry {
 /// Watches every given register over gRPC (Watch stream, reconnecting with backoff and jitter)
 /// and merges what they say: a gateway is present while any register lists it. A register that
 /// is down keeps its last known set until it answers again, so a register restart leaves the
-/// set (and the links built on it) untouched.
+/// set (and the links built on it) untouched. While another register is live, that one speaks
+/// for the cluster: a down register's last set yields to it after a few seconds' grace.
 ///
 /// Thread-safe. `on_change` runs on an internal thread with the whole merged set, sorted by
 /// gateway_id, each time it changes; callers post from there into their own loop.

@@ -1,0 +1,231 @@
+#include "common/registry/lease_keeper.hpp"
+
+#include <grpcpp/client_context.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <condition_variable>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+#include "common/link_auth.hpp"
+#include "common/registry/backoff.hpp"
+#include "common/registry/register_rpc.hpp"
+#include "gwx/registry/v1/registry.grpc.pb.h"
+
+namespace gwx::registry {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+constexpr std::chrono::milliseconds k_initial_backoff{100};
+constexpr std::chrono::milliseconds k_max_backoff{2000};
+constexpr std::chrono::milliseconds k_withdraw_deadline{500};
+
+enum class link_state { unknown, up, down };
+
+std::int64_t unix_seconds_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::int64_t unix_ms_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string make_auth_value(const std::string& token) {
+  if (token.empty()) {
+    return {};
+  }
+  const auto seconds = std::to_string(unix_seconds_now());
+  return seconds + ":" + link_auth::hmac_hex(token, seconds);
+}
+
+// An empty token means access is not limited, so every value passes.
+bool check_auth_value(const std::string& token, const std::string& value,
+                      std::chrono::seconds skew) {
+  if (token.empty()) {
+    return true;
+  }
+  const auto colon = value.find(':');
+  if (colon == std::string::npos || colon == 0 || colon > 19) {
+    return false;
+  }
+  const std::string_view seconds_text(value.data(), colon);
+  std::int64_t seconds = 0;
+  const auto* end = seconds_text.data() + seconds_text.size();
+  const auto [ptr, ec] = std::from_chars(seconds_text.data(), end, seconds);
+  if (ec != std::errc{} || ptr != end || seconds < 0) {
+    return false;
+  }
+  const auto now = unix_seconds_now();
+  if (seconds > now + skew.count() || seconds < now - skew.count()) {
+    return false;
+  }
+  const auto expected = link_auth::hmac_hex(token, seconds_text);
+  return link_auth::equal(std::string_view(value).substr(colon + 1), expected);
+}
+
+struct lease_keeper::impl {
+  // One register and the thread that keeps our lease there.
+  struct target {
+    host_port address;
+    std::unique_ptr<v1::RegisterService::Stub> stub;
+    link_state state = link_state::unknown;
+    std::shared_ptr<grpc::ClientContext> active;
+    std::thread thread;
+  };
+
+  std::string token;
+  v1::HeartbeatRequest request;
+  std::chrono::milliseconds ttl{};
+
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::vector<std::unique_ptr<target>> targets;
+  bool started = false;
+  bool stopping = false;
+
+  // Waits `delay` unless stop() comes first; returns true when stopping.
+  bool pause(std::chrono::milliseconds delay) {
+    std::unique_lock lock(mutex);
+    return wake.wait_for(lock, delay, [&] { return stopping; });
+  }
+
+  void run(target& t) {
+    const auto& id = request.gateway().gateway_id();
+    backoff delays(k_initial_backoff, std::clamp(ttl / 3, k_initial_backoff, k_max_backoff));
+    auto interval = std::max(ttl / 3, std::chrono::milliseconds(1));
+    while (true) {
+      auto context = std::make_shared<grpc::ClientContext>();
+      add_auth_metadata(*context, token);
+      context->set_deadline(std::chrono::system_clock::now() + interval);
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) {
+          break;
+        }
+        t.active = context;
+      }
+      v1::HeartbeatResponse response;
+      const auto status = t.stub->Heartbeat(context.get(), request, &response);
+      {
+        std::lock_guard lock(mutex);
+        t.active.reset();
+        if (stopping) {
+          break;
+        }
+      }
+      if (status.ok()) {
+        // Renew at a third of what was granted, which may differ from what we asked for.
+        const auto granted =
+            response.ttl_ms() > 0 ? std::chrono::milliseconds(response.ttl_ms()) : ttl;
+        interval = std::max(granted / 3, std::chrono::milliseconds(1));
+        if (t.state != link_state::up) {
+          spdlog::info("lease keeper: gateway {} registered with {} (lease {} ms)", id,
+                       t.address.to_string(), response.ttl_ms());
+        } else if (response.created()) {
+          spdlog::info(
+              "lease keeper: register {} had lost gateway {} (restarted?), registered again",
+              t.address.to_string(), id);
+        }
+        t.state = link_state::up;
+        delays.reset();
+        if (pause(interval)) {
+          break;
+        }
+        continue;
+      }
+      if (t.state != link_state::down) {
+        spdlog::warn("lease keeper: register {} unreachable ({}), retrying", t.address.to_string(),
+                     describe(status));
+        t.state = link_state::down;
+      }
+      if (pause(delays.next())) {
+        break;
+      }
+    }
+    withdraw(t);
+  }
+
+  void withdraw(target& t) {
+    grpc::ClientContext context;
+    add_auth_metadata(context, token);
+    context.set_deadline(std::chrono::system_clock::now() + k_withdraw_deadline);
+    v1::WithdrawRequest req;
+    req.set_gateway_id(request.gateway().gateway_id());
+    v1::WithdrawResponse response;
+    const auto status = t.stub->Withdraw(&context, req, &response);
+    if (status.ok()) {
+      spdlog::info("lease keeper: gateway {} withdrawn from {}", req.gateway_id(),
+                   t.address.to_string());
+    } else {
+      spdlog::debug("lease keeper: withdraw from {} failed ({}); the lease will lapse",
+                    t.address.to_string(), describe(status));
+    }
+  }
+};
+
+lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, gateway_entry self,
+                           std::chrono::milliseconds ttl)
+    : impl_(std::make_unique<impl>()) {
+  impl_->token = std::move(token);
+  impl_->ttl = std::max(ttl, std::chrono::milliseconds(3));
+  *impl_->request.mutable_gateway() = to_proto(self);
+  impl_->request.mutable_gateway()->set_started_unix_ms(unix_ms_now());
+  impl_->request.set_ttl_ms(static_cast<std::uint32_t>(
+      std::min<std::int64_t>(impl_->ttl.count(), std::numeric_limits<std::uint32_t>::max())));
+  for (auto& address : registers) {
+    auto t = std::make_unique<impl::target>();
+    t->stub = v1::RegisterService::NewStub(make_register_channel(address));
+    t->address = std::move(address);
+    impl_->targets.push_back(std::move(t));
+  }
+}
+
+lease_keeper::~lease_keeper() {
+  stop();
+}
+
+void lease_keeper::start() {
+  std::lock_guard lock(impl_->mutex);
+  if (impl_->started || impl_->stopping) {
+    return;
+  }
+  impl_->started = true;
+  for (auto& t : impl_->targets) {
+    t->thread = std::thread([this, raw = t.get()] { impl_->run(*raw); });
+  }
+}
+
+void lease_keeper::stop() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    if (impl_->stopping) {
+      return;
+    }
+    impl_->stopping = true;
+    // A heartbeat stuck on a slow register must not hold up the withdraws.
+    for (auto& t : impl_->targets) {
+      if (t->active) {
+        t->active->TryCancel();
+      }
+    }
+    impl_->wake.notify_all();
+  }
+  // Each thread withdraws from its own register, so a dead one costs one deadline, not N.
+  for (auto& t : impl_->targets) {
+    if (t->thread.joinable()) {
+      t->thread.join();
+    }
+  }
+}
+
+}  // namespace gwx::registry

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+#include <grpcpp/support/status.h>
+
+#include <memory>
+#include <string>
+
+#include "common/net/endpoint.hpp"
+#include "common/registry/gateway_watcher.hpp"
+#include "gwx/registry/v1/registry.pb.h"
+
+namespace gwx::registry {
+
+/// A channel to one register, tuned for long-lived use: its own reconnect backoff kept short
+/// (100 ms to 2 s) so a restarted register is found again quickly, and keepalive pings so a
+/// register that vanished without closing its sockets is noticed. Thread-safe.
+std::shared_ptr<grpc::Channel> make_register_channel(const host_port& address);
+
+/// The proto form of an entry (started_unix_ms is left to the caller).
+v1::GatewayInfo to_proto(const gateway_entry& entry);
+
+/// The entry form of a proto GatewayInfo.
+gateway_entry from_proto(const v1::GatewayInfo& info);
+
+/// Adds the x-gwx-auth proof for `token` to `context` (nothing when `token` is empty).
+void add_auth_metadata(grpc::ClientContext& context, const std::string& token);
+
+/// "CODE_NAME: message" of a failed call, for logs.
+std::string describe(const grpc::Status& status);
+
+}  // namespace gwx::registry

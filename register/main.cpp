@@ -1,0 +1,103 @@
+// gwx-register: parse options, start the register, wait for SIGINT/SIGTERM, shut down.
+#include <grpc/support/log.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <stdexcept>
+
+#include "common/net/endpoint.hpp"
+#include "common/options.hpp"
+#include "register/register_server.hpp"
+
+namespace {
+
+constexpr const char* k_program = "gwx-register";
+
+std::atomic<bool> g_serving{false};
+
+// gRPC's own log lines go through spdlog. Until the server is up they are debug only, so a
+// failed bind reads as our one clear line rather than gRPC's internal trace.
+void grpc_log(gpr_log_func_args* args) {
+  const bool error = args->severity == GPR_LOG_SEVERITY_ERROR;
+  spdlog::log(error && g_serving.load() ? spdlog::level::warn : spdlog::level::debug,
+              "grpc: {} ({}:{})", args->message, args->file, args->line);
+}
+
+std::chrono::milliseconds positive_ms(const gwx::po::variables_map& vm, const char* name) {
+  const auto value = vm[name].as<long long>();
+  if (value < 1 || value > 24LL * 3600 * 1000) {
+    gwx::die(k_program,
+             std::string("--") + name + " must be 1.." + std::to_string(24 * 3600 * 1000), 2);
+  }
+  return std::chrono::milliseconds(value);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  gwx::option_parser parser(
+      k_program, "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N]",
+      "The gwx register: gateways keep a lease here (Heartbeat), workers and push clients watch\n"
+      "the live set (Watch). Run several side by side for redundancy. On start it prints\n"
+      "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one).");
+  // clang-format off
+  parser.options().add_options()
+      ("listen", gwx::po::value<std::string>()->default_value("127.0.0.1:7700")
+                     ->value_name("HOST:PORT"),
+       "gRPC address to serve on; IPv6 as [addr]:port, port 0 picks a free one")
+      ("token", gwx::po::value<std::string>()->value_name("TOKEN"),
+       "shared token every caller must prove (HMAC, never sent); default: none, access open. "
+       "Prefer GWX_TOKEN or the config file: flags show up in ps")
+      ("min-ttl-ms", gwx::po::value<long long>()->default_value(1000)->value_name("N"),
+       "shortest lease granted, in ms; shorter requests are raised to it")
+      ("max-ttl-ms", gwx::po::value<long long>()->default_value(60000)->value_name("N"),
+       "longest lease granted, in ms; longer requests are cut to it");
+  // clang-format on
+  const auto vm = parser.parse(argc, argv);
+
+  gwx::host_port listen;
+  try {
+    listen = gwx::parse_host_port(vm["listen"].as<std::string>());
+  } catch (const std::invalid_argument& e) {
+    gwx::die(k_program, std::string("--listen: ") + e.what(), 2);
+  }
+  gwx::registry::register_config config;
+  if (vm.count("token") != 0U) {
+    config.token = vm["token"].as<std::string>();
+  }
+  config.min_ttl = positive_ms(vm, "min-ttl-ms");
+  config.max_ttl = positive_ms(vm, "max-ttl-ms");
+  if (config.min_ttl > config.max_ttl) {
+    gwx::die(k_program, "--min-ttl-ms must not exceed --max-ttl-ms", 2);
+  }
+
+  // Block the stop signals before gRPC starts its threads, so only sigwait below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  gpr_set_log_function(grpc_log);
+
+  std::unique_ptr<gwx::registry::register_server> server;
+  try {
+    server = std::make_unique<gwx::registry::register_server>(listen, config);
+  } catch (const std::exception& e) {
+    gwx::die(k_program, e.what(), 1);
+  }
+  g_serving = true;
+  const auto address = server->address();
+  std::cout << "listening grpc://" << address << std::endl;
+  spdlog::info("listening grpc://{} (token {}, lease {}..{} ms)", address,
+               config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count());
+
+  int signal = 0;
+  sigwait(&stop_signals, &signal);
+  spdlog::info("{} received, shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  server->shutdown(std::chrono::milliseconds(1000));
+  spdlog::info("stopped");
+  return EXIT_SUCCESS;
+}

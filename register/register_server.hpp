@@ -1,0 +1,50 @@
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/net/endpoint.hpp"
+#include "register/register_service.hpp"
+
+namespace gwx::registry {
+
+/// A gRPC server running one register_service on one address. Port 0 picks a free port;
+/// port() tells which. Used by gwx-register and by tests that need an in-process register.
+/// Thread-safe.
+class register_server {
+ public:
+  /// Binds and starts serving. Throws std::runtime_error when the address cannot be bound.
+  register_server(const host_port& listen, register_config config);
+  /// Shuts down with a short grace period.
+  ~register_server();
+  register_server(const register_server&) = delete;
+  register_server& operator=(const register_server&) = delete;
+
+  /// The port actually bound.
+  std::uint16_t port() const { return port_; }
+
+  /// "host:port" with the port actually bound.
+  std::string address() const { return format_host_port(host_, port_); }
+
+  /// The service, for inspection.
+  register_service& service() { return *service_; }
+
+  /// Ends Watch streams, lets calls in flight finish for up to `grace`, cancels the rest and
+  /// waits for the server to stop. Idempotent.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(1000));
+
+ private:
+  std::string host_;
+  std::uint16_t port_ = 0;
+  std::unique_ptr<register_service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::mutex shutdown_mutex_;
+  bool shut_down_ = false;
+};
+
+}  // namespace gwx::registry

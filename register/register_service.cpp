@@ -1,0 +1,310 @@
+#include "register/register_service.hpp"
+
+#include <google/protobuf/util/message_differencer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/registry/lease_keeper.hpp"
+
+namespace gwx::registry {
+namespace {
+
+constexpr std::chrono::seconds k_rejection_log_interval{10};
+// Watch handlers re-check cancellation at least this often.
+constexpr std::chrono::seconds k_watch_poll{1};
+// Ceiling on the sweeper's sleep, so a new short lease is never swept late.
+constexpr std::chrono::milliseconds k_sweep_poll{250};
+
+constexpr std::size_t k_max_id = 128;
+constexpr std::size_t k_max_text = 512;
+constexpr int k_max_listeners = 64;
+
+// Bounds what one gateway may make the register hold; returns the problem or nullptr.
+const char* invalid_info(const v1::GatewayInfo& info) {
+  if (info.gateway_id().empty() || info.gateway_id().size() > k_max_id) {
+    return "gateway_id must be 1..128 bytes";
+  }
+  if (info.internal_address().empty() || info.internal_address().size() > k_max_text) {
+    return "internal_address must be 1..512 bytes";
+  }
+  if (info.name().size() > k_max_text) {
+    return "name longer than 512 bytes";
+  }
+  if (info.listeners_size() > k_max_listeners) {
+    return "more than 64 listeners";
+  }
+  for (const auto& listener : info.listeners()) {
+    if (listener.size() > k_max_text) {
+      return "listener longer than 512 bytes";
+    }
+  }
+  return nullptr;
+}
+
+std::string watcher_label(const grpc::ServerContext* context, const std::string& name) {
+  return name.empty() ? context->peer() : name + " (" + context->peer() + ")";
+}
+
+}  // namespace
+
+register_service::register_service(register_config config) : config_(std::move(config)) {
+  sweeper_ = std::thread([this] { sweep(); });
+}
+
+register_service::~register_service() {
+  shutdown();
+}
+
+void register_service::shutdown() {
+  {
+    std::lock_guard lock(mutex_);
+    shutting_down_ = true;
+    changed_.notify_all();
+    sweeper_wake_.notify_all();
+  }
+  if (sweeper_.joinable()) {
+    sweeper_.join();
+  }
+}
+
+std::size_t register_service::lease_count() const {
+  std::lock_guard lock(mutex_);
+  return leases_.size();
+}
+
+std::size_t register_service::watcher_count() const {
+  std::lock_guard lock(mutex_);
+  return watchers_.size();
+}
+
+grpc::Status register_service::authorize(grpc::ServerContext* context, const char* method) {
+  if (config_.token.empty()) {
+    return grpc::Status::OK;
+  }
+  const auto& metadata = context->client_metadata();
+  const auto found = metadata.find(k_auth_metadata);
+  if (found == metadata.end()) {
+    log_rejection(context->peer(), method, "no x-gwx-auth metadata");
+    return {grpc::StatusCode::UNAUTHENTICATED, "x-gwx-auth metadata required"};
+  }
+  if (!check_auth_value(config_.token, std::string(found->second.data(), found->second.size()))) {
+    // Never log the value: it is a replayable proof for a few minutes.
+    log_rejection(context->peer(), method, "bad or stale x-gwx-auth proof");
+    return {grpc::StatusCode::UNAUTHENTICATED, "bad or stale x-gwx-auth proof"};
+  }
+  return grpc::Status::OK;
+}
+
+void register_service::log_rejection(const std::string& peer, const char* method,
+                                     const char* reason) {
+  std::size_t skipped = 0;
+  {
+    std::lock_guard lock(rejection_mutex_);
+    const auto now = clock::now();
+    if (last_rejection_log_ != clock::time_point{} &&
+        now - last_rejection_log_ < k_rejection_log_interval) {
+      ++rejections_unlogged_;
+      return;
+    }
+    last_rejection_log_ = now;
+    skipped = std::exchange(rejections_unlogged_, 0);
+  }
+  spdlog::warn("rejected {} from {}: {} ({} more rejected calls not logged since the last report)",
+               method, peer, reason, skipped);
+}
+
+void register_service::publish_locked(const v1::WatchEvent& event) {
+  for (const auto& queue : watchers_) {
+    if (queue->overflowed) {
+      continue;
+    }
+    if (queue->events.size() >= config_.max_watch_backlog) {
+      queue->overflowed = true;
+      queue->events.clear();
+      continue;
+    }
+    queue->events.push_back(event);
+  }
+  changed_.notify_all();
+}
+
+grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
+                                         const v1::HeartbeatRequest* request,
+                                         v1::HeartbeatResponse* response) {
+  if (auto status = authorize(context, "Heartbeat"); !status.ok()) {
+    return status;
+  }
+  const auto& info = request->gateway();
+  if (const char* problem = invalid_info(info)) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, problem};
+  }
+  const auto asked =
+      request->ttl_ms() == 0 ? config_.default_ttl : std::chrono::milliseconds(request->ttl_ms());
+  const auto ttl = std::clamp(asked, config_.min_ttl, config_.max_ttl);
+  response->set_ttl_ms(static_cast<std::uint32_t>(ttl.count()));
+
+  bool created = false;
+  bool updated = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto [it, inserted] = leases_.try_emplace(info.gateway_id());
+    if (inserted || !google::protobuf::util::MessageDifferencer::Equals(it->second.info, info)) {
+      it->second.info = info;
+      v1::WatchEvent event;
+      *event.mutable_added() = info;
+      publish_locked(event);
+      created = inserted;
+      updated = !inserted;
+    }
+    it->second.expires = clock::now() + ttl;
+  }
+  response->set_created(created);
+  if (created) {
+    spdlog::info("gateway {} at {} registered by {}, lease {} ms", info.gateway_id(),
+                 info.internal_address(), context->peer(), ttl.count());
+  } else if (updated) {
+    spdlog::info("gateway {} at {} changed its announcement", info.gateway_id(),
+                 info.internal_address());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status register_service::Withdraw(grpc::ServerContext* context,
+                                        const v1::WithdrawRequest* request,
+                                        v1::WithdrawResponse* /*response*/) {
+  if (auto status = authorize(context, "Withdraw"); !status.ok()) {
+    return status;
+  }
+  if (request->gateway_id().empty()) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required"};
+  }
+  bool removed = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = leases_.find(request->gateway_id());
+    if (it != leases_.end()) {
+      v1::WatchEvent event;
+      *event.mutable_removed() = std::move(it->second.info);
+      leases_.erase(it);
+      publish_locked(event);
+      removed = true;
+    }
+  }
+  if (removed) {
+    spdlog::info("gateway {} withdrawn", request->gateway_id());
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status register_service::List(grpc::ServerContext* context,
+                                    const v1::ListRequest* /*request*/,
+                                    v1::ListResponse* response) {
+  if (auto status = authorize(context, "List"); !status.ok()) {
+    return status;
+  }
+  std::lock_guard lock(mutex_);
+  for (const auto& [id, entry] : leases_) {
+    *response->add_gateways() = entry.info;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status register_service::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                                     grpc::ServerWriter<v1::WatchEvent>* writer) {
+  if (auto status = authorize(context, "Watch"); !status.ok()) {
+    return status;
+  }
+  const auto label = watcher_label(context, request->watcher_name());
+  auto queue = std::make_shared<watch_queue>();
+  v1::WatchEvent first;
+  {
+    // Snapshot and subscription under one lock: no change can fall between them.
+    std::lock_guard lock(mutex_);
+    if (shutting_down_) {
+      return {grpc::StatusCode::UNAVAILABLE, "register shutting down"};
+    }
+    auto* snapshot = first.mutable_snapshot();
+    for (const auto& [id, entry] : leases_) {
+      *snapshot->add_gateways() = entry.info;
+    }
+    watchers_.insert(queue);
+  }
+  spdlog::info("watcher {} connected", label);
+
+  grpc::Status result = grpc::Status::OK;
+  bool open = writer->Write(first);
+  std::vector<v1::WatchEvent> batch;
+  while (open) {
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait_for(lock, k_watch_poll, [&] {
+        return shutting_down_ || queue->overflowed || !queue->events.empty();
+      });
+      if (shutting_down_) {
+        result = {grpc::StatusCode::UNAVAILABLE, "register shutting down"};
+        break;
+      }
+      if (queue->overflowed) {
+        result = {grpc::StatusCode::RESOURCE_EXHAUSTED, "watcher fell too far behind"};
+        break;
+      }
+      batch.swap(queue->events);
+    }
+    if (context->IsCancelled()) {
+      break;
+    }
+    for (std::size_t i = 0; i < batch.size() && open; ++i) {
+      grpc::WriteOptions options;
+      if (i + 1 < batch.size()) {
+        options.set_buffer_hint();
+      }
+      open = writer->Write(batch[i], options);
+    }
+    batch.clear();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    watchers_.erase(queue);
+  }
+  if (result.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    spdlog::warn("watcher {} fell {} events behind; stream ended, it will resync", label,
+                 config_.max_watch_backlog);
+  } else {
+    spdlog::info("watcher {} disconnected", label);
+  }
+  return result;
+}
+
+void register_service::sweep() {
+  std::unique_lock lock(mutex_);
+  while (!shutting_down_) {
+    const auto now = clock::now();
+    auto next = now + k_sweep_poll;
+    std::vector<std::string> lapsed;
+    for (auto it = leases_.begin(); it != leases_.end();) {
+      if (it->second.expires <= now) {
+        v1::WatchEvent event;
+        *event.mutable_removed() = std::move(it->second.info);
+        lapsed.push_back(it->first);
+        it = leases_.erase(it);
+        publish_locked(event);
+      } else {
+        next = std::min(next, it->second.expires);
+        ++it;
+      }
+    }
+    if (!lapsed.empty()) {
+      lock.unlock();
+      for (const auto& id : lapsed) {
+        spdlog::warn("gateway {} dropped: lease lapsed", id);
+      }
+      lock.lock();
+      continue;
+    }
+    sweeper_wake_.wait_until(lock, next, [&] { return shutting_down_; });
+  }
+}
+
+}  // namespace gwx::registry
