@@ -111,9 +111,7 @@ void shard::on_closed(client_session& c, const std::string& reason) {
     fill_client(c, *ev->mutable_client());
     ev->set_close_reason(reason);
     unbind(c);
-    while (!c.groups.empty()) {
-      leave(c, c.groups.back());
-    }
+    leave_all(c);
     route(c, std::move(frame));
   }
   server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
@@ -177,13 +175,26 @@ void shard::leave(client_session& c, const std::string& group) {
   if (it == c.groups.end() || *it != group) {
     return;
   }
-  c.groups.erase(it);
+  // The index first: `group` may refer to the very string erased from c.groups below.
   if (auto g = groups_.find(group); g != groups_.end()) {
     g->second.erase(&c);
     if (g->second.empty()) {
       groups_.erase(g);
     }
   }
+  c.groups.erase(it);
+}
+
+void shard::leave_all(client_session& c) {
+  for (const auto& group : c.groups) {
+    if (auto g = groups_.find(group); g != groups_.end()) {
+      g->second.erase(&c);
+      if (g->second.empty()) {
+        groups_.erase(g);
+      }
+    }
+  }
+  c.groups.clear();
 }
 
 void shard::bind(client_session& c, const std::string& uid) {

@@ -63,6 +63,8 @@ class shard {
   void fill_client(const client_session& c, link::v1::ClientInfo& info) const;
   void join(client_session& c, const std::string& group);
   void leave(client_session& c, const std::string& group);
+  /// Removes the client from every group it is in.
+  void leave_all(client_session& c);
   void bind(client_session& c, const std::string& uid);
   void unbind(client_session& c);
   void query(const link::v1::Query& q, link::v1::QueryResult& r);

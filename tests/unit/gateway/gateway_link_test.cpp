@@ -262,6 +262,29 @@ TEST_F(GatewayLinkTest, OversizedLineClosesOnlyThatClient) {
   EXPECT_EQ(read_line(good), "still here");
 }
 
+TEST_F(GatewayLinkTest, ClosingClientLeavesEveryGroupWhateverTheNameLength) {
+  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  auto client = connect_client();
+  const auto id = next_event(link::v1::EVENT_KIND_CONNECT).event().client().client_id();
+  // Names past the small-string buffer once exposed a dangling reference in the close path.
+  const std::vector<std::string> groups = {"a", "a-group-name-much-longer-than-fifteen-bytes",
+                                           "zz-another-long-group-name-for-the-test"};
+  for (const auto& g : groups) {
+    link::v1::Command join;
+    join.mutable_join_group()->set_client_id(id);
+    join.mutable_join_group()->set_group(g);
+    EXPECT_EQ(request(join).error(), "");
+  }
+  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups_size(), 3);
+  client.close();
+  next_event(link::v1::EVENT_KIND_CLOSE);
+  EXPECT_TRUE(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
+  const auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, groups);
+  for (const auto& g : groups) {
+    EXPECT_EQ(counts.result().counts().at(g), 0U) << g;
+  }
+}
+
 TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
   ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_CLIENT));
   auto client = connect_client();
