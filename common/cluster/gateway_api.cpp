@@ -739,6 +739,11 @@ void gateway_api::async_get_stats(result_handler<std::vector<gateway_stats>> don
         out.messages_in = s.messages_in();
         out.messages_out = s.messages_out();
         out.threads = s.threads();
+        out.events_queued = s.events_queued();
+        out.events_in_flight = s.events_in_flight();
+        out.events_redelivered = s.events_redelivered();
+        out.events_dropped = s.events_dropped();
+        out.draining_workers.assign(s.draining_workers().begin(), s.draining_workers().end());
         v.push_back(std::move(out));
       },
       [](std::vector<gateway_stats>& v) {

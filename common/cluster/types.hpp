@@ -61,6 +61,14 @@ struct gateway_stats {
   std::uint64_t messages_in = 0;
   std::uint64_t messages_out = 0;
   std::uint32_t threads = 0;
+  /// Client events waiting for a worker.
+  std::uint64_t events_queued = 0;
+  /// Sent to a worker and not yet acknowledged.
+  std::uint64_t events_in_flight = 0;
+  std::uint64_t events_redelivered = 0;
+  /// Dropped by the queue policy.
+  std::uint64_t events_dropped = 0;
+  std::vector<std::string> draining_workers;
 };
 
 /// A gateway the registers list, and whether this process has a live link to it.

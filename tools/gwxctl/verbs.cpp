@@ -97,7 +97,12 @@ int stats(Client& c, const args_t&, ms timeout) {
               << " groups=" << s.groups << " uids=" << s.uids << " workers=" << s.workers.size()
               << (s.workers.empty() ? "" : "(" + join(s.workers, ",") + ")")
               << " messages_in=" << s.messages_in << " messages_out=" << s.messages_out
-              << " threads=" << s.threads << "\n";
+              << " threads=" << s.threads << " events_queued=" << s.events_queued
+              << " events_in_flight=" << s.events_in_flight
+              << " events_redelivered=" << s.events_redelivered
+              << " events_dropped=" << s.events_dropped
+              << (s.draining_workers.empty() ? "" : " draining=" + join(s.draining_workers, ","))
+              << "\n";
     clients += s.clients;
     in += s.messages_in;
     out += s.messages_out;
