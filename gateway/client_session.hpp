@@ -11,12 +11,24 @@
 
 #include "common/codec/ws_frame.hpp"
 #include "common/codec/ws_handshake.hpp"
+#include "gateway/event_fifo.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
+#include "gwx/link/v1/link.pb.h"
 
 namespace gwx::gateway {
 
 class shard;
+
+/// A client event as built once and shared by the shard (until acknowledged) and the link.
+using event_ptr = std::shared_ptr<const link::v1::Frame>;
+
+/// An event waiting for a worker.
+struct held_event {
+  event_ptr frame;
+  std::size_t bytes = 0;
+  std::chrono::steady_clock::time_point since;
+};
 
 /// One client connection on a public listener. Lives on its shard's loop for its whole life;
 /// not thread-safe (other threads post to the shard). Moves bytes between the socket and the
@@ -56,6 +68,13 @@ class client_session : public std::enable_shared_from_this<client_session> {
   std::map<std::string, std::string> session;
   std::uint64_t session_seq = 0;
   std::uint64_t worker_id = 0;  ///< sticky worker link, 0: none yet
+  /// Sent to `worker_id` and not acknowledged yet (at-least-once), oldest first.
+  event_fifo<event_ptr> unacked;
+  /// Waiting for a worker (none linked, or the previous one still finishing), oldest first.
+  event_fifo<held_event> held;
+  std::size_t held_bytes = 0;
+  /// Per-client part of event ids (wraps; only compared for equality).
+  std::uint16_t next_event_seq = 0;
   /// The worker has been told of this client (CONNECT sent); it will hear of its close.
   bool announced = false;
 

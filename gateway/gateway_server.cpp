@@ -125,6 +125,9 @@ void gateway_server::start() {
   self.name = config_.name;
   lease_ = std::make_unique<registry::lease_keeper>(config_.registers, config_.register_token, self,
                                                     config_.lease_ttl);
+  for (auto& s : shards_) {
+    asio::post(s->io(), [sh = s.get()] { sh->start(); });
+  }
   pool_.start();
   lease_->start();
   spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {}", gateway_id_,
@@ -241,6 +244,58 @@ void gateway_server::publish_workers() {
     asio::post(s->io(),
                [sh = s.get(), copy = workers_]() mutable { sh->set_workers(std::move(copy)); });
   }
+}
+
+void gateway_server::worker_draining(const std::shared_ptr<worker_link>& link,
+                                     std::function<void()> done) {
+  struct countdown {
+    std::size_t left;
+    std::function<void()> done;
+  };
+  auto state = std::make_shared<countdown>(countdown{shards_.size(), std::move(done)});
+  auto& link_loop = shards_[link->loop()]->io();
+  std::lock_guard lock(workers_mutex_);
+  for (auto& w : workers_) {
+    if (w.id == link->id()) {
+      w.draining = true;
+    }
+  }
+  // Each shard applies the new set, then reports to the link's loop. Events a shard routed to
+  // the link before were posted there earlier, so the report arrives after them.
+  for (auto& s : shards_) {
+    asio::post(s->io(), [sh = s.get(), copy = workers_, state, &link_loop]() mutable {
+      sh->set_workers(std::move(copy));
+      asio::post(link_loop, [state] {
+        if (--state->left == 0) {
+          state->done();
+        }
+      });
+    });
+  }
+}
+
+bool gateway_server::request_drain(const std::string& name) {
+  std::lock_guard lock(workers_mutex_);
+  bool found = false;
+  for (auto& w : workers_) {
+    if (w.link->name() == name) {
+      found = true;
+      asio::post(shards_[w.link->loop()]->io(),
+                 [link = w.link] { link->request_drain("requested by an operator"); });
+    }
+  }
+  return found;
+}
+
+std::vector<std::string> gateway_server::draining_names() const {
+  std::lock_guard lock(workers_mutex_);
+  std::vector<std::string> out;
+  for (const auto& w : workers_) {
+    if (w.draining) {
+      out.push_back(w.link->name());
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> gateway_server::worker_names() const {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -36,6 +37,15 @@ struct gateway_config {
   std::chrono::milliseconds link_keepalive_timeout{5000};
   std::chrono::milliseconds decision_timeout{5000};
   std::size_t max_link_frame = 64 << 20;
+  /// at-least-once: keep each event until the worker acknowledges it and hand it to another
+  /// worker if that one goes away. at-most-once: forget an event once written to a link.
+  bool at_most_once = false;
+  /// Per-client bounds of events queued while no worker can take them.
+  std::size_t queue_max_events = 1000;
+  std::size_t queue_max_bytes = 1 << 20;
+  std::chrono::milliseconds queue_max_age{60000};
+  /// What to do past a bound: drop the oldest events (false) or close the client (true).
+  bool queue_close_client = false;
 };
 
 /// The gateway: a pool of event loops (one shard each), public listeners that spread accepted
@@ -74,6 +84,13 @@ class gateway_server {
   /// Called on a link's loop when it authenticated as a worker / when it went away.
   void worker_up(const std::shared_ptr<worker_link>& link);
   void worker_down(std::uint64_t link_id);
+  /// Called on a link's loop when its worker asked to drain; `done` runs on that loop once
+  /// every shard routes nothing new to it.
+  void worker_draining(const std::shared_ptr<worker_link>& link, std::function<void()> done);
+  /// Asks the workers linked under `name` to drain; false when none is.
+  bool request_drain(const std::string& name);
+  /// Workers that announced a drain (any thread).
+  std::vector<std::string> draining_names() const;
   /// Names of the connected workers (any thread).
   std::vector<std::string> worker_names() const;
   /// Connection counting against listener limits (any thread).

@@ -35,50 +35,64 @@ int main(int argc, char** argv) {
       "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101).\n"
       "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'");
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
-  parser.options().add_options()(
-      "register", value<std::string>()->default_value("127.0.0.1:7700")->value_name("LIST"),
-      "register addresses, comma-separated HOST:PORT")(
-      "token", value<std::string>()->default_value("")->value_name("T"),
-      "shared token the registers require (never sent in clear)")(
-      "listen",
-      value<std::vector<std::string>>()
-          ->default_value({"ws://127.0.0.1:8080/"}, "ws://127.0.0.1:8080/")
-          ->value_name("URL"),
-      "public listener URL; repeat for several")(
-      "internal", value<std::string>()->default_value("127.0.0.1:7800")->value_name("HOST:PORT"),
-      "internal listener for worker and push-client links")(
-      "advertise", value<std::string>()->default_value("")->value_name("IP:PORT"),
-      "address workers use to reach --internal (default: the bound internal address)")(
-      "secret", value<std::string>()->default_value("")->value_name("S"),
-      "shared secret of the gateway<->worker links (required)")(
-      "name", value<std::string>()->default_value(host_name())->value_name("NAME"),
-      "name shown to operators")("threads",
-                                 value<std::size_t>()->default_value(cores)->value_name("N"),
-                                 "event loops (one thread each)")(
-      "max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
-      "largest client message (WebSocket: larger closes with 1009)")(
-      "max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
-      "client connections per listener")(
-      "send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
-      "unsent bytes a client may accumulate before --slow-client applies")(
-      "slow-client", value<std::string>()->default_value("close")->value_name("POLICY"),
-      "close: close a client over its send buffer; drop: drop messages to it")(
-      "handshake-timeout-ms", value<std::size_t>()->default_value(10000)->value_name("MS"),
-      "time a WebSocket client has to complete its upgrade (and the worker to decide)")(
-      "idle-timeout-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
-      "close a client silent this long (0: never)")(
-      "heartbeat-interval-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
-      "ping clients at this interval (WebSocket ping; TCP: --heartbeat-data) (0: off)")(
-      "heartbeat-missed", value<unsigned>()->default_value(0)->value_name("N"),
-      "close a client that stays silent for N heartbeat intervals (0: never)")(
-      "heartbeat-data", value<std::string>()->default_value("")->value_name("TEXT"),
-      "payload of each heartbeat (TCP clients get it as a message; empty: none)")(
-      "lease-ttl-ms", value<std::size_t>()->default_value(6000)->value_name("MS"),
-      "register lease; renewed every third of it")(
-      "link-keepalive-interval-ms", value<std::size_t>()->default_value(1000)->value_name("MS"),
-      "ping worker links at this interval")(
-      "link-keepalive-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
-      "drop a worker link silent this long");
+  // clang-format off
+  parser.options().add_options()
+      ("register", value<std::string>()->default_value("127.0.0.1:7700")->value_name("LIST"),
+       "register addresses, comma-separated HOST:PORT")
+      ("token", value<std::string>()->default_value("")->value_name("T"),
+       "shared token the registers require (never sent in clear)")
+      ("listen", value<std::vector<std::string>>()
+                     ->default_value({"ws://127.0.0.1:8080/"}, "ws://127.0.0.1:8080/")
+                     ->value_name("URL"),
+       "public listener URL; repeat for several")
+      ("internal", value<std::string>()->default_value("127.0.0.1:7800")->value_name("HOST:PORT"),
+       "internal listener for worker and push-client links")
+      ("advertise", value<std::string>()->default_value("")->value_name("IP:PORT"),
+       "address workers use to reach --internal (default: the bound internal address)")
+      ("secret", value<std::string>()->default_value("")->value_name("S"),
+       "shared secret of the gateway<->worker links (required; prefer GWX_SECRET or --config "
+       "over the command line, which other users can see)")
+      ("name", value<std::string>()->default_value(host_name())->value_name("NAME"),
+       "name shown to operators")
+      ("threads", value<std::size_t>()->default_value(cores)->value_name("N"),
+       "event loops (one thread each)")
+      ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
+       "largest client message (WebSocket: larger closes with 1009)")
+      ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
+       "client connections per listener")
+      ("send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
+       "unsent bytes a client may accumulate before --slow-client applies")
+      ("slow-client", value<std::string>()->default_value("close")->value_name("POLICY"),
+       "close: close a client over its send buffer; drop: drop messages to it")
+      ("handshake-timeout-ms", value<std::size_t>()->default_value(10000)->value_name("MS"),
+       "time a WebSocket client has to complete its upgrade (and the worker to decide)")
+      ("idle-timeout-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
+       "close a client silent this long (0: never)")
+      ("heartbeat-interval-ms", value<std::size_t>()->default_value(0)->value_name("MS"),
+       "ping clients at this interval (WebSocket ping; TCP: --heartbeat-data) (0: off)")
+      ("heartbeat-missed", value<unsigned>()->default_value(0)->value_name("N"),
+       "close a client that stays silent for N heartbeat intervals (0: never)")
+      ("heartbeat-data", value<std::string>()->default_value("")->value_name("TEXT"),
+       "payload of each heartbeat (TCP clients get it as a message; empty: none)")
+      ("lease-ttl-ms", value<std::size_t>()->default_value(6000)->value_name("MS"),
+       "register lease; renewed every third of it")
+      ("link-keepalive-interval-ms", value<std::size_t>()->default_value(1000)->value_name("MS"),
+       "ping worker links at this interval")
+      ("link-keepalive-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
+       "drop a worker link silent this long; its unacknowledged events go to another worker")
+      ("delivery", value<std::string>()->default_value("at-least-once")->value_name("MODE"),
+       "at-least-once: keep each client event until a worker acknowledges it and hand it to "
+       "another worker if that one goes away (flagged redelivered); at-most-once: never resend")
+      ("queue-max-events", value<std::size_t>()->default_value(1000)->value_name("N"),
+       "events one client may have queued while no worker can take them")
+      ("queue-max-bytes", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
+       "bytes of events one client may have queued")
+      ("queue-max-age-ms", value<std::size_t>()->default_value(60000)->value_name("MS"),
+       "age past which a queued event is over its bound")
+      ("queue-policy", value<std::string>()->default_value("drop-oldest")->value_name("POLICY"),
+       "past a queue bound: drop-oldest (counted, logged once per interval) or close (that "
+       "client, with a reason)");
+  // clang-format on
   const auto vm = parser.parse(argc, argv);
 
   gwx::gateway::gateway_config cfg;
@@ -95,6 +109,22 @@ int main(int argc, char** argv) {
         std::chrono::milliseconds(vm["link-keepalive-interval-ms"].as<std::size_t>());
     cfg.link_keepalive_timeout =
         std::chrono::milliseconds(vm["link-keepalive-timeout-ms"].as<std::size_t>());
+    const auto delivery = vm["delivery"].as<std::string>();
+    if (delivery != "at-least-once" && delivery != "at-most-once") {
+      throw std::invalid_argument("--delivery must be at-least-once or at-most-once");
+    }
+    cfg.at_most_once = delivery == "at-most-once";
+    cfg.queue_max_events = vm["queue-max-events"].as<std::size_t>();
+    cfg.queue_max_bytes = vm["queue-max-bytes"].as<std::size_t>();
+    cfg.queue_max_age = std::chrono::milliseconds(vm["queue-max-age-ms"].as<std::size_t>());
+    const auto policy = vm["queue-policy"].as<std::string>();
+    if (policy != "drop-oldest" && policy != "close") {
+      throw std::invalid_argument("--queue-policy must be drop-oldest or close");
+    }
+    cfg.queue_close_client = policy == "close";
+    if (cfg.queue_max_events == 0 || cfg.queue_max_bytes == 0 || cfg.queue_max_age.count() == 0) {
+      throw std::invalid_argument("queue bounds must be positive");
+    }
     gwx::gateway::listener_config defaults;
     defaults.max_message = vm["max-message"].as<std::size_t>();
     defaults.max_connections = vm["max-connections"].as<std::size_t>();

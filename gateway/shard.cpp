@@ -21,7 +21,7 @@ bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const
 }  // namespace
 
 shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
-    : server_(server), index_(index), io_(io) {}
+    : server_(server), index_(index), io_(io), sweep_timer_(io) {}
 
 void shard::accept(const listener_config& listener, asio::ip::tcp::socket socket) {
   const std::uint64_t connection = (next_connection_++ << 8) | index_;
@@ -65,13 +65,23 @@ void shard::fill_client(const client_session& c, link::v1::ClientInfo& info) con
   info.set_session_seq(c.session_seq);
 }
 
+std::shared_ptr<link::v1::Frame> shard::make_event(client_session& c, link::v1::EventKind kind) {
+  auto frame = std::make_shared<link::v1::Frame>();
+  auto* ev = frame->mutable_event();
+  // [connection number without its loop byte][per-client sequence, 16 bits][loop]: an
+  // acknowledgement finds its shard and client without any table.
+  const std::uint64_t seq = ++c.next_event_seq;
+  ev->set_event_id(((c.connection() >> 8) << 24) | (seq << 8) | index_);
+  ev->set_kind(kind);
+  fill_client(c, *ev->mutable_client());
+  return frame;
+}
+
 void shard::on_connected(client_session& c, const codec::ws::http_request* request,
                          bool decision_required) {
   c.announced = true;
-  auto frame = std::make_unique<link::v1::Frame>();
+  auto frame = make_event(c, link::v1::EVENT_KIND_CONNECT);
   auto* ev = frame->mutable_event();
-  ev->set_kind(link::v1::EVENT_KIND_CONNECT);
-  fill_client(c, *ev->mutable_client());
   if (request != nullptr) {
     auto* ws = ev->mutable_websocket();
     ws->set_method(request->method);
@@ -86,79 +96,280 @@ void shard::on_connected(client_session& c, const codec::ws::http_request* reque
     }
   }
   ev->set_decision_required(decision_required);
-  if (!route(c, std::move(frame)) && decision_required) {
-    c.on_connect_decision(503, "no worker available");
+  if (decision_required) {
+    // Nobody can decide: answer now rather than keep the client hanging in its handshake.
+    bool wait = false;
+    if (pick(c, wait) == nullptr && !wait) {
+      warn_no_worker();
+      c.on_connect_decision(503, "no worker available");
+      return;
+    }
   }
+  dispatch(c, std::move(frame));
 }
 
 void shard::on_message(client_session& c, std::string_view payload, bool binary) {
   ++messages_in_;
-  auto frame = std::make_unique<link::v1::Frame>();
-  auto* ev = frame->mutable_event();
-  ev->set_kind(link::v1::EVENT_KIND_MESSAGE);
-  fill_client(c, *ev->mutable_client());
-  ev->set_payload(payload.data(), payload.size());
-  ev->set_binary(binary);
-  route(c, std::move(frame));
+  auto frame = make_event(c, link::v1::EVENT_KIND_MESSAGE);
+  frame->mutable_event()->set_payload(payload.data(), payload.size());
+  frame->mutable_event()->set_binary(binary);
+  dispatch(c, std::move(frame));
 }
 
 void shard::on_closed(client_session& c, const std::string& reason) {
   spdlog::debug("client {} closed: {}", c.id(), reason);
+  server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
   if (c.announced) {
-    auto frame = std::make_unique<link::v1::Frame>();
-    auto* ev = frame->mutable_event();
-    ev->set_kind(link::v1::EVENT_KIND_CLOSE);
-    fill_client(c, *ev->mutable_client());
-    ev->set_close_reason(reason);
+    auto frame = make_event(c, link::v1::EVENT_KIND_CLOSE);
+    frame->mutable_event()->set_close_reason(reason);
     unbind(c);
     leave_all(c);
-    route(c, std::move(frame));
+    dispatch(c, std::move(frame));
   }
-  server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
-  clients_.erase(c.connection());
+  forget_if_done(c);
 }
 
-bool shard::route(client_session& c, std::unique_ptr<link::v1::Frame> frame) {
-  const worker_ref* target = nullptr;
+void shard::forget_if_done(client_session& c) {
+  if (c.current_state() == client_session::state::closed && c.unacked.empty() && c.held.empty()) {
+    waiting_.erase(c.connection());
+    clients_.erase(c.connection());
+  }
+}
+
+const worker_ref* shard::pick(client_session& c, bool& wait) {
+  wait = false;
   if (c.worker_id != 0) {
     for (const auto& w : workers_) {
       if (w.id == c.worker_id) {
-        target = &w;
+        if (!w.draining) {
+          return &w;
+        }
+        if (!c.unacked.empty()) {
+          // Its events must be handled before the next one goes elsewhere: keep the order.
+          wait = true;
+          return nullptr;
+        }
         break;
       }
     }
   }
-  if (target == nullptr) {
-    if (workers_.empty()) {
-      warn_no_worker();
-      return false;
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    const auto& w = workers_[next_worker_++ % workers_.size()];
+    if (!w.draining) {
+      c.worker_id = w.id;
+      return &w;
     }
-    target = &workers_[next_worker_++ % workers_.size()];
-    c.worker_id = target->id;
   }
-  const auto& link = target->link;
-  if (link->loop() == index_) {
-    link->send_event(std::move(frame));
-  } else {
-    asio::post(server_.shard_at(link->loop()).io(),
-               [link, f = std::move(frame)]() mutable { link->send_event(std::move(f)); });
+  return nullptr;
+}
+
+bool shard::dispatch(client_session& c, event_ptr event) {
+  if (!c.held.empty()) {
+    hold(c, std::move(event));
+    return false;
   }
+  bool wait = false;
+  const auto* w = pick(c, wait);
+  if (w == nullptr) {
+    if (!wait) {
+      warn_no_worker();
+    }
+    hold(c, std::move(event));
+    return false;
+  }
+  send_to(c, *w, std::move(event));
   return true;
 }
 
-void shard::warn_no_worker() {
-  ++dropped_no_worker_;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - last_no_worker_log_ >= k_warn_interval) {
-    spdlog::warn("no worker connected: {} client event(s) dropped so far on loop {}",
-                 dropped_no_worker_, index_);
-    last_no_worker_log_ = now;
+void shard::send_to(client_session& c, const worker_ref& w, event_ptr event) {
+  if (!server_.config().at_most_once) {
+    c.unacked.push_back(event);
   }
+  const auto& link = w.link;
+  if (link->loop() == index_) {
+    link->send_event(event);
+  } else {
+    asio::post(server_.shard_at(link->loop()).io(),
+               [link, ev = std::move(event)]() mutable { link->send_event(ev); });
+  }
+}
+
+void shard::hold(client_session& c, event_ptr event) {
+  const auto& cfg = server_.config();
+  const std::size_t bytes = event->ByteSizeLong();
+  const bool over =
+      c.held.size() + 1 > cfg.queue_max_events || c.held_bytes + bytes > cfg.queue_max_bytes;
+  if (over && !cfg.queue_close_client && !c.held.empty()) {
+    drop_held(c, 1, "event queue bound reached: oldest events dropped");
+  }
+  c.held_bytes += bytes;
+  c.held.push_back({std::move(event), bytes, std::chrono::steady_clock::now()});
+  waiting_.insert(c.connection());
+  if (over && cfg.queue_close_client && c.current_state() != client_session::state::closed) {
+    // After queuing this event, so the worker later sees it before the client's CLOSE.
+    warn_queue("event queue bound reached: client closed");
+    c.destroy("event queue full (no worker took its events)");
+  }
+}
+
+void shard::drop_held(client_session& c, std::size_t count, const char* why) {
+  for (std::size_t i = 0; i < count && !c.held.empty(); ++i) {
+    c.held_bytes -= c.held.pop_front().bytes;
+    ++dropped_;
+  }
+  warn_queue(why);
+}
+
+void shard::flush_held(client_session& c) {
+  while (!c.held.empty()) {
+    bool wait = false;
+    const auto* w = pick(c, wait);
+    if (w == nullptr) {
+      return;
+    }
+    auto item = c.held.pop_front();
+    c.held_bytes -= item.bytes;
+    send_to(c, *w, std::move(item.frame));
+  }
+  waiting_.erase(c.connection());
+  forget_if_done(c);
+}
+
+void shard::on_acks(const std::vector<std::uint64_t>& event_ids) {
+  for (const auto id : event_ids) {
+    const std::uint64_t connection = ((id >> 24) << 8) | index_;
+    const auto it = clients_.find(connection);
+    if (it == clients_.end()) {
+      continue;
+    }
+    auto& c = *it->second;
+    c.unacked.erase_first([id](const event_ptr& e) { return e->event().event_id() == id; });
+    if (c.unacked.empty()) {
+      if (!c.held.empty()) {
+        flush_held(c);
+      } else {
+        forget_if_done(c);
+      }
+    }
+  }
+}
+
+void shard::warn_no_worker() {
+  warn_queue("no worker available: client events are queued");
+}
+
+void shard::warn_queue(const char* what) {
+  ++queue_warnings_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_queue_log_ >= k_warn_interval) {
+    spdlog::warn("loop {}: {} ({} such event(s) so far; {} dropped by the queue policy)", index_,
+                 what, queue_warnings_, dropped_);
+    last_queue_log_ = now;
+  }
+}
+
+event_counts shard::events() const {
+  event_counts out;
+  for (const auto& [conn, c] : clients_) {
+    out.queued += c->held.size();
+    out.in_flight += c->unacked.size();
+  }
+  out.redelivered = redelivered_;
+  out.dropped = dropped_;
+  return out;
+}
+
+void shard::start() {
+  sweep();
+}
+
+void shard::sweep() {
+  const auto& cfg = server_.config();
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<client_session*> expired;
+  for (const auto conn : waiting_) {
+    const auto it = clients_.find(conn);
+    if (it != clients_.end() && !it->second->held.empty() &&
+        now - it->second->held.front().since > cfg.queue_max_age) {
+      expired.push_back(it->second.get());
+    }
+  }
+  for (auto* c : expired) {
+    if (cfg.queue_close_client && c->current_state() != client_session::state::closed) {
+      warn_queue("queued events too old: client closed");
+      c->destroy("queued events waited too long for a worker");
+      continue;
+    }
+    std::size_t old = 0;
+    // Count from the front: the queue is in arrival order.
+    auto all = c->held.take_all();
+    c->held_bytes = 0;
+    for (auto& item : all) {
+      if (now - item.since > cfg.queue_max_age) {
+        ++old;
+        ++dropped_;
+        continue;
+      }
+      c->held_bytes += item.bytes;
+      c->held.push_back(std::move(item));
+    }
+    if (old > 0) {
+      warn_queue("queued events older than the age bound dropped");
+    }
+    if (c->held.empty()) {
+      waiting_.erase(c->connection());
+      forget_if_done(*c);
+    }
+  }
+  sweep_timer_.expires_after(std::chrono::milliseconds(250));
+  sweep_timer_.async_wait([this](std::error_code ec) {
+    if (!ec) {
+      sweep();
+    }
+  });
 }
 
 void shard::set_workers(std::vector<worker_ref> workers) {
   workers_ = std::move(workers);
   next_worker_ = 0;
+  const auto linked = [this](std::uint64_t id) {
+    return std::any_of(workers_.begin(), workers_.end(),
+                       [id](const worker_ref& w) { return w.id == id; });
+  };
+  // Collect first: flushing may close or forget clients.
+  std::vector<std::shared_ptr<client_session>> affected;
+  for (auto& [conn, c] : clients_) {
+    if ((c->worker_id != 0 && !linked(c->worker_id)) || !c->held.empty() ||
+        (!c->unacked.empty() && c->worker_id == 0)) {
+      affected.push_back(c);
+    }
+  }
+  for (auto& c : affected) {
+    if (c->worker_id != 0 && !linked(c->worker_id)) {
+      // Its worker went away: what it did not acknowledge goes first, flagged, in order.
+      auto lost = c->unacked.take_all();
+      if (!lost.empty()) {
+        auto rest = c->held.take_all();
+        const auto now = std::chrono::steady_clock::now();
+        for (auto& e : lost) {
+          auto copy = std::make_shared<link::v1::Frame>(*e);
+          copy->mutable_event()->set_redelivered(true);
+          ++redelivered_;
+          const std::size_t bytes = copy->ByteSizeLong();
+          c->held_bytes += bytes;
+          c->held.push_back({std::move(copy), bytes, now});
+        }
+        for (auto& item : rest) {
+          c->held.push_back(std::move(item));
+        }
+        waiting_.insert(c->connection());
+      }
+      c->worker_id = 0;
+    }
+    if (!c->held.empty()) {
+      flush_held(*c);
+    }
+  }
 }
 
 void shard::join(client_session& c, const std::string& group) {
@@ -445,9 +656,15 @@ void shard::query(const link::v1::Query& q, link::v1::QueryResult& r) {
         for (const auto& [conn, c] : clients_) {
           n += c->addressable() ? 1 : 0;
         }
-        r.mutable_stats()->set_clients(n);
-        r.mutable_stats()->set_messages_in(messages_in_);
-        r.mutable_stats()->set_messages_out(messages_out_);
+        auto* st = r.mutable_stats();
+        st->set_clients(n);
+        st->set_messages_in(messages_in_);
+        st->set_messages_out(messages_out_);
+        const auto ev = events();
+        st->set_events_queued(ev.queued);
+        st->set_events_in_flight(ev.in_flight);
+        st->set_events_redelivered(ev.redelivered);
+        st->set_events_dropped(ev.dropped);
       }
       break;
     case link::v1::QUERY_KIND_ALL_GROUP_IDS:

@@ -20,6 +20,16 @@ class worker_link;
 struct worker_ref {
   std::uint64_t id = 0;
   std::shared_ptr<worker_link> link;
+  /// Draining: gets no new clients; its clients move on once it acknowledged their events.
+  bool draining = false;
+};
+
+/// Event figures of one shard, for stats.
+struct event_counts {
+  std::uint64_t queued = 0;
+  std::uint64_t in_flight = 0;
+  std::uint64_t redelivered = 0;
+  std::uint64_t dropped = 0;
 };
 
 /// Everything one event loop owns: its clients, their uid and group indices, and its copy of
@@ -41,8 +51,20 @@ class shard {
   void on_message(client_session& c, std::string_view payload, bool binary);
   void on_closed(client_session& c, const std::string& reason);
 
-  /// Replaces this shard's copy of the worker set.
+  /// Replaces this shard's copy of the worker set: events a vanished worker did not
+  /// acknowledge go to another worker (flagged redelivered), queued events go out.
   void set_workers(std::vector<worker_ref> workers);
+
+  /// Acknowledgements from a worker for events of this shard's clients.
+  void on_acks(const std::vector<std::uint64_t>& event_ids);
+
+  /// Starts the periodic check of queued events' age.
+  void start();
+
+  /// The shard an event id belongs to.
+  static unsigned shard_of_event(std::uint64_t event_id) {
+    return static_cast<unsigned>(event_id & 0xff);
+  }
 
   /// Runs one command from a link (already routed to this shard). Returns the partial reply
   /// for queries; writes return an empty error or "offline".
@@ -57,9 +79,23 @@ class shard {
   std::uint64_t messages_in() const { return messages_in_; }
   std::uint64_t messages_out() const { return messages_out_; }
   void count_out(std::uint64_t n) { messages_out_ += n; }
+  event_counts events() const;
 
  private:
-  bool route(client_session& c, std::unique_ptr<link::v1::Frame> frame);
+  std::shared_ptr<link::v1::Frame> make_event(client_session& c, link::v1::EventKind kind);
+  /// Sends the event to the client's worker, or queues it; false when it had to be queued.
+  bool dispatch(client_session& c, event_ptr event);
+  /// The worker for the client's next event; null with `wait` set while the previous
+  /// (draining) worker still has unacknowledged events of it, null alone when none is linked.
+  const worker_ref* pick(client_session& c, bool& wait);
+  void send_to(client_session& c, const worker_ref& w, event_ptr event);
+  void hold(client_session& c, event_ptr event);
+  void flush_held(client_session& c);
+  void drop_held(client_session& c, std::size_t count, const char* why);
+  /// Removes a closed client once nothing of it awaits delivery.
+  void forget_if_done(client_session& c);
+  void sweep();
+  void warn_queue(const char* what);
   void fill_client(const client_session& c, link::v1::ClientInfo& info) const;
   void join(client_session& c, const std::string& group);
   void leave(client_session& c, const std::string& group);
@@ -77,6 +113,12 @@ class shard {
   std::unordered_map<std::uint64_t, std::shared_ptr<client_session>> clients_;
   std::unordered_map<std::string, std::unordered_set<client_session*>> groups_;
   std::unordered_map<std::string, std::unordered_set<client_session*>> uids_;
+  asio::steady_timer sweep_timer_;
+  std::unordered_set<std::uint64_t> waiting_;  ///< connections with held events
+  std::uint64_t redelivered_ = 0;
+  std::uint64_t dropped_ = 0;
+  std::uint64_t queue_warnings_ = 0;
+  std::chrono::steady_clock::time_point last_queue_log_{};
   std::vector<worker_ref> workers_;
   std::size_t next_worker_ = 0;
   std::uint64_t messages_in_ = 0;

@@ -45,9 +45,14 @@ void merge_into(link::v1::QueryResult& into, const link::v1::QueryResult& part) 
   }
   if (part.has_stats()) {
     auto* s = into.mutable_stats();
-    s->set_clients(s->clients() + part.stats().clients());
-    s->set_messages_in(s->messages_in() + part.stats().messages_in());
-    s->set_messages_out(s->messages_out() + part.stats().messages_out());
+    const auto& p = part.stats();
+    s->set_clients(s->clients() + p.clients());
+    s->set_messages_in(s->messages_in() + p.messages_in());
+    s->set_messages_out(s->messages_out() + p.messages_out());
+    s->set_events_queued(s->events_queued() + p.events_queued());
+    s->set_events_in_flight(s->events_in_flight() + p.events_in_flight());
+    s->set_events_redelivered(s->events_redelivered() + p.events_redelivered());
+    s->set_events_dropped(s->events_dropped() + p.events_dropped());
   }
 }
 
@@ -120,13 +125,59 @@ void worker_link::send(const link::v1::Frame& frame) {
   stream_->send(frame);
 }
 
-void worker_link::send_event(std::unique_ptr<link::v1::Frame> frame) {
+void worker_link::send_event(const std::shared_ptr<const link::v1::Frame>& frame) {
   if (!stream_->is_open()) {
+    // Kept by its shard until acknowledged: it goes to another worker when this link's
+    // departure reaches the shards.
     return;
   }
-  frame->mutable_event()->set_event_id(++next_event_id_);
   ++events_sent_;
   stream_->send(*frame);
+}
+
+void worker_link::request_drain(const std::string& reason) {
+  link::v1::Frame f;
+  f.mutable_drain()->set_reason(reason);
+  stream_->send(f);
+}
+
+void worker_link::on_acks(const link::v1::EventAck& ack) {
+  events_acked_ += static_cast<std::uint64_t>(ack.event_ids_size());
+  if (server_.config().at_most_once) {
+    return;
+  }
+  std::vector<std::vector<std::uint64_t>> by_shard(server_.shard_count());
+  for (const auto id : ack.event_ids()) {
+    const auto s = shard::shard_of_event(id);
+    if (s < by_shard.size()) {
+      by_shard[s].push_back(id);
+    }
+  }
+  for (unsigned s = 0; s < by_shard.size(); ++s) {
+    if (by_shard[s].empty()) {
+      continue;
+    }
+    auto& target = server_.shard_at(s);
+    if (s == loop_) {
+      target.on_acks(by_shard[s]);
+    } else {
+      asio::post(target.io(), [&target, ids = std::move(by_shard[s])] { target.on_acks(ids); });
+    }
+  }
+}
+
+void worker_link::on_drain() {
+  if (draining_ || role_ != link::v1::PEER_ROLE_WORKER) {
+    return;
+  }
+  draining_ = true;
+  spdlog::info("worker '{}' is draining: no new clients go to it", name_);
+  auto self = shared_from_this();
+  server_.worker_draining(self, [self] {
+    link::v1::Frame f;
+    f.mutable_drain_ack();
+    self->stream_->send(f);
+  });
 }
 
 void worker_link::on_frame(link::v1::Frame& frame) {
@@ -145,7 +196,10 @@ void worker_link::on_frame(link::v1::Frame& frame) {
       on_command(*frame.mutable_command());
       break;
     case link::v1::Frame::kAck:
-      events_acked_ += static_cast<std::uint64_t>(frame.ack().event_ids_size());
+      on_acks(frame.ack());
+      break;
+    case link::v1::Frame::kDrain:
+      on_drain();
       break;
     case link::v1::Frame::kDecision:
       on_decision(frame.decision());
@@ -225,6 +279,19 @@ void worker_link::on_decision(const link::v1::ConnectDecision& d) {
 }
 
 void worker_link::on_command(link::v1::Command& cmd) {
+  if (cmd.has_drain_worker()) {
+    const bool found = server_.request_drain(cmd.drain_worker().worker_name());
+    if (cmd.request_id() != 0) {
+      link::v1::Frame f;
+      f.mutable_reply()->set_request_id(cmd.request_id());
+      if (!found) {
+        f.mutable_reply()->set_error("no worker named '" + cmd.drain_worker().worker_name() +
+                                     "' is linked to this gateway");
+      }
+      stream_->send(f);
+    }
+    return;
+  }
   auto command = std::make_shared<const link::v1::Command>(std::move(cmd));
   std::vector<unsigned> shards;
   if (const auto* target = target_of(*command)) {
@@ -305,6 +372,9 @@ void worker_link::merge(gather_state& state, const link::v1::Reply& part) {
     }
     for (auto& url : server_.bound_urls()) {
       stats->add_listeners(std::move(url));
+    }
+    for (auto& w : server_.draining_names()) {
+      stats->add_draining_workers(std::move(w));
     }
     result.clear_groups();
     result.clear_uids();

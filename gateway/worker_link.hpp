@@ -24,7 +24,9 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
 
   void start();
   /// Queues a client event (must be called on this link's loop).
-  void send_event(std::unique_ptr<link::v1::Frame> frame);
+  void send_event(const std::shared_ptr<const link::v1::Frame>& frame);
+  /// Asks the worker to drain (must be called on this link's loop).
+  void request_drain(const std::string& reason);
   /// Queues any frame (must be called on this link's loop).
   void send(const link::v1::Frame& frame);
 
@@ -38,6 +40,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   void on_command(link::v1::Command& cmd);
   void on_decision(const link::v1::ConnectDecision& d);
   void on_closed(const std::string& reason);
+  void on_acks(const link::v1::EventAck& ack);
+  void on_drain();
   void merge(gather_state& state, const link::v1::Reply& part);
 
   gateway_server& server_;
@@ -49,6 +53,7 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   std::string name_;
   link::v1::PeerRole role_ = link::v1::PEER_ROLE_UNSPECIFIED;
   bool authenticated_ = false;
+  bool draining_ = false;
   std::uint64_t next_event_id_ = 0;
   std::uint64_t events_sent_ = 0;
   std::uint64_t events_acked_ = 0;

@@ -44,12 +44,28 @@ class GatewayLinkTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (peer_) {
-      peer_->close("test over");
+    for (auto& p : peers_) {
+      p->stream->close("test over");
     }
     io_.run_for(50ms);
     server_->stop();
   }
+
+  /// One fake worker or push client linked to the gateway.
+  struct fake_peer {
+    std::shared_ptr<link_stream> stream;
+    std::deque<Frame> frames;
+    bool closed = false;
+  };
+
+  /// Links another fake peer and makes it the current one.
+  fake_peer& add_peer(link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER) {
+    EXPECT_TRUE(link_peer("test-secret", role));
+    return *peers_.back();
+  }
+
+  /// Makes `p` the peer that next_frame/request talk to.
+  void use(fake_peer& p) { current_ = &p; }
 
   /// Runs the test's loop until `done` holds or the deadline passes.
   bool run_until(const std::function<bool()>& done) {
@@ -69,41 +85,45 @@ class GatewayLinkTest : public ::testing::Test {
   bool link_peer(const std::string& secret, link::v1::PeerRole role) {
     asio::ip::tcp::socket sock(io_);
     sock.connect({asio::ip::make_address("127.0.0.1"), internal_port_});
-    peer_ = std::make_shared<link_stream>(std::move(sock));
-    peer_->start([this](Frame& f) { frames_.push_back(f); },
-                 [this](const std::string&) { peer_closed_ = true; });
-    if (!run_until([&] { return !frames_.empty() || peer_closed_; }) ||
-        !frames_.front().has_challenge()) {
+    peers_.push_back(std::make_unique<fake_peer>());
+    auto* p = peers_.back().get();
+    current_ = p;
+    p->stream = std::make_shared<link_stream>(std::move(sock));
+    p->stream->start([p](Frame& f) { p->frames.push_back(f); },
+                     [p](const std::string&) { p->closed = true; });
+    if (!run_until([&] { return !p->frames.empty() || p->closed; }) ||
+        !p->frames.front().has_challenge()) {
       return false;
     }
-    const auto gw_nonce = frames_.front().challenge().nonce();
-    frames_.pop_front();
+    const auto gw_nonce = p->frames.front().challenge().nonce();
+    p->frames.pop_front();
     const auto my_nonce = link_auth::make_nonce();
     Frame hello;
     hello.mutable_hello()->set_role(role);
-    hello.mutable_hello()->set_name("fake-worker");
+    hello.mutable_hello()->set_name("fake-worker-" + std::to_string(peers_.size()));
     hello.mutable_hello()->set_nonce(my_nonce);
     hello.mutable_hello()->set_proof(link_auth::peer_proof(secret, gw_nonce, my_nonce));
-    peer_->send(hello);
-    run_until([&] { return !frames_.empty() || peer_closed_; });
-    if (frames_.empty() || !frames_.front().has_welcome()) {
+    p->stream->send(hello);
+    run_until([&] { return !p->frames.empty() || p->closed; });
+    if (p->frames.empty() || !p->frames.front().has_welcome()) {
       return false;
     }
-    const auto& w = frames_.front().welcome();
+    const auto& w = p->frames.front().welcome();
     EXPECT_TRUE(link_auth::equal(w.proof(), link_auth::gateway_proof(secret, gw_nonce, my_nonce)));
     EXPECT_EQ(w.gateway_id(), server_->gateway_id());
-    frames_.pop_front();
+    p->frames.pop_front();
     return true;
   }
 
   /// First frame satisfying `pred` (others stay queued); fails the test on timeout.
   Frame next_frame(const std::function<bool(const Frame&)>& pred) {
     Frame out;
+    auto& frames = current_->frames;
     const bool ok = run_until([&] {
-      for (auto it = frames_.begin(); it != frames_.end(); ++it) {
+      for (auto it = frames.begin(); it != frames.end(); ++it) {
         if (pred(*it)) {
           out = std::move(*it);
-          frames_.erase(it);
+          frames.erase(it);
           return true;
         }
       }
@@ -117,11 +137,21 @@ class GatewayLinkTest : public ::testing::Test {
     return next_frame([kind](const Frame& f) { return f.has_event() && f.event().kind() == kind; });
   }
 
+  void ack(const Frame& event) {
+    Frame f;
+    f.mutable_ack()->add_event_ids(event.event().event_id());
+    current_->stream->send(f);
+  }
+
+  void send_line(asio::ip::tcp::socket& client, const std::string& text) {
+    asio::write(client, asio::buffer(text + "\n"));
+  }
+
   link::v1::Reply request(link::v1::Command cmd) {
     cmd.set_request_id(++request_id_);
     Frame f;
     *f.mutable_command() = std::move(cmd);
-    peer_->send(f);
+    current_->stream->send(f);
     const auto id = request_id_;
     return next_frame(
                [id](const Frame& fr) { return fr.has_reply() && fr.reply().request_id() == id; })
@@ -157,17 +187,16 @@ class GatewayLinkTest : public ::testing::Test {
   std::unique_ptr<gateway_server> server_;
   std::uint16_t line_port_ = 0;
   std::uint16_t internal_port_ = 0;
-  std::shared_ptr<link_stream> peer_;
-  std::deque<Frame> frames_;
-  bool peer_closed_ = false;
+  std::vector<std::unique_ptr<fake_peer>> peers_;
+  fake_peer* current_ = nullptr;
   std::uint64_t request_id_ = 0;
 };
 
 TEST_F(GatewayLinkTest, WrongSecretIsRefused) {
   EXPECT_FALSE(link_peer("not-the-secret", link::v1::PEER_ROLE_WORKER));
-  ASSERT_FALSE(frames_.empty());
-  EXPECT_TRUE(frames_.front().has_reject());
-  EXPECT_TRUE(run_until([&] { return peer_closed_; }));
+  ASSERT_FALSE(current_->frames.empty());
+  EXPECT_TRUE(current_->frames.front().has_reject());
+  EXPECT_TRUE(run_until([&] { return current_->closed; }));
 }
 
 TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
@@ -298,8 +327,115 @@ TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
   EXPECT_EQ(stats.clients(), 1U);
   EXPECT_EQ(stats.threads(), 2U);
   EXPECT_TRUE(stats.workers().empty());
-  for (const auto& f : frames_) {
+  for (const auto& f : current_->frames) {
     EXPECT_FALSE(f.has_event());
+  }
+}
+
+TEST_F(GatewayLinkTest, UnacknowledgedEventsGoToAnotherWorkerInOrderFlagged) {
+  auto& first = add_peer();
+  auto client = connect_client();
+  auto connect = next_event(link::v1::EVENT_KIND_CONNECT);
+  ack(connect);
+  send_line(client, "one");
+  send_line(client, "two");
+  EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "one");
+  EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "two");
+  auto& second = add_peer();
+  use(first);
+  first.stream->close("crash");  // neither message was acknowledged
+  use(second);
+  const auto one = next_event(link::v1::EVENT_KIND_MESSAGE);
+  const auto two = next_event(link::v1::EVENT_KIND_MESSAGE);
+  EXPECT_EQ(one.event().payload(), "one");
+  EXPECT_EQ(two.event().payload(), "two");
+  EXPECT_TRUE(one.event().redelivered());
+  EXPECT_TRUE(two.event().redelivered());
+  EXPECT_LT(one.event().event_id(), two.event().event_id());
+  ack(one);
+  ack(two);
+  // New events follow on the new worker, not redelivered; the acknowledged CONNECT was not resent.
+  send_line(client, "three");
+  const auto three = next_event(link::v1::EVENT_KIND_MESSAGE);
+  EXPECT_EQ(three.event().payload(), "three");
+  EXPECT_FALSE(three.event().redelivered());
+  for (const auto& f : second.frames) {
+    EXPECT_FALSE(f.has_event() && f.event().kind() == link::v1::EVENT_KIND_CONNECT);
+  }
+  const auto stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+  EXPECT_EQ(stats.events_redelivered(), 2U);
+}
+
+TEST_F(GatewayLinkTest, EventsWaitForAWorkerAndArriveInOrder) {
+  auto& pusher = add_peer(link::v1::PEER_ROLE_CLIENT);
+  auto client = connect_client();
+  for (int i = 0; i < 5; ++i) {
+    send_line(client, "m" + std::to_string(i));
+  }
+  use(pusher);
+  EXPECT_TRUE(run_until(
+      [&] { return query(link::v1::QUERY_KIND_STATS).result().stats().events_queued() == 6; }));
+  add_peer();
+  EXPECT_EQ(next_event(link::v1::EVENT_KIND_CONNECT).event().kind(), link::v1::EVENT_KIND_CONNECT);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
+  }
+}
+
+TEST_F(GatewayLinkTest, DrainAnswersAndMovesClientsOnlyAfterTheirEventsAreAcknowledged) {
+  auto& old_worker = add_peer();
+  auto client = connect_client();
+  ack(next_event(link::v1::EVENT_KIND_CONNECT));
+  send_line(client, "before");
+  const auto before = next_event(link::v1::EVENT_KIND_MESSAGE);
+  auto& new_worker = add_peer();
+  use(old_worker);
+  Frame drain;
+  drain.mutable_drain()->set_reason("upgrade");
+  old_worker.stream->send(drain);
+  next_frame([](const Frame& f) { return f.has_drain_ack(); });
+  // "before" is still unacknowledged: "after" must wait, not overtake it on the new worker.
+  send_line(client, "after");
+  use(new_worker);
+  EXPECT_TRUE(run_until(
+      [&] { return query(link::v1::QUERY_KIND_STATS).result().stats().events_queued() == 1; }));
+  for (const auto& f : new_worker.frames) {
+    EXPECT_FALSE(f.has_event());
+  }
+  use(old_worker);
+  ack(before);
+  use(new_worker);
+  const auto after = next_event(link::v1::EVENT_KIND_MESSAGE);
+  EXPECT_EQ(after.event().payload(), "after");
+  EXPECT_FALSE(after.event().redelivered());
+  EXPECT_EQ(query(link::v1::QUERY_KIND_STATS).result().stats().draining_workers_size(), 1);
+}
+
+TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
+  server_->stop();
+  gateway_config cfg;
+  cfg.registers = {{"127.0.0.1", 1}};
+  cfg.internal = {"127.0.0.1", 0};
+  cfg.secret = "test-secret";
+  cfg.threads = 1;
+  cfg.queue_max_events = 3;
+  cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", listener_config{}));
+  server_ = std::make_unique<gateway_server>(std::move(cfg));
+  server_->start();
+  line_port_ = port_of(server_->bound_urls()[0]);
+  internal_port_ = port_of(server_->bound_urls().back());
+  add_peer(link::v1::PEER_ROLE_CLIENT);
+  auto client = connect_client();
+  for (int i = 0; i < 6; ++i) {
+    send_line(client, "m" + std::to_string(i));
+  }
+  EXPECT_TRUE(run_until([&] {
+    const auto st = query(link::v1::QUERY_KIND_STATS).result().stats();
+    return st.events_queued() == 3 && st.events_dropped() == 4;  // CONNECT + m0..m5 = 7 events
+  }));
+  add_peer();
+  for (int i = 3; i < 6; ++i) {
+    EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
   }
 }
 
