@@ -111,7 +111,7 @@ void link_stream::on_read(std::size_t n) {
   if (offset > 0) {
     read_buf_.erase(0, offset);
     read_len_ -= offset;
-    read_buf_.resize(std::max(read_buf_.size() - offset, k_read_chunk));
+    read_buf_.resize(std::max(read_buf_.size(), k_read_chunk));
   }
   do_read();
 }
