@@ -357,6 +357,26 @@ void client_session::destroy(const std::string& reason) {
   finish(reason);
 }
 
+void client_session::go_away(const std::string& goodbye) {
+  if (state_ != state::open) {
+    if (state_ == state::handshake || state_ == state::deciding) {
+      destroy("gateway shutting down");
+    }
+    return;
+  }
+  if (listener_.kind == framing::websocket) {
+    auto frame = std::make_shared<std::string>();
+    codec::ws::encode_close(*frame, codec::ws::k_close_going_away, "gateway shutting down");
+    push(frame);
+  } else if (!goodbye.empty()) {
+    push(encode_for(listener_.kind, goodbye, false));
+  }
+  begin_close("gateway shutting down");
+  if (!writing_) {
+    do_write();
+  }
+}
+
 void client_session::begin_close(std::string reason) {
   state_ = state::closing;
   close_after_flush_ = true;

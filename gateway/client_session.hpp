@@ -52,6 +52,9 @@ class client_session : public std::enable_shared_from_this<client_session> {
   void close_gracefully(const std::optional<std::pair<std::string, bool>>& final_message);
   /// Closes at once, dropping anything queued.
   void destroy(const std::string& reason);
+  /// The gateway is shutting down: WebSocket clients get close 1001, TCP clients `goodbye`
+  /// (when not empty); then the connection closes once flushed.
+  void go_away(const std::string& goodbye);
   /// The worker's answer to an on_websocket_connect that had to be asked.
   void on_connect_decision(std::uint32_t http_status, const std::string& body);
 

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <future>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include "common/client_id.hpp"
 #include "common/registry/lease_keeper.hpp"
@@ -135,6 +137,63 @@ void gateway_server::start() {
 }
 
 void gateway_server::stop() {
+  if (stopped_.exchange(true) || !internal_) {
+    pool_.stop();
+    return;
+  }
+  const auto started = std::chrono::steady_clock::now();
+  // Stop accepting first, so nobody arrives while the others are told to leave.
+  std::promise<void> closed;
+  asio::post(pool_.loop(0), [this, &closed] {
+    std::error_code ignored;
+    for (auto& l : listeners_) {
+      l->acceptor.close(ignored);
+    }
+    closed.set_value();
+  });
+  closed.get_future().wait_for(std::chrono::seconds(1));
+  for (auto& s : shards_) {
+    asio::post(s->io(), [sh = s.get(), goodbye = config_.goodbye] { sh->shutdown(goodbye); });
+  }
+  // Wait until every socket closed and the workers acknowledged the last events (their CLOSE
+  // events among them) — or nobody is left to acknowledge them, or time is up.
+  shard::drain_state left;
+  const auto deadline = started + config_.shutdown_timeout;
+  for (;;) {
+    left = {};
+    bool workers = false;
+    for (auto& s : shards_) {
+      std::promise<std::pair<shard::drain_state, bool>> p;
+      auto f = p.get_future();
+      asio::post(s->io(), [sh = s.get(), &p] {
+        p.set_value({sh->remaining(), sh->has_workers()});
+      });
+      if (f.wait_until(deadline) != std::future_status::ready) {
+        break;
+      }
+      const auto [r, w] = f.get();
+      left.open_sockets += r.open_sockets;
+      left.pending_events += r.pending_events;
+      workers = workers || w;
+    }
+    const bool done = left.open_sockets == 0 && (left.pending_events == 0 || !workers);
+    if (done || std::chrono::steady_clock::now() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - started);
+  if (left.open_sockets > 0 || left.pending_events > 0) {
+    spdlog::warn(
+        "shutdown after {} ms: {} client socket(s) still open, {} event(s) not "
+        "acknowledged by a worker",
+        took.count(), left.open_sockets, left.pending_events);
+  } else {
+    spdlog::info("shutdown complete in {} ms", took.count());
+  }
+  // Withdrawn last: workers drop their link when the register stops listing this gateway,
+  // and they must stay linked to acknowledge the clients' last events.
   if (lease_) {
     lease_->stop();
     lease_.reset();

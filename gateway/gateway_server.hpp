@@ -44,6 +44,10 @@ struct gateway_config {
   std::size_t queue_max_events = 1000;
   std::size_t queue_max_bytes = 1 << 20;
   std::chrono::milliseconds queue_max_age{60000};
+  /// Shutdown: what TCP clients are told (WebSocket clients get close 1001) and how long the
+  /// gateway waits for clients to go and workers to acknowledge their last events.
+  std::string goodbye;
+  std::chrono::milliseconds shutdown_timeout{5000};
   /// What to do past a bound: drop the oldest events (false) or close the client (true).
   bool queue_close_client = false;
 };
@@ -59,7 +63,9 @@ class gateway_server {
   /// Binds every listener (throws std::system_error with the address on failure), starts the
   /// loops and the register lease. Returns once serving.
   void start();
-  /// Stops accepting, withdraws from the registers and stops the loops.
+  /// Graceful stop: stops accepting, withdraws from the registers, tells every client goodbye,
+  /// waits (bounded by shutdown_timeout) for sockets to close and workers to acknowledge what
+  /// they were sent, then stops the loops. Idempotent.
   void stop();
 
   /// Listener URLs with their real ports, internal address last as internal://HOST:PORT.
@@ -116,6 +122,7 @@ class gateway_server {
   std::unique_ptr<registry::lease_keeper> lease_;
   std::atomic<std::uint64_t> next_link_id_{1};
   std::atomic<std::size_t> next_shard_{0};
+  std::atomic<bool> stopped_{false};
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;

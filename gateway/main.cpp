@@ -91,7 +91,13 @@ int main(int argc, char** argv) {
        "age past which a queued event is over its bound")
       ("queue-policy", value<std::string>()->default_value("drop-oldest")->value_name("POLICY"),
        "past a queue bound: drop-oldest (counted, logged once per interval) or close (that "
-       "client, with a reason)");
+       "client, with a reason)")
+      ("goodbye", value<std::string>()->default_value("")->value_name("TEXT"),
+       "on shutdown, sent to TCP clients before their connection closes (WebSocket clients get "
+       "close 1001)")
+      ("shutdown-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
+       "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
+       "events");
   // clang-format on
   const auto vm = parser.parse(argc, argv);
 
@@ -122,6 +128,8 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--queue-policy must be drop-oldest or close");
     }
     cfg.queue_close_client = policy == "close";
+    cfg.goodbye = vm["goodbye"].as<std::string>();
+    cfg.shutdown_timeout = std::chrono::milliseconds(vm["shutdown-timeout-ms"].as<std::size_t>());
     if (cfg.queue_max_events == 0 || cfg.queue_max_bytes == 0 || cfg.queue_max_age.count() == 0) {
       throw std::invalid_argument("queue bounds must be positive");
     }

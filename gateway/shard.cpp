@@ -283,6 +283,26 @@ void shard::start() {
   sweep();
 }
 
+void shard::shutdown(const std::string& goodbye) {
+  std::vector<std::shared_ptr<client_session>> all;
+  all.reserve(clients_.size());
+  for (auto& [conn, c] : clients_) {
+    all.push_back(c);
+  }
+  for (auto& c : all) {
+    c->go_away(goodbye);
+  }
+}
+
+shard::drain_state shard::remaining() const {
+  drain_state out;
+  for (const auto& [conn, c] : clients_) {
+    out.open_sockets += c->current_state() != client_session::state::closed ? 1 : 0;
+    out.pending_events += c->held.size() + c->unacked.size();
+  }
+  return out;
+}
+
 void shard::sweep() {
   const auto& cfg = server_.config();
   const auto now = std::chrono::steady_clock::now();

@@ -61,6 +61,16 @@ class shard {
   /// Starts the periodic check of queued events' age.
   void start();
 
+  /// What is left to do before this shard can stop.
+  struct drain_state {
+    std::size_t open_sockets = 0;
+    std::size_t pending_events = 0;  ///< queued or unacknowledged
+  };
+  /// Stops taking client input and says goodbye to every client.
+  void shutdown(const std::string& goodbye);
+  drain_state remaining() const;
+  bool has_workers() const { return !workers_.empty(); }
+
   /// The shard an event id belongs to.
   static unsigned shard_of_event(std::uint64_t event_id) {
     return static_cast<unsigned>(event_id & 0xff);

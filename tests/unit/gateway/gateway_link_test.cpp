@@ -6,6 +6,7 @@
 #include <asio.hpp>
 #include <deque>
 #include <functional>
+#include <thread>
 
 #include "common/client_id.hpp"
 #include "common/link_auth.hpp"
@@ -437,6 +438,43 @@ TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
   for (int i = 3; i < 6; ++i) {
     EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
   }
+}
+
+TEST_F(GatewayLinkTest, ShutdownSaysGoodbyeAndWaitsForTheLastAcks) {
+  server_->stop();
+  gateway_config cfg;
+  cfg.registers = {{"127.0.0.1", 1}};
+  cfg.internal = {"127.0.0.1", 0};
+  cfg.secret = "test-secret";
+  cfg.threads = 2;
+  cfg.goodbye = "bye for now";
+  cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", listener_config{}));
+  server_ = std::make_unique<gateway_server>(std::move(cfg));
+  server_->start();
+  line_port_ = port_of(server_->bound_urls()[0]);
+  internal_port_ = port_of(server_->bound_urls().back());
+  add_peer();
+  auto client = connect_client();
+  ack(next_event(link::v1::EVENT_KIND_CONNECT));
+  // The fake worker acknowledges the CLOSE as soon as it sees it, from its own thread.
+  std::thread stopper([this] { server_->stop(); });
+  const auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  EXPECT_NE(closed.event().close_reason().find("shutting down"), std::string::npos);
+  ack(closed);
+  EXPECT_EQ(read_line(client), "bye for now");
+  std::error_code ec;
+  char byte = 0;
+  client.read_some(asio::buffer(&byte, 1), ec);
+  EXPECT_EQ(ec, asio::error::eof);
+  const auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < 3s) {
+    io_.run_for(10ms);  // keep the fake worker's link serviced while the gateway waits
+  }
+  stopper.join();
+  // New clients are refused once the gateway stopped accepting.
+  asio::ip::tcp::socket late(io_);
+  late.connect({asio::ip::make_address("127.0.0.1"), line_port_}, ec);
+  EXPECT_TRUE(ec);
 }
 
 }  // namespace
