@@ -4,15 +4,61 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
+#include <string>
+#include <thread>
 
 #include "common/options.hpp"
 #include "worker/sdk/app_loader.hpp"
 #include "worker/sdk/worker.hpp"
 
 namespace {
+
+// How long gwx-worker may take past its drain timeout to run on_worker_stop and close.
+constexpr std::chrono::milliseconds k_exit_grace{10000};
+
+// Why the worker should stop, from a signal or a gateway's drain request; the first wins.
+class stop_request {
+ public:
+  void request(std::string reason) {
+    std::lock_guard lock(mutex_);
+    if (reason_.empty()) {
+      reason_ = std::move(reason);
+      changed_.notify_all();
+    } else if (!finished_) {
+      spdlog::info("{} while already draining ({}): the drain goes on", reason, reason_);
+    }
+  }
+  std::string wait() {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !reason_.empty(); });
+    return reason_;
+  }
+  void finish() {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+    changed_.notify_all();
+  }
+  bool wait_finished(std::chrono::milliseconds limit) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, limit, [this] { return finished_; });
+  }
+  bool finished() {
+    std::lock_guard lock(mutex_);
+    return finished_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::string reason_;
+  bool finished_ = false;
+};
 
 std::string default_name() {
   char host[256] = {};
@@ -32,7 +78,9 @@ int main(int argc, char** argv) {
       "Runs business handlers for a gwx cluster: links to every gateway the registers list and\n"
       "calls the app for each client event. Built-in apps: echo, chat, commands; or a shared\n"
       "library built with GWX_APP (--app ./libmyapp.so). Prints 'linked ADDRESS' and\n"
-      "'unlinked ADDRESS' on stdout as gateway links come and go. SIGINT/SIGTERM stop it.");
+      "'unlinked ADDRESS' on stdout as gateway links come and go. SIGTERM/SIGINT, or a\n"
+      "gateway relaying 'gwxctl drain NAME', make it drain: gateways route no new events to\n"
+      "it, it handles what it has, flushes its pushes and acknowledgements, then exits 0.");
   parser.options().add_options()(
       "register", gwx::po::value<std::string>()->required()->value_name("HOST:PORT[,...]"),
       "registers to watch for gateways (comma-separated)")(
@@ -51,7 +99,9 @@ int main(int argc, char** argv) {
       "keepalive-interval-ms", gwx::po::value<unsigned>()->default_value(1000)->value_name("N"),
       "link keepalive ping interval")(
       "keepalive-timeout-ms", gwx::po::value<unsigned>()->default_value(5000)->value_name("N"),
-      "drop a gateway link silent for this long");
+      "drop a gateway link silent for this long (a stopped gateway is detected within it)")(
+      "drain-timeout-ms", gwx::po::value<unsigned>()->default_value(30000)->value_name("N"),
+      "longest a drain may take before the worker exits regardless (what was left is logged)");
   const auto vm = parser.parse(argc, argv);
 
   gwx::worker_options options;
@@ -72,6 +122,12 @@ int main(int argc, char** argv) {
       std::chrono::milliseconds(vm["keepalive-interval-ms"].as<unsigned>());
   options.cluster.keepalive_timeout =
       std::chrono::milliseconds(vm["keepalive-timeout-ms"].as<unsigned>());
+  const std::chrono::milliseconds drain_timeout(vm["drain-timeout-ms"].as<unsigned>());
+  options.drain_timeout = drain_timeout;
+  stop_request stop;
+  options.on_drain_request = [&stop](const std::string& address, const std::string& reason) {
+    stop.request("asked by gateway " + address + ": " + reason);
+  };
   options.on_link_change = [](const std::string& address, bool up) {
     // One line per change, flushed: scripts and tests wait for these.
     static std::mutex stdout_mutex;
@@ -88,21 +144,43 @@ int main(int argc, char** argv) {
     gwx::die("gwx-worker", e.what(), 1);
   }
 
-  // Block the stop signals in every thread (they inherit the mask) and take them here.
+  // Block the stop signals in every thread (they inherit the mask); one thread takes them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::thread signal_thread([&stop, &stop_signals] {
+    while (!stop.finished()) {
+      int signal_number = 0;
+      if (sigwait(&stop_signals, &signal_number) == 0 && !stop.finished()) {
+        stop.request(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+      }
+    }
+  });
 
   gwx::worker w(std::move(options), std::move(app));
   spdlog::info("starting app '{}' with {} handler thread(s)", app_name,
                vm["threads"].as<unsigned>());
   w.start();
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
-  spdlog::info("{} received, stopping", signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  const auto reason = stop.wait();
+  // The drain bounds its own waits, but a handler that never returns would hold the process:
+  // past the drain timeout plus a grace for on_worker_stop and the last flush, exit anyway.
+  std::thread watchdog([&stop, limit = drain_timeout + k_exit_grace] {
+    if (!stop.wait_finished(limit)) {
+      spdlog::error("still stopping after {} ms (a handler that does not return?); exiting",
+                    limit.count());
+      spdlog::shutdown();
+      std::_Exit(1);
+    }
+  });
+  w.drain(std::chrono::milliseconds::zero(), reason);
   w.stop();
+  stop.finish();
+  watchdog.join();
+  // Wakes the signal thread's sigwait (a signal sent to that thread alone).
+  pthread_kill(signal_thread.native_handle(), SIGTERM);
+  signal_thread.join();
   spdlog::info("stopped");
   return 0;
 }

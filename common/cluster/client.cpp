@@ -53,17 +53,7 @@ std::vector<gateway_status> Client::gateways() const {
 }
 
 std::vector<std::string> Client::flush(std::chrono::milliseconds timeout) {
-  // Each link is ordered, so a gateway's answer to a query proves it has processed every
-  // command sent to it before the query.
-  auto r = get_all_client_count(timeout);
-  if (r.error) {
-    std::vector<std::string> all;
-    for (const auto& g : gateways()) {
-      all.push_back(g.internal_address);
-    }
-    return all;
-  }
-  return std::move(r.missing_gateways);
+  return core_->flush(timeout.count() == 0 ? core_->default_timeout() : timeout);
 }
 
 }  // namespace gwx

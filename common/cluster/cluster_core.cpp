@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <set>
 #include <tuple>
 
@@ -86,6 +87,7 @@ void cluster_core::stop() {
       open.push_back(p.owner);
     }
     pending_.clear();
+    drain_waiting_.clear();
     for (auto& g : open) {
       g->outstanding.clear();
       g->result.error = api_errc::stopped;
@@ -102,6 +104,69 @@ void cluster_core::stop() {
     }
   }
   thread_.join();
+}
+
+void cluster_core::start_drain(std::string reason) {
+  {
+    std::lock_guard lock(status_mutex_);
+    if (drain_started_) {
+      return;
+    }
+    drain_started_ = true;
+  }
+  asio::post(io_, [this, reason = std::move(reason)]() mutable {
+    drain_reason_ = std::move(reason);
+    for (auto& [id, link] : links_) {
+      if (link->is_up()) {
+        send_drain(*link);
+      }
+    }
+    publish_drain();
+  });
+}
+
+bool cluster_core::wait_drain_answered(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(status_mutex_);
+  return status_changed_.wait_until(lock, deadline, [this] {
+    return loop_done_ || (drain_applied_ && drain_unanswered_.empty());
+  });
+}
+
+std::vector<std::string> cluster_core::drain_unanswered() const {
+  std::lock_guard lock(status_mutex_);
+  return drain_unanswered_;
+}
+
+std::uint64_t cluster_core::drain_generation() const {
+  std::lock_guard lock(status_mutex_);
+  return drain_generation_;
+}
+
+std::vector<std::string> cluster_core::flush(std::chrono::milliseconds timeout) {
+  // Any request does: each link is ordered, so a gateway's answer to it proves the gateway
+  // has processed everything sent to it before. A client count is the cheapest to answer.
+  auto answered = std::make_shared<std::promise<gather_result>>();
+  auto future = answered->get_future();
+  if (!on_network_thread()) {
+    request_each(
+        [](const gateway_view&, link::v1::Command& cmd) {
+          cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_ALL_CLIENT_COUNT);
+          return true;
+        },
+        timeout, [answered](gather_result r) { answered->set_value(std::move(r)); });
+    // The gather ends at `timeout` by itself; the margin only covers a loop that stopped.
+    if (future.wait_for(timeout + std::chrono::seconds(1)) == std::future_status::ready) {
+      auto r = future.get();
+      if (!r.error) {
+        return std::move(r.missing_gateways);
+      }
+    }
+  }
+  std::vector<std::string> all;
+  for (const auto& g : gateways()) {
+    all.push_back(g.internal_address);
+  }
+  return all;
 }
 
 void cluster_core::set_gateways(std::vector<registry::gateway_entry> gateways) {
@@ -324,8 +389,10 @@ void cluster_core::on_reply(link::v1::Reply& reply) {
   if (reply.error().empty()) {
     g->result.replies.push_back(gateway_reply{std::move(address), std::move(reply)});
   } else {
-    spdlog::warn("gateway {} answered a query with an error: {}", address, reply.error());
-    g->result.missing_gateways.push_back(std::move(address));
+    // Often expected ("offline", "no worker named ..."): the caller decides what it means.
+    spdlog::debug("gateway {} answered a request with an error: {}", address, reply.error());
+    g->result.missing_gateways.push_back(address);
+    g->result.errors.push_back(gateway_reply{std::move(address), std::move(reply)});
   }
   finish_if_done(g);
 }
@@ -397,6 +464,7 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
     link->stop();
     if (was_up) {
       drop_requests_of(link->gateway_id(), link->serial());
+      drain_answered(link->gateway_id(), link->serial());
       unlinked.push_back(link->address());
     }
   }
@@ -413,6 +481,11 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
 }
 
 void cluster_core::on_link_up(gateway_link& link) {
+  if (drain_reason_) {
+    // Linked while draining: this gateway must hear it before it routes much here.
+    send_drain(link);
+    publish_drain();
+  }
   publish_status();
   if (on_link_change_) {
     on_link_change_(link.address(), true);
@@ -421,6 +494,7 @@ void cluster_core::on_link_up(gateway_link& link) {
 
 void cluster_core::on_link_down(gateway_link& link) {
   drop_requests_of(link.gateway_id(), link.serial());
+  drain_answered(link.gateway_id(), link.serial());
   publish_status();
   if (on_link_change_) {
     on_link_change_(link.address(), false);
@@ -437,11 +511,52 @@ void cluster_core::on_frame(gateway_link& link, link::v1::Frame& frame) {
         on_event_(link_ref{link.gateway_id(), link.serial()}, *frame.mutable_event());
       }
       return;
+    case link::v1::Frame::kDrainAck:
+      spdlog::debug("gateway {} will send no further events", link.address());
+      drain_answered(link.gateway_id(), link.serial());
+      return;
+    case link::v1::Frame::kDrain:
+      spdlog::info("gateway {} asks this process to drain: {}", link.address(),
+                   frame.drain().reason());
+      if (on_drain_request_) {
+        on_drain_request_(link.address(), frame.drain().reason());
+      }
+      return;
     default:
       spdlog::debug("gateway {} sent an unexpected frame ({})", link.address(),
                     static_cast<int>(frame.body_case()));
       return;
   }
+}
+
+void cluster_core::send_drain(gateway_link& link) {
+  link::v1::Frame frame;
+  frame.mutable_drain()->set_reason(*drain_reason_);
+  link.send(frame);
+  drain_waiting_[link.gateway_id()] = link.serial();
+  ++drains_sent_;
+}
+
+void cluster_core::drain_answered(const std::string& gateway_id, std::uint64_t serial) {
+  const auto it = drain_waiting_.find(gateway_id);
+  if (it == drain_waiting_.end() || it->second != serial) {
+    return;
+  }
+  drain_waiting_.erase(it);
+  publish_drain();
+}
+
+void cluster_core::publish_drain() {
+  std::vector<std::string> waiting;
+  for (const auto& [id, serial] : drain_waiting_) {
+    const auto it = links_.find(id);
+    waiting.push_back(it != links_.end() ? it->second->address() : id);
+  }
+  std::lock_guard lock(status_mutex_);
+  drain_unanswered_ = std::move(waiting);
+  drain_generation_ = drains_sent_;
+  drain_applied_ = drain_reason_.has_value();
+  status_changed_.notify_all();
 }
 
 void cluster_core::publish_status() {

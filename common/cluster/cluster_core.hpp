@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -48,6 +49,9 @@ class cluster_core final : public transport {
   using link_change_handler = std::function<void(const std::string& gateway_address, bool up)>;
   /// A client event arrived on `link` (worker role only); the event may be moved from.
   using event_handler = std::function<void(const link_ref& link, link::v1::ClientEvent& event)>;
+  /// A gateway asked this process to drain (an operator's `gwxctl drain`).
+  using drain_request_handler =
+      std::function<void(const std::string& gateway_address, const std::string& reason)>;
 
   explicit cluster_core(core_options options);
   ~cluster_core() override;
@@ -58,6 +62,8 @@ class cluster_core final : public transport {
   void set_link_change_handler(link_change_handler h) { on_link_change_ = std::move(h); }
   /// Sets the client event hook; before start().
   void set_event_handler(event_handler h) { on_event_ = std::move(h); }
+  /// Sets the drain request hook; before start().
+  void set_drain_request_handler(drain_request_handler h) { on_drain_request_ = std::move(h); }
 
   /// Starts the network thread and the register watch.
   void start();
@@ -75,6 +81,22 @@ class cluster_core final : public transport {
 
   /// Queues `frame` on that exact link; dropped when it is gone (e.g. reconnected since).
   void send_on_link(const link_ref& link, link::v1::Frame frame);
+
+  /// Announces a drain: sends Drain{reason} on every link that is up and on every link that
+  /// comes up from now on, and expects a DrainAck on each. Idempotent.
+  void start_drain(std::string reason);
+  /// Waits until every linked gateway that was sent Drain answered DrainAck (a link that went
+  /// down counts as answered: its gateway redelivers what was not acknowledged); false at the
+  /// deadline. Only meaningful after start_drain().
+  bool wait_drain_answered(std::chrono::steady_clock::time_point deadline);
+  /// Addresses of the linked gateways whose DrainAck is still awaited.
+  std::vector<std::string> drain_unanswered() const;
+  /// Bumped each time Drain goes out on a link: a change means events may have come meanwhile.
+  std::uint64_t drain_generation() const;
+  /// Waits until every linked gateway has processed everything this process sent it before the
+  /// call (a request round-trip per link: links are ordered); returns the gateways that did not
+  /// confirm within `timeout` (empty: all done). Not on the network thread.
+  std::vector<std::string> flush(std::chrono::milliseconds timeout);
 
   /// True on the network thread.
   bool on_network_thread() const override;
@@ -116,6 +138,9 @@ class cluster_core final : public transport {
   void on_link_up(gateway_link& link);
   void on_link_down(gateway_link& link);
   void on_frame(gateway_link& link, link::v1::Frame& frame);
+  void send_drain(gateway_link& link);
+  void drain_answered(const std::string& gateway_id, std::uint64_t serial);
+  void publish_drain();
   void on_reply(link::v1::Reply& reply);
   void start_gather(command_builder& build, std::chrono::milliseconds timeout,
                     gather_handler& done);
@@ -127,6 +152,7 @@ class cluster_core final : public transport {
   std::shared_ptr<const link_settings> link_settings_;
   link_change_handler on_link_change_;
   event_handler on_event_;
+  drain_request_handler on_drain_request_;
 
   mutable asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
@@ -139,6 +165,10 @@ class cluster_core final : public transport {
   std::map<std::string, std::shared_ptr<gateway_link>> links_;
   std::unordered_map<std::uint64_t, pending_request> pending_;
   std::uint64_t next_request_id_ = 1;
+  // Set by start_drain(); the links sent Drain and not answered yet: gateway_id -> serial.
+  std::optional<std::string> drain_reason_;
+  std::map<std::string, std::uint64_t> drain_waiting_;
+  std::uint64_t drains_sent_ = 0;
 
   // What other threads may read.
   mutable std::mutex status_mutex_;
@@ -146,6 +176,11 @@ class cluster_core final : public transport {
   std::vector<gateway_status> status_;
   bool set_applied_ = false;
   bool loop_done_ = false;
+  bool drain_started_ = false;
+  // The network thread has applied start_drain() (drain_unanswered_ is meaningful).
+  bool drain_applied_ = false;
+  std::vector<std::string> drain_unanswered_;
+  std::uint64_t drain_generation_ = 0;
 };
 
 /// Batches what the current thread sends through `core` while the scope lives: commands keep

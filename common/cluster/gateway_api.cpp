@@ -758,4 +758,39 @@ result<std::vector<gateway_stats>> gateway_api::get_stats(milliseconds timeout) 
       *transport_, timeout, [&](auto h) { async_get_stats(std::move(h), timeout); });
 }
 
+void gateway_api::async_drain_worker(std::string_view worker_name,
+                                     result_handler<std::map<std::string, bool>> done,
+                                     milliseconds timeout) {
+  using value_t = std::map<std::string, bool>;
+  if (transport_->stopped()) {
+    done(failed<value_t>(api_errc::stopped));
+    return;
+  }
+  Command cmd;
+  cmd.mutable_drain_worker()->set_worker_name(std::string(worker_name));
+  // A gateway without such a worker answers with an error: that is an answer, not silence.
+  transport_->request_each(everywhere(std::move(cmd)),
+                           timeout.count() == 0 ? transport_->default_timeout() : timeout,
+                           [done = std::move(done)](cluster::gather_result g) {
+                             result<value_t> r;
+                             r.error = g.error;
+                             for (const auto& reply : g.replies) {
+                               r.value[reply.gateway_address] = true;
+                             }
+                             for (const auto& refused : g.errors) {
+                               r.value[refused.gateway_address] = false;
+                               std::erase(g.missing_gateways, refused.gateway_address);
+                             }
+                             r.missing_gateways = std::move(g.missing_gateways);
+                             done(std::move(r));
+                           });
+}
+
+result<std::map<std::string, bool>> gateway_api::drain_worker(std::string_view worker_name,
+                                                              milliseconds timeout) {
+  return wait_for<std::map<std::string, bool>>(*transport_, timeout, [&](auto h) {
+    async_drain_worker(worker_name, std::move(h), timeout);
+  });
+}
+
 }  // namespace gwx

@@ -235,6 +235,18 @@ class gateway_api {
   void async_get_stats(result_handler<std::vector<gateway_stats>> done,
                        milliseconds timeout = k_default_timeout);
 
+  // ---- operations ----
+
+  /// Asks every gateway to make the workers linked to it under `worker_name` drain (they stop
+  /// taking events, finish, flush and exit). The value has one key per gateway that answered:
+  /// true when it had such a worker linked; silent gateways are in missing_gateways.
+  result<std::map<std::string, bool>> drain_worker(std::string_view worker_name,
+                                                   milliseconds timeout = k_default_timeout);
+  /// Async drain_worker.
+  void async_drain_worker(std::string_view worker_name,
+                          result_handler<std::map<std::string, bool>> done,
+                          milliseconds timeout = k_default_timeout);
+
  protected:
   cluster::transport& transport() { return *transport_; }
 

@@ -58,6 +58,8 @@ struct gateway_reply {
 struct gather_result {
   std::vector<gateway_reply> replies;
   std::vector<std::string> missing_gateways;
+  /// The gateways among `missing_gateways` that did answer, but with an error.
+  std::vector<gateway_reply> errors;
   std::error_code error;
 };
 

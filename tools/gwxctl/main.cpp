@@ -1,5 +1,5 @@
-// gwxctl: operate a gwx cluster from a shell. Lists gateways, shows stats, pushes to clients
-// and queries presence through the Gateway API, as a push client (gwx::Client).
+// gwxctl: operate a gwx cluster from a shell. Lists gateways, shows stats, pushes to clients,
+// queries presence and drains workers through the Gateway API, as a push client (gwx::Client).
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -42,10 +42,11 @@ int list_gateways(const std::vector<gwx::host_port>& registers, const std::strin
 int main(int argc, char** argv) {
   gwx::option_parser parser(
       "gwxctl", "gwxctl --register HOST:PORT[,...] [--secret S] [options] VERB ARGS...",
-      "Operates a gwx cluster: lists gateways, shows stats, pushes to clients and queries\n"
-      "presence. Every verb but 'gateways' links to all gateways (needs --secret). Pushes wait\n"
-      "until every linked gateway has processed them. Exit status: 0 ok, 1 partial or failed\n"
-      "(a gateway did not answer), 2 bad command line.\n\nVerbs:\n" +
+      "Operates a gwx cluster: lists gateways, shows stats, pushes to clients, queries\n"
+      "presence and drains workers. Every verb but 'gateways' links to all gateways (needs\n"
+      "--secret). Pushes wait until every linked gateway has processed them. Exit status: 0 ok,\n"
+      "1 partial or failed (a gateway did not answer; 'drain': no gateway had that worker),\n"
+      "2 bad command line.\n\nVerbs:\n" +
           gwx::ctl::verbs_help());
   parser.options().add_options()(
       "register", gwx::po::value<std::string>()->required()->value_name("HOST:PORT[,...]"),

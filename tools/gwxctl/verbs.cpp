@@ -122,6 +122,28 @@ int stats(Client& c, const args_t&, ms timeout) {
   return report_missing(r.missing_gateways, "no answer from gateway");
 }
 
+// Asks every gateway to drain the workers named a[1]; ok when at least one had such a worker.
+int drain(Client& c, const args_t& a, ms timeout) {
+  const auto r = c.drain_worker(a[1], timeout);
+  if (r.error) {
+    std::cerr << "gwxctl: " << r.error.message() << "\n";
+    return k_failed;
+  }
+  bool found = false;
+  for (const auto& [gateway, has_it] : r.value) {
+    std::cout << gateway << (has_it ? " found" : " not-found") << "\n";
+    found = found || has_it;
+  }
+  for (const auto& gateway : r.missing_gateways) {
+    std::cout << gateway << " no-answer\n";
+  }
+  std::cout.flush();
+  if (!found) {
+    std::cerr << "gwxctl: no gateway has a worker named '" << a[1] << "' linked\n";
+  }
+  return found ? k_ok : k_failed;
+}
+
 std::vector<verb> make_verbs() {
   std::vector<verb> v;
   const auto add = [&v](std::string name, std::string args, std::string help, std::size_t min,
@@ -130,6 +152,9 @@ std::vector<verb> make_verbs() {
   };
   add("stats", "", "per gateway: clients, groups, uids, workers, messages; then a total line", 0,
       stats);
+  add("drain", "WORKER_NAME",
+      "make the worker(s) called WORKER_NAME drain and exit (per gateway: found/not-found)",
+      1, drain);
   add("send-to-client", "ID MSG", "push MSG (the rest of the line) to one client", 2,
       [](Client& c, const args_t& a, ms t) {
         c.send_to_client(a[1], join_from(a, 2));

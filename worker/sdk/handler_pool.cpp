@@ -82,24 +82,53 @@ void handler_pool::stop() {
   }
 }
 
+bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
+  for (auto& l : lanes_) {
+    std::unique_lock lock(l->mutex);
+    if (!l->idle.wait_until(lock, deadline,
+                            [&l] { return l->queue.empty() && l->running == 0; })) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::size_t handler_pool::unfinished() const {
+  std::size_t n = 0;
+  for (const auto& l : lanes_) {
+    std::lock_guard lock(l->mutex);
+    n += l->queue.size() + l->running;
+  }
+  return n;
+}
+
 void handler_pool::run(lane& l) {
   std::vector<queued_event> batch;
   while (true) {
     {
       std::unique_lock lock(l.mutex);
+      l.running = 0;
+      if (l.queue.empty()) {
+        l.idle.notify_all();
+      }
       l.wake.wait(lock, [&] { return l.stopping || !l.queue.empty(); });
       if (l.queue.empty()) {
         return;  // stopping, and everything taken before is done
       }
       batch.swap(l.queue);
+      l.running = batch.size();
     }
-    cluster::outbox_scope outbox(core_);
-    batch_sink sink(core_, outbox);
-    std::size_t n = 0;
-    for (auto& item : batch) {
-      l.runner->run(item.link, item.event, sink);
-      if (++n % k_flush_every == 0) {
-        outbox.flush();
+    {
+      // The scope ends (hands the batch's output over) before the lane may report idle.
+      cluster::outbox_scope outbox(core_);
+      batch_sink sink(core_, outbox);
+      std::size_t n = 0;
+      for (auto& item : batch) {
+        l.runner->run(item.link, item.event, sink);
+        handled_.fetch_add(1, std::memory_order_relaxed);
+        if (++n % k_flush_every == 0) {
+          outbox.flush();
+        }
       }
     }
     batch.clear();

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -34,6 +35,15 @@ class handler_pool {
   /// Runs what is queued, then joins the threads. Idempotent.
   void stop();
 
+  /// Waits until every event dispatched so far has run and its output (commands, decisions,
+  /// acks) has been handed to the network thread; false at the deadline. Any thread but the
+  /// handler threads.
+  bool wait_idle(std::chrono::steady_clock::time_point deadline);
+  /// Events dispatched and not yet run to the end (queued or running).
+  std::size_t unfinished() const;
+  /// Events run since construction.
+  std::uint64_t handled() const { return handled_.load(std::memory_order_relaxed); }
+
   std::size_t size() const { return lanes_.size(); }
 
  private:
@@ -42,9 +52,13 @@ class handler_pool {
     link::v1::ClientEvent event;
   };
   struct lane {
-    std::mutex mutex;
+    mutable std::mutex mutex;
     std::condition_variable wake;
+    /// Signalled when the lane becomes idle (queue empty, nothing running).
+    std::condition_variable idle;
     std::vector<queued_event> queue;
+    /// Events taken from the queue whose output has not been handed over yet.
+    std::size_t running = 0;
     bool stopping = false;
     std::thread thread;
     std::unique_ptr<event_runner> runner;
@@ -54,6 +68,7 @@ class handler_pool {
 
   cluster::cluster_core& core_;
   std::atomic<std::uint64_t> writer_seq_{0};
+  std::atomic<std::uint64_t> handled_{0};
   std::vector<std::unique_ptr<lane>> lanes_;
   bool started_ = false;
 };

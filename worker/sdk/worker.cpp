@@ -2,12 +2,40 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/cluster/cluster_core.hpp"
 #include "worker/sdk/handler_pool.hpp"
 
 namespace gwx {
+namespace {
 
-worker::worker(worker_options options, std::unique_ptr<handler> app) : app_(std::move(app)) {
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// The least a flush is given, even when a drain has used up its time: the last pushes still
+// deserve a round-trip.
+constexpr milliseconds k_min_flush{100};
+
+milliseconds left_until(clock::time_point deadline) {
+  return std::max(k_min_flush,
+                  std::chrono::duration_cast<milliseconds>(deadline - clock::now()));
+}
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : ", ") + s;
+  }
+  return out;
+}
+
+}  // namespace
+
+worker::worker(worker_options options, std::unique_ptr<handler> app)
+    : app_(std::move(app)),
+      drain_timeout_(options.drain_timeout),
+      drain_request_hook_(std::move(options.on_drain_request)) {
   if (options.cluster.name.empty()) {
     options.cluster.name = "gwx-worker";
   }
@@ -20,6 +48,10 @@ worker::worker(worker_options options, std::unique_ptr<handler> app) : app_(std:
         pool->dispatch(link, event);
       });
   core_->set_link_change_handler(std::move(options.on_link_change));
+  core_->set_drain_request_handler(
+      [this](const std::string& address, const std::string& reason) {
+        on_drain_request(address, reason);
+      });
 }
 
 worker::~worker() {
@@ -27,6 +59,7 @@ worker::~worker() {
 }
 
 void worker::start() {
+  std::lock_guard lock(lifecycle_mutex_);
   if (started_) {
     return;
   }
@@ -38,9 +71,79 @@ void worker::start() {
 }
 
 void worker::stop() {
+  std::thread self_drain;
+  {
+    std::lock_guard lock(self_drain_mutex_);
+    self_drain_closed_ = true;
+    self_drain = std::move(self_drain_);
+  }
+  if (self_drain.joinable()) {
+    self_drain.join();
+  }
+  std::lock_guard lock(lifecycle_mutex_);
   if (!started_ || stopped_) {
     return;
   }
+  finish(clock::now() + core_->default_timeout());
+}
+
+drain_report worker::drain(milliseconds timeout, const std::string& reason) {
+  std::lock_guard lock(lifecycle_mutex_);
+  drain_report report;
+  if (!started_ || stopped_) {
+    report.complete = !started_;
+    return report;
+  }
+  draining_ = true;
+  const auto start = clock::now();
+  const auto deadline = start + (timeout.count() > 0 ? timeout : drain_timeout_);
+  const auto handled_before = pool_->handled();
+  std::size_t linked = 0;
+  for (const auto& g : core_->gateways()) {
+    linked += g.linked ? 1 : 0;
+  }
+  spdlog::info("draining ({}): asking {} linked gateway(s) to route no new events here", reason,
+               linked);
+  core_->start_drain(reason);
+  bool done = false;
+  bool in_time = true;
+  std::vector<std::string> not_flushed;
+  while (!done && in_time) {
+    // (1) Every gateway promised to send nothing more, so (2) the pool has all there is to
+    // run; (3) once it ran it and handed over the acks and commands, a round-trip to every
+    // gateway proves they processed them. A link that came up meanwhile restarts the round.
+    in_time = core_->wait_drain_answered(deadline);
+    const auto generation = core_->drain_generation();
+    in_time = in_time && pool_->wait_idle(deadline);
+    if (in_time) {
+      not_flushed = core_->flush(left_until(deadline));
+      in_time = not_flushed.empty();
+    }
+    done = in_time && core_->drain_generation() == generation &&
+           core_->drain_unanswered().empty() && pool_->unfinished() == 0;
+  }
+  report.unanswered_gateways = core_->drain_unanswered();
+  report.unanswered_gateways.insert(report.unanswered_gateways.end(), not_flushed.begin(),
+                                    not_flushed.end());
+  report.unfinished_events = pool_->unfinished();
+  if (!done) {
+    spdlog::warn(
+        "drain incomplete after {} ms: {} event(s) not handled yet; gateways that did not "
+        "answer or confirm: {}",
+        std::chrono::duration_cast<milliseconds>(clock::now() - start).count(),
+        report.unfinished_events,
+        report.unanswered_gateways.empty() ? "none" : joined(report.unanswered_gateways));
+  }
+  const auto last_unflushed = finish(deadline);
+  report.complete = done && last_unflushed.empty();
+  report.events_handled = pool_->handled() - handled_before;
+  report.elapsed = std::chrono::duration_cast<milliseconds>(clock::now() - start);
+  spdlog::info("drained in {} ms: {} event(s) handled during the drain{}", report.elapsed.count(),
+               report.events_handled, report.complete ? "" : " (incomplete, see above)");
+  return report;
+}
+
+std::vector<std::string> worker::finish(clock::time_point deadline) {
   stopped_ = true;
   pool_->stop();
   try {
@@ -48,7 +151,30 @@ void worker::stop() {
   } catch (const std::exception& e) {
     spdlog::error("on_worker_stop failed: {}", e.what());
   }
+  // What the handler and on_worker_stop sent must be processed before the links close.
+  auto missing = core_->flush(left_until(deadline));
+  if (!missing.empty()) {
+    spdlog::warn("last pushes not confirmed by gateway(s): {}", joined(missing));
+  }
   core_->stop();
+  return missing;
+}
+
+void worker::on_drain_request(const std::string& gateway_address, const std::string& reason) {
+  if (draining_) {
+    return;
+  }
+  if (drain_request_hook_) {
+    drain_request_hook_(gateway_address, reason);
+    return;
+  }
+  std::lock_guard lock(self_drain_mutex_);
+  if (self_drain_closed_ || self_drain_.joinable()) {
+    return;
+  }
+  self_drain_ = std::thread([this, why = "asked by gateway " + gateway_address + ": " + reason] {
+    drain(milliseconds::zero(), why);
+  });
 }
 
 void worker::set_gateways(std::vector<registry::gateway_entry> gateways) {

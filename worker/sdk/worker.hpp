@@ -1,10 +1,14 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/cluster/cluster_options.hpp"
@@ -27,8 +31,29 @@ struct worker_options {
   cluster_options cluster;
   /// Handler threads.
   std::size_t threads = 1;
+  /// Longest a drain takes (drain() with a zero timeout, and a drain a gateway asks for).
+  std::chrono::milliseconds drain_timeout{30000};
   /// Called on the network thread when a gateway link comes up (true) or goes down (false).
   std::function<void(const std::string& gateway_address, bool up)> on_link_change;
+  /// Called on the network thread when a gateway asks this worker to drain (an operator ran
+  /// `gwxctl drain`); keep it short and call drain() from another thread. Unset: the worker
+  /// drains itself on a thread of its own (stop() and the destructor wait for it).
+  std::function<void(const std::string& gateway_address, const std::string& reason)>
+      on_drain_request;
+};
+
+/// What a drain did.
+struct drain_report {
+  /// Every gateway answered the drain, every event received was handled and acknowledged, and
+  /// every gateway confirmed it processed all of it, all within the timeout.
+  bool complete = false;
+  /// Events handled between the start of the drain and its end.
+  std::uint64_t events_handled = 0;
+  std::chrono::milliseconds elapsed{0};
+  /// Gateways that did not answer the drain or confirm the flush in time.
+  std::vector<std::string> unanswered_gateways;
+  /// Events still queued or running when the time ran out.
+  std::size_t unfinished_events = 0;
 };
 
 /// A worker process's runtime: one network thread linked to every gateway, `threads` handler
@@ -47,8 +72,19 @@ class worker {
   /// Starts the network thread, calls on_worker_start, then handles events as they come.
   void start();
   /// Finishes the events already received, calls on_worker_stop, flushes and closes the
-  /// links. Idempotent; also done by the destructor.
+  /// links, without telling the gateways first: they redeliver what arrives meanwhile to other
+  /// workers. Idempotent; also done by the destructor. Use drain() to lose nothing.
   void stop();
+
+  /// Stops without losing anything: tells every gateway to route no new events here (Drain,
+  /// also on links that come up meanwhile) and waits for each to answer (DrainAck; a link that
+  /// drops counts as answered), handles every event received until then, waits until every
+  /// gateway has processed all commands and acknowledgements, calls on_worker_stop, flushes
+  /// what it sent, then closes the links. All bounded by `timeout` (zero: the configured
+  /// drain_timeout); what was left at the deadline is logged and reported. Returns at once
+  /// when already stopped. Logs one line at the start and one at the end.
+  drain_report drain(std::chrono::milliseconds timeout = std::chrono::milliseconds::zero(),
+                     const std::string& reason = "worker stopping");
 
   /// The Gateway API of this worker.
   gateway_api& api() { return *api_; }
@@ -61,12 +97,25 @@ class worker {
   std::vector<gateway_status> gateways() const;
 
  private:
+  void on_drain_request(const std::string& gateway_address, const std::string& reason);
+  /// Runs the handler's last events, on_worker_stop, a flush until `deadline`, then closes.
+  std::vector<std::string> finish(std::chrono::steady_clock::time_point deadline);
+
   std::unique_ptr<handler> app_;
+  std::chrono::milliseconds drain_timeout_;
+  std::function<void(const std::string&, const std::string&)> drain_request_hook_;
   std::shared_ptr<cluster::cluster_core> core_;
   std::unique_ptr<gateway_api> api_;
   std::unique_ptr<sdk::handler_pool> pool_;
+  // Serialises start, drain and stop (the owner's thread and the self-drain thread).
+  std::mutex lifecycle_mutex_;
   bool started_ = false;
   bool stopped_ = false;
+  std::atomic<bool> draining_{false};
+  // The thread of a drain a gateway asked for (when no on_drain_request hook is set).
+  std::mutex self_drain_mutex_;
+  std::thread self_drain_;
+  bool self_drain_closed_ = false;
 };
 
 }  // namespace gwx

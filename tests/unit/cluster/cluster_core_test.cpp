@@ -345,5 +345,80 @@ TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
   core->stop();
 }
 
+TEST(ClusterCoreTest, KeepaliveDropsAGatewayThatStopsAnsweringAndRelinksWhenItWakes) {
+  fake_gateway a(k_secret);
+  auto o = test_options();
+  o.link.keepalive_interval = 100ms;
+  o.link.keepalive_timeout = 500ms;
+  auto core = std::make_shared<cluster_core>(o);
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  // Stopped, not closed: the socket stays open, only the pings go unanswered.
+  a.freeze();
+  ASSERT_TRUE(links.wait(a.address(), false));
+  a.wait([](auto& g) {
+    EXPECT_EQ(g.closed, 0);  // the gateway is frozen: it cannot have closed the link itself
+    return true;
+  });
+  a.thaw();
+  ASSERT_TRUE(links.wait(a.address(), true, 2));
+  core->stop();
+}
+
+TEST(ClusterCoreTest, DrainWorkerTellsWhichGatewaysHaveTheWorkerAndWhichAreSilent) {
+  fake_gateway a(k_secret);
+  fake_gateway b(k_secret);
+  a.set_worker_names({"w1", "w2"});
+  b.set_worker_names({"w2"});
+  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v1::PEER_ROLE_CLIENT));
+  core->start();
+  // A third gateway is listed but never reachable.
+  registry::gateway_entry gone{"00000000000000ff", "127.0.0.1:1", {}, "gone"};
+  core->set_gateways({a.entry(), b.entry(), gone});
+  core->wait_ready(1s);
+  gateway_api api(core);
+  auto r = api.drain_worker("w1", 2s);
+  ASSERT_FALSE(r.error);
+  EXPECT_EQ(r.value, (std::map<std::string, bool>{{a.address(), true}, {b.address(), false}}));
+  EXPECT_EQ(r.missing_gateways, std::vector<std::string>{"127.0.0.1:1"});
+  r = api.drain_worker("w2", 2s);
+  EXPECT_EQ(r.value, (std::map<std::string, bool>{{a.address(), true}, {b.address(), true}}));
+  const auto cmds = a.commands_copy();
+  ASSERT_EQ(cmds.size(), 2U);
+  EXPECT_EQ(cmds[0].drain_worker().worker_name(), "w1");
+  core->stop();
+}
+
+TEST(ClusterCoreTest, DrainGoesOnEveryLinkAndWaitsForEachAnswer) {
+  fake_gateway a(k_secret);
+  fake_gateway b(k_secret);
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways({a.entry(), b.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  const auto before = core->drain_generation();
+  core->start_drain("upgrade");
+  ASSERT_TRUE(a.wait([](auto& g) { return g.drains.size() == 1; }));
+  ASSERT_TRUE(b.wait([](auto& g) { return g.drains.size() == 1; }));
+  EXPECT_EQ(a.drains.front(), "upgrade");
+  EXPECT_EQ(core->drain_generation(), before + 2);
+  core->start_drain("again");  // idempotent
+  a.send_drain_ack();
+  // B has not answered: the wait ends at its deadline, naming B.
+  EXPECT_FALSE(core->wait_drain_answered(std::chrono::steady_clock::now() + 200ms));
+  EXPECT_EQ(core->drain_unanswered(), std::vector<std::string>{b.address()});
+  b.send_drain_ack();
+  EXPECT_TRUE(core->wait_drain_answered(std::chrono::steady_clock::now() + 10s));
+  EXPECT_TRUE(core->drain_unanswered().empty());
+  a.wait([](auto& g) {
+    EXPECT_EQ(g.drains.size(), 1U);
+    return true;
+  });
+  core->stop();
+}
+
 }  // namespace
 }  // namespace gwx::cluster

@@ -3,7 +3,9 @@
 // A gateway's side of the link protocol on 127.0.0.1:0, on its own thread: sends the
 // Challenge, checks the peer's proof, answers Welcome (or Reject, or a forged Welcome), then
 // records every frame the peer sends and answers queries with whatever the test scripted.
-// Observations are read and awaited under a lock, never by sleeping.
+// It speaks the drain protocol when told to (Drain to the peer, DrainAck on request or at
+// once), answers DrainWorker for the worker names it is given, and can freeze like a stopped
+// process. Observations are read and awaited under a lock, never by sleeping.
 
 #include <asio.hpp>
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +58,7 @@ class fake_gateway {
     if (!thread_.joinable()) {
       return;
     }
+    thaw();
     asio::post(io_, [this] {
       std::error_code ignored;
       acceptor_.close(ignored);
@@ -90,13 +94,54 @@ class fake_gateway {
 
   /// Sends a client event to the most recent authenticated peer.
   void send_event(link::v1::ClientEvent event) {
-    asio::post(io_, [this, event = std::move(event)] {
-      link::v1::Frame f;
-      *f.mutable_event() = event;
-      if (auto it = streams_.find(last_authenticated_); it != streams_.end()) {
-        it->second->send(f);
-      }
+    link::v1::Frame f;
+    *f.mutable_event() = std::move(event);
+    send_frame(std::move(f));
+  }
+
+  /// Asks the most recent authenticated peer to drain (what gwxctl drain makes a gateway do).
+  void send_drain(const std::string& reason) {
+    link::v1::Frame f;
+    f.mutable_drain()->set_reason(reason);
+    send_frame(std::move(f));
+  }
+
+  /// Tells the most recent authenticated peer that no further event will come.
+  void send_drain_ack() {
+    link::v1::Frame f;
+    f.mutable_drain_ack();
+    send_frame(std::move(f));
+  }
+
+  /// Answers every Drain from now on with DrainAck at once.
+  void set_auto_drain_ack(bool on) {
+    std::lock_guard lock(mutex_);
+    auto_drain_ack_ = on;
+  }
+
+  /// The worker names DrainWorker finds here (others are answered with an error).
+  void set_worker_names(std::set<std::string> names) {
+    std::lock_guard lock(mutex_);
+    worker_names_ = std::move(names);
+  }
+
+  /// Blocks the gateway's thread, as SIGSTOP would: nothing is read, answered or pinged.
+  void freeze() {
+    {
+      std::lock_guard lock(freeze_mutex_);
+      frozen_ = true;
+    }
+    asio::post(io_, [this] {
+      std::unique_lock lock(freeze_mutex_);
+      thawed_.wait(lock, [this] { return !frozen_; });
     });
+  }
+
+  /// Lets a frozen gateway run again.
+  void thaw() {
+    std::lock_guard lock(freeze_mutex_);
+    frozen_ = false;
+    thawed_.notify_all();
   }
 
   /// Waits until `pred` holds over the recorded state (checked under the lock).
@@ -114,6 +159,11 @@ class fake_gateway {
   std::vector<link::v1::Command> commands;
   std::vector<link::v1::EventAck> acks;
   std::vector<link::v1::ConnectDecision> decisions;
+  /// Reasons of the Drain frames received.
+  std::vector<std::string> drains;
+  /// What arrived, in order: "send <text>" (send_to_clients / send_to_all), "command", "query",
+  /// "ack <id>", "drain", then "closed" when a link ended.
+  std::vector<std::string> timeline;
   std::vector<std::uint64_t> acked_ids() const {
     std::vector<std::uint64_t> out;
     for (const auto& a : acks) {
@@ -129,6 +179,24 @@ class fake_gateway {
   }
 
  private:
+  void send_frame(link::v1::Frame f) {
+    asio::post(io_, [this, f = std::move(f)] {
+      if (auto it = streams_.find(last_authenticated_); it != streams_.end()) {
+        it->second->send(f);
+      }
+    });
+  }
+
+  static std::string describe(const link::v1::Command& cmd) {
+    if (cmd.has_send_to_clients()) {
+      return "send " + cmd.send_to_clients().message().data();
+    }
+    if (cmd.has_send_to_all()) {
+      return "send " + cmd.send_to_all().message().data();
+    }
+    return cmd.has_query() ? "query" : "command";
+  }
+
   void close_all(const std::string& reason) {
     auto all = streams_;  // closing erases from streams_
     for (auto& [n, s] : all) {
@@ -148,7 +216,10 @@ class fake_gateway {
       stream->start([this, n, nonce](link::v1::Frame& f) { on_frame(n, nonce, f); },
                     [this, n](const std::string&) {
                       streams_.erase(n);
-                      record([](fake_gateway& g) { ++g.closed; });
+                      record([](fake_gateway& g) {
+                        ++g.closed;
+                        g.timeline.emplace_back("closed");
+                      });
                     });
       link::v1::Frame challenge;
       challenge.mutable_challenge()->set_nonce(nonce);
@@ -191,6 +262,23 @@ class fake_gateway {
       record([](fake_gateway& g) { ++g.authenticated; });
       return;
     }
+    if (f.has_command() && f.command().has_drain_worker()) {
+      const auto& cmd = f.command();
+      bool found = false;
+      {
+        std::lock_guard lock(mutex_);
+        found = worker_names_.count(cmd.drain_worker().worker_name()) != 0;
+      }
+      link::v1::Frame reply;
+      reply.mutable_reply()->set_request_id(cmd.request_id());
+      if (!found) {
+        reply.mutable_reply()->set_error("no worker named '" + cmd.drain_worker().worker_name() +
+                                         "' is linked to this gateway");
+      }
+      stream.send(reply);
+      record([&cmd](fake_gateway& g) { g.commands.push_back(cmd); });
+      return;
+    }
     if (f.has_command()) {
       const auto cmd = f.command();
       std::optional<link::v1::QueryResult> result;
@@ -210,11 +298,33 @@ class fake_gateway {
           stream.send(reply);
         }
       }
-      record([&cmd](fake_gateway& g) { g.commands.push_back(cmd); });
+      record([&cmd](fake_gateway& g) {
+        g.commands.push_back(cmd);
+        g.timeline.push_back(describe(cmd));
+      });
       return;
     }
     if (f.has_ack()) {
-      record([&f](fake_gateway& g) { g.acks.push_back(f.ack()); });
+      record([&f](fake_gateway& g) {
+        g.acks.push_back(f.ack());
+        for (const auto id : f.ack().event_ids()) {
+          g.timeline.push_back("ack " + std::to_string(id));
+        }
+      });
+      return;
+    }
+    if (f.has_drain()) {
+      bool ack_now = false;
+      record([&f, &ack_now](fake_gateway& g) {
+        g.drains.push_back(f.drain().reason());
+        g.timeline.emplace_back("drain");
+        ack_now = g.auto_drain_ack_;
+      });
+      if (ack_now) {
+        link::v1::Frame ack;
+        ack.mutable_drain_ack();
+        stream.send(ack);
+      }
       return;
     }
     if (f.has_decision()) {
@@ -244,6 +354,11 @@ class fake_gateway {
   std::mutex mutex_;
   std::condition_variable changed_;
   answer_fn answer_;
+  bool auto_drain_ack_ = false;
+  std::set<std::string> worker_names_;
+  std::mutex freeze_mutex_;
+  std::condition_variable thawed_;
+  bool frozen_ = false;
 };
 
 }  // namespace gwx::fakes
