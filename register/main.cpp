@@ -6,8 +6,12 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
+#include "common/metrics/exposer.hpp"
+#include "common/metrics/process_collector.hpp"
+#include "common/metrics/registry.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/options.hpp"
 #include "register/register_server.hpp"
@@ -39,10 +43,13 @@ std::chrono::milliseconds positive_ms(const gwx::po::variables_map& vm, const ch
 
 int main(int argc, char** argv) {
   gwx::option_parser parser(
-      k_program, "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N]",
+      k_program,
+      "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N] "
+      "[--metrics HOST:PORT]",
       "The gwx register: gateways keep a lease here (Heartbeat), workers and push clients watch\n"
       "the live set (Watch). Run several side by side for redundancy. On start it prints\n"
-      "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one).");
+      "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one),\n"
+      "and 'listening metrics://HOST:PORT' when --metrics is set.");
   // clang-format off
   parser.options().add_options()
       ("listen", gwx::po::value<std::string>()->default_value("127.0.0.1:7700")
@@ -54,7 +61,10 @@ int main(int argc, char** argv) {
       ("min-ttl-ms", gwx::po::value<long long>()->default_value(1000)->value_name("N"),
        "shortest lease granted, in ms; shorter requests are raised to it")
       ("max-ttl-ms", gwx::po::value<long long>()->default_value(60000)->value_name("N"),
-       "longest lease granted, in ms; longer requests are cut to it");
+       "longest lease granted, in ms; longer requests are cut to it")
+      ("metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
+       "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
+       "default: none, no metrics endpoint");
   // clang-format on
   const auto vm = parser.parse(argc, argv);
 
@@ -73,6 +83,15 @@ int main(int argc, char** argv) {
   if (config.min_ttl > config.max_ttl) {
     gwx::die(k_program, "--min-ttl-ms must not exceed --max-ttl-ms", 2);
   }
+  std::optional<gwx::host_port> metrics_listen;
+  if (vm.count("metrics") != 0U && !vm["metrics"].as<std::string>().empty()) {
+    const auto& text = vm["metrics"].as<std::string>();
+    try {
+      metrics_listen = gwx::parse_host_port(text);
+    } catch (const std::invalid_argument& e) {
+      gwx::die(k_program, std::string("--metrics: ") + e.what(), 2);
+    }
+  }
 
   // Block the stop signals before gRPC starts its threads, so only sigwait below sees them.
   sigset_t stop_signals;
@@ -82,21 +101,39 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   gpr_set_log_function(grpc_log);
 
+  // The registry outlives the server (whose callbacks it calls) and the exposer (which reads it).
+  gwx::metrics::registry metrics;
+  std::optional<gwx::metrics::process_collector> process_metrics;
   std::unique_ptr<gwx::registry::register_server> server;
+  std::unique_ptr<gwx::metrics::exposer> exposer;
   try {
-    server = std::make_unique<gwx::registry::register_server>(listen, config);
+    if (metrics_listen) {
+      process_metrics.emplace(metrics);
+    }
+    server = std::make_unique<gwx::registry::register_server>(listen, config,
+                                                              metrics_listen ? &metrics : nullptr);
+    if (metrics_listen) {
+      exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
+    }
   } catch (const std::exception& e) {
     gwx::die(k_program, e.what(), 1);
   }
   g_serving = true;
   const auto address = server->address();
   std::cout << "listening grpc://" << address << std::endl;
+  if (exposer) {
+    std::cout << "listening metrics://" << exposer->address() << std::endl;
+    spdlog::info("metrics at http://{}/metrics", exposer->address());
+  }
   spdlog::info("listening grpc://{} (token {}, lease {}..{} ms)", address,
                config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count());
 
   int signal = 0;
   sigwait(&stop_signals, &signal);
   spdlog::info("{} received, shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
+  if (exposer) {
+    exposer->stop();
+  }
   server->shutdown(std::chrono::milliseconds(1000));
   spdlog::info("stopped");
   return EXIT_SUCCESS;

@@ -7,8 +7,9 @@
 
 namespace gwx::registry {
 
-register_server::register_server(const host_port& listen, register_config config)
-    : host_(listen.host), service_(std::make_unique<register_service>(std::move(config))) {
+register_server::register_server(const host_port& listen, register_config config,
+                                 metrics::registry* metrics)
+    : host_(listen.host), service_(std::make_unique<register_service>(std::move(config), metrics)) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(listen.to_string(), grpc::InsecureServerCredentials(), &bound_port);

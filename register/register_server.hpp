@@ -18,8 +18,11 @@ namespace gwx::registry {
 /// Thread-safe.
 class register_server {
  public:
-  /// Binds and starts serving. Throws std::runtime_error when the address cannot be bound.
-  register_server(const host_port& listen, register_config config);
+  /// Binds and starts serving; keeps the service's metrics in `metrics` unless it is null (the
+  /// registry must outlive the server). Throws std::runtime_error when the address cannot be
+  /// bound.
+  register_server(const host_port& listen, register_config config,
+                  metrics::registry* metrics = nullptr);
   /// Shuts down with a short grace period.
   ~register_server();
   register_server(const register_server&) = delete;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "common/registry/lease_keeper.hpp"
@@ -49,8 +50,47 @@ std::string watcher_label(const grpc::ServerContext* context, const std::string&
 
 }  // namespace
 
-register_service::register_service(register_config config) : config_(std::move(config)) {
+register_service::register_service(register_config config, metrics::registry* metrics)
+    : config_(std::move(config)) {
+  if (metrics != nullptr) {
+    register_metrics(*metrics);
+  }
   sweeper_ = std::thread([this] { sweep(); });
+}
+
+void register_service::register_metrics(metrics::registry& reg) {
+  const auto counter = [&](const std::string& name, const std::string& help) {
+    return reg.add_counter(name, help).with();
+  };
+  heartbeats_ =
+      counter("gwx_register_heartbeats_total", "Heartbeats accepted (a lease created or renewed).");
+  leases_created_ = counter("gwx_register_leases_created_total",
+                            "Leases created for a gateway the register did not know.");
+  leases_withdrawn_ = counter("gwx_register_leases_withdrawn_total",
+                              "Leases dropped by Withdraw (a clean gateway shutdown).");
+  leases_expired_ = counter("gwx_register_lease_expiries_total",
+                            "Leases dropped because they lapsed without a heartbeat.");
+  watch_overflows_ = counter("gwx_register_watch_overflows_total",
+                             "Watch streams ended because the watcher fell too far behind.");
+  auto& rejected =
+      reg.add_counter("gwx_register_rpc_rejected_total", "Calls refused, by reason.", {"reason"});
+  // Every reason exists from the start, so that it reads 0 rather than being absent.
+  const std::pair<rejection, const char*> reasons[] = {
+      {rejection::auth_missing, "auth_missing"},
+      {rejection::auth_invalid, "auth_invalid"},
+      {rejection::invalid_argument, "invalid_argument"},
+      {rejection::shutting_down, "shutting_down"}};
+  for (const auto& [reason, label] : reasons) {
+    rejected_[static_cast<std::size_t>(reason)] = rejected.with({label});
+  }
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_register_leases", "Live gateway leases.").add({}, [this] {
+        return static_cast<double>(lease_count());
+      }));
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_register_watchers", "Open Watch streams.").add({}, [this] {
+        return static_cast<double>(watcher_count());
+      }));
 }
 
 register_service::~register_service() {
@@ -87,14 +127,21 @@ grpc::Status register_service::authorize(grpc::ServerContext* context, const cha
   const auto found = metadata.find(k_auth_metadata);
   if (found == metadata.end()) {
     log_rejection(context->peer(), method, "no x-gwx-auth metadata");
-    return {grpc::StatusCode::UNAUTHENTICATED, "x-gwx-auth metadata required"};
+    return reject(rejection::auth_missing,
+                  {grpc::StatusCode::UNAUTHENTICATED, "x-gwx-auth metadata required"});
   }
   if (!check_auth_value(config_.token, std::string(found->second.data(), found->second.size()))) {
     // Never log the value: it is a replayable proof for a few minutes.
     log_rejection(context->peer(), method, "bad or stale x-gwx-auth proof");
-    return {grpc::StatusCode::UNAUTHENTICATED, "bad or stale x-gwx-auth proof"};
+    return reject(rejection::auth_invalid,
+                  {grpc::StatusCode::UNAUTHENTICATED, "bad or stale x-gwx-auth proof"});
   }
   return grpc::Status::OK;
+}
+
+grpc::Status register_service::reject(rejection reason, grpc::Status status) {
+  rejected_[static_cast<std::size_t>(reason)].inc();
+  return status;
 }
 
 void register_service::log_rejection(const std::string& peer, const char* method,
@@ -138,7 +185,7 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
   }
   const auto& info = request->gateway();
   if (const char* problem = invalid_info(info)) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, problem};
+    return reject(rejection::invalid_argument, {grpc::StatusCode::INVALID_ARGUMENT, problem});
   }
   const auto asked =
       request->ttl_ms() == 0 ? config_.default_ttl : std::chrono::milliseconds(request->ttl_ms());
@@ -160,6 +207,10 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
     }
     it->second.expires = clock::now() + ttl;
   }
+  heartbeats_.inc();
+  if (created) {
+    leases_created_.inc();
+  }
   response->set_created(created);
   if (created) {
     spdlog::info("gateway {} at {} registered by {}, lease {} ms", info.gateway_id(),
@@ -178,7 +229,8 @@ grpc::Status register_service::Withdraw(grpc::ServerContext* context,
     return status;
   }
   if (request->gateway_id().empty()) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required"};
+    return reject(rejection::invalid_argument,
+                  {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required"});
   }
   bool removed = false;
   {
@@ -193,6 +245,7 @@ grpc::Status register_service::Withdraw(grpc::ServerContext* context,
     }
   }
   if (removed) {
+    leases_withdrawn_.inc();
     spdlog::info("gateway {} withdrawn", request->gateway_id());
   }
   return grpc::Status::OK;
@@ -223,7 +276,8 @@ grpc::Status register_service::Watch(grpc::ServerContext* context, const v1::Wat
     // Snapshot and subscription under one lock: no change can fall between them.
     std::lock_guard lock(mutex_);
     if (shutting_down_) {
-      return {grpc::StatusCode::UNAVAILABLE, "register shutting down"};
+      return reject(rejection::shutting_down,
+                    {grpc::StatusCode::UNAVAILABLE, "register shutting down"});
     }
     auto* snapshot = first.mutable_snapshot();
     for (const auto& [id, entry] : leases_) {
@@ -269,6 +323,7 @@ grpc::Status register_service::Watch(grpc::ServerContext* context, const v1::Wat
     watchers_.erase(queue);
   }
   if (result.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+    watch_overflows_.inc();
     spdlog::warn("watcher {} fell {} events behind; stream ended, it will resync", label,
                  config_.max_watch_backlog);
   } else {
@@ -296,6 +351,7 @@ void register_service::sweep() {
       }
     }
     if (!lapsed.empty()) {
+      leases_expired_.inc(lapsed.size());
       lock.unlock();
       for (const auto& id : lapsed) {
         spdlog::warn("gateway {} dropped: lease lapsed", id);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -9,7 +10,9 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "common/metrics/registry.hpp"
 #include "gwx/registry/v1/registry.grpc.pb.h"
 
 namespace gwx::registry {
@@ -35,12 +38,15 @@ struct register_config {
 /// A Heartbeat that changes a known gateway's info is reported as `added` with the new info
 /// (no `removed` first): watchers treat `added` for a known id as "replace".
 ///
+/// With a metrics registry it keeps gwx_register_* metrics there (see register/README.md); the
+/// registry must outlive the service.
+///
 /// Thread-safe: gRPC calls it from any number of threads. Watch handlers block their gRPC
 /// thread on a condition variable and wake at least once a second to notice cancellation.
 class register_service final : public v1::RegisterService::Service {
  public:
-  /// Starts the sweeper thread.
-  explicit register_service(register_config config);
+  /// Starts the sweeper thread; registers its metrics in `metrics` unless it is null.
+  explicit register_service(register_config config, metrics::registry* metrics = nullptr);
   ~register_service() override;
   register_service(const register_service&) = delete;
   register_service& operator=(const register_service&) = delete;
@@ -81,7 +87,12 @@ class register_service final : public v1::RegisterService::Service {
     bool overflowed = false;
   };
 
+  // Why a call was refused, for gwx_register_rpc_rejected_total{reason}.
+  enum class rejection { auth_missing, auth_invalid, invalid_argument, shutting_down, count };
+
+  void register_metrics(metrics::registry& reg);
   grpc::Status authorize(grpc::ServerContext* context, const char* method);
+  grpc::Status reject(rejection reason, grpc::Status status);
   void log_rejection(const std::string& peer, const char* method, const char* reason);
   void publish_locked(const v1::WatchEvent& event);
   void sweep();
@@ -101,6 +112,16 @@ class register_service final : public v1::RegisterService::Service {
   std::size_t rejections_unlogged_ = 0;
 
   std::thread sweeper_;
+
+  // Metrics: detached (no-op) handles without a registry. The callback registrations come last
+  // so that they are gone before the state their callbacks read.
+  metrics::counter heartbeats_;
+  metrics::counter leases_created_;
+  metrics::counter leases_withdrawn_;
+  metrics::counter leases_expired_;
+  metrics::counter watch_overflows_;
+  std::array<metrics::counter, static_cast<std::size_t>(rejection::count)> rejected_;
+  std::vector<metrics::callback_registration> metric_callbacks_;
 };
 
 }  // namespace gwx::registry
