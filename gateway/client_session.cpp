@@ -357,6 +357,22 @@ void client_session::destroy(const std::string& reason) {
   finish(reason);
 }
 
+void client_session::close_with_reason(std::uint16_t ws_code, const std::string& reason) {
+  if (state_ != state::open) {
+    destroy(reason);
+    return;
+  }
+  if (listener_.kind == framing::websocket) {
+    auto frame = std::make_shared<std::string>();
+    codec::ws::encode_close(*frame, ws_code, reason);
+    push(frame);
+  }
+  begin_close(reason);
+  if (!writing_) {
+    do_write();
+  }
+}
+
 void client_session::go_away(const std::string& goodbye) {
   if (state_ != state::open) {
     if (state_ == state::handshake || state_ == state::deciding) {

@@ -52,6 +52,9 @@ class client_session : public std::enable_shared_from_this<client_session> {
   void close_gracefully(const std::optional<std::pair<std::string, bool>>& final_message);
   /// Closes at once, dropping anything queued.
   void destroy(const std::string& reason);
+  /// Closes with a reason the client can read: a WebSocket close frame with `ws_code` and
+  /// `reason`, then the connection; TCP clients are closed after their queue is flushed.
+  void close_with_reason(std::uint16_t ws_code, const std::string& reason);
   /// The gateway is shutting down: WebSocket clients get close 1001, TCP clients `goodbye`
   /// (when not empty); then the connection closes once flushed.
   void go_away(const std::string& goodbye);

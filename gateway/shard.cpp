@@ -13,6 +13,8 @@ namespace gwx::gateway {
 namespace {
 
 constexpr auto k_warn_interval = std::chrono::seconds(10);
+// RFC 6455 registry: the server is overloaded or unable to serve now; retry later.
+constexpr std::uint16_t k_close_try_again_later = 1013;
 
 bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -208,7 +210,7 @@ void shard::hold(client_session& c, event_ptr event) {
   if (over && cfg.queue_close_client && c.current_state() != client_session::state::closed) {
     // After queuing this event, so the worker later sees it before the client's CLOSE.
     warn_queue("event queue bound reached: client closed");
-    c.destroy("event queue full (no worker took its events)");
+    c.close_with_reason(k_close_try_again_later, "event queue full: no worker took its events");
   }
 }
 
@@ -317,7 +319,7 @@ void shard::sweep() {
   for (auto* c : expired) {
     if (cfg.queue_close_client && c->current_state() != client_session::state::closed) {
       warn_queue("queued events too old: client closed");
-      c->destroy("queued events waited too long for a worker");
+      c->close_with_reason(k_close_try_again_later, "queued events waited too long for a worker");
       continue;
     }
     std::size_t old = 0;
