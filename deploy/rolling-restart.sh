@@ -7,6 +7,9 @@
 #                      [--ready-timeout S] [--drain-timeout S] [--start-missing]
 #                      -- WORKER-COMMAND [ARG...]
 #
+# Options: --ready-timeout (default 60 s) bounds step 2, --drain-timeout (default 120 s) step 3;
+# --slots defaults to every DIR/*.pid; -h/--help prints this text.
+#
 # Every worker occupies a "slot" (a short stable name, e.g. w1). The script keeps, in DIR:
 #   SLOT.pid     pid of the slot's current worker (may be written by whoever started it)
 #   SLOT.name    its instance name (what gateways and `gwxctl drain` know it by)
@@ -25,6 +28,8 @@
 #      its exit status is checked when this script started it (NAME.status); not exited within
 #      --drain-timeout, or a non-zero status: stop, status 1 (nothing is killed: the operator
 #      decides);
+#      (a drain that ran out of time still exits 0: its log says "drain incomplete", and the
+#      script prints a warning);
 #   4. record the new pid and name in SLOT.pid / SLOT.name.
 # A slot without a live worker just gets one started (step 1, 2, 4) — with --start-missing for
 # slots that have no SLOT.pid yet, which is how a first start looks.
@@ -212,6 +217,9 @@ drain_old() {
     local status
     status=$(cat "$status_file")
     [[ $status == 0 ]] || fail "$name (pid $pid) exited with status $status after SIGTERM (see $pid_dir/$name.log)"
+    if grep -q 'drain incomplete' "$pid_dir/$name.log" 2>/dev/null; then
+      say "WARNING: $name ran out of drain time; the gateways redelivered what it left (see $pid_dir/$name.log)" >&2
+    fi
     say "$name (pid $pid) drained and exited with status 0"
   else
     say "$name (pid $pid) drained and exited (status unknown: not started by $prog)"

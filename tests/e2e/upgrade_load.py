@@ -279,6 +279,19 @@ class Ctl:
                 for k in ("clients", "queued", "in_flight", "redelivered", "dropped")}
 
 
+DRAINED_RX = re.compile(r"drained in (\d+) ms: (\d+) event\(s\) handled during the drain(.*)$",
+                        re.M)
+
+
+def drained_line(stderr_text, who):
+    """The worker's end-of-drain log line -> (ms, events handled during the drain); fails when
+    it is missing or says the drain was incomplete."""
+    m = DRAINED_RX.search(stderr_text)
+    check(m is not None, f"{who}: no 'drained in … ms' line in its log")
+    check(not m.group(3).strip(), f"{who}: drain incomplete: {m.group(0)!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
 async def wait_until(cond, timeout, what, interval=0.05):
     """Waits until `cond()` (a plain function) holds."""
     deadline = time.monotonic() + timeout
@@ -288,4 +301,5 @@ async def wait_until(cond, timeout, what, interval=0.05):
         await asyncio.sleep(interval)
 
 
-__all__ = ["EchoLoad", "LoadClient", "Ctl", "parse_stats", "wait_until", "REPLY_TIMEOUT"]
+__all__ = ["EchoLoad", "LoadClient", "Ctl", "drained_line", "parse_stats", "wait_until",
+           "REPLY_TIMEOUT"]
