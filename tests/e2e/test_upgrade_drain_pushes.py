@@ -11,9 +11,9 @@ later A gets SIGTERM and SIGCONT, so it starts draining while it still holds its
 get an `ok` per command it sent and every pushed text of every sender exactly once (40 x 12
 pushes each), then nothing else (a sentinel echo comes next); A must exit 0 and log a complete
 drain that handled events (so the burst was really in flight).
-Round 2 (gwxctl drain): a new worker C links, the same burst is sent to a stopped B, and
-`gwxctl drain B` asks the gateways to drain B (B continued right after); the same checks, and
-B exits 0.
+Round 2 (gwxctl drain): a new worker C links; B is stopped, `gwxctl drain B` asks the gateways
+to drain it, the same burst is sent (still routed to B: it has not said it drains yet), and B
+continues 0.5 s later; the same checks, and B exits 0.
 The figures: commands sent, pushes expected and delivered, duplicated, lost, disconnects.
 """
 
@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
     REPLY_TIMEOUT, ClientClosed, TestFailure, assert_quiet, check, check_eq, connect,
     expect_reply, log, run_test)
-from upgrade_load import Ctl, drained_line  # noqa: E402
+from upgrade_load import Ctl, drained_line, wait_exit  # noqa: E402
 
 LISTENERS = ("ws://127.0.0.1:0/", "tcp+line://127.0.0.1:0")
 CLIENTS = 40
@@ -151,10 +151,7 @@ async def main(h):
     wa.send_signal(signal.SIGCONT)
     log(f"round 1: {len(texts)} push commands written; SIGTERM to {wa.name}")
     collected = asyncio.create_task(collect(clients, texts, "drain by SIGTERM"))
-    try:
-        status = await asyncio.wait_for(asyncio.shield(wa.proc.wait()), 60)
-    except asyncio.TimeoutError:
-        raise TestFailure(f"{wa.name} did not exit within 60s of SIGTERM") from None
+    status = await wait_exit(wa, 60, "drain")
     check_eq(status, 0, f"{wa.name} exit status after SIGTERM")
     ms, handled = drained_line(c.stderr_of(wa), wa.name)
     log(f"round 1: {wa.name} drained in {ms} ms, {handled} events handled during the drain, "
@@ -167,19 +164,20 @@ async def main(h):
     # ---- round 2: gwxctl drain ---------------------------------------------------------------
     wc = await c.start_worker(regs, "commands", name="worker-c")
     await c.wait_linked([wc], gws)
+    # B is stopped; the gateways pass it the operator's drain request, then the burst (B has
+    # not told them it drains yet, so they still route its clients' events to it). When B
+    # continues it starts draining with the whole burst still to handle.
     wb.send_signal(signal.SIGSTOP)
-    texts = await burst(clients, "r2")
-    await asyncio.sleep(BACKLOG_S)
     try:
         out = await ctl.run("drain", wb.name)
+        texts = await burst(clients, "r2")
+        await asyncio.sleep(BACKLOG_S)
     finally:
         wb.send_signal(signal.SIGCONT)
-    log(f"round 2: {len(texts)} push commands written; gwxctl drain {wb.name}: {out.strip()!r}")
+    log(f"round 2: gwxctl drain {wb.name}: {out.strip()!r}; then {len(texts)} push commands "
+        f"written")
     collected = asyncio.create_task(collect(clients, texts, "drain by gwxctl"))
-    try:
-        status = await asyncio.wait_for(asyncio.shield(wb.proc.wait()), 60)
-    except asyncio.TimeoutError:
-        raise TestFailure(f"{wb.name} did not exit within 60s of gwxctl drain") from None
+    status = await wait_exit(wb, 60, "drain")
     check_eq(status, 0, f"{wb.name} exit status after gwxctl drain")
     ms, handled = drained_line(c.stderr_of(wb), wb.name)
     log(f"round 2: {wb.name} drained in {ms} ms, {handled} events handled during the drain, "

@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import check, check_eq, log, run_test  # noqa: E402
-from upgrade_load import Ctl, EchoLoad, drained_line  # noqa: E402
+from upgrade_load import Ctl, EchoLoad, drained_line, wait_exit  # noqa: E402
 
 LISTENERS = ("ws://127.0.0.1:0/", "tcp+line://127.0.0.1:0")
 SLOTS = ("w1", "w2", "w3")
@@ -104,7 +104,7 @@ async def main(h):
             in_flight = load.total("sent") - load.total("next")
             old.send_signal(signal.SIGTERM)
             old.send_signal(signal.SIGCONT)
-            status = await old.stop(signal.SIGTERM, timeout=30)
+            status = await wait_exit(old, 30, "round 1")
             check_eq(status, 0, f"round 1: exit status of {old.name} after SIGTERM")
             ms, handled = drained_line(c.stderr_of(old), old.name)
             drains[old.name] = handled

@@ -292,6 +292,20 @@ def drained_line(stderr_text, who):
     return int(m.group(1)), int(m.group(2))
 
 
+async def wait_exit(proc, timeout, what):
+    """Waits for a process that was already told to stop; returns its exit status. (Not
+    Proc.stop: signalling a process that may just have exited can race its reaping.)"""
+    try:
+        status = await asyncio.wait_for(proc.proc.wait(), timeout)
+    except asyncio.TimeoutError:
+        raise TestFailure(f"{what}: {proc.name} (pid {proc.pid}) did not exit within "
+                          f"{timeout:.0f}s") from None
+    if proc._reader is not None:
+        await asyncio.wait_for(proc._reader, 5.0)
+    log(f"[{proc.name}] exited with status {status}")
+    return status
+
+
 async def wait_until(cond, timeout, what, interval=0.05):
     """Waits until `cond()` (a plain function) holds."""
     deadline = time.monotonic() + timeout
@@ -301,5 +315,5 @@ async def wait_until(cond, timeout, what, interval=0.05):
         await asyncio.sleep(interval)
 
 
-__all__ = ["EchoLoad", "LoadClient", "Ctl", "drained_line", "parse_stats", "wait_until",
-           "REPLY_TIMEOUT"]
+__all__ = ["EchoLoad", "LoadClient", "Ctl", "drained_line", "parse_stats", "wait_exit",
+           "wait_until", "REPLY_TIMEOUT"]
