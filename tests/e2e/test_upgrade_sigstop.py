@@ -13,10 +13,15 @@ must happen within the keepalive timeout + one interval + a margin for a busy ma
 (MARGIN_S), both gateways must log A's unlink, and the gateways must count redelivered events.
 Then A gets SIGCONT: whatever it still sends on its dropped links must not reach clients out of
 order; the load goes on, settles, and every client's distinct echoes are 0…n-1 in order with
-nothing lost and nobody disconnected (duplicates allowed: this is at-least-once). A is killed at
-the end.
+nothing lost and nobody disconnected (duplicates allowed: this is at-least-once). A is killed.
+
+The other direction: with a second load (60 clients) on workers B and C (both with worker-side
+--keepalive-interval-ms 200 --keepalive-timeout-ms 1000), gateway B gets SIGSTOP: each worker
+must print `unlinked <gateway B>` within the same bound. After SIGCONT the workers link to it
+again, its clients (never disconnected) get every message answered in order, nothing lost.
 """
 
+import asyncio
 import os
 import re
 import signal
@@ -32,8 +37,11 @@ INTERVAL_MS = 200
 TIMEOUT_MS = 1000
 KEEPALIVE = ["--link-keepalive-interval-ms", str(INTERVAL_MS),
              "--link-keepalive-timeout-ms", str(TIMEOUT_MS)]
+WORKER_KEEPALIVE = ["--keepalive-interval-ms", str(INTERVAL_MS),
+                    "--keepalive-timeout-ms", str(TIMEOUT_MS)]
 MARGIN_S = 2.0
 CLIENTS = 100
+CLIENTS_2 = 60
 WINDOW = 8
 
 
@@ -44,8 +52,8 @@ async def main(h):
     gws = [await c.start_gateway(regs, name=n, listeners=LISTENERS, threads=2, extra=KEEPALIVE)
            for n in ("gw-a", "gw-b")]
     ctl = Ctl(c, regs)
-    wa = await c.start_worker(regs, "echo", name="worker-a")
-    wb = await c.start_worker(regs, "echo", name="worker-b")
+    wa = await c.start_worker(regs, "echo", name="worker-a", extra=WORKER_KEEPALIVE)
+    wb = await c.start_worker(regs, "echo", name="worker-b", extra=WORKER_KEEPALIVE)
     await c.wait_linked([wa, wb], gws)
 
     load = EchoLoad(gws, n_clients=CLIENTS, window=WINDOW)
@@ -118,6 +126,50 @@ async def main(h):
         check_eq((final["queued"], final["in_flight"]), (0, 0),
                  "events queued / in flight after the load settled")
         await load.close()
+
+        # ---- a silent gateway, seen from the workers ---------------------------------------
+        await wa.kill()
+        wc = await c.start_worker(regs, "echo", name="worker-c", extra=WORKER_KEEPALIVE)
+        await c.wait_linked([wc], gws)
+        live = [wb, wc]
+        load2 = EchoLoad(gws, n_clients=CLIENTS_2, window=WINDOW, prefix="d")
+        await load2.connect()
+        load2.start()
+        await load2.wait_progress(4 * CLIENTS_2, "second load before the gateway's SIGSTOP")
+        gb = gws[1]
+        marks = {w: len(w.lines) for w in live}
+        detected = {}
+
+        async def unlinked(w):
+            await w.wait_line(w.unlinked_pattern(gb.internal), bound + 20, start=marks[w])
+            detected[w.name] = time.monotonic() - t1
+
+        gb.send_signal(signal.SIGSTOP)
+        t1 = time.monotonic()
+        log(f"SIGSTOP to {gb.name} (pid {gb.pid})")
+        try:
+            await asyncio.gather(*(unlinked(w) for w in live))
+        finally:
+            gb.send_signal(signal.SIGCONT)
+        log(f"workers dropped the stopped gateway after "
+            f"{ {k: round(v, 2) for k, v in detected.items()} } s (bound {bound:.1f}s); "
+            f"SIGCONT to {gb.name}")
+        check(max(detected.values()) <= bound,
+              f"a worker took {max(detected.values()):.2f}s to drop the stopped gateway, more "
+              f"than its keepalive window plus margin ({bound:.1f}s)")
+        marks = {w: len(w.lines) for w in live}
+        await c.wait_linked(live, [gb], timeout=30, start=marks)
+        await load2.wait_progress(4 * CLIENTS_2, "second load after the gateway continued")
+        await load2.settle(timeout=30)
+        final = await ctl.stats_sum(gws)
+        load2.report("gateway sigstop", {"worker_detect_seconds": round(max(detected.values()), 2),
+                                         "bound_seconds": round(bound, 1),
+                                         "redelivered(gateways)": final["redelivered"],
+                                         "dropped(gateways)": final["dropped"]})
+        load2.check_no_loss("gateway SIGSTOP", allow_duplicates=True)
+        check_eq((final["queued"], final["in_flight"]), (0, 0),
+                 "events queued / in flight after the second load settled")
+        await load2.close()
     finally:
         wa.send_signal(signal.SIGCONT)
         await wa.kill()
