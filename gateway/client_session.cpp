@@ -259,12 +259,15 @@ bool client_session::send(const wire_bytes& bytes) {
   }
   if (queued_bytes_ + bytes->size() > listener_.send_buffer) {
     if (listener_.on_slow == slow_policy::drop) {
+      listener_.metrics.messages_dropped_slow.inc();
       return false;
     }
     destroy("send buffer full (slow client)");
     return false;
   }
   push(bytes);
+  listener_.metrics.messages_out.inc();
+  listener_.metrics.bytes_out.inc(bytes->size());
   return true;
 }
 

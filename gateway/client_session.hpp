@@ -23,6 +23,12 @@ class shard;
 /// A client event as built once and shared by the shard (until acknowledged) and the link.
 using event_ptr = std::shared_ptr<const link::v1::Frame>;
 
+/// An event sent to a worker, waiting for its acknowledgement.
+struct sent_event {
+  event_ptr frame;
+  std::chrono::steady_clock::time_point sent;
+};
+
 /// An event waiting for a worker.
 struct held_event {
   event_ptr frame;
@@ -75,7 +81,7 @@ class client_session : public std::enable_shared_from_this<client_session> {
   std::uint64_t session_seq = 0;
   std::uint64_t worker_id = 0;  ///< sticky worker link, 0: none yet
   /// Sent to `worker_id` and not acknowledged yet (at-least-once), oldest first.
-  event_fifo<event_ptr> unacked;
+  event_fifo<sent_event> unacked;
   /// Waiting for a worker (none linked, or the previous one still finishing), oldest first.
   event_fifo<held_event> held;
   std::size_t held_bytes = 0;

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/client_id.hpp"
+#include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
 #include "gateway/worker_link.hpp"
 
@@ -113,6 +114,9 @@ void gateway_server::start() {
     l->config.bound_url = with_port(lc, l->acceptor.local_endpoint().port());
     listeners_.push_back(std::move(l));
   }
+  if (config_.metrics != nullptr) {
+    attach_metrics(*config_.metrics);
+  }
   for (auto& l : listeners_) {
     accept_next(*l);
   }
@@ -201,6 +205,41 @@ void gateway_server::stop() {
   pool_.stop();
 }
 
+void gateway_server::attach_metrics(metrics::registry& reg) {
+  events_.attach(reg);
+  auto& open = reg.add_callback_gauge("gwx_gateway_connections",
+                                      "Open client connections, by listener.", {"listener"});
+  for (auto& l : listeners_) {
+    l->config.metrics.attach(reg, l->config.bound_url);
+    metric_callbacks_.push_back(open.add({l->config.bound_url}, [c = &l->connections] {
+      return static_cast<double>(c->load(std::memory_order_relaxed));
+    }));
+  }
+  auto& links =
+      reg.add_callback_gauge("gwx_gateway_worker_links", "Linked workers, by state.", {"state"});
+  for (const bool draining : {false, true}) {
+    metric_callbacks_.push_back(links.add({draining ? "draining" : "linked"}, [this, draining] {
+      std::lock_guard lock(workers_mutex_);
+      return static_cast<double>(
+          std::count_if(workers_.begin(), workers_.end(),
+                        [draining](const worker_ref& w) { return w.draining == draining; }));
+    }));
+  }
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_gateway_threads", "Event loops of this gateway.")
+          .add({}, [n = shards_.size()] { return static_cast<double>(n); }));
+}
+
+metrics::counter gateway_server::routed_counter(const std::string& worker) {
+  if (config_.metrics == nullptr) {
+    return {};
+  }
+  return config_.metrics
+      ->add_counter("gwx_gateway_events_routed_total",
+                    "Client events sent to workers, by worker name.", {"worker"})
+      .with({worker});
+}
+
 std::vector<std::string> gateway_server::bound_urls() const {
   std::vector<std::string> out;
   for (const auto& l : listeners_) {
@@ -244,6 +283,7 @@ void gateway_server::accept_next(listener& l) {
     }
     if (l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections) {
       l.connections.fetch_sub(1, std::memory_order_relaxed);
+      l.config.metrics.refused.inc();
       const auto now = std::chrono::steady_clock::now();
       if (now - l.last_full_log > std::chrono::seconds(10)) {
         spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
@@ -253,6 +293,7 @@ void gateway_server::accept_next(listener& l) {
       std::error_code ignored;
       sock.close(ignored);
     } else {
+      l.config.metrics.accepted.inc();
       asio::post(s.io(), [&s, &l, sock = std::move(sock)]() mutable {
         s.accept(l.config, std::move(sock));
       });

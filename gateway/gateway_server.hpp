@@ -11,13 +11,18 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics/callback.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/net/io_context_pool.hpp"
+#include "gateway/gateway_metrics.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/shard.hpp"
 
 namespace gwx::registry {
 class lease_keeper;
+}
+namespace gwx::metrics {
+class registry;
 }
 
 namespace gwx::gateway {
@@ -48,6 +53,8 @@ struct gateway_config {
   /// gateway waits for clients to go and workers to acknowledge their last events.
   std::string goodbye;
   std::chrono::milliseconds shutdown_timeout{5000};
+  /// Where the gateway registers its metrics; null: none (handles stay detached).
+  metrics::registry* metrics = nullptr;
   /// What to do past a bound: drop the oldest events (false) or close the client (true).
   bool queue_close_client = false;
 };
@@ -84,6 +91,11 @@ class gateway_server {
   /// earlier runs of this one, or garbage.
   std::optional<unsigned> shard_of(const std::string& client_id) const;
 
+  /// Gateway-wide event metric handles (any thread).
+  const event_metrics& events() const { return events_; }
+  /// Metric handles for a new worker link named `worker` (detached without --metrics).
+  metrics::counter routed_counter(const std::string& worker);
+
   std::size_t shard_count() const { return shards_.size(); }
   shard& shard_at(std::size_t i) { return *shards_[i]; }
 
@@ -107,6 +119,7 @@ class gateway_server {
   void accept_next(listener& l);
   void accept_internal();
   void publish_workers();
+  void attach_metrics(metrics::registry& reg);
 
   gateway_config config_;
   std::uint64_t epoch_;
@@ -126,6 +139,9 @@ class gateway_server {
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;
+  event_metrics events_;
+  // Last: unregistered first, before what their callbacks read goes away.
+  std::vector<metrics::callback_registration> metric_callbacks_;
 };
 
 }  // namespace gwx::gateway

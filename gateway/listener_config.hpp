@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "gateway/gateway_metrics.hpp"
+
 namespace gwx::gateway {
 
 /// How a public listener frames client messages.
@@ -39,6 +41,8 @@ struct listener_config {
   std::string heartbeat_data;        ///< TCP framings: sent each interval (WebSocket sends a ping)
   std::vector<std::string> origins;  ///< WebSocket Origin allow-list; empty: any
   bool ask_on_connect = false;       ///< WebSocket: wait for the worker's decision before 101
+  /// Metric handles of this listener (no-ops without --metrics).
+  listener_metrics metrics;
 };
 
 /// Parses a listener URL; `defaults` supplies every setting the URL does not override.

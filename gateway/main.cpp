@@ -6,6 +6,9 @@
 #include <iostream>
 #include <thread>
 
+#include "common/metrics/exposer.hpp"
+#include "common/metrics/process_collector.hpp"
+#include "common/metrics/registry.hpp"
 #include "common/options.hpp"
 #include "gateway/gateway_server.hpp"
 
@@ -95,6 +98,9 @@ int main(int argc, char** argv) {
       ("goodbye", value<std::string>()->default_value("")->value_name("TEXT"),
        "on shutdown, sent to TCP clients before their connection closes (WebSocket clients get "
        "close 1001)")
+      ("metrics", value<std::string>()->value_name("HOST:PORT"),
+       "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
+       "default: none, no metrics endpoint")
       ("shutdown-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
        "events");
@@ -102,7 +108,11 @@ int main(int argc, char** argv) {
   const auto vm = parser.parse(argc, argv);
 
   gwx::gateway::gateway_config cfg;
+  std::optional<gwx::host_port> metrics_listen;
   try {
+    if (vm.count("metrics") != 0U && !vm["metrics"].as<std::string>().empty()) {
+      metrics_listen = gwx::parse_host_port(vm["metrics"].as<std::string>());
+    }
     cfg.registers = gwx::parse_host_port_list(vm["register"].as<std::string>());
     cfg.register_token = vm["token"].as<std::string>();
     cfg.internal = gwx::parse_host_port(vm["internal"].as<std::string>());
@@ -163,18 +173,36 @@ int main(int argc, char** argv) {
     gwx::die(parser.program(), e.what(), 2);
   }
 
+  // The registry outlives the server (whose callbacks it calls) and the exposer (which reads it).
+  gwx::metrics::registry metrics;
+  std::optional<gwx::metrics::process_collector> process_metrics;
+  std::unique_ptr<gwx::metrics::exposer> exposer;
   try {
+    if (metrics_listen) {
+      process_metrics.emplace(metrics);
+      cfg.metrics = &metrics;
+    }
     gwx::gateway::gateway_server server(std::move(cfg));
     server.start();
+    if (metrics_listen) {
+      exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
+    }
     for (const auto& url : server.bound_urls()) {
       std::cout << "listening " << url << std::endl;
       spdlog::info("listening {}", url);
+    }
+    if (exposer) {
+      std::cout << "listening metrics://" << exposer->address() << std::endl;
+      spdlog::info("metrics at http://{}/metrics", exposer->address());
     }
     asio::io_context signals_io;
     asio::signal_set signals(signals_io, SIGINT, SIGTERM);
     signals.async_wait(
         [&](std::error_code, int sig) { spdlog::info("signal {}: shutting down", sig); });
     signals_io.run();
+    if (exposer) {
+      exposer->stop();
+    }
     server.stop();
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());

@@ -112,6 +112,8 @@ void shard::on_connected(client_session& c, const codec::ws::http_request* reque
 
 void shard::on_message(client_session& c, std::string_view payload, bool binary) {
   ++messages_in_;
+  c.listener().metrics.messages_in.inc();
+  c.listener().metrics.bytes_in.inc(payload.size());
   auto frame = make_event(c, link::v1::EVENT_KIND_MESSAGE);
   frame->mutable_event()->set_payload(payload.data(), payload.size());
   frame->mutable_event()->set_binary(binary);
@@ -121,6 +123,7 @@ void shard::on_message(client_session& c, std::string_view payload, bool binary)
 void shard::on_closed(client_session& c, const std::string& reason) {
   spdlog::debug("client {} closed: {}", c.id(), reason);
   server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
+  c.listener().metrics.count_close(reason);
   if (c.announced) {
     auto frame = make_event(c, link::v1::EVENT_KIND_CLOSE);
     frame->mutable_event()->set_close_reason(reason);
@@ -185,7 +188,8 @@ bool shard::dispatch(client_session& c, event_ptr event) {
 
 void shard::send_to(client_session& c, const worker_ref& w, event_ptr event) {
   if (!server_.config().at_most_once) {
-    c.unacked.push_back(event);
+    c.unacked.push_back({event, std::chrono::steady_clock::now()});
+    server_.events().in_flight.inc();
   }
   const auto& link = w.link;
   if (link->loop() == index_) {
@@ -206,6 +210,7 @@ void shard::hold(client_session& c, event_ptr event) {
   }
   c.held_bytes += bytes;
   c.held.push_back({std::move(event), bytes, std::chrono::steady_clock::now()});
+  server_.events().queued.inc();
   waiting_.insert(c.connection());
   if (over && cfg.queue_close_client && c.current_state() != client_session::state::closed) {
     // After queuing this event, so the worker later sees it before the client's CLOSE.
@@ -218,6 +223,8 @@ void shard::drop_held(client_session& c, std::size_t count, const char* why) {
   for (std::size_t i = 0; i < count && !c.held.empty(); ++i) {
     c.held_bytes -= c.held.pop_front().bytes;
     ++dropped_;
+    server_.events().queued.dec();
+    server_.events().dropped_queue_bound.inc();
   }
   warn_queue(why);
 }
@@ -230,6 +237,7 @@ void shard::flush_held(client_session& c) {
       return;
     }
     auto item = c.held.pop_front();
+    server_.events().queued.dec();
     c.held_bytes -= item.bytes;
     send_to(c, *w, std::move(item.frame));
   }
@@ -245,7 +253,15 @@ void shard::on_acks(const std::vector<std::uint64_t>& event_ids) {
       continue;
     }
     auto& c = *it->second;
-    c.unacked.erase_first([id](const event_ptr& e) { return e->event().event_id() == id; });
+    const auto now = std::chrono::steady_clock::now();
+    c.unacked.erase_first([&](const sent_event& e) {
+      if (e.frame->event().event_id() != id) {
+        return false;
+      }
+      server_.events().in_flight.dec();
+      server_.events().round_trip.observe(now - e.sent);
+      return true;
+    });
     if (c.unacked.empty()) {
       if (!c.held.empty()) {
         flush_held(c);
@@ -330,6 +346,8 @@ void shard::sweep() {
       if (now - item.since > cfg.queue_max_age) {
         ++old;
         ++dropped_;
+        server_.events().queued.dec();
+        server_.events().dropped_queue_age.inc();
         continue;
       }
       c->held_bytes += item.bytes;
@@ -373,8 +391,11 @@ void shard::set_workers(std::vector<worker_ref> workers) {
       if (!lost.empty()) {
         auto rest = c->held.take_all();
         const auto now = std::chrono::steady_clock::now();
+        server_.events().in_flight.dec(static_cast<std::int64_t>(lost.size()));
+        server_.events().queued.inc(static_cast<std::int64_t>(lost.size()));
+        server_.events().redelivered.inc(lost.size());
         for (auto& e : lost) {
-          auto copy = std::make_shared<link::v1::Frame>(*e);
+          auto copy = std::make_shared<link::v1::Frame>(*e.frame);
           copy->mutable_event()->set_redelivered(true);
           ++redelivered_;
           const std::size_t bytes = copy->ByteSizeLong();

@@ -132,6 +132,7 @@ void worker_link::send_event(const std::shared_ptr<const link::v1::Frame>& frame
     return;
   }
   ++events_sent_;
+  routed_.inc();
   stream_->send(*frame);
 }
 
@@ -237,6 +238,7 @@ void worker_link::on_hello(const link::v1::Hello& hello) {
   }
   const bool worker = role_ == link::v1::PEER_ROLE_WORKER;
   if (worker) {
+    routed_ = server_.routed_counter(name_);
     // Shards learn of the worker before the worker learns it is linked, so any client that
     // connects after the worker saw Welcome is routed to it.
     server_.worker_up(shared_from_this());

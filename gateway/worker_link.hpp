@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "common/metrics/counter.hpp"
 #include "common/net/link_stream.hpp"
 #include "gwx/link/v1/link.pb.h"
 
@@ -57,6 +58,7 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   std::uint64_t next_event_id_ = 0;
   std::uint64_t events_sent_ = 0;
   std::uint64_t events_acked_ = 0;
+  metrics::counter routed_;
 };
 
 }  // namespace gwx::gateway

@@ -1,0 +1,88 @@
+#include "gateway/gateway_metrics.hpp"
+
+#include "common/metrics/registry.hpp"
+
+namespace gwx::gateway {
+
+void listener_metrics::attach(metrics::registry& reg, const std::string& listener) {
+  auto& conns = reg.add_counter("gwx_gateway_connections_accepted_total",
+                                "Client connections accepted, by listener.", {"listener"});
+  accepted = conns.with({listener});
+  refused =
+      reg.add_counter("gwx_gateway_connections_refused_total",
+                      "Client connections refused at max_connections, by listener.", {"listener"})
+          .with({listener});
+  auto& closed =
+      reg.add_counter("gwx_gateway_connections_closed_total",
+                      "Client connections closed, by listener and reason.", {"listener", "reason"});
+  closed_by_client = closed.with({listener, "client"});
+  closed_by_server = closed.with({listener, "server"});
+  closed_protocol_error = closed.with({listener, "protocol_error"});
+  closed_timeout = closed.with({listener, "timeout"});
+  closed_slow_client = closed.with({listener, "slow_client"});
+  closed_queue_policy = closed.with({listener, "queue_policy"});
+  closed_shutdown = closed.with({listener, "shutdown"});
+  closed_other = closed.with({listener, "other"});
+  auto& messages =
+      reg.add_counter("gwx_gateway_messages_total", "Client messages, by listener and direction.",
+                      {"listener", "direction"});
+  messages_in = messages.with({listener, "in"});
+  messages_out = messages.with({listener, "out"});
+  auto& bytes = reg.add_counter(
+      "gwx_gateway_message_bytes_total",
+      "Client message bytes, by listener and direction (in: payloads; out: as framed on "
+      "the wire).",
+      {"listener", "direction"});
+  bytes_in = bytes.with({listener, "in"});
+  bytes_out = bytes.with({listener, "out"});
+  messages_dropped_slow = reg.add_counter("gwx_gateway_messages_dropped_total",
+                                          "Messages to clients dropped, by listener and reason.",
+                                          {"listener", "reason"})
+                              .with({listener, "slow_client"});
+}
+
+void listener_metrics::count_close(const std::string& reason) const {
+  const auto has = [&reason](const char* what) { return reason.find(what) != std::string::npos; };
+  if (has("shutting down")) {
+    closed_shutdown.inc();
+  } else if (has("protocol error") || has("upgrade refused")) {
+    closed_protocol_error.inc();
+  } else if (has("timed out") || has("timeout")) {
+    closed_timeout.inc();
+  } else if (has("slow client")) {
+    closed_slow_client.inc();
+  } else if (has("queue")) {
+    closed_queue_policy.inc();
+  } else if (has("client closed")) {
+    closed_by_client.inc();
+  } else if (has("by the server") || has("by a worker")) {
+    closed_by_server.inc();
+  } else {
+    closed_other.inc();
+  }
+}
+
+void event_metrics::attach(metrics::registry& reg) {
+  queued = reg.add_gauge("gwx_gateway_events_queued",
+                         "Client events waiting for a worker (none linked, or a drain "
+                         "switch-over in progress).")
+               .with();
+  in_flight = reg.add_gauge("gwx_gateway_events_in_flight",
+                            "Client events sent to a worker and not acknowledged yet.")
+                  .with();
+  redelivered = reg.add_counter("gwx_gateway_events_redelivered_total",
+                                "Client events handed to another worker after theirs went away.")
+                    .with();
+  auto& dropped =
+      reg.add_counter("gwx_gateway_events_dropped_total",
+                      "Client events dropped by the queue policy, by reason.", {"reason"});
+  dropped_queue_bound = dropped.with({"queue_bound"});
+  dropped_queue_age = dropped.with({"queue_age"});
+  round_trip = reg.add_histogram("gwx_gateway_event_round_trip_seconds",
+                                 "Time from sending a client event to a worker until its "
+                                 "acknowledgement.",
+                                 metrics::latency_buckets())
+                   .with();
+}
+
+}  // namespace gwx::gateway
