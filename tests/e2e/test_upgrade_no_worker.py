@@ -3,16 +3,22 @@
 worker that links receives the queue in order; with small queue bounds the configured policy is
 applied, counted and logged once per interval.
 
-Cluster: 1 register and four gateways (--threads 2, ws and tcp+line listeners), no worker at
+Cluster: 1 register and six gateways (--threads 2, ws and tcp+line listeners), no worker at
 first:
 - gw-a, gw-b: default bounds. 40 clients (ws and tcp+line) each send 10 numbered messages spread
-  over 5 s. Nobody is closed; `gwxctl stats` shows all 440 events queued (CONNECT + 10 each). Then an `echo` worker
-  starts: every message is answered exactly once and in order, nothing was dropped.
+  over 5 s. Nobody is closed; `gwxctl stats` shows all 440 events queued (CONNECT + 10 each).
+  Then an `echo` worker starts: every message is answered exactly once and in order, nothing
+  was dropped.
 - gw-drop: --queue-max-events 5 --queue-policy drop-oldest. 10 clients each send 20 messages:
-  events_dropped becomes 160 (the CONNECT event is the oldest of each client's 21), and when the worker links each client gets exactly its last 5
-  (15…19, in order): the oldest are the ones missing. One client keeps sending a message every
+  events_dropped becomes 160 (the CONNECT event is the oldest of each client's 21), and when the
+  worker links each client gets exactly its last 5 (15…19, in order): the oldest are the ones
+  missing. One client keeps sending a message every
   0.5 s until the gateway logs the drops; the queue warnings in its log stay rate-limited (at most
   one per loop per 10 s interval, plus one), far fewer than the events they are about.
+- gw-age: --queue-max-age-ms 3000. A client's 5 messages sent at the start (and its CONNECT)
+  are dropped once too old (events_dropped 6); 5 sent just before the worker starts are echoed.
+- gw-bytes: --queue-max-bytes 2000. 40 messages of ~110 bytes: only the newest k fit; the other
+  41 - k events are counted dropped, and the worker echoes exactly the last k, in order.
 - gw-close: --queue-max-events 5 --queue-policy close. A WebSocket client and a tcp+line client
   send 5 messages (6 events with the CONNECT): each is closed (the WebSocket one with a close
   frame and a reason, not an abrupt 1006); a client that sent 4 (5 events, at the bound) stays
@@ -36,6 +42,8 @@ LISTENERS = ("ws://127.0.0.1:0/", "tcp+line://127.0.0.1:0")
 THREADS = 2
 WAIT_S = 5.0
 LOG_INTERVAL_S = 10.0  # the gateway's queue-warning interval
+AGE_MS = 3000
+MAX_BYTES = 2000
 QUEUE_WARN_RX = re.compile(r"loop \d+: .*\(\d+ such event\(s\) so far; (\d+) dropped by the "
                            r"queue policy\)")
 
@@ -63,7 +71,11 @@ async def main(h):
                                          "--queue-policy", "drop-oldest"])
     gclose = await c.start_gateway(regs, name="gw-close", listeners=LISTENERS, threads=THREADS,
                                    extra=["--queue-max-events", "5", "--queue-policy", "close"])
-    gws = [ga, gb, gdrop, gclose]
+    gage = await c.start_gateway(regs, name="gw-age", listeners=LISTENERS, threads=THREADS,
+                                 extra=["--queue-max-age-ms", str(AGE_MS)])
+    gbytes = await c.start_gateway(regs, name="gw-bytes", listeners=LISTENERS, threads=THREADS,
+                                   extra=["--queue-max-bytes", str(MAX_BYTES)])
+    gws = [ga, gb, gdrop, gclose, gage, gbytes]
     ctl = Ctl(c, regs)
 
     # ---- clients, no worker anywhere ---------------------------------------------------------
@@ -79,7 +91,10 @@ async def main(h):
     close_ws = await connect(gclose, "ws", "x-ws")
     close_line = await connect(gclose, "tcp+line", "x-line")
     close_ok = await connect(gclose, "ws", "x-ok")
-    log("no worker: 40 clients on gw-a/gw-b, 10 on gw-drop, 3 on gw-close connected")
+    age_cl = await connect(gage, "tcp+line", "y-age")
+    bytes_cl = await connect(gbytes, "ws", "z-bytes")
+    log("no worker: 40 clients on gw-a/gw-b, 10 on gw-drop, 3 on gw-close, 1 on gw-age, 1 on "
+        "gw-bytes connected")
     t0 = time.monotonic()
 
     # gw-drop: 20 each at once. gw-close: the bound counts events, the client's CONNECT among
@@ -88,6 +103,11 @@ async def main(h):
     await numbered(close_ws, "x-ws", 0, 5)
     await numbered(close_line, "x-line", 0, 5)
     await numbered(close_ok, "x-ok", 0, 4)
+    # gw-age: 5 messages that will be too old when a worker comes; gw-bytes: 40 messages of
+    # ~110 bytes, far more than its byte bound holds.
+    await numbered(age_cl, "y-age", 0, 5)
+    for n in range(40):
+        await bytes_cl.send(f"z-bytes:{n}:" + "x" * 100)
 
     # ---- close policy ------------------------------------------------------------------------
     try:
@@ -148,6 +168,22 @@ async def main(h):
     check(len(lines) <= limit, f"gw-drop logged {len(lines)} queue warnings in {elapsed:.1f}s "
                                f"(at most {limit} expected: once per interval, not per event)")
 
+    # gw-age: the 5 old messages and the CONNECT went past the age bound long ago (the sweep
+    # runs every 250 ms). gw-bytes: the byte bound kept only the newest messages.
+    async def stats_of(g):
+        return (await ctl.stats(gws))[g.internal]
+
+    await poll_until(lambda: stats_of(gage), lambda st: st["dropped"] == 6, AGE_MS / 1000 + 5,
+                     "gw-age dropping the CONNECT and 5 messages older than the age bound")
+    st_bytes = await stats_of(gbytes)
+    kept_bytes = st_bytes["queued"]
+    check(0 < kept_bytes < 40 and st_bytes["dropped"] == 41 - kept_bytes,
+          f"gw-bytes (--queue-max-bytes {MAX_BYTES}, 40 messages of ~110 bytes + CONNECT): "
+          f"expected some but not all queued and the rest dropped, got {st_bytes}")
+    log(f"gw-age dropped its 6 old events; gw-bytes kept {kept_bytes} events and dropped "
+        f"{st_bytes['dropped']}")
+    await numbered(age_cl, "y-age", 5, 10)  # fresh ones, well inside the age bound
+
     no_worker_s = time.monotonic() - t0
     # ---- a worker links: everything queued is delivered in order -----------------------------
     w = await c.start_worker(regs, "echo", name="late-worker")
@@ -159,22 +195,28 @@ async def main(h):
         last = tick["n"] if cl is ticker else 20
         await expect_echoes(cl, name, range(last - 5, last), "gw-drop (only the newest 5 kept)")
     await expect_echoes(close_ok, "x-ok", range(4), "gw-close, client at the bound")
+    await expect_echoes(age_cl, "y-age", range(5, 10), "gw-age (the old ones dropped)")
+    got = [(await bytes_cl.recv()).split(":")[1] for _ in range(kept_bytes)]
+    check_eq(got, [str(n) for n in range(40 - kept_bytes, 40)],
+             "gw-bytes: the newest messages, in order")
     answered_s = time.monotonic() - t_start
     log(f"worker linked: 400 queued messages answered in order on gw-a/gw-b, gw-drop clients "
         f"got their newest 5, x-ok its 4, {answered_s:.1f}s after the worker started")
 
     # Still connected, and new messages go straight through.
-    for name, cl in plain + drop + [("x-ok", close_ok)]:
+    alive = plain + drop + [("x-ok", close_ok), ("y-age", age_cl), ("z-bytes", bytes_cl)]
+    for name, cl in alive:
         await cl.send(f"{name}:live")
-    for name, cl in plain + drop + [("x-ok", close_ok)]:
+    for name, cl in alive:
         check_eq(await cl.recv(), f"{name}:live", f"{name}: echo after the worker linked")
 
     per_gw = await ctl.stats(gws)
     q = {g.name: per_gw[g.internal] for g in gws}
     total_dropped = sum(v["dropped"] for v in q.values())
-    log(f"FIGURES no-worker: clients=53 no_worker_seconds={no_worker_s:.1f} "
+    log(f"FIGURES no-worker: clients=55 no_worker_seconds={no_worker_s:.1f} "
         f"sent_default_bounds=400 echoed_default_bounds=400 lost=0 duplicated=0 "
-        f"dropped(gw-drop)={q['gw-drop']['dropped']} dropped(total)={total_dropped} "
+        f"dropped(gw-drop)={q['gw-drop']['dropped']} dropped(gw-age)={q['gw-age']['dropped']} "
+        f"dropped(gw-bytes)={q['gw-bytes']['dropped']} dropped(total)={total_dropped} "
         f"closed_by_policy=2 close_frame=({ws_code}, {ws_reason!r}) disconnects_unexpected=0 "
         f"reconnects=0 queue_warning_lines(gw-drop)={len(lines)}")
     check_eq(q["gw-a"]["dropped"] + q["gw-b"]["dropped"], 0, "events dropped on gw-a + gw-b")
