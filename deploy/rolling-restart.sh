@@ -139,9 +139,10 @@ start_instance() {
   done
   rm -f "$status" "$pidfile"
   # Not started with '&': bash would make the worker ignore SIGINT; setsid --fork returns at
-  # once instead. A small supervising shell in its own session runs the worker in the foreground (so the
-  # worker keeps the default signal dispositions) and writes its exit status when it exits. The
-  # inner shell records its pid and execs the worker, so the recorded pid is the worker's.
+  # once instead. A small supervising shell in its own session runs the worker in the
+  # foreground (so the worker keeps the default signal dispositions) and writes its exit status
+  # when it exits. The inner shell records its pid and execs the worker, so the recorded pid is
+  # the worker's.
   GWX_RR_LOG=$log GWX_RR_STATUS=$status GWX_RR_PIDFILE=$pidfile \
     setsid --fork bash -c '
       bash -c '\''echo $$ >"$GWX_RR_PIDFILE.tmp" && mv "$GWX_RR_PIDFILE.tmp" "$GWX_RR_PIDFILE" &&
@@ -192,7 +193,8 @@ wait_ready() {
       fail "$name (pid $pid) exited before it was ready; last lines of $pid_dir/$name.log:
 $(tail -n 20 "$pid_dir/$name.log" 2>/dev/null)"
     fi
-    ((SECONDS < deadline)) || fail "$name (pid $pid) not ready within ${ready_timeout}s (see $pid_dir/$name.log)"
+    ((SECONDS < deadline)) ||
+      fail "$name (pid $pid) not ready within ${ready_timeout}s (see $pid_dir/$name.log)"
     sleep 0.2
   done
 }
@@ -203,7 +205,8 @@ drain_old() {
   say "draining $name (pid $pid): SIGTERM"
   kill -TERM "$pid" 2>/dev/null || true
   while alive "$pid"; do
-    ((SECONDS < deadline)) || fail "$name (pid $pid) still running ${drain_timeout}s after SIGTERM (left running)"
+    ((SECONDS < deadline)) ||
+      fail "$name (pid $pid) still running ${drain_timeout}s after SIGTERM (left running)"
     sleep 0.1
   done
   local status_file=$pid_dir/$name.status
@@ -216,9 +219,11 @@ drain_old() {
     done
     local status
     status=$(cat "$status_file")
-    [[ $status == 0 ]] || fail "$name (pid $pid) exited with status $status after SIGTERM (see $pid_dir/$name.log)"
+    [[ $status == 0 ]] ||
+      fail "$name (pid $pid) exited with status $status after SIGTERM (see $pid_dir/$name.log)"
     if grep -q 'drain incomplete' "$pid_dir/$name.log" 2>/dev/null; then
-      say "WARNING: $name ran out of drain time; the gateways redelivered what it left (see $pid_dir/$name.log)" >&2
+      say "WARNING: $name ran out of drain time; the gateways redelivered what it left" \
+        "(see $pid_dir/$name.log)" >&2
     fi
     say "$name (pid $pid) drained and exited with status 0"
   else
