@@ -6,15 +6,20 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <cstdlib>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "common/metrics/exposer.hpp"
+#include "common/metrics/process_collector.hpp"
+#include "common/metrics/registry.hpp"
 #include "common/options.hpp"
 #include "worker/sdk/app_loader.hpp"
+#include "worker/sdk/metered_handler.hpp"
 #include "worker/sdk/worker.hpp"
 
 namespace {
@@ -101,7 +106,10 @@ int main(int argc, char** argv) {
       "keepalive-timeout-ms", gwx::po::value<unsigned>()->default_value(5000)->value_name("N"),
       "drop a gateway link silent for this long (a stopped gateway is detected within it)")(
       "drain-timeout-ms", gwx::po::value<unsigned>()->default_value(30000)->value_name("N"),
-      "longest a drain may take before the worker exits regardless (what was left is logged)");
+      "longest a drain may take before the worker exits regardless (what was left is logged)")(
+      "metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
+      "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
+      "default: none, no metrics endpoint");
   const auto vm = parser.parse(argc, argv);
 
   gwx::worker_options options;
@@ -136,6 +144,14 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   };
 
+  std::optional<gwx::host_port> metrics_listen;
+  if (vm.count("metrics") != 0U && !vm["metrics"].as<std::string>().empty()) {
+    try {
+      metrics_listen = gwx::parse_host_port(vm["metrics"].as<std::string>());
+    } catch (const std::exception& e) {
+      gwx::die("gwx-worker", std::string("--metrics: ") + e.what(), 2);
+    }
+  }
   const auto app_name = vm["app"].as<std::string>();
   std::unique_ptr<gwx::handler> app;
   try {
@@ -159,7 +175,36 @@ int main(int argc, char** argv) {
     }
   });
 
+  // The registry outlives the worker (whose app counts into it) and the exposer (which reads it).
+  gwx::metrics::registry metrics;
+  std::optional<gwx::metrics::process_collector> process_metrics;
+  if (metrics_listen) {
+    process_metrics.emplace(metrics);
+    app = std::make_unique<gwx::sdk::metered_handler>(std::move(app), metrics);
+  }
   gwx::worker w(std::move(options), std::move(app));
+  gwx::metrics::callback_registration links_metric;
+  std::unique_ptr<gwx::metrics::exposer> exposer;
+  if (metrics_listen) {
+    links_metric = metrics
+                       .add_callback_gauge("gwx_worker_gateway_links",
+                                           "Gateways known, by link state.", {"state"})
+                       .add({"linked"}, [&w] {
+                         double n = 0;
+                         for (const auto& g : w.gateways()) {
+                           n += g.linked ? 1 : 0;
+                         }
+                         return n;
+                       });
+    try {
+      exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
+    } catch (const std::exception& e) {
+      gwx::die("gwx-worker", std::string("--metrics: ") + e.what(), 1);
+    }
+    std::printf("listening metrics://%s\n", exposer->address().c_str());
+    std::fflush(stdout);
+    spdlog::info("metrics at http://{}/metrics", exposer->address());
+  }
   spdlog::info("starting app '{}' with {} handler thread(s)", app_name,
                vm["threads"].as<unsigned>());
   w.start();
@@ -176,6 +221,10 @@ int main(int argc, char** argv) {
   });
   w.drain(std::chrono::milliseconds::zero(), reason);
   w.stop();
+  if (exposer) {
+    exposer->stop();
+  }
+  links_metric = {};
   stop.finish();
   watchdog.join();
   // Wakes the signal thread's sigwait (a signal sent to that thread alone).
