@@ -15,6 +15,7 @@ namespace {
 
 constexpr int k_threads = 4;
 constexpr int k_updates = 50000;
+constexpr std::uint64_t k_total = std::uint64_t{k_threads} * k_updates;  // updates per kind
 
 TEST(MetricsConcurrency, ExactTotalsUnderContention) {
   registry reg;
@@ -22,17 +23,20 @@ TEST(MetricsConcurrency, ExactTotalsUnderContention) {
   auto& gauges = reg.add_gauge("gwx_test_open", "Open.");
   auto& histograms = reg.add_histogram("gwx_test_rtt_seconds", "RTT.", {0.5, 1.5});
 
+  std::atomic<bool> scraping{false};
   std::atomic<bool> done{false};
   std::size_t scrapes = 0;
   std::thread scraper([&] {
-    while (!done.load()) {
+    do {
       const auto text = reg.expose();
       EXPECT_NE(text.find("# TYPE gwx_test_rtt_seconds histogram"), std::string::npos);
       ++scrapes;
-    }
+      scraping = true;
+    } while (!done.load());
   });
 
   std::vector<std::thread> threads;
+  threads.reserve(k_threads);
   for (int t = 0; t < k_threads; ++t) {
     threads.emplace_back([&, t] {
       // Resolved once per thread, as a connection would at setup; the same labels from several
@@ -41,6 +45,10 @@ TEST(MetricsConcurrency, ExactTotalsUnderContention) {
       const auto out = counters.with({t % 2 == 0 ? "out" : "in"});
       const auto open = gauges.with();
       const auto rtt = histograms.with();
+      // Updates start once scrapes run, so that the two overlap.
+      while (!scraping.load()) {
+        std::this_thread::yield();
+      }
       for (int i = 0; i < k_updates; ++i) {
         in.inc();
         out.inc(2);
@@ -56,17 +64,18 @@ TEST(MetricsConcurrency, ExactTotalsUnderContention) {
   done = true;
   scraper.join();
 
-  // Threads 0 and 2 add 2 to "out"; 1 and 3 add 2 to "in".
-  EXPECT_EQ(counters.with({"in"}).value(),
-            std::uint64_t{k_threads * k_updates + 2 * 2 * k_updates});
-  EXPECT_EQ(counters.with({"out"}).value(), std::uint64_t{2 * 2 * k_updates});
+  // Every thread adds 1 to "in"; of the 4 threads, 0 and 2 add 2 to "out", 1 and 3 add 2 to
+  // "in": 2 threads x 2 x k_updates = k_total each.
+  static_assert(k_threads == 4);
+  EXPECT_EQ(counters.with({"in"}).value(), k_total + k_total);
+  EXPECT_EQ(counters.with({"out"}).value(), k_total);
   EXPECT_EQ(gauges.with().value(), 0);
   const auto snap = histograms.with().snapshot();
-  EXPECT_EQ(snap.count, std::uint64_t{k_threads * k_updates});
+  EXPECT_EQ(snap.count, k_total);
   EXPECT_EQ(snap.cumulative[0], 0U);
-  EXPECT_EQ(snap.cumulative[1], std::uint64_t{k_threads * k_updates / 2});
+  EXPECT_EQ(snap.cumulative[1], k_total / 2);
   // Integers and halves are exact in a double: the CAS-updated sum loses nothing.
-  EXPECT_EQ(snap.sum, 1.5 * k_threads * k_updates);
+  EXPECT_EQ(snap.sum, 1.5 * static_cast<double>(k_total));
   EXPECT_GT(scrapes, 0U);
 }
 
@@ -79,6 +88,7 @@ TEST(MetricsConcurrency, RegistrationAndCallbacksWhileScraping) {
     }
   });
   std::vector<std::thread> threads;
+  threads.reserve(k_threads);
   for (int t = 0; t < k_threads; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 200; ++i) {

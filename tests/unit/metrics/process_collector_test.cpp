@@ -44,6 +44,7 @@ TEST(MetricsProcess, ReadsSaneValuesOfThisProcess) {
   const auto before = read_process_stats();
   ASSERT_TRUE(before.has_value());
   std::vector<int> fds;
+  fds.reserve(8);
   for (int i = 0; i < 8; ++i) {
     fds.push_back(open("/dev/null", O_RDONLY | O_CLOEXEC));
   }
