@@ -277,12 +277,14 @@ void shard::warn_no_worker() {
 }
 
 void shard::warn_queue(const char* what) {
-  ++queue_warnings_;
+  auto& w = queue_warnings_[what];
+  ++w.count;
   const auto now = std::chrono::steady_clock::now();
-  if (now - last_queue_log_ >= k_warn_interval) {
-    spdlog::warn("loop {}: {} ({} such event(s) so far; {} dropped by the queue policy)", index_,
-                 what, queue_warnings_, dropped_);
-    last_queue_log_ = now;
+  if (w.last_log == std::chrono::steady_clock::time_point{} ||
+      now - w.last_log >= k_warn_interval) {
+    spdlog::warn("loop {}: {} ({} time(s) so far; {} event(s) dropped by the queue policy)", index_,
+                 what, w.count, dropped_);
+    w.last_log = now;
   }
 }
 

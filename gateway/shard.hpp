@@ -127,8 +127,13 @@ class shard {
   std::unordered_set<std::uint64_t> waiting_;  ///< connections with held events
   std::uint64_t redelivered_ = 0;
   std::uint64_t dropped_ = 0;
-  std::uint64_t queue_warnings_ = 0;
-  std::chrono::steady_clock::time_point last_queue_log_{};
+  /// Rate limit per kind of queue warning (keyed by the message's static text), so one kind
+  /// never hides another.
+  struct warning_state {
+    std::uint64_t count = 0;
+    std::chrono::steady_clock::time_point last_log{};
+  };
+  std::unordered_map<const char*, warning_state> queue_warnings_;
   std::vector<worker_ref> workers_;
   std::size_t next_worker_ = 0;
   std::uint64_t messages_in_ = 0;
