@@ -282,7 +282,7 @@ void shard::warn_queue(const char* what) {
   const auto now = std::chrono::steady_clock::now();
   if (w.last_log == std::chrono::steady_clock::time_point{} ||
       now - w.last_log >= k_warn_interval) {
-    spdlog::warn("loop {}: {} ({} time(s) so far; {} event(s) dropped by the queue policy)", index_,
+    spdlog::warn("loop {}: {} ({} such event(s) so far; {} dropped by the queue policy)", index_,
                  what, w.count, dropped_);
     w.last_log = now;
   }
