@@ -15,10 +15,11 @@ bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
 
-template <typename T>
-void append_number(std::string& out, T value) {
+template <typename T, typename... Format>
+void append_number(std::string& out, T value, Format... format) {
   std::array<char, 32> buffer{};
-  const auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+  const auto [end, ec] =
+      std::to_chars(buffer.data(), buffer.data() + buffer.size(), value, format...);
   out.append(buffer.data(), ec == std::errc() ? end : buffer.data());
 }
 
@@ -75,7 +76,9 @@ void append_double(std::string& out, double value) {
   } else if (std::isinf(value)) {
     out += value > 0 ? "+Inf" : "-Inf";
   } else {
-    append_number(out, value);
+    // Shortest round-trip digits, %g-style choice of notation: the same text as the Go client
+    // (FormatFloat 'g', -1), so `le` labels of one bound match whichever client wrote them.
+    append_number(out, value, std::chars_format::general);
   }
 }
 

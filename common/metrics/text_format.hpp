@@ -24,7 +24,8 @@ void append_escaped_label_value(std::string& out, std::string_view value);
 /// Appends HELP text escaped: \ as \\, newline as \n.
 void append_escaped_help(std::string& out, std::string_view help);
 
-/// Appends a sample value: shortest round-trip decimal, or +Inf, -Inf, NaN.
+/// Appends a sample value: shortest round-trip digits in %g style (0.0001, 5e-05, 100000,
+/// 1e+06), or +Inf, -Inf, NaN.
 void append_double(std::string& out, double value);
 
 /// Appends an unsigned integer in decimal.

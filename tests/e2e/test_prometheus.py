@@ -14,6 +14,10 @@ Cluster: 1 register (--token, --metrics 127.0.0.1:0), 2 gateways with the token
    gwx_register_leases_created_total 2, gwx_register_watchers 1 (the worker),
    gwx_register_rpc_rejected_total{reason="auth_invalid"} at least 1 and {reason="auth_missing"}
    0, process metrics and gwx_build_info present.
+   When the gateways serve metrics: 3 WebSocket and 2 tcp+line clients of gateway 1 each echo 5
+   messages, then one of each kind closes; gateway 1's connections accepted/open/closed by the
+   client, messages and bytes in and out per listener match exactly, gateway 2 saw nothing, and
+   (when the worker serves metrics) the worker counted the same connects, messages and closes.
 4. SIGKILL gateway 2: gwx_register_lease_expiries_total becomes 1 and leases 1. SIGTERM gateway 1
    (it withdraws): gwx_register_leases_withdrawn_total becomes 1 and leases 0.
 Prometheus and the register are stopped with SIGTERM at the end and must exit 0.
@@ -33,10 +37,16 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
-    START_TIMEOUT, Register, TestFailure, check, check_eq, log, poll_until, run_test)
+    START_TIMEOUT, Register, TestFailure, check, check_eq, connect, log, poll_until, run_test)
 
 TOKEN = "prometheus-e2e-token"
 LEASE_MS = 3000
+# Clients of gateway 1 in the gateway part: (listener, count), and messages each one echoes.
+CLIENTS = (("ws", 3), ("tcp+line", 2))
+MESSAGES_EACH = 5
+# Bytes the gateway writes around an echoed payload: a WebSocket frame header (payloads under
+# 126 bytes, server frames unmasked), the line feed of tcp+line.
+FRAMING = {"ws": 2, "tcp+line": 1}
 METRICS_LINE = r"^listening metrics://(\S+)\s*$"
 # Generous: Prometheus needs a few scrapes, the machine is small and shared.
 PROM_TIMEOUT = 45.0
@@ -183,6 +193,11 @@ class Prometheus:
             out[labels] = float(item["value"][1])
         return out
 
+    async def wait_values(self, expectations):
+        """wait_value for each (expr, expected) of a list."""
+        for expr, expected in expectations:
+            await self.wait_value(expr, expected)
+
     async def scalar(self, expr):
         """The value of a query that must give exactly one series (None while it gives none)."""
         result = await self.query(expr)
@@ -195,6 +210,61 @@ class Prometheus:
                                  PROM_TIMEOUT, f"query {expr!r} == {expected}", interval=0.5)
         log(f"[prometheus] {expr} = {value:g}")
         return value
+
+
+async def check_client_traffic(prom, g1, g2, worker_metrics):
+    """Clients of g1 echo messages; the gateway's (and worker's) counters must say exactly that."""
+    clients = []
+    for scheme, count in CLIENTS:
+        for i in range(count):
+            clients.append((scheme, await connect(g1, scheme, f"{scheme}-{i}")))
+    sent = {scheme: [] for scheme, _ in CLIENTS}
+    for n in range(MESSAGES_EACH):
+        for scheme, client in clients:
+            text = f"hello {client.name} #{n}"
+            check_eq(await client.cmd(text), text, f"{client.name}: echo")
+            sent[scheme].append(text)
+    closing = [next(cl for sc, cl in clients if sc == scheme) for scheme, _ in CLIENTS]
+    for client in closing:
+        await client.close()
+    log(f"gateway1: {len(clients)} clients echoed {MESSAGES_EACH} messages each, "
+        f"{len(closing)} closed")
+
+    def url(scheme):
+        return g1.url(scheme)
+
+    def on(metric, scheme, **labels):
+        extra = "".join(f',{k}="{v}"' for k, v in labels.items())
+        return f'{metric}{{proc="gateway1",listener="{url(scheme)}"{extra}}}'
+
+    expectations = []
+    for scheme, count in CLIENTS:
+        payload = sum(len(t.encode()) for t in sent[scheme])
+        expectations += [
+            (on("gwx_gateway_connections_accepted_total", scheme), count),
+            (on("gwx_gateway_connections", scheme), count - 1),
+            (on("gwx_gateway_connections_closed_total", scheme, reason="client"), 1),
+            (on("gwx_gateway_messages_total", scheme, direction="in"), count * MESSAGES_EACH),
+            (on("gwx_gateway_messages_total", scheme, direction="out"), count * MESSAGES_EACH),
+            (on("gwx_gateway_message_bytes_total", scheme, direction="in"), payload),
+            (on("gwx_gateway_message_bytes_total", scheme, direction="out"),
+             payload + FRAMING[scheme] * len(sent[scheme])),
+        ]
+    total = sum(count for _, count in CLIENTS)
+    expectations += [
+        ('sum(gwx_gateway_connections_accepted_total{proc="gateway2"})', 0),
+        ('sum(gwx_gateway_messages_total{proc="gateway2"})', 0),
+    ]
+    if worker_metrics:
+        expectations += [
+            ('gwx_worker_events_total{kind="connect"}', total),
+            ('gwx_worker_events_total{kind="message"}', total * MESSAGES_EACH),
+            ('gwx_worker_events_total{kind="close"}', len(closing)),
+        ]
+    await prom.wait_values(expectations)
+    for scheme, client in clients:
+        if client not in closing:
+            await client.close()
 
 
 async def main(h):
@@ -218,7 +288,7 @@ async def main(h):
     gw_extra = ["--token", TOKEN] + (["--metrics", "127.0.0.1:0"] if gateway_metrics else [])
     g1 = await c.start_gateway(regs, name="gateway1", lease_ttl_ms=LEASE_MS, extra=gw_extra)
     g2 = await c.start_gateway(regs, name="gateway2", lease_ttl_ms=LEASE_MS, extra=gw_extra)
-    bad = await c.start_gateway(regs, name="gateway-wrong-token", lease_ttl_ms=LEASE_MS,
+    await c.start_gateway(regs, name="gateway-wrong-token", lease_ttl_ms=LEASE_MS,
                                 extra=["--token", "not-the-token"])
     wk_extra = ["--token", TOKEN] + (["--metrics", "127.0.0.1:0"] if worker_metrics else [])
     w1 = await c.start_worker(regs, "echo", name="worker1", extra=wk_extra)
@@ -273,6 +343,9 @@ async def main(h):
     check(fds is not None and fds >= 3, f"register open fds {fds!r}")
     started = await prom.scalar('process_start_time_seconds{role="register"}')
     check(started is not None and started > 1e9, f"register start time {started!r}")
+
+    if gateway_metrics:
+        await check_client_traffic(prom, g1, g2, worker_metrics)
 
     # --- 4. counters follow what the test does -------------------------------------------------
     await g2.kill()

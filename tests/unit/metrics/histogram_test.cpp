@@ -5,6 +5,7 @@
 #include <chrono>
 #include <limits>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "common/metrics/registry.hpp"
@@ -53,6 +54,20 @@ TEST(MetricsHistogram, DurationsInSeconds) {
   EXPECT_EQ(snap.cumulative[latency_buckets().size() - 1], 2U);  // 10
   EXPECT_EQ(snap.count, 3U);
   EXPECT_DOUBLE_EQ(snap.sum, 0.000075 + 0.001 + 20);
+}
+
+TEST(MetricsHistogram, LeLabelsAreWrittenLikeTheGoClientWritesThem) {
+  registry reg;
+  reg.add_histogram("gwx_test_rtt_seconds", "RTT.", latency_buckets()).with();
+  const auto text = reg.expose();
+  std::string les;
+  for (std::size_t pos = text.find("le=\""); pos != std::string::npos;
+       pos = text.find("le=\"", pos + 1)) {
+    les += text.substr(pos + 4, text.find('"', pos + 4) - pos - 4) + " ";
+  }
+  EXPECT_EQ(les,
+            "5e-05 0.0001 0.00025 0.0005 0.001 0.0025 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 "
+            "10 +Inf ");
 }
 
 TEST(MetricsHistogram, NoBoundsMeansOnlyInf) {

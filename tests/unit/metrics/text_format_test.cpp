@@ -57,8 +57,12 @@ TEST(MetricsTextFormat, Numbers) {
   EXPECT_EQ(dbl(1), "1");
   EXPECT_EQ(dbl(-2.5), "-2.5");
   EXPECT_EQ(dbl(0.1), "0.1");
+  EXPECT_EQ(dbl(0.0001), "0.0001");
   EXPECT_EQ(dbl(0.00005), "5e-05");
+  EXPECT_EQ(dbl(100000), "100000");
   EXPECT_EQ(dbl(1e6), "1e+06");
+  EXPECT_EQ(dbl(123456789), "1.23456789e+08");
+  EXPECT_EQ(dbl(0.1 + 0.2), "0.30000000000000004");  // round-trips, not rounded to 6 digits
   EXPECT_EQ(dbl(std::numeric_limits<double>::infinity()), "+Inf");
   EXPECT_EQ(dbl(-std::numeric_limits<double>::infinity()), "-Inf");
   EXPECT_EQ(dbl(std::numeric_limits<double>::quiet_NaN()), "NaN");
