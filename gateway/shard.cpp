@@ -629,6 +629,8 @@ void shard::execute(const link::v1::Command& cmd, link::v1::Reply& reply) {
     case Command::kQuery:
       query(cmd.query(), *reply.mutable_result());
       break;
+    case Command::kDrainWorker:  // handled by the link, never routed to a shard
+      break;
     case Command::OP_NOT_SET:
       reply.set_error("empty command");
       break;

@@ -79,6 +79,17 @@ async def main(h):
              "(gateways, clients, groups, uids, workers)")
     log("stats: 2 clients per gateway, total 4 clients, 1 group, 1 uid, 1 worker")
 
+    # top: refreshes the same view; not a terminal here, so plain repeated tables
+    out = await ctl("top", "0.2", "2")
+    check_eq(out.count("GATEWAY "), 2, f"top: two refreshes ({out!r})")
+    rows = {m.group(1): (int(m.group(2)), int(m.group(3)))
+            for m in re.finditer(r"^(\S+:\d+)\s+(\d+)\s+(\d+)\s", out, re.M)}
+    check_eq(rows.get(ga.internal), (2, 1), f"top: gw-a clients and workers ({out!r})")
+    check_eq(rows.get(gb.internal), (2, 1), f"top: gw-b clients and workers ({out!r})")
+    check(re.search(r"^total\s+4\s", out, re.M), f"top: total of 4 clients ({out!r})")
+    await ctl("top", "nonsense", expect_status=2)
+    log("top: two refreshes, 2 clients and 1 worker per gateway, total 4")
+
     async def push(words, recipients, text, what):
         await ctl(*words)
         for x in recipients:

@@ -1,8 +1,14 @@
 #include "tools/gwxctl/verbs.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <iostream>
+#include <map>
 #include <set>
+#include <thread>
 
 namespace gwx::ctl {
 namespace {
@@ -122,6 +128,81 @@ int stats(Client& c, const args_t&, ms timeout) {
   return report_missing(r.missing_gateways, "no answer from gateway");
 }
 
+// Refreshes a cluster view like top: per gateway clients, workers, message rates and queue
+// depths, then totals. Arguments: refresh interval in seconds (default 1), number of refreshes
+// (default 0: until interrupted). Clears the screen only when stdout is a terminal.
+int top(Client& c, const args_t& a, ms timeout) {
+  double interval_s = 1.0;
+  std::uint64_t count = 0;
+  try {
+    if (a.size() > 1) {
+      interval_s = std::stod(a[1]);
+    }
+    if (a.size() > 2) {
+      count = std::stoull(a[2]);
+    }
+  } catch (const std::exception&) {
+    std::cerr << "gwxctl: top takes [INTERVAL_SECONDS [COUNT]]\n";
+    return 2;
+  }
+  if (!(interval_s >= 0.1 && interval_s <= 3600)) {
+    std::cerr << "gwxctl: top interval must be between 0.1 and 3600 seconds\n";
+    return 2;
+  }
+  const bool tty = isatty(STDOUT_FILENO) != 0;
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> previous;
+  auto last = std::chrono::steady_clock::now();
+  int status = k_ok;
+  for (std::uint64_t n = 0; count == 0 || n < count; ++n) {
+    if (n > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(interval_s));
+    }
+    const auto r = c.get_stats(timeout);
+    const auto now = std::chrono::steady_clock::now();
+    const double dt = std::chrono::duration<double>(now - last).count();
+    last = now;
+    if (tty) {
+      std::cout << "\x1b[H\x1b[2J";
+    }
+    if (r.error) {
+      std::cout << "gwxctl top: " << r.error.message() << "\n" << std::flush;
+      status = k_failed;
+      continue;
+    }
+    std::printf("%-22s %8s %7s %10s %10s %8s %8s %8s %s\n", "GATEWAY", "CLIENTS", "WORKERS", "IN/s",
+                "OUT/s", "QUEUED", "INFLIGHT", "REDELIV", "DRAINING");
+    std::uint64_t clients = 0, queued = 0, in_flight = 0;
+    double in_rate = 0, out_rate = 0;
+    for (const auto& s : r.value) {
+      const auto prev = previous.find(s.gateway_id);
+      const bool have = prev != previous.end() && n > 0 && dt > 0;
+      const double in_s = have ? double(s.messages_in - prev->second.first) / dt : 0;
+      const double out_s = have ? double(s.messages_out - prev->second.second) / dt : 0;
+      previous[s.gateway_id] = {s.messages_in, s.messages_out};
+      std::printf("%-22s %8llu %7zu %10.0f %10.0f %8llu %8llu %8llu %s\n",
+                  s.internal_address.c_str(), static_cast<unsigned long long>(s.clients),
+                  s.workers.size(), in_s, out_s, static_cast<unsigned long long>(s.events_queued),
+                  static_cast<unsigned long long>(s.events_in_flight),
+                  static_cast<unsigned long long>(s.events_redelivered),
+                  join(s.draining_workers, ",").c_str());
+      clients += s.clients;
+      queued += s.events_queued;
+      in_flight += s.events_in_flight;
+      in_rate += in_s;
+      out_rate += out_s;
+    }
+    std::printf("%-22s %8llu %7s %10.0f %10.0f %8llu %8llu\n", "total",
+                static_cast<unsigned long long>(clients), "", in_rate, out_rate,
+                static_cast<unsigned long long>(queued),
+                static_cast<unsigned long long>(in_flight));
+    for (const auto& g : r.missing_gateways) {
+      std::printf("no answer: %s\n", g.c_str());
+    }
+    std::fflush(stdout);
+  }
+  return status;
+}
+
 // Asks every gateway to drain the workers named a[1]; ok when at least one had such a worker.
 int drain(Client& c, const args_t& a, ms timeout) {
   const auto r = c.drain_worker(a[1], timeout);
@@ -152,9 +233,13 @@ std::vector<verb> make_verbs() {
   };
   add("stats", "", "per gateway: clients, groups, uids, workers, messages; then a total line", 0,
       stats);
+  add("top", "[SECONDS [COUNT]]",
+      "refresh a per-gateway view (clients, workers, message rates, queue depths) every SECONDS "
+      "(default 1), COUNT times (default: until interrupted)",
+      0, top);
   add("drain", "WORKER_NAME",
-      "make the worker(s) called WORKER_NAME drain and exit (per gateway: found/not-found)",
-      1, drain);
+      "make the worker(s) called WORKER_NAME drain and exit (per gateway: found/not-found)", 1,
+      drain);
   add("send-to-client", "ID MSG", "push MSG (the rest of the line) to one client", 2,
       [](Client& c, const args_t& a, ms t) {
         c.send_to_client(a[1], join_from(a, 2));
