@@ -230,6 +230,18 @@ void gateway_server::attach_metrics(metrics::registry& reg) {
           .add({}, [n = shards_.size()] { return static_cast<double>(n); }));
 }
 
+void gateway_server::warn_accept_error(const std::string& where, std::error_code ec) {
+  // Out of descriptors makes every retry fail: one line per interval, with the count.
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(accept_log_mutex_);
+  ++accept_errors_;
+  if (now - last_accept_log_ >= std::chrono::seconds(10)) {
+    spdlog::warn("accept on {} failed: {} ({} accept error(s) so far)", where, ec.message(),
+                 accept_errors_);
+    last_accept_log_ = now;
+  }
+}
+
 metrics::counter gateway_server::routed_counter(const std::string& worker) {
   if (config_.metrics == nullptr) {
     return {};
@@ -275,7 +287,7 @@ void gateway_server::accept_next(listener& l) {
       return;
     }
     if (ec) {
-      spdlog::warn("accept on {} failed: {}", l.config.bound_url, ec.message());
+      warn_accept_error(l.config.bound_url, ec);
       auto timer = std::make_shared<asio::steady_timer>(l.acceptor.get_executor(),
                                                         std::chrono::milliseconds(50));
       timer->async_wait([this, &l, timer](std::error_code) { accept_next(l); });
@@ -316,7 +328,7 @@ void gateway_server::accept_internal() {
                 ->start();
           });
         } else {
-          spdlog::warn("accept on internal listener failed: {}", ec.message());
+          warn_accept_error("the internal listener", ec);
           auto timer = std::make_shared<asio::steady_timer>(internal_->get_executor(),
                                                             std::chrono::milliseconds(50));
           timer->async_wait([this, timer](std::error_code) { accept_internal(); });

@@ -120,6 +120,7 @@ class gateway_server {
   void accept_internal();
   void publish_workers();
   void attach_metrics(metrics::registry& reg);
+  void warn_accept_error(const std::string& where, std::error_code ec);
 
   gateway_config config_;
   std::uint64_t epoch_;
@@ -136,6 +137,9 @@ class gateway_server {
   std::atomic<std::uint64_t> next_link_id_{1};
   std::atomic<std::size_t> next_shard_{0};
   std::atomic<bool> stopped_{false};
+  std::mutex accept_log_mutex_;
+  std::uint64_t accept_errors_ = 0;
+  std::chrono::steady_clock::time_point last_accept_log_{};
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;
