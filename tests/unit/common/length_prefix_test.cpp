@@ -7,30 +7,39 @@
 namespace gwx::codec {
 namespace {
 
+/// Feeds `wire` split at `split` (as two reads) to `decode`; returns every message decoded.
+template <typename Decode>
+std::vector<std::string> decode_split(const std::string& wire, std::size_t split, Decode decode) {
+  std::string buf = wire.substr(0, split);
+  std::vector<std::string> got;
+  const auto drain = [&] {
+    for (;;) {
+      const auto r = decode(buf);
+      EXPECT_NE(r.status, decode_status::error) << "split at " << split;
+      if (r.status != decode_status::message) {
+        return;
+      }
+      got.emplace_back(r.payload);
+      buf.erase(0, r.consumed);
+    }
+  };
+  drain();
+  buf += wire.substr(split);
+  drain();
+  EXPECT_TRUE(buf.empty()) << "split at " << split;
+  return got;
+}
+
 TEST(LengthPrefix, DecodesEveryByteSplit) {
   std::string wire;
   length_prefix::encode(wire, "hello");
   length_prefix::encode(wire, "");
   length_prefix::encode(wire, "world!");
   for (std::size_t split = 0; split <= wire.size(); ++split) {
-    std::string buf = wire.substr(0, split);
-    std::vector<std::string> got;
-    auto drain = [&] {
-      for (;;) {
-        auto r = length_prefix::decode(buf, 16);
-        ASSERT_NE(r.status, decode_status::error);
-        if (r.status == decode_status::need_more) {
-          return;
-        }
-        got.emplace_back(r.payload);
-        buf.erase(0, r.consumed);
-      }
-    };
-    drain();
-    buf += wire.substr(split);
-    drain();
-    EXPECT_EQ(got, (std::vector<std::string>{"hello", "", "world!"})) << "split at " << split;
-    EXPECT_TRUE(buf.empty());
+    EXPECT_EQ(decode_split(wire, split,
+                           [](std::string_view in) { return length_prefix::decode(in, 16); }),
+              (std::vector<std::string>{"hello", "", "world!"}))
+        << "split at " << split;
   }
 }
 
@@ -48,23 +57,9 @@ TEST(LengthPrefix, MaxAcceptedMaxPlusOneRejectedBeforeBody) {
 TEST(Line, DecodesEveryByteSplitAndStripsCr) {
   const std::string wire = "one\r\ntwo\n\nthree\n";
   for (std::size_t split = 0; split <= wire.size(); ++split) {
-    std::string buf = wire.substr(0, split);
-    std::vector<std::string> got;
-    auto drain = [&] {
-      for (;;) {
-        auto r = line::decode(buf, 8);
-        ASSERT_NE(r.status, decode_status::error) << "split at " << split;
-        if (r.status == decode_status::need_more) {
-          return;
-        }
-        got.emplace_back(r.payload);
-        buf.erase(0, r.consumed);
-      }
-    };
-    drain();
-    buf += wire.substr(split);
-    drain();
-    EXPECT_EQ(got, (std::vector<std::string>{"one", "two", "", "three"}));
+    EXPECT_EQ(decode_split(wire, split, [](std::string_view in) { return line::decode(in, 8); }),
+              (std::vector<std::string>{"one", "two", "", "three"}))
+        << "split at " << split;
   }
 }
 

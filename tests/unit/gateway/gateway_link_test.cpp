@@ -28,15 +28,26 @@ std::uint16_t port_of(const std::string& url) {
 class GatewayLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    listener_config defaults;
+    defaults.max_message = 64;
+    restart([](gateway_config&) {}, defaults);
+  }
+
+  /// (Re)starts the gateway under test: one tcp+line listener, 2 loops, an unreachable
+  /// register (the gateway must serve regardless), then `adjust` applied to the config.
+  void restart(const std::function<void(gateway_config&)>& adjust,
+               const listener_config& defaults = listener_config{}) {
+    if (server_) {
+      server_->stop();
+    }
     gateway_config cfg;
-    cfg.registers = {{"127.0.0.1", 1}};  // unreachable: the gateway must serve regardless
+    cfg.registers = {{"127.0.0.1", 1}};
     cfg.internal = {"127.0.0.1", 0};
     cfg.secret = "test-secret";
     cfg.name = "gw-test";
     cfg.threads = 2;
-    listener_config defaults;
-    defaults.max_message = 64;
     cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", defaults));
+    adjust(cfg);
     server_ = std::make_unique<gateway_server>(std::move(cfg));
     server_->start();
     const auto urls = server_->bound_urls();
@@ -413,18 +424,10 @@ TEST_F(GatewayLinkTest, DrainAnswersAndMovesClientsOnlyAfterTheirEventsAreAcknow
 }
 
 TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
-  server_->stop();
-  gateway_config cfg;
-  cfg.registers = {{"127.0.0.1", 1}};
-  cfg.internal = {"127.0.0.1", 0};
-  cfg.secret = "test-secret";
-  cfg.threads = 1;
-  cfg.queue_max_events = 3;
-  cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", listener_config{}));
-  server_ = std::make_unique<gateway_server>(std::move(cfg));
-  server_->start();
-  line_port_ = port_of(server_->bound_urls()[0]);
-  internal_port_ = port_of(server_->bound_urls().back());
+  restart([](gateway_config& cfg) {
+    cfg.threads = 1;
+    cfg.queue_max_events = 3;
+  });
   add_peer(link::v1::PEER_ROLE_CLIENT);
   auto client = connect_client();
   for (int i = 0; i < 6; ++i) {
@@ -441,18 +444,7 @@ TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
 }
 
 TEST_F(GatewayLinkTest, ShutdownSaysGoodbyeAndWaitsForTheLastAcks) {
-  server_->stop();
-  gateway_config cfg;
-  cfg.registers = {{"127.0.0.1", 1}};
-  cfg.internal = {"127.0.0.1", 0};
-  cfg.secret = "test-secret";
-  cfg.threads = 2;
-  cfg.goodbye = "bye for now";
-  cfg.listeners.push_back(parse_listener_url("tcp+line://127.0.0.1:0", listener_config{}));
-  server_ = std::make_unique<gateway_server>(std::move(cfg));
-  server_->start();
-  line_port_ = port_of(server_->bound_urls()[0]);
-  internal_port_ = port_of(server_->bound_urls().back());
+  restart([](gateway_config& cfg) { cfg.goodbye = "bye for now"; });
   add_peer();
   auto client = connect_client();
   ack(next_event(link::v1::EVENT_KIND_CONNECT));
