@@ -135,13 +135,14 @@ void gateway_server::start() {
     asio::post(s->io(), [sh = s.get()] { sh->start(); });
   }
   pool_.start();
+  running_ = true;
   lease_->start();
   spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {}", gateway_id_,
                config_.name, pool_.size(), internal_bound_, advertised_);
 }
 
 void gateway_server::stop() {
-  if (stopped_.exchange(true) || !internal_) {
+  if (stopped_.exchange(true) || !running_) {
     pool_.stop();
     return;
   }

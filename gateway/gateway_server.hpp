@@ -137,6 +137,7 @@ class gateway_server {
   std::atomic<std::uint64_t> next_link_id_{1};
   std::atomic<std::size_t> next_shard_{0};
   std::atomic<bool> stopped_{false};
+  bool running_ = false;  ///< the loops were started (start() got that far)
   std::mutex accept_log_mutex_;
   std::uint64_t accept_errors_ = 0;
   std::chrono::steady_clock::time_point last_accept_log_{};
