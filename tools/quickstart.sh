@@ -75,7 +75,11 @@ MSG
 }
 
 run_tests() {
-  install_packages "${build_packages[@]}" "${test_packages[@]}"
+  install_packages "${build_packages[@]}"
+  # Test-only tools: a package whose post-install step cannot start its service (e.g. in a
+  # container) must not stop the run; a test that needs a missing tool fails and says so.
+  install_packages "${test_packages[@]}" ||
+    echo "quickstart: warning: some test packages did not install cleanly" >&2
   build
   ctest --preset default --output-on-failure --timeout 600 -j2
 }
