@@ -33,7 +33,7 @@ build() {
 }
 
 demo() {
-  install_packages "${build_packages[@]}" python3-websockets
+  install_packages "${build_packages[@]}" python3-websockets netcat-openbsd
   build
   local bin="$here/build/bin" run="$here/build/demo"
   mkdir -p "$run"
