@@ -85,8 +85,7 @@ void handler_pool::stop() {
 bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
   for (auto& l : lanes_) {
     std::unique_lock lock(l->mutex);
-    if (!l->idle.wait_until(lock, deadline,
-                            [&l] { return l->queue.empty() && l->running == 0; })) {
+    if (!l->idle.wait_until(lock, deadline, [&l] { return l->queue.empty() && l->running == 0; })) {
       return false;
     }
   }

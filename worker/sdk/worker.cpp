@@ -18,8 +18,7 @@ using std::chrono::milliseconds;
 constexpr milliseconds k_min_flush{100};
 
 milliseconds left_until(clock::time_point deadline) {
-  return std::max(k_min_flush,
-                  std::chrono::duration_cast<milliseconds>(deadline - clock::now()));
+  return std::max(k_min_flush, std::chrono::duration_cast<milliseconds>(deadline - clock::now()));
 }
 
 std::string joined(const std::vector<std::string>& v) {
@@ -48,10 +47,9 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
         pool->dispatch(link, event);
       });
   core_->set_link_change_handler(std::move(options.on_link_change));
-  core_->set_drain_request_handler(
-      [this](const std::string& address, const std::string& reason) {
-        on_drain_request(address, reason);
-      });
+  core_->set_drain_request_handler([this](const std::string& address, const std::string& reason) {
+    on_drain_request(address, reason);
+  });
 }
 
 worker::~worker() {

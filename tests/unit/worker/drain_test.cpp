@@ -116,8 +116,8 @@ class DrainTest : public ::testing::Test {
 
   // Index of the first timeline entry equal to `what` (timeline size when absent).
   static std::size_t first(const fake_gateway& g, const std::string& what) {
-    return static_cast<std::size_t>(
-        std::find(g.timeline.begin(), g.timeline.end(), what) - g.timeline.begin());
+    return static_cast<std::size_t>(std::find(g.timeline.begin(), g.timeline.end(), what) -
+                                    g.timeline.begin());
   }
 
   fake_gateway a_;
@@ -196,8 +196,8 @@ TEST_F(DrainTest, HandlesEventsUntilDrainAckThenFlushesEverythingBeforeClosing) 
   });
   // The session write of on_worker_stop went to the last client's gateway before the close.
   const auto cmds = a_.commands_copy();
-  const auto write = std::find_if(cmds.begin(), cmds.end(),
-                                  [](const auto& c) { return c.has_session_write(); });
+  const auto write =
+      std::find_if(cmds.begin(), cmds.end(), [](const auto& c) { return c.has_session_write(); });
   ASSERT_NE(write, cmds.end());
   EXPECT_EQ(write->session_write().session().at("left"), "yes");
 
