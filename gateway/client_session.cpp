@@ -249,10 +249,6 @@ void client_session::deliver(std::string_view payload, bool binary) {
   shard_.on_message(*this, payload, binary);
 }
 
-bool client_session::send_message(std::string_view payload, bool binary) {
-  return send(encode_for(listener_.kind, payload, binary));
-}
-
 bool client_session::send(const wire_bytes& bytes) {
   if (state_ != state::open) {
     return false;

@@ -52,8 +52,6 @@ class client_session : public std::enable_shared_from_this<client_session> {
 
   /// Queues encoded bytes; applies the listener's slow-client policy. False if not queued.
   bool send(const wire_bytes& bytes);
-  /// Frames and queues one message.
-  bool send_message(std::string_view payload, bool binary);
   /// Sends `final_message` (if any), then closes gracefully (WebSocket close 1000).
   void close_gracefully(const std::optional<std::pair<std::string, bool>>& final_message);
   /// Closes at once, dropping anything queued.

@@ -40,7 +40,6 @@ class shard {
 
   asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }
-  gateway_server& server() { return server_; }
 
   /// A new client accepted on `listener`; the socket already belongs to this loop.
   void accept(const listener_config& listener, asio::ip::tcp::socket socket);
@@ -85,10 +84,6 @@ class shard {
   /// Like find(), but also returns a client still waiting for its upgrade decision.
   client_session* find_pending(const std::string& client_id);
 
-  std::size_t client_count() const { return clients_.size(); }
-  std::uint64_t messages_in() const { return messages_in_; }
-  std::uint64_t messages_out() const { return messages_out_; }
-  void count_out(std::uint64_t n) { messages_out_ += n; }
   event_counts events() const;
 
  private:
