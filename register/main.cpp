@@ -58,6 +58,13 @@ int main(int argc, char** argv) {
       ("token", gwx::po::value<std::string>()->value_name("TOKEN"),
        "shared token every caller must prove (HMAC, never sent); default: none, access open. "
        "Prefer GWX_TOKEN or the config file: flags show up in ps")
+      ("auth-window-s", gwx::po::value<long long>()->default_value(60)->value_name("N"),
+       "with --token: how far a caller's proof time may be from this clock, in s (each proof is "
+       "also good for one call of one method only)")
+      ("accept-legacy-auth", gwx::po::value<bool>()->default_value(false)->implicit_value(true)
+                                 ->value_name("BOOL"),
+       "with --token: also accept the older, replayable proofs (any method, reusable within "
+       "the window) of gateways and workers not yet upgraded; turn off once they are")
       ("min-ttl-ms", gwx::po::value<long long>()->default_value(1000)->value_name("N"),
        "shortest lease granted, in ms; shorter requests are raised to it")
       ("max-ttl-ms", gwx::po::value<long long>()->default_value(60000)->value_name("N"),
@@ -78,6 +85,12 @@ int main(int argc, char** argv) {
   if (vm.count("token") != 0U) {
     config.token = vm["token"].as<std::string>();
   }
+  const auto window = vm["auth-window-s"].as<long long>();
+  if (window < 1 || window > 3600) {
+    gwx::die(k_program, "--auth-window-s must be 1..3600", 2);
+  }
+  config.auth_window = std::chrono::seconds(window);
+  config.accept_legacy_auth = vm["accept-legacy-auth"].as<bool>();
   config.min_ttl = positive_ms(vm, "min-ttl-ms");
   config.max_ttl = positive_ms(vm, "max-ttl-ms");
   if (config.min_ttl > config.max_ttl) {
@@ -127,6 +140,16 @@ int main(int argc, char** argv) {
   }
   spdlog::info("listening grpc://{} (token {}, lease {}..{} ms)", address,
                config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count());
+  if (config.token.empty()) {
+    spdlog::warn(
+        "OPEN REGISTER: no --token/GWX_TOKEN set, anyone who reaches {} can announce a fake "
+        "gateway to every worker; set the same token on registers, gateways and workers",
+        address);
+  } else if (config.accept_legacy_auth) {
+    spdlog::warn(
+        "--accept-legacy-auth: older replayable token proofs are accepted; turn it off "
+        "once every gateway and worker is upgraded");
+  }
 
   int signal = 0;
   sigwait(&stop_signals, &signal);

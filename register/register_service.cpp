@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "common/registry/lease_keeper.hpp"
+#include "common/link_auth.hpp"
 
 namespace gwx::registry {
 namespace {
@@ -21,6 +21,7 @@ constexpr std::chrono::milliseconds k_sweep_poll{250};
 constexpr std::size_t k_max_id = 128;
 constexpr std::size_t k_max_text = 512;
 constexpr int k_max_listeners = 64;
+constexpr std::size_t k_max_lease_key = 128;
 
 // Bounds what one gateway may make the register hold; returns the problem or nullptr.
 const char* invalid_info(const v1::GatewayInfo& info) {
@@ -44,6 +45,11 @@ const char* invalid_info(const v1::GatewayInfo& info) {
   return nullptr;
 }
 
+// What the register keeps of a lease key: never the key itself.
+std::string hash_lease_key(const std::string& key) {
+  return key.empty() ? std::string() : link_auth::hmac_hex("gwx-register lease key", key);
+}
+
 std::string watcher_label(const grpc::ServerContext* context, const std::string& name) {
   return name.empty() ? context->peer() : name + " (" + context->peer() + ")";
 }
@@ -51,7 +57,8 @@ std::string watcher_label(const grpc::ServerContext* context, const std::string&
 }  // namespace
 
 register_service::register_service(register_config config, metrics::registry* metrics)
-    : config_(std::move(config)) {
+    : config_(std::move(config)),
+      auth_(config_.token, config_.auth_window, config_.accept_legacy_auth) {
   if (metrics != nullptr) {
     register_metrics(*metrics);
   }
@@ -78,7 +85,10 @@ void register_service::register_metrics(metrics::registry& reg) {
   const std::pair<rejection, const char*> reasons[] = {
       {rejection::auth_missing, "auth_missing"},
       {rejection::auth_invalid, "auth_invalid"},
+      {rejection::auth_stale, "auth_stale"},
+      {rejection::auth_replayed, "auth_replayed"},
       {rejection::invalid_argument, "invalid_argument"},
+      {rejection::not_owner, "not_owner"},
       {rejection::shutting_down, "shutting_down"}};
   for (const auto& [reason, label] : reasons) {
     rejected_[static_cast<std::size_t>(reason)] = rejected.with({label});
@@ -130,13 +140,28 @@ grpc::Status register_service::authorize(grpc::ServerContext* context, const cha
     return reject(rejection::auth_missing,
                   {grpc::StatusCode::UNAUTHENTICATED, "x-gwx-auth metadata required"});
   }
-  if (!check_auth_value(config_.token, std::string(found->second.data(), found->second.size()))) {
-    // Never log the value: it is a replayable proof for a few minutes.
-    log_rejection(context->peer(), method, "bad or stale x-gwx-auth proof");
-    return reject(rejection::auth_invalid,
-                  {grpc::StatusCode::UNAUTHENTICATED, "bad or stale x-gwx-auth proof"});
+  switch (auth_.check(method, std::string_view(found->second.data(), found->second.size()))) {
+    case auth_result::ok:
+      break;
+    case auth_result::invalid:
+      // Never log the value: it is a proof (spent or not).
+      log_rejection(context->peer(), method, "bad x-gwx-auth proof (wrong token or method?)");
+      return reject(rejection::auth_invalid,
+                    {grpc::StatusCode::UNAUTHENTICATED, "bad x-gwx-auth proof"});
+    case auth_result::stale:
+      log_rejection(context->peer(), method, "x-gwx-auth proof out of the time window (clocks?)");
+      return reject(rejection::auth_stale,
+                    {grpc::StatusCode::UNAUTHENTICATED, "stale x-gwx-auth proof (check clocks)"});
+    case auth_result::replayed:
+      log_rejection(context->peer(), method, "x-gwx-auth proof used before (replay)");
+      return reject(rejection::auth_replayed,
+                    {grpc::StatusCode::UNAUTHENTICATED, "x-gwx-auth proof already used"});
   }
   return grpc::Status::OK;
+}
+
+bool register_service::owns(const lease& entry, const std::string& key_hash) {
+  return entry.key_hash.empty() || link_auth::equal(entry.key_hash, key_hash);
 }
 
 grpc::Status register_service::reject(rejection reason, grpc::Status status) {
@@ -187,16 +212,30 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
   if (const char* problem = invalid_info(info)) {
     return reject(rejection::invalid_argument, {grpc::StatusCode::INVALID_ARGUMENT, problem});
   }
+  if (request->lease_key().size() > k_max_lease_key) {
+    return reject(rejection::invalid_argument,
+                  {grpc::StatusCode::INVALID_ARGUMENT, "lease_key longer than 128 bytes"});
+  }
   const auto asked =
       request->ttl_ms() == 0 ? config_.default_ttl : std::chrono::milliseconds(request->ttl_ms());
   const auto ttl = std::clamp(asked, config_.min_ttl, config_.max_ttl);
   response->set_ttl_ms(static_cast<std::uint32_t>(ttl.count()));
 
+  const auto key_hash = hash_lease_key(request->lease_key());
   bool created = false;
   bool updated = false;
   {
     std::lock_guard lock(mutex_);
     auto [it, inserted] = leases_.try_emplace(info.gateway_id());
+    if (!inserted && !owns(it->second, key_hash)) {
+      log_rejection(context->peer(), "Heartbeat", "gateway_id bound to another lease key");
+      return reject(rejection::not_owner,
+                    {grpc::StatusCode::PERMISSION_DENIED,
+                     "gateway_id is registered by another process (lease key differs)"});
+    }
+    if (it->second.key_hash.empty()) {
+      it->second.key_hash = key_hash;
+    }
     if (inserted || !google::protobuf::util::MessageDifferencer::Equals(it->second.info, info)) {
       it->second.info = info;
       v1::WatchEvent event;
@@ -228,14 +267,22 @@ grpc::Status register_service::Withdraw(grpc::ServerContext* context,
   if (auto status = authorize(context, "Withdraw"); !status.ok()) {
     return status;
   }
-  if (request->gateway_id().empty()) {
-    return reject(rejection::invalid_argument,
-                  {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required"});
+  if (request->gateway_id().empty() || request->lease_key().size() > k_max_lease_key) {
+    return reject(
+        rejection::invalid_argument,
+        {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required, lease_key at most 128 bytes"});
   }
+  const auto key_hash = hash_lease_key(request->lease_key());
   bool removed = false;
   {
     std::lock_guard lock(mutex_);
     auto it = leases_.find(request->gateway_id());
+    if (it != leases_.end() && !owns(it->second, key_hash)) {
+      log_rejection(context->peer(), "Withdraw", "gateway_id bound to another lease key");
+      return reject(rejection::not_owner,
+                    {grpc::StatusCode::PERMISSION_DENIED,
+                     "gateway_id is registered by another process (lease key differs)"});
+    }
     if (it != leases_.end()) {
       v1::WatchEvent event;
       *event.mutable_removed() = std::move(it->second.info);

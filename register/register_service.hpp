@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/metrics/registry.hpp"
+#include "common/registry/register_auth.hpp"
 #include "gwx/registry/v1/registry.grpc.pb.h"
 
 namespace gwx::registry {
@@ -21,6 +22,12 @@ namespace gwx::registry {
 struct register_config {
   /// Shared token; empty leaves access open.
   std::string token;
+  /// How far a token proof's time may be from the register's clock, either way. Each proof is
+  /// also good for one call only (its nonce is remembered for the window).
+  std::chrono::milliseconds auth_window{60000};
+  /// Also accept the version-1 proofs of older gateways and workers (replayable for the whole
+  /// window and not bound to a method): only while they are being upgraded.
+  bool accept_legacy_auth = false;
   /// Bounds every granted lease is clamped to.
   std::chrono::milliseconds min_ttl{1000};
   std::chrono::milliseconds max_ttl{60000};
@@ -79,6 +86,8 @@ class register_service final : public v1::RegisterService::Service {
   struct lease {
     v1::GatewayInfo info;
     clock::time_point expires;
+    // Hash of the lease key the entry is bound to; empty when unbound (older gateways).
+    std::string key_hash;
   };
 
   // Events waiting to be written to one Watch stream.
@@ -88,16 +97,28 @@ class register_service final : public v1::RegisterService::Service {
   };
 
   // Why a call was refused, for gwx_register_rpc_rejected_total{reason}.
-  enum class rejection { auth_missing, auth_invalid, invalid_argument, shutting_down, count };
+  enum class rejection {
+    auth_missing,
+    auth_invalid,
+    auth_stale,
+    auth_replayed,
+    invalid_argument,
+    not_owner,
+    shutting_down,
+    count
+  };
 
   void register_metrics(metrics::registry& reg);
   grpc::Status authorize(grpc::ServerContext* context, const char* method);
   grpc::Status reject(rejection reason, grpc::Status status);
+  // True when a caller with this lease key hash may renew or withdraw `entry`.
+  static bool owns(const lease& entry, const std::string& key_hash);
   void log_rejection(const std::string& peer, const char* method, const char* reason);
   void publish_locked(const v1::WatchEvent& event);
   void sweep();
 
   const register_config config_;
+  auth_verifier auth_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

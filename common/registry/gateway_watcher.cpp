@@ -218,7 +218,7 @@ struct gateway_watcher::impl {
     request.set_watcher_name(watcher_name);
     while (true) {
       auto context = std::make_shared<grpc::ClientContext>();
-      add_auth_metadata(*context, token);
+      add_auth_metadata(*context, token, "Watch");
       {
         std::lock_guard lock(mutex);
         if (stopping) {

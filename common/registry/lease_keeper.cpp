@@ -4,7 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
@@ -26,12 +25,6 @@ constexpr std::chrono::milliseconds k_withdraw_deadline{500};
 
 enum class link_state { unknown, up, down };
 
-std::int64_t unix_seconds_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::int64_t unix_ms_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -39,39 +32,6 @@ std::int64_t unix_ms_now() {
 }
 
 }  // namespace
-
-std::string make_auth_value(const std::string& token) {
-  if (token.empty()) {
-    return {};
-  }
-  const auto seconds = std::to_string(unix_seconds_now());
-  return seconds + ":" + link_auth::hmac_hex(token, seconds);
-}
-
-// An empty token means access is not limited, so every value passes.
-bool check_auth_value(const std::string& token, const std::string& value,
-                      std::chrono::seconds skew) {
-  if (token.empty()) {
-    return true;
-  }
-  const auto colon = value.find(':');
-  if (colon == std::string::npos || colon == 0 || colon > 19) {
-    return false;
-  }
-  const std::string_view seconds_text(value.data(), colon);
-  std::int64_t seconds = 0;
-  const auto* end = seconds_text.data() + seconds_text.size();
-  const auto [ptr, ec] = std::from_chars(seconds_text.data(), end, seconds);
-  if (ec != std::errc{} || ptr != end || seconds < 0) {
-    return false;
-  }
-  const auto now = unix_seconds_now();
-  if (seconds > now + skew.count() || seconds < now - skew.count()) {
-    return false;
-  }
-  const auto expected = link_auth::hmac_hex(token, seconds_text);
-  return link_auth::equal(std::string_view(value).substr(colon + 1), expected);
-}
 
 struct lease_keeper::impl {
   // One register and the thread that keeps our lease there.
@@ -105,7 +65,7 @@ struct lease_keeper::impl {
     auto interval = std::max(ttl / 3, std::chrono::milliseconds(1));
     while (true) {
       auto context = std::make_shared<grpc::ClientContext>();
-      add_auth_metadata(*context, token);
+      add_auth_metadata(*context, token, "Heartbeat");
       context->set_deadline(std::chrono::system_clock::now() + interval);
       {
         std::lock_guard lock(mutex);
@@ -157,10 +117,11 @@ struct lease_keeper::impl {
 
   void withdraw(target& t) {
     grpc::ClientContext context;
-    add_auth_metadata(context, token);
+    add_auth_metadata(context, token, "Withdraw");
     context.set_deadline(std::chrono::system_clock::now() + k_withdraw_deadline);
     v1::WithdrawRequest req;
     req.set_gateway_id(request.gateway().gateway_id());
+    req.set_lease_key(request.lease_key());
     v1::WithdrawResponse response;
     const auto status = t.stub->Withdraw(&context, req, &response);
     if (status.ok()) {
@@ -179,6 +140,7 @@ lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, 
   impl_->token = std::move(token);
   impl_->ttl = std::max(ttl, std::chrono::milliseconds(3));
   *impl_->request.mutable_gateway() = to_proto(self);
+  impl_->request.set_lease_key(link_auth::make_nonce() + link_auth::make_nonce());
   impl_->request.mutable_gateway()->set_started_unix_ms(unix_ms_now());
   impl_->request.set_ttl_ms(static_cast<std::uint32_t>(
       std::min<std::int64_t>(impl_->ttl.count(), std::numeric_limits<std::uint32_t>::max())));
@@ -200,6 +162,12 @@ void lease_keeper::start() {
     return;
   }
   impl_->started = true;
+  if (impl_->token.empty() && !impl_->targets.empty()) {
+    spdlog::warn(
+        "lease keeper: no register token set: the registers are open, anyone who reaches them can "
+        "announce a fake gateway to every worker (set the same token on registers, gateways and "
+        "workers)");
+  }
   for (auto& t : impl_->targets) {
     t->thread = std::thread([this, raw = t.get()] { impl_->run(*raw); });
   }

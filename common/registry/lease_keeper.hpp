@@ -7,12 +7,18 @@
 
 #include "common/net/endpoint.hpp"
 #include "common/registry/gateway_watcher.hpp"
+#include "common/registry/register_auth.hpp"
 
 namespace gwx::registry {
 
 /// Keeps one gateway registered with every given register: Heartbeat at a third of the lease,
 /// re-registering after a register restarts; each register is served independently so one that
 /// is down or slow never delays the others. Withdraws on stop().
+///
+/// Every Heartbeat and the Withdraw carry a lease key drawn at construction, which binds the
+/// entry to this process (nobody else can replace or withdraw it), and, with a token, a proof
+/// of the token for that one call. Without a token, start() logs one warning: the registers are
+/// open, so anyone who reaches them can announce a fake gateway.
 ///
 /// Thread-safe; runs its own thread(s). Logs once when a register becomes unreachable and once
 /// when it is back, never per heartbeat.
@@ -32,13 +38,5 @@ class lease_keeper {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
-
-/// gRPC metadata proving knowledge of `token` without sending it:
-/// "x-gwx-auth: <unix_seconds>:<hex HMAC-SHA256(token, unix_seconds)>". Empty token: no header.
-constexpr const char* k_auth_metadata = "x-gwx-auth";
-std::string make_auth_value(const std::string& token);
-/// Checks a header value against `token`, accepting clocks up to `skew` apart.
-bool check_auth_value(const std::string& token, const std::string& value,
-                      std::chrono::seconds skew = std::chrono::seconds(300));
 
 }  // namespace gwx::registry

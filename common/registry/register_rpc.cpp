@@ -6,7 +6,7 @@
 
 #include <array>
 
-#include "common/registry/lease_keeper.hpp"
+#include "common/registry/register_auth.hpp"
 
 namespace gwx::registry {
 
@@ -68,9 +68,10 @@ gateway_entry from_proto(const v1::GatewayInfo& info) {
                        info.name()};
 }
 
-void add_auth_metadata(grpc::ClientContext& context, const std::string& token) {
+void add_auth_metadata(grpc::ClientContext& context, const std::string& token,
+                       std::string_view method) {
   if (!token.empty()) {
-    context.AddMetadata(k_auth_metadata, make_auth_value(token));
+    context.AddMetadata(k_auth_metadata, make_auth_proof(token, method));
   }
 }
 

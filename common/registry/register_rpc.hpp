@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/net/endpoint.hpp"
 #include "common/registry/gateway_watcher.hpp"
@@ -24,8 +25,10 @@ v1::GatewayInfo to_proto(const gateway_entry& entry);
 /// The entry form of a proto GatewayInfo.
 gateway_entry from_proto(const v1::GatewayInfo& info);
 
-/// Adds the x-gwx-auth proof for `token` to `context` (nothing when `token` is empty).
-void add_auth_metadata(grpc::ClientContext& context, const std::string& token);
+/// Adds the x-gwx-auth proof of `token` for one call of `method` ("Heartbeat", "Withdraw",
+/// "List", "Watch") to `context`; nothing when `token` is empty.
+void add_auth_metadata(grpc::ClientContext& context, const std::string& token,
+                       std::string_view method);
 
 /// "CODE_NAME: message" of a failed call, for logs.
 std::string describe(const grpc::Status& status);

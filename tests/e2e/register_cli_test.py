@@ -126,6 +126,11 @@ def main():
             check(took < 5.0, f"took {took:.1f}s to stop after signal {sig}")
             check("listening" not in rest, f"a second 'listening' line: {rest!r}")
             port = reg.port
+            # Without a token the register is open, and says so once, loudly.
+            warnings = [line for line in reg.stderr_so_far().splitlines()
+                        if "OPEN REGISTER" in line]
+            check(len(warnings) == 1, f"expected one OPEN REGISTER warning, got {warnings!r}")
+            check("warn" in warnings[0].lower(), f"not a warning: {warnings[0]!r}")
 
     # The same port again right after a stop (a restart on the same address).
     with register_process(binary, "--listen", f"127.0.0.1:{port}") as reg:
@@ -141,11 +146,15 @@ def main():
         check_connectable(reg.port)
         code, _, _ = reg.stop(signal.SIGTERM)
         check(code == 0, f"exit {code} with options from the environment")
+        err = reg.stderr_so_far()
+        check("OPEN REGISTER" not in err, f"warned of an open register with a token: {err!r}")
+        check("env-token-value" not in err, "the token was logged")
 
     code, out, err = run_to_end(binary, "--help")
     check(code == 0, f"--help exit {code}")
     for needle in ("--listen", "127.0.0.1:7700", "--token", "--min-ttl-ms", "(=1000)",
-                   "--max-ttl-ms", "(=60000)", "--config", "--log-level"):
+                   "--max-ttl-ms", "(=60000)", "--config", "--log-level", "--auth-window-s",
+                   "--accept-legacy-auth"):
         check(needle in out, f"--help does not mention {needle!r}")
 
     check_one_line_error(*run_to_end(binary, "--no-such-flag"), 2, "unknown flag",
@@ -158,6 +167,8 @@ def main():
                          "min-ttl-ms")
     check_one_line_error(*run_to_end(binary, "--min-ttl-ms", "5000", "--max-ttl-ms", "1000"), 2,
                          "min above max", "--min-ttl-ms")
+    check_one_line_error(*run_to_end(binary, "--auth-window-s", "0"), 2, "zero auth window",
+                         "--auth-window-s")
     print("register_cli_test: all checks passed")
 
 

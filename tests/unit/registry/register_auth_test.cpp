@@ -1,5 +1,6 @@
-// The shared-token check: the proof format, the register refusing bad proofs on every RPC, and
-// the token never leaving the process (not in metadata, not in logs).
+// The shared-token check: the proof format, the register refusing bad, stale, replayed and
+// other-method proofs on every RPC, the lease key that binds an entry to its gateway, and the
+// token never leaving the process (not in metadata, not in logs).
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
 #include <gtest/gtest.h>
@@ -26,7 +27,96 @@ std::int64_t now_seconds() {
       .count();
 }
 
-TEST(RegisterAuth, ProofCarriesTimeAndHmacButNotTheToken) {
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A version-2 proof built by hand from the documented format (registry.proto).
+std::string v2_proof(const std::string& token, const std::string& method, std::int64_t unix_ms,
+                     const std::string& nonce = "00112233445566778899aabbccddeeff") {
+  const auto ms = std::to_string(unix_ms);
+  return "v2:" + ms + ":" + nonce + ":" +
+         link_auth::hmac_hex(token, "gwx-register-v2\n" + method + "\n" + ms + "\n" + nonce);
+}
+
+TEST(RegisterAuth, ProofIsBoundToTheMethodAndGoodForOneCall) {
+  const auto proof = make_auth_proof(k_token, "Heartbeat");
+  EXPECT_EQ(proof.find(k_token), std::string::npos);
+  EXPECT_EQ(proof.rfind("v2:", 0), 0U) << proof;
+  EXPECT_TRUE(make_auth_proof("", "Heartbeat").empty());
+  EXPECT_NE(make_auth_proof(k_token, "Heartbeat"), proof) << "a fresh nonce per call";
+
+  auth_verifier verifier(k_token);
+  EXPECT_EQ(verifier.check("Withdraw", proof), auth_result::invalid) << "another method";
+  EXPECT_EQ(auth_verifier("another-token").check("Heartbeat", proof), auth_result::invalid);
+  EXPECT_EQ(verifier.check("Heartbeat", proof), auth_result::ok);
+  EXPECT_EQ(verifier.check("Heartbeat", proof), auth_result::replayed);
+  EXPECT_EQ(verifier.check("Heartbeat", make_auth_proof(k_token, "Heartbeat")), auth_result::ok);
+  EXPECT_EQ(auth_verifier("").check("Heartbeat", "anything"), auth_result::ok);
+}
+
+TEST(RegisterAuth, ProofOutsideTheWindowIsStale) {
+  auth_verifier verifier(k_token, std::chrono::seconds(10));
+  EXPECT_EQ(verifier.check("List", v2_proof(k_token, "List", now_ms() - 5000)), auth_result::ok);
+  EXPECT_EQ(
+      verifier.check("List", v2_proof(k_token, "List", now_ms() - 20000, std::string(32, 'a'))),
+      auth_result::stale);
+  EXPECT_EQ(
+      verifier.check("List", v2_proof(k_token, "List", now_ms() + 20000, std::string(32, 'b'))),
+      auth_result::stale);
+  // The time is under the HMAC: moving it breaks the proof.
+  auto moved = v2_proof(k_token, "List", now_ms() - 20000, std::string(32, 'c'));
+  moved.replace(3, 13, std::to_string(now_ms()).substr(0, 13));
+  EXPECT_EQ(verifier.check("List", moved), auth_result::invalid);
+}
+
+TEST(RegisterAuth, MalformedProofsAreInvalid) {
+  auth_verifier verifier(k_token);
+  const auto good = v2_proof(k_token, "List", now_ms());
+  auto upper = good;
+  for (std::size_t i = 3; i < upper.size(); ++i) {
+    upper[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(upper[i])));
+  }
+  for (const std::string& bad :
+       {std::string(), std::string("v2:"), std::string("v2:::"), good + "0", upper,
+        v2_proof(k_token, "List", now_ms(), "short"),
+        v2_proof(k_token, "List", now_ms(), "xyz0123456789abcdef"),
+        v2_proof(k_token, "List", now_ms(), std::string(65, 'a')),
+        "v2:-5:" + good.substr(good.find(':', 3) + 1), proof_at(k_token, now_seconds()), k_token}) {
+    EXPECT_EQ(verifier.check("List", bad), auth_result::invalid) << "accepted '" << bad << "'";
+  }
+  EXPECT_EQ(verifier.check("List", good), auth_result::ok);
+}
+
+TEST(RegisterAuth, LegacyProofsOnlyWhenAskedFor) {
+  const auto legacy = make_auth_value(k_token);
+  EXPECT_EQ(auth_verifier(k_token).check("Heartbeat", legacy), auth_result::invalid);
+  auth_verifier lenient(k_token, std::chrono::seconds(60), true);
+  EXPECT_EQ(lenient.check("Heartbeat", legacy), auth_result::ok);
+  EXPECT_EQ(lenient.check("Heartbeat", make_auth_proof(k_token, "Heartbeat")), auth_result::ok);
+  EXPECT_EQ(lenient.check("Heartbeat", proof_at(k_token, now_seconds() - 120)),
+            auth_result::invalid);
+}
+
+TEST(RegisterAuth, NonceMemoryIsBoundedWithoutOpeningReplays) {
+  auth_verifier verifier(k_token, std::chrono::seconds(60), false, 4);
+  const auto base = now_ms() - 1000;
+  std::vector<std::string> proofs;
+  for (int i = 0; i < 10; ++i) {
+    proofs.push_back(v2_proof(k_token, "Watch", base + i, std::string(31, 'a') + char('0' + i)));
+    ASSERT_EQ(verifier.check("Watch", proofs.back()), auth_result::ok) << i;
+  }
+  EXPECT_LE(verifier.remembered(), 4U);
+  // Forgotten or not, none of them can be used again.
+  for (const auto& proof : proofs) {
+    EXPECT_EQ(verifier.check("Watch", proof), auth_result::replayed);
+  }
+  EXPECT_EQ(verifier.check("Watch", make_auth_proof(k_token, "Watch")), auth_result::ok);
+}
+
+TEST(RegisterAuth, LegacyProofFormat) {
   const auto value = make_auth_value(k_token);
   EXPECT_EQ(value.find(k_token), std::string::npos);
   const auto colon = value.find(':');
@@ -116,6 +206,127 @@ TEST(RegisterAuth, LeaseKeeperAndWatcherWithWrongTokenAreRefused) {
   keeper.stop();
 }
 
+// A raw call with a given x-gwx-auth value.
+grpc::Status heartbeat_with_proof(v1::RegisterService::Stub& stub, const std::string& proof,
+                                  const std::string& id = "gw-1") {
+  grpc::ClientContext context;
+  context.AddMetadata(k_auth_metadata, proof);
+  context.set_deadline(std::chrono::system_clock::now() + 10s);
+  v1::HeartbeatRequest request;
+  *request.mutable_gateway() = make_info(id);
+  v1::HeartbeatResponse response;
+  return stub.Heartbeat(&context, request, &response);
+}
+
+TEST(RegisterAuth, RegisterRefusesReplayedOtherMethodAndLegacyProofs) {
+  log_capture logs;
+  register_config config;
+  config.token = k_token;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+
+  // A proof seen on the wire is good for that one call only.
+  const auto captured = make_auth_proof(k_token, "Heartbeat");
+  EXPECT_TRUE(heartbeat_with_proof(*stub, captured).ok());
+  const auto replay = heartbeat_with_proof(*stub, captured, "gw-fake");
+  EXPECT_EQ(replay.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(replay.error_message().find("already used"), std::string::npos)
+      << replay.error_message();
+  // A proof made for a read is no proof for a write.
+  EXPECT_EQ(heartbeat_with_proof(*stub, make_auth_proof(k_token, "List"), "gw-fake").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext withdraw_context;
+  withdraw_context.AddMetadata(k_auth_metadata, make_auth_proof(k_token, "Heartbeat"));
+  v1::WithdrawRequest withdraw_request;
+  withdraw_request.set_gateway_id("gw-1");
+  v1::WithdrawResponse withdraw_response;
+  EXPECT_EQ(stub->Withdraw(&withdraw_context, withdraw_request, &withdraw_response).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // The old, replayable form is refused unless the operator asks for it.
+  EXPECT_EQ(heartbeat_with_proof(*stub, make_auth_value(k_token), "gw-fake").error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(list_ids(*stub, k_token), std::vector<std::string>{"gw-1"});
+  EXPECT_EQ(logs.text().find(captured), std::string::npos) << "a proof is never logged";
+
+  config.accept_legacy_auth = true;
+  auto lenient = start_register(config);
+  auto lenient_stub = make_stub(lenient->port());
+  EXPECT_TRUE(heartbeat_with_proof(*lenient_stub, make_auth_value(k_token)).ok());
+  EXPECT_TRUE(heartbeat_with_proof(*lenient_stub, make_auth_proof(k_token, "Heartbeat")).ok());
+}
+
+TEST(RegisterAuth, LeaseKeyBindsAnEntryToItsGateway) {
+  auto server = start_register();
+  auto stub = make_stub(server->port());
+  const std::string key = "0123456789abcdef-real";
+  ASSERT_TRUE(heartbeat(*stub, make_info("gw-1", "10.0.0.1:9100"), 5000, nullptr, {}, key).ok());
+
+  // Someone else cannot replace the entry (say, with their proxy's address) nor withdraw it.
+  for (const std::string& other : {std::string(), std::string("another-key")}) {
+    SCOPED_TRACE("key '" + other + "'");
+    EXPECT_EQ(
+        heartbeat(*stub, make_info("gw-1", "6.6.6.6:9100"), 5000, nullptr, {}, other).error_code(),
+        grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(withdraw(*stub, "gw-1", {}, other).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  v1::ListResponse list;
+  auto context = make_context();
+  ASSERT_TRUE(stub->List(context.get(), v1::ListRequest{}, &list).ok());
+  ASSERT_EQ(list.gateways_size(), 1);
+  EXPECT_EQ(list.gateways(0).internal_address(), "10.0.0.1:9100");
+
+  EXPECT_TRUE(heartbeat(*stub, make_info("gw-1", "10.0.0.1:9101"), 5000, nullptr, {}, key).ok());
+  EXPECT_TRUE(withdraw(*stub, "gw-1", {}, key).ok());
+  EXPECT_EQ(server->service().lease_count(), 0U);
+  // A withdrawn id is free again.
+  EXPECT_TRUE(heartbeat(*stub, make_info("gw-1"), 5000, nullptr, {}, "new-key").ok());
+}
+
+TEST(RegisterAuth, WithdrawFloodDoesNotMakeARealGatewayFlap) {
+  log_capture logs;
+  auto server = start_register();
+  lease_keeper keeper({local(server->port())}, {}, {"gw-real", "127.0.0.1:9100", {}, "real"},
+                      6000ms);
+  change_recorder changes;
+  gateway_watcher watcher({local(server->port())}, {}, "worker", changes.handler());
+  keeper.start();
+  watcher.start();
+  ASSERT_TRUE(
+      eventually([&] { return ids_of(watcher.current()) == std::vector<std::string>{"gw-real"}; }));
+
+  // The attack of the review: withdraw the real gateway over and over, and try to take its id.
+  auto attacker = make_stub(server->port());
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(withdraw(*attacker, "gw-real").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(heartbeat(*attacker, make_info("gw-real", "6.6.6.6:1")).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(list_ids(*attacker), std::vector<std::string>{"gw-real"});
+  for (const auto& set : changes.history()) {
+    EXPECT_EQ(set, std::vector<std::string>{"gw-real"}) << "the watcher saw the gateway go";
+  }
+  EXPECT_EQ(logs.count({"no register token set"}), 1U) << logs.text();
+
+  // Its own withdraw still works: the keeper sends its key.
+  keeper.stop();
+  EXPECT_EQ(server->service().lease_count(), 0U);
+  watcher.stop();
+}
+
+TEST(RegisterAuth, LeaseKeeperWithATokenDoesNotWarn) {
+  log_capture logs;
+  register_config config;
+  config.token = k_token;
+  auto server = start_register(config);
+  lease_keeper keeper({local(server->port())}, k_token, {"gw-1", "127.0.0.1:9100", {}, "n"},
+                      3000ms);
+  keeper.start();
+  ASSERT_TRUE(eventually([&] { return server->service().lease_count() == 1; }));
+  keeper.stop();
+  EXPECT_EQ(server->service().lease_count(), 0U) << "the withdraw carried a valid proof";
+  EXPECT_EQ(logs.count({"no register token set"}), 0U) << logs.text();
+}
+
 // A register that only records the metadata it is sent.
 class metadata_spy final : public v1::RegisterService::Service {
  public:
@@ -143,7 +354,12 @@ class metadata_spy final : public v1::RegisterService::Service {
     return grpc::Status::OK;
   }
 
-  std::vector<std::pair<std::string, std::string>> seen() const {
+  struct entry {
+    std::string method;
+    std::string key;
+    std::string value;
+  };
+  std::vector<entry> seen() const {
     std::lock_guard lock(mutex_);
     return seen_;
   }
@@ -157,15 +373,15 @@ class metadata_spy final : public v1::RegisterService::Service {
     std::lock_guard lock(mutex_);
     methods_.push_back(method);
     for (const auto& [key, value] : context->client_metadata()) {
-      seen_.emplace_back(std::string(key.data(), key.size()),
-                         std::string(value.data(), value.size()));
+      seen_.push_back(
+          {method, std::string(key.data(), key.size()), std::string(value.data(), value.size())});
     }
   }
 
   mutable std::mutex mutex_;
   std::condition_variable cancelled_;
   std::vector<std::string> methods_;
-  std::vector<std::pair<std::string, std::string>> seen_;
+  std::vector<entry> seen_;
 };
 
 TEST(RegisterAuth, TokenNeverAppearsInMetadataSent) {
@@ -192,12 +408,13 @@ TEST(RegisterAuth, TokenNeverAppearsInMetadataSent) {
   EXPECT_EQ(spy.calls("Withdraw"), 1U);
 
   std::size_t proofs = 0;
-  for (const auto& [key, value] : spy.seen()) {
+  auth_verifier verifier(k_token);
+  for (const auto& [method, key, value] : spy.seen()) {
     EXPECT_EQ(key.find(k_token), std::string::npos) << key;
     EXPECT_EQ(value.find(k_token), std::string::npos) << key << ": " << value;
     if (key == k_auth_metadata) {
       ++proofs;
-      EXPECT_TRUE(check_auth_value(k_token, value)) << value;
+      EXPECT_EQ(verifier.check(method, value), auth_result::ok) << method << ": " << value;
     }
   }
   EXPECT_GE(proofs, 4U) << "every call (2+ heartbeats, watch, withdraw) carries a proof";

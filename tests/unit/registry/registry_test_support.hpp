@@ -59,12 +59,14 @@ inline std::unique_ptr<v1::RegisterService::Stub> make_stub(std::uint16_t port) 
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
 }
 
-/// A client context with the auth proof for `token` (none when empty) and a deadline.
+/// A client context with a proof of `token` for one call of `method` (none when the token is
+/// empty) and a deadline.
 inline std::unique_ptr<grpc::ClientContext> make_context(const std::string& token = {},
+                                                         const std::string& method = "List",
                                                          std::chrono::milliseconds deadline = 10s) {
   auto context = std::make_unique<grpc::ClientContext>();
   if (!token.empty()) {
-    context->AddMetadata(k_auth_metadata, make_auth_value(token));
+    context->AddMetadata(k_auth_metadata, make_auth_proof(token, method));
   }
   context->set_deadline(std::chrono::system_clock::now() + deadline);
   return context;
@@ -81,7 +83,7 @@ struct watch_stream {
 inline watch_stream open_watch(v1::RegisterService::Stub& stub, const std::string& token = {},
                                const std::string& name = {}) {
   watch_stream out;
-  out.context = make_context(token);
+  out.context = make_context(token, "Watch");
   v1::WatchRequest request;
   request.set_watcher_name(name);
   out.reader = stub.Watch(out.context.get(), request);
@@ -103,12 +105,13 @@ inline v1::GatewayInfo make_info(const std::string& id,
 
 inline grpc::Status heartbeat(v1::RegisterService::Stub& stub, const v1::GatewayInfo& info,
                               std::uint32_t ttl_ms = 1000, v1::HeartbeatResponse* out = nullptr,
-                              const std::string& token = {}) {
+                              const std::string& token = {}, const std::string& lease_key = {}) {
   v1::HeartbeatRequest request;
   *request.mutable_gateway() = info;
   request.set_ttl_ms(ttl_ms);
+  request.set_lease_key(lease_key);
   v1::HeartbeatResponse response;
-  auto context = make_context(token);
+  auto context = make_context(token, "Heartbeat");
   auto status = stub.Heartbeat(context.get(), request, &response);
   if (out != nullptr) {
     *out = response;
@@ -117,11 +120,12 @@ inline grpc::Status heartbeat(v1::RegisterService::Stub& stub, const v1::Gateway
 }
 
 inline grpc::Status withdraw(v1::RegisterService::Stub& stub, const std::string& id,
-                             const std::string& token = {}) {
+                             const std::string& token = {}, const std::string& lease_key = {}) {
   v1::WithdrawRequest request;
   request.set_gateway_id(id);
+  request.set_lease_key(lease_key);
   v1::WithdrawResponse response;
-  auto context = make_context(token);
+  auto context = make_context(token, "Withdraw");
   return stub.Withdraw(context.get(), request, &response);
 }
 
