@@ -1,10 +1,7 @@
 #include "common/metrics/callback.hpp"
 
-#include <memory>
 #include <stdexcept>
 #include <utility>
-
-#include "common/metrics/text_format.hpp"
 
 namespace gwx::metrics {
 
@@ -22,7 +19,7 @@ callback_registration& callback_registration::operator=(callback_registration&& 
 
 void callback_registration::reset() {
   if (family_ != nullptr) {
-    family_->children_.erase(key_);
+    family_->remove(key_);
     family_ = nullptr;
     key_.clear();
   }
@@ -32,27 +29,49 @@ callback_registration callback_family::add(std::vector<std::string> values, read
   if (!read) {
     throw std::invalid_argument("metric " + name() + ": empty callback");
   }
-  auto key = make_key(std::move(values));
-  auto pairs = render_label_pairs(key);
-  if (!children_.insert(key, std::move(pairs), std::make_unique<cell>(cell{std::move(read)}))) {
+  (void)labels_of(values);  // checks the count
+  std::lock_guard lock(mutex_);
+  if (!children_.emplace(values, std::move(read)).second) {
     throw std::invalid_argument("metric " + name() + ": a callback for the same label values " +
                                 "is already registered");
   }
-  return {this, std::move(key)};
+  return {this, std::move(values)};
 }
 
-void callback_family::render_samples(std::string& out) const {
-  children_.visit([&](const std::string& pairs, const cell& child) {
+void callback_family::remove(const std::vector<std::string>& values) {
+  std::lock_guard lock(mutex_);
+  children_.erase(values);
+}
+
+std::vector<prometheus::MetricFamily> callback_family::Collect() const {
+  prometheus::MetricFamily out;
+  out.name = name();
+  out.help = help();
+  out.type = type() == metric_type::counter ? prometheus::MetricType::Counter
+                                            : prometheus::MetricType::Gauge;
+  std::lock_guard lock(mutex_);
+  for (const auto& [values, read] : children_) {
     double value = 0;
     try {
-      value = child.read();
+      value = read();
     } catch (...) {  // a broken reader costs its own sample, not the scrape
-      return;
+      continue;
     }
-    append_sample_prefix(out, name(), pairs);
-    append_double(out, value);
-    out += '\n';
-  });
+    prometheus::ClientMetric metric;
+    for (const auto& [label, label_value] : labels_of(values)) {  // by name, as prometheus-cpp
+      metric.label.push_back({label, label_value});
+    }
+    if (out.type == prometheus::MetricType::Counter) {
+      metric.counter.value = value;
+    } else {
+      metric.gauge.value = value;
+    }
+    out.metric.push_back(std::move(metric));
+  }
+  if (out.metric.empty()) {
+    return {};
+  }
+  return {std::move(out)};
 }
 
 }  // namespace gwx::metrics

@@ -1,7 +1,12 @@
 #pragma once
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <functional>
 #include <initializer_list>
+#include <map>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,13 +46,14 @@ class callback_registration {
 
 /// A counter or gauge family whose values are read at scrape time by calling a function per
 /// child: for figures the owning code already keeps (queue depths, open connections, live
-/// leases), so the hot path does nothing at all for them.
+/// leases), so the hot path does nothing at all for them. A prometheus::Collectable: the registry
+/// collects it with its prometheus-cpp families at every scrape.
 ///
 /// Thread-safety: add() from any thread. The callbacks run on the scraping thread (the exposer's)
 /// while the family's lock is held, so they must be thread-safe, must be quick, must not touch
 /// metric registration, and no code may hold a lock a callback takes while it registers or
 /// unregisters a callback. A callback that throws leaves its sample out of that scrape.
-class callback_family final : public family {
+class callback_family final : public family, public prometheus::Collectable {
  public:
   using read_fn = std::function<double()>;
 
@@ -61,20 +67,23 @@ class callback_family final : public family {
   /// Same, with the values in a vector.
   [[nodiscard]] callback_registration add(std::vector<std::string> values, read_fn read);
 
+  /// Calls every callback: one family with a sample per callback that returned (none when no
+  /// callback is registered). Runs on the scraping thread.
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
  private:
   friend class registry;
   friend class callback_registration;
-  struct cell {
-    read_fn read;
-  };
-
   callback_family(metric_type type, std::string name, std::string help,
                   std::vector<std::string> label_names)
       : family(type, std::move(name), std::move(help), std::move(label_names)) {}
 
-  void render_samples(std::string& out) const override;
+  void remove(const std::vector<std::string>& values);
 
-  detail::child_map<cell> children_;
+  // Label values -> reader. Locked by add, remove and Collect (which calls the readers under
+  // it, so that remove() returning means the reader is not running).
+  mutable std::mutex mutex_;
+  std::map<std::vector<std::string>, read_fn> children_;
 };
 
 }  // namespace gwx::metrics

@@ -4,12 +4,13 @@
 
 #include <array>
 #include <asio.hpp>
+#include <atomic>
+#include <list>
 #include <stdexcept>
 #include <thread>
 
 #include "common/metrics/http_codec.hpp"
 #include "common/metrics/registry.hpp"
-#include "common/metrics/text_format.hpp"
 
 namespace gwx::metrics {
 namespace {
@@ -19,8 +20,8 @@ using tcp = asio::ip::tcp;
 constexpr std::size_t k_read_chunk = 2048;
 // After answering, what a client may still send (say, a body nobody reads) before we close.
 constexpr std::size_t k_max_drain = 65536;
-// Pause before accepting again after an accept error such as EMFILE.
-constexpr std::chrono::milliseconds k_accept_retry{100};
+// The Content-Type of the text exposition format prometheus-cpp's TextSerializer writes.
+constexpr std::string_view k_text_content_type = "text/plain; version=0.0.4; charset=utf-8";
 constexpr std::string_view k_plain = "text/plain; charset=utf-8";
 
 tcp::endpoint resolve(asio::io_context& io, const host_port& listen) {
@@ -45,14 +46,19 @@ struct exposer::impl {
   impl(registry& reg, exposer_options opts) : metrics(reg), options(opts) {}
 
   void accept();
+  void on_accept_error(std::error_code ec);
+  // Makes room for one more connection; false when every open one is being answered.
+  bool make_room();
   std::string answer(const http_request_head& head);
 
   registry& metrics;
   const exposer_options options;
   // Touched on the exposer thread only. Declared before io so that connections destroyed with
-  // io's pending handlers can still count themselves out.
-  std::size_t open_connections = 0;
+  // io's pending handlers can still take themselves out.
+  std::list<connection*> open;  // oldest first; a connection leaves it when it closes
   std::size_t last_body_size = 4096;
+  std::chrono::steady_clock::time_point last_accept_log;
+  std::atomic<std::uint64_t> accept_errors{0};
   asio::io_context io;
   tcp::acceptor acceptor{io};
   asio::steady_timer accept_retry{io};
@@ -68,12 +74,25 @@ struct exposer::impl {
 class exposer::impl::connection : public std::enable_shared_from_this<connection> {
  public:
   connection(impl& owner, tcp::socket socket)
-      : owner_(owner), socket_(std::move(socket)), deadline_(owner.io) {
-    ++owner_.open_connections;
-  }
-  ~connection() { --owner_.open_connections; }
+      : owner_(owner),
+        socket_(std::move(socket)),
+        deadline_(owner.io),
+        position_(owner.open.insert(owner.open.end(), this)) {}
+  ~connection() { unlist(); }
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
+
+  /// Whether an answer is being written (the only state in which it is not evicted for a
+  /// newcomer: it has a real client, and the deadline bounds it).
+  bool answering() const { return answering_; }
+
+  /// Closes the socket; pending operations end with operation_aborted and release the object.
+  void close() {
+    std::error_code ignored;
+    deadline_.cancel();
+    socket_.close(ignored);
+    unlist();
+  }
 
   void start() {
     deadline_.expires_after(owner_.options.timeout);
@@ -116,8 +135,10 @@ class exposer::impl::connection : public std::enable_shared_from_this<connection
 
   void respond(std::string response) {
     response_ = std::move(response);
+    answering_ = true;
     asio::async_write(socket_, asio::buffer(response_),
                       [self = shared_from_this()](std::error_code ec, std::size_t) {
+                        self->answering_ = false;
                         if (ec) {
                           self->close();
                           return;
@@ -140,10 +161,11 @@ class exposer::impl::connection : public std::enable_shared_from_this<connection
                             });
   }
 
-  void close() {
-    std::error_code ignored;
-    deadline_.cancel();
-    socket_.close(ignored);
+  void unlist() {
+    if (listed_) {
+      owner_.open.erase(position_);
+      listed_ = false;
+    }
   }
 
   std::string peer() const {
@@ -160,6 +182,9 @@ class exposer::impl::connection : public std::enable_shared_from_this<connection
   std::string request_;
   std::string response_;
   std::size_t drained_ = 0;
+  bool answering_ = false;
+  std::list<connection*>::iterator position_;
+  bool listed_ = true;
 };
 
 void exposer::impl::accept() {
@@ -168,24 +193,52 @@ void exposer::impl::accept() {
       return;
     }
     if (ec) {
-      // Out of descriptors or similar: pause rather than spin, then try again.
-      spdlog::warn("metrics: accept failed: {}", ec.message());
-      accept_retry.expires_after(k_accept_retry);
-      accept_retry.async_wait([this](std::error_code wait_ec) {
-        if (!wait_ec) {
-          accept();
-        }
-      });
+      on_accept_error(ec);
       return;
     }
-    if (open_connections >= options.max_connections) {
+    if (make_room()) {
+      std::make_shared<connection>(*this, std::move(socket))->start();
+    } else {
       std::error_code ignored;
       socket.close(ignored);
-    } else {
-      std::make_shared<connection>(*this, std::move(socket))->start();
     }
     accept();
   });
+}
+
+void exposer::impl::on_accept_error(std::error_code ec) {
+  // Out of descriptors makes every retry fail until one is freed: pause rather than spin, and
+  // log one line per interval with the count rather than one per retry.
+  const auto errors = accept_errors.fetch_add(1, std::memory_order_relaxed) + 1;
+  const auto now = std::chrono::steady_clock::now();
+  if (errors == 1 || now - last_accept_log >= options.accept_error_log_interval) {
+    spdlog::warn("metrics: accept failed: {} ({} accept error(s) so far)", ec.message(), errors);
+    last_accept_log = now;
+  }
+  accept_retry.expires_after(options.accept_retry);
+  accept_retry.async_wait([this](std::error_code wait_ec) {
+    if (!wait_ec) {
+      accept();
+    }
+  });
+}
+
+bool exposer::impl::make_room() {
+  if (open.size() < options.max_connections) {
+    return true;
+  }
+  // Connections that have not sent a whole request (or already have their answer) are cheap to
+  // drop and may be idle on purpose: the oldest of them gives way, so a crowd of idle sockets
+  // cannot keep a scrape waiting for their deadlines.
+  for (auto* candidate : open) {
+    if (!candidate->answering()) {
+      spdlog::debug("metrics: {} connections open, closing the oldest one not being answered",
+                    open.size());
+      candidate->close();  // leaves `open`; the loop ends here
+      return true;
+    }
+  }
+  return false;
 }
 
 std::string exposer::impl::answer(const http_request_head& head) {
@@ -253,6 +306,10 @@ std::uint16_t exposer::port() const {
 
 std::string exposer::address() const {
   return impl_->address;
+}
+
+std::uint64_t exposer::accept_errors() const {
+  return impl_->accept_errors.load(std::memory_order_relaxed);
 }
 
 }  // namespace gwx::metrics

@@ -1,45 +1,39 @@
 #pragma once
 
-#include <atomic>
+#include <prometheus/gauge.h>
+
+#include <cmath>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "common/metrics/family.hpp"
+#include "common/metrics/handle.hpp"
 
 namespace gwx::metrics {
 
 class registry;
 
-namespace detail {
-// One child's value, on its own cache line (see counter_cell).
-struct alignas(64) gauge_cell {
-  std::atomic<std::int64_t> value{0};
-};
-}  // namespace detail
-
 /// A handle to one child of a gauge family: an integer that goes up and down (open connections,
 /// queued bytes). For a value the owning code already knows, prefer a callback gauge.
 ///
-/// Thread-safety: every member from any thread; an update is one relaxed atomic operation, no
-/// lock and no allocation. Cheap to copy. Default-constructed: detached, updates do nothing. Must
-/// not be used after its registry is destroyed.
-class gauge : public detail::handle_base<detail::gauge_cell> {
+/// Thread-safety: every member from any thread; an update is one atomic operation on the
+/// prometheus::Gauge, no lock, no lookup, no allocation. Cheap to copy. Default-constructed:
+/// detached, updates do nothing. Must not be used after its registry is destroyed.
+class gauge : public detail::handle_base<prometheus::Gauge> {
  public:
   gauge() = default;
 
   /// Sets the value.
   void set(std::int64_t value) const noexcept {
-    if (cell_ != nullptr) {
-      cell_->value.store(value, std::memory_order_relaxed);
+    if (metric_ != nullptr) {
+      metric_->Set(static_cast<double>(value));
     }
   }
 
   /// Adds `n` (may be negative).
   void inc(std::int64_t n = 1) const noexcept {
-    if (cell_ != nullptr) {
-      cell_->value.fetch_add(n, std::memory_order_relaxed);
+    if (metric_ != nullptr) {
+      metric_->Increment(static_cast<double>(n));
     }
   }
 
@@ -48,25 +42,26 @@ class gauge : public detail::handle_base<detail::gauge_cell> {
 
   /// The current value (0 when detached).
   std::int64_t value() const noexcept {
-    return cell_ == nullptr ? 0 : cell_->value.load(std::memory_order_relaxed);
+    return metric_ == nullptr ? 0 : std::llround(metric_->Value());
   }
 
  private:
-  friend class detail::cell_family<gauge, detail::gauge_cell>;
-  explicit gauge(detail::gauge_cell* cell) : handle_base(cell) {}
+  friend class detail::metric_family<gauge, prometheus::Gauge>;
+  explicit gauge(prometheus::Gauge* metric) : handle_base(metric) {}
 };
 
 /// A gauge family (TYPE gauge); with() gives a child's handle. Thread-safe.
-class gauge_family final : public detail::cell_family<gauge, detail::gauge_cell> {
+class gauge_family final : public detail::metric_family<gauge, prometheus::Gauge> {
  private:
   friend class registry;
-  gauge_family(std::string name, std::string help, std::vector<std::string> label_names)
-      : cell_family(metric_type::gauge, std::move(name), std::move(help), std::move(label_names)) {}
+  gauge_family(std::string name, std::string help, std::vector<std::string> label_names,
+               prometheus::Family<prometheus::Gauge>& children)
+      : metric_family(metric_type::gauge, std::move(name), std::move(help), std::move(label_names),
+                      children) {}
 
-  std::unique_ptr<detail::gauge_cell> make_cell() const override {
-    return std::make_unique<detail::gauge_cell>();
+  prometheus::Gauge& add_child(const prometheus::Labels& labels) override {
+    return children_.Add(labels);
   }
-  void render_samples(std::string& out) const override;
 };
 
 }  // namespace gwx::metrics

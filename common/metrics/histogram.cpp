@@ -3,64 +3,26 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "common/metrics/text_format.hpp"
-
 namespace gwx::metrics {
 
 histogram_snapshot histogram::snapshot() const {
   histogram_snapshot snap;
-  if (cell_ == nullptr) {
+  if (metric_ == nullptr) {
     return snap;
   }
-  snap.bounds.assign(cell_->bounds, cell_->bounds + cell_->bound_count);
-  snap.cumulative.reserve(cell_->bound_count + 1);
-  for (std::size_t i = 0; i <= cell_->bound_count; ++i) {
-    snap.count += cell_->buckets[i].load(std::memory_order_relaxed);
-    snap.cumulative.push_back(snap.count);
-  }
-  snap.sum = std::bit_cast<double>(cell_->sum_bits.load(std::memory_order_relaxed));
-  return snap;
-}
-
-histogram_family::histogram_family(std::string name, std::string help,
-                                   std::vector<std::string> label_names, std::vector<double> bounds)
-    : cell_family(metric_type::histogram, std::move(name), std::move(help), std::move(label_names)),
-      bounds_(checked_buckets(std::move(bounds))) {
-  for (const double bound : bounds_) {
-    std::string le;
-    append_double(le, bound);
-    le_values_.push_back(std::move(le));
-  }
-  le_values_.emplace_back("+Inf");
-}
-
-void histogram_family::render_samples(std::string& out) const {
-  const std::string bucket_name = name() + "_bucket";
-  const std::string sum_name = name() + "_sum";
-  const std::string count_name = name() + "_count";
-  children_.visit([&](const std::string& pairs, const detail::histogram_cell& cell) {
-    std::uint64_t cumulative = 0;
-    for (std::size_t i = 0; i < le_values_.size(); ++i) {
-      cumulative += cell.buckets[i].load(std::memory_order_relaxed);
-      out += bucket_name;
-      out += '{';
-      if (!pairs.empty()) {
-        out += pairs;
-        out += ',';
-      }
-      out += "le=\"";
-      out += le_values_[i];
-      out += "\"} ";
-      append_uint(out, cumulative);
-      out += '\n';
+  const auto collected = metric_->Collect().histogram;
+  for (const auto& bucket : collected.bucket) {
+    if (!std::isinf(bucket.upper_bound)) {
+      snap.bounds.push_back(bucket.upper_bound);
     }
-    append_sample_prefix(out, sum_name, pairs);
-    append_double(out, std::bit_cast<double>(cell.sum_bits.load(std::memory_order_relaxed)));
-    out += '\n';
-    append_sample_prefix(out, count_name, pairs);
-    append_uint(out, cumulative);
-    out += '\n';
-  });
+    snap.cumulative.push_back(bucket.cumulative_count);
+  }
+  if (snap.cumulative.size() == snap.bounds.size()) {  // no +Inf bucket in the collection
+    snap.cumulative.push_back(collected.sample_count);
+  }
+  snap.count = collected.sample_count;
+  snap.sum = collected.sample_sum;
+  return snap;
 }
 
 std::vector<double> checked_buckets(std::vector<double> bounds) {

@@ -1,37 +1,19 @@
 #pragma once
 
-#include <algorithm>
-#include <atomic>
-#include <bit>
+#include <prometheus/histogram.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-#include "common/metrics/family.hpp"
+#include "common/metrics/handle.hpp"
 
 namespace gwx::metrics {
 
 class registry;
-
-namespace detail {
-// One child: a counter per bucket (not cumulative; the last one is +Inf) and the sum of the
-// observations as the bits of a double, updated by compare-and-swap.
-struct alignas(64) histogram_cell {
-  explicit histogram_cell(const std::vector<double>& bounds)
-      : bounds(bounds.data()),
-        bound_count(bounds.size()),
-        buckets(std::make_unique<std::atomic<std::uint64_t>[]>(bounds.size() + 1)) {}
-
-  const double* bounds;  // the family's, immutable
-  std::size_t bound_count;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> buckets;
-  std::atomic<std::uint64_t> sum_bits{std::bit_cast<std::uint64_t>(0.0)};
-};
-}  // namespace detail
 
 /// What one histogram child holds at one moment.
 struct histogram_snapshot {
@@ -47,28 +29,18 @@ struct histogram_snapshot {
 /// A handle to one child of a histogram family: counts observations into buckets by upper bound
 /// (`le`, inclusive) and keeps their sum.
 ///
-/// Thread-safety: observe() from any thread, no lock and no allocation: a binary search over the
-/// bounds, one relaxed atomic add, and a compare-and-swap loop on the sum. A scrape running at
-/// the same time may see an observation in its bucket before it is in the sum. Cheap to copy.
-/// Default-constructed: detached, observations do nothing. Must not be used after its registry
-/// is destroyed.
-class histogram : public detail::handle_base<detail::histogram_cell> {
+/// Thread-safety: observe() from any thread, no lookup and no allocation: a binary search over
+/// the bounds, then prometheus::Histogram takes its child's own short lock to add to a bucket and
+/// the sum (so a scrape sees both or neither). Cheap to copy. Default-constructed: detached,
+/// observations do nothing. Must not be used after its registry is destroyed.
+class histogram : public detail::handle_base<prometheus::Histogram> {
  public:
   histogram() = default;
 
   /// Records one observation. NaN is ignored (it would poison the sum forever).
   void observe(double value) const noexcept {
-    if (cell_ == nullptr || std::isnan(value)) {
-      return;
-    }
-    const double* end = cell_->bounds + cell_->bound_count;
-    const auto index =
-        static_cast<std::size_t>(std::lower_bound(cell_->bounds, end, value) - cell_->bounds);
-    cell_->buckets[index].fetch_add(1, std::memory_order_relaxed);
-    auto old_bits = cell_->sum_bits.load(std::memory_order_relaxed);
-    while (!cell_->sum_bits.compare_exchange_weak(
-        old_bits, std::bit_cast<std::uint64_t>(std::bit_cast<double>(old_bits) + value),
-        std::memory_order_relaxed)) {
+    if (metric_ != nullptr && !std::isnan(value)) {
+      metric_->Observe(value);
     }
   }
 
@@ -82,14 +54,14 @@ class histogram : public detail::handle_base<detail::histogram_cell> {
   histogram_snapshot snapshot() const;
 
  private:
-  friend class detail::cell_family<histogram, detail::histogram_cell>;
-  explicit histogram(detail::histogram_cell* cell) : handle_base(cell) {}
+  friend class detail::metric_family<histogram, prometheus::Histogram>;
+  explicit histogram(prometheus::Histogram* metric) : handle_base(metric) {}
 };
 
 /// A histogram family (TYPE histogram): `_bucket{le=…}` lines with cumulative counts, `_sum` and
 /// `_count`. All children share the family's buckets; with() gives a child's handle.
 /// Thread-safe.
-class histogram_family final : public detail::cell_family<histogram, detail::histogram_cell> {
+class histogram_family final : public detail::metric_family<histogram, prometheus::Histogram> {
  public:
   /// The upper bounds, without the implicit +Inf.
   const std::vector<double>& bounds() const { return bounds_; }
@@ -97,15 +69,16 @@ class histogram_family final : public detail::cell_family<histogram, detail::his
  private:
   friend class registry;
   histogram_family(std::string name, std::string help, std::vector<std::string> label_names,
-                   std::vector<double> bounds);
+                   std::vector<double> bounds, prometheus::Family<prometheus::Histogram>& children)
+      : metric_family(metric_type::histogram, std::move(name), std::move(help),
+                      std::move(label_names), children),
+        bounds_(std::move(bounds)) {}
 
-  std::unique_ptr<detail::histogram_cell> make_cell() const override {
-    return std::make_unique<detail::histogram_cell>(bounds_);
+  prometheus::Histogram& add_child(const prometheus::Labels& labels) override {
+    return children_.Add(labels, bounds_);
   }
-  void render_samples(std::string& out) const override;
 
   std::vector<double> bounds_;
-  std::vector<std::string> le_values_;  // rendered once
 };
 
 /// Checks upper bounds for a histogram: finite, strictly increasing; a last +Inf is dropped (it

@@ -124,49 +124,68 @@ std::optional<process_stats> read_process_stats() {
   return stats;
 }
 
-process_collector::process_collector(registry& reg) {
-  // Each callback reads /proc afresh: a few microseconds per scrape, and always current. Without
-  // /proc the reader throws, which leaves the sample out.
-  struct figure {
-    const char* name;
-    const char* help;
-    double process_stats::*field;
-  };
-  const figure gauges[] = {
-      {"process_resident_memory_bytes", "Resident memory size in bytes.",
-       &process_stats::resident_memory_bytes},
-      {"process_virtual_memory_bytes", "Virtual memory size in bytes.",
-       &process_stats::virtual_memory_bytes},
-      {"process_open_fds", "Number of open file descriptors.", &process_stats::open_fds},
-      {"process_max_fds", "Maximum number of open file descriptors.", &process_stats::max_fds},
-  };
-  const auto reader = [](double process_stats::*field) {
-    return [field] {
-      const auto stats = read_process_stats();
-      if (!stats) {
-        throw std::runtime_error("/proc unavailable");
-      }
-      return (*stats).*field;
-    };
-  };
-  registrations_.push_back(reg.add_callback_counter("process_cpu_seconds_total",
-                                                    "Total user and system CPU time spent in "
-                                                    "seconds.")
-                               .add({}, reader(&process_stats::cpu_seconds)));
-  for (const auto& gauge : gauges) {
-    registrations_.push_back(
-        reg.add_callback_gauge(gauge.name, gauge.help).add({}, reader(gauge.field)));
+namespace {
+
+prometheus::MetricFamily single(const char* name, const char* help, prometheus::MetricType type,
+                                double value) {
+  prometheus::MetricFamily family{name, help, type, {}};
+  prometheus::ClientMetric metric;
+  if (type == prometheus::MetricType::Counter) {
+    metric.counter.value = value;
+  } else {
+    metric.gauge.value = value;
   }
-  const auto start = read_process_stats();
-  const double start_time = start ? start->start_time_seconds : 0;
-  registrations_.push_back(
-      reg.add_callback_gauge("process_start_time_seconds",
-                             "Start time of the process since unix epoch in seconds.")
-          .add({}, [start_time] { return start_time; }));
-  registrations_.push_back(reg.add_callback_gauge("gwx_build_info",
-                                                  "The gwx version this binary was built from (1).",
-                                                  {"version"})
-                               .add({GWX_VERSION}, [] { return 1.0; }));
+  family.metric.push_back(std::move(metric));
+  return family;
 }
+
+}  // namespace
+
+process_collectable::process_collectable() {
+  const auto stats = read_process_stats();
+  start_time_seconds_ = stats ? stats->start_time_seconds : 0;
+}
+
+const std::vector<std::string>& process_collectable::family_names() {
+  static const std::vector<std::string> names = {"process_cpu_seconds_total",
+                                                 "process_resident_memory_bytes",
+                                                 "process_virtual_memory_bytes",
+                                                 "process_open_fds",
+                                                 "process_max_fds",
+                                                 "process_start_time_seconds",
+                                                 "gwx_build_info"};
+  return names;
+}
+
+std::vector<prometheus::MetricFamily> process_collectable::Collect() const {
+  using prometheus::MetricType;
+  std::vector<prometheus::MetricFamily> out;
+  // /proc is read afresh at each scrape: a few microseconds, and always current.
+  if (const auto stats = read_process_stats()) {
+    out.push_back(single("process_cpu_seconds_total",
+                         "Total user and system CPU time spent in seconds.", MetricType::Counter,
+                         stats->cpu_seconds));
+    out.push_back(single("process_resident_memory_bytes", "Resident memory size in bytes.",
+                         MetricType::Gauge, stats->resident_memory_bytes));
+    out.push_back(single("process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                         MetricType::Gauge, stats->virtual_memory_bytes));
+    out.push_back(single("process_open_fds", "Number of open file descriptors.", MetricType::Gauge,
+                         stats->open_fds));
+    out.push_back(single("process_max_fds", "Maximum number of open file descriptors.",
+                         MetricType::Gauge, stats->max_fds));
+    out.push_back(single("process_start_time_seconds",
+                         "Start time of the process since unix epoch in seconds.",
+                         MetricType::Gauge, start_time_seconds_));
+  }
+  auto build = single("gwx_build_info", "The gwx version this binary was built from (1).",
+                      MetricType::Gauge, 1);
+  build.metric.front().label.push_back({"version", GWX_VERSION});
+  out.push_back(std::move(build));
+  return out;
+}
+
+process_collector::process_collector(registry& reg)
+    : registration_(reg.add_collectable(std::make_shared<process_collectable>(),
+                                        process_collectable::family_names())) {}
 
 }  // namespace gwx::metrics

@@ -1,15 +1,17 @@
 #pragma once
 
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
 
-#include "common/metrics/callback.hpp"
+#include "common/metrics/registry.hpp"
 
 namespace gwx::metrics {
-
-class registry;
 
 /// The fields of /proc/self/stat the process metrics use, in the kernel's units.
 struct proc_stat {
@@ -37,18 +39,33 @@ struct process_stats {
 /// Reads /proc/self (and /proc/stat for the boot time); nullopt where /proc is not mounted.
 std::optional<process_stats> read_process_stats();
 
-/// Registers the standard process metrics, read from /proc/self at scrape time:
-/// process_cpu_seconds_total, process_resident_memory_bytes, process_virtual_memory_bytes,
-/// process_open_fds, process_max_fds, process_start_time_seconds; and gwx_build_info{version}
-/// (always 1). Unregisters them when destroyed. Construct and destroy from one thread; scrapes
-/// may run on any.
+/// The standard process metrics as a prometheus-cpp collectable, read from /proc/self at each
+/// collection: process_cpu_seconds_total, process_resident_memory_bytes,
+/// process_virtual_memory_bytes, process_open_fds, process_max_fds, process_start_time_seconds;
+/// and gwx_build_info{version} (always 1). Without /proc only gwx_build_info has a sample.
+/// Thread-safe (no state but the start time, fixed at construction).
+class process_collectable final : public prometheus::Collectable {
+ public:
+  process_collectable();
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+  /// The names of the families Collect() produces.
+  static const std::vector<std::string>& family_names();
+
+ private:
+  double start_time_seconds_ = 0;
+};
+
+/// Adds a process_collectable to a registry; removes it when destroyed. Construct and destroy
+/// from one thread; scrapes may run on any.
 class process_collector {
  public:
-  /// Throws std::invalid_argument if `reg` already holds these names with another shape.
+  /// Throws std::invalid_argument if `reg` already holds one of these names.
   explicit process_collector(registry& reg);
 
  private:
-  std::vector<callback_registration> registrations_;
+  collectable_registration registration_;
 };
 
 }  // namespace gwx::metrics

@@ -7,7 +7,9 @@ Cluster: 1 register (--token, --metrics 127.0.0.1:0), 2 gateways with the token
 `listening metrics://HOST:PORT` is scraped, and the register must be among them.
 
 1. Each endpoint answers GET /metrics with the text format 0.0.4, and `promtool check metrics`
-   finds no problem in it (a deliberately bad exposition shows that promtool does fail).
+   finds no problem in it (a deliberately bad exposition shows that promtool does fail). With 40
+   idle connections open to it (they never send a byte), a scrape is still answered, well before
+   the endpoint's 10 s per-connection deadline would free anything.
 2. A Prometheus server on 127.0.0.1 (its own port, storage in the test's temp dir) scrapes every
    endpoint each second; the test waits until /api/v1/targets reports them all up.
 3. Through /api/v1/query: gwx_register_leases is 2 (the wrong-token gateway is not counted),
@@ -81,6 +83,19 @@ def promtool_check(text):
     return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace").strip()
 
 
+def scrape_behind_idle_sockets(addr, count=40):
+    """GET /metrics while `count` connections that never send a byte are open to the endpoint."""
+    host, port = addr.rsplit(":", 1)
+    idle = []
+    try:
+        for _ in range(count):
+            idle.append(socket.create_connection((host.strip("[]"), int(port)), timeout=5))
+        return http_get(f"http://{addr}/metrics", timeout=5.0)
+    finally:
+        for s in idle:
+            s.close()
+
+
 def supports_metrics(binary):
     r = subprocess.run([binary, "--help"], capture_output=True, timeout=30)
     return b"--metrics" in r.stdout + r.stderr
@@ -115,6 +130,8 @@ async def check_endpoint(name, addr):
     check(rc == 0 and not out, f"{name}: promtool check metrics failed (exit {rc}):\n{out}")
     status, _, _ = await get(f"http://{addr}/nothing")
     check_eq(status, 404, f"{name}: GET /nothing status")
+    status, _, idle_body = await asyncio.to_thread(scrape_behind_idle_sockets, addr)
+    check_eq(status, 200, f"{name}: GET /metrics behind 40 idle connections ({idle_body[:200]!r})")
     return body
 
 

@@ -1,18 +1,25 @@
 #include "common/metrics/exposer.hpp"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "common/metrics/registry.hpp"
+#include "tests/unit/registry/registry_test_support.hpp"
 
 namespace gwx::metrics {
 namespace {
@@ -182,29 +189,92 @@ TEST_F(MetricsExposer, SilentAndSlowClientsAreClosedAtTheDeadline) {
   }
 }
 
-TEST_F(MetricsExposer, ConnectionsBeyondTheLimitAreClosed) {
+TEST_F(MetricsExposer, AnIdleConnectionGivesWayToANewOne) {
   exposer_options options;
   options.max_connections = 1;
+  options.timeout = 10min;  // only making room can let the second one in
   exposer server(reg_, parse_host_port("127.0.0.1:0"), options);
-  {
-    raw_client first(server.port());  // accepted first (the backlog is FIFO), then idles
-    ASSERT_TRUE(first.connected());
-    raw_client second(server.port());
-    ASSERT_TRUE(second.connected());
-    second.send_all("GET /metrics HTTP/1.1\r\n\r\n");
-    EXPECT_EQ(second.read_to_end(), "");
+  raw_client idle(server.port());  // accepted first (the backlog is FIFO), then idles
+  ASSERT_TRUE(idle.connected());
+  raw_client scrape(server.port());
+  ASSERT_TRUE(scrape.connected());
+  scrape.send_all("GET /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(scrape.read_to_end().starts_with("HTTP/1.1 200 "));
+  EXPECT_EQ(idle.read_to_end(), "");  // closed by the server
+}
+
+TEST_F(MetricsExposer, FortyIdleConnectionsDoNotKeepAScrapeOut) {
+  exposer_options options;
+  options.timeout = 10min;  // idle sockets are not closed by their deadline during the test
+  exposer server(reg_, parse_host_port("127.0.0.1:0"), options);
+  std::vector<std::unique_ptr<raw_client>> idle;
+  for (int i = 0; i < 40; ++i) {
+    idle.push_back(std::make_unique<raw_client>(server.port()));
+    ASSERT_TRUE(idle.back()->connected());
   }
-  // Once the first is gone the server answers again (it notices the close asynchronously).
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  std::string response;
-  while (std::chrono::steady_clock::now() < deadline) {
-    response = exchange(server.port(), "GET /metrics HTTP/1.1\r\n\r\n");
-    if (!response.empty()) {
-      break;
-    }
-    std::this_thread::sleep_for(10ms);  // retry pacing, not synchronisation
+  // Each scrape is accepted after every idle socket and answered long before any deadline (the
+  // client gives up after 5 s).
+  for (int i = 0; i < 3; ++i) {
+    const auto response =
+        exchange(server.port(), "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n");
+    EXPECT_TRUE(response.starts_with("HTTP/1.1 200 OK\r\n")) << response;
+    EXPECT_NE(body_of(response).find("gwx_test_requests_total{code=\"200\"} 42\n"),
+              std::string::npos);
   }
-  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 ")) << response;
+}
+
+// The highest descriptor this process has open.
+int highest_fd() {
+  int highest = 0;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) {
+    return -1;
+  }
+  while (const dirent* entry = readdir(dir)) {
+    highest = std::max(highest, std::atoi(entry->d_name));
+  }
+  closedir(dir);
+  return highest;
+}
+
+TEST_F(MetricsExposer, AcceptFailuresAtTheFileLimitAreLoggedOncePerInterval) {
+  ::gwx::registry::test::log_capture logs;
+  exposer_options options;
+  options.accept_retry = 1ms;
+  options.accept_error_log_interval = 1h;
+  exposer server(reg_, parse_host_port("127.0.0.1:0"), options);
+
+  // Fill every descriptor up to a low limit, then free one for the client's socket: the
+  // connection completes in the kernel, but the exposer has no descriptor to accept it with.
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int top = highest_fd();
+  ASSERT_GT(top, 0);
+  rlimit low = saved;
+  low.rlim_cur = static_cast<rlim_t>(top + 16);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> fillers;
+  for (int fd = dup(0); fd >= 0; fd = dup(0)) {
+    fillers.push_back(fd);
+  }
+  ASSERT_FALSE(fillers.empty());
+  close(fillers.back());
+  fillers.pop_back();
+  auto client = std::make_unique<raw_client>(server.port());
+  const bool connected = client->connected();
+  const bool failed_often =
+      ::gwx::registry::test::eventually([&] { return server.accept_errors() >= 20; });
+  for (const int fd : fillers) {
+    close(fd);
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(connected);
+  ASSERT_TRUE(failed_often) << "accept errors: " << server.accept_errors();
+
+  EXPECT_EQ(logs.count({"metrics: accept failed"}), 1U) << logs.text();
+  // With descriptors back, the waiting connection is accepted and answered.
+  client->send_all("GET /metrics HTTP/1.1\r\n\r\n");
+  EXPECT_TRUE(client->read_to_end().starts_with("HTTP/1.1 200 "));
 }
 
 TEST_F(MetricsExposer, BusyPortAndBadHostThrow) {

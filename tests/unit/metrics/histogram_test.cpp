@@ -76,7 +76,7 @@ TEST(MetricsHistogram, NoBoundsMeansOnlyInf) {
   family.with().observe(5);
   EXPECT_EQ(reg.expose(),
             "# HELP gwx_test_any Any.\n# TYPE gwx_test_any histogram\n"
-            "gwx_test_any_bucket{le=\"+Inf\"} 1\ngwx_test_any_sum 5\ngwx_test_any_count 1\n");
+            "gwx_test_any_count 1\ngwx_test_any_sum 5\ngwx_test_any_bucket{le=\"+Inf\"} 1\n");
 }
 
 TEST(MetricsHistogram, ChildrenAreIndependent) {

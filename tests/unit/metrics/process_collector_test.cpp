@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -83,8 +84,21 @@ TEST(MetricsProcess, CollectorExposesProcessMetricsAndBuildInfo) {
         text, std::regex("\ngwx_build_info\\{version=\"[0-9]+\\.[0-9]+\\.[0-9]+\"\\} 1\n")))
         << text;
   }
-  // Destroyed: the samples go (the families stay, empty).
-  EXPECT_EQ(reg.expose().find("\nprocess_open_fds "), std::string::npos);
+  // Destroyed: the samples go, and the names are free again.
+  EXPECT_EQ(reg.expose().find("process_open_fds"), std::string::npos);
+  EXPECT_NO_THROW(process_collector{reg});
+}
+
+TEST(MetricsProcess, CollectorNamesCannotBeTakenTwice) {
+  registry reg;
+  process_collector collector(reg);
+  EXPECT_THROW(process_collector{reg}, std::invalid_argument);
+  EXPECT_THROW(reg.add_gauge("process_open_fds", "Mine."), std::invalid_argument);
+  EXPECT_THROW(reg.add_callback_counter("process_cpu_seconds_total", "Mine."),
+               std::invalid_argument);
+  registry other;
+  other.add_gauge("process_max_fds", "Mine.");
+  EXPECT_THROW(process_collector{other}, std::invalid_argument);
 }
 
 }  // namespace
