@@ -8,13 +8,16 @@ CMake package and the pkg-config files under TMP. Then, with nothing but that pr
   needs none: no asio, gRPC, protobuf, spdlog, Boost or OpenSSL, no generated code), and no
   installed header, package file or pkg-config file names the source or build tree;
 - the example app (worker/examples/greeter_app.cpp), copied to a directory of its own with
-  tests/e2e/install/app/CMakeLists.txt, builds with find_package(gwx) and gwx::sdk; the same
-  source builds with `pkg-config --cflags gwx-sdk`;
+  tests/e2e/install/app/CMakeLists.txt, builds with find_package(gwx) and gwx::sdk, and into a
+  program of its own (own_worker.cpp) with gwx::sdk_static; the same source builds with
+  `pkg-config --cflags gwx-sdk`;
 - a push program (tests/e2e/install/pusher/) builds with find_package(gwx) and gwx::client, and
   again with `pkg-config --cflags --libs gwx-client`;
 - a register, a gateway and a worker, all from TMP/bin, the worker running the out-of-tree app:
   a WebSocket client gets the app's greeting and its reply to `name ...`, then each of the two
   pushers pushes a message to that client, which receives both; a second client gets neither.
+  Then the pkg-config-built app, and then own_worker, take over (the previous worker drained)
+  and each greets and answers a new client.
 """
 
 import glob
@@ -131,16 +134,19 @@ async def main(h):
 
     example = os.path.join(a.source_dir, "worker", "examples", "greeter_app.cpp")
     app_src, app_build = await build_outside(
-        "app", [example, os.path.join(here, "install", "app", "CMakeLists.txt")])
+        "app", [example] + [os.path.join(here, "install", "app", f)
+                            for f in ("CMakeLists.txt", "own_worker.cpp")])
     app_lib = os.path.join(app_build, "libgreeter.so")
     check(os.path.isfile(app_lib), f"{app_lib} not built")
+    own_worker = os.path.join(app_build, "own_worker")
+    check(os.access(own_worker, os.X_OK), f"{own_worker} not built")
     pusher_src, pusher_build = await build_outside(
         "pusher", [os.path.join(here, "install", "pusher", f)
                    for f in ("pusher.cpp", "CMakeLists.txt")])
     pusher = os.path.join(pusher_build, "pusher")
     check(os.access(pusher, os.X_OK), f"{pusher} not built")
-    log("find_package(gwx): the example app (gwx::sdk) and the pusher (gwx::client) built out "
-        "of tree")
+    log("find_package(gwx): the example app (gwx::sdk), the same app in a program of its own "
+        "(gwx::sdk_static) and the pusher (gwx::client) built out of tree")
 
     # ---- the same sources with pkg-config ----
     env = ["env", f"PKG_CONFIG_PATH={pcdir}"]
@@ -199,6 +205,16 @@ async def main(h):
     cid = await join("cid")
     check_eq(await cid.cmd("name Cid"), "you are Cid", "cid: the pkg-config app's reply")
     log("pkg-config app: the installed gwx-worker runs it; it greeted and answered a new client")
+
+    # The program of its own (gwx::sdk_static) takes over the same way.
+    own = await c.spawn("own-worker", [own_worker, reg.addr, c.secret, "own-worker"])
+    await own.wait_line(rf"^linked {re.escape(gw.internal)}$")
+    check_eq(await w2.stop(), 0, "the pkg-config app's worker exit status after SIGTERM")
+    dee = await join("dee")
+    check_eq(await dee.cmd("name Dee"), "you are Dee", "dee: the own worker's reply")
+    check_eq(await own.stop(), 0, "own_worker's exit status after SIGTERM (a complete drain)")
+    log("own main: a gwx::worker linked with gwx::sdk_static greeted and answered a new client, "
+        "then drained and exited 0")
 
 
 if __name__ == "__main__":
