@@ -7,7 +7,7 @@
 #include "common/codec/length_prefix.hpp"
 #include "common/codec/line.hpp"
 #include "common/net/endpoint.hpp"
-#include "gateway/shard.hpp"
+#include "gateway/session_events.hpp"
 
 namespace gwx::gateway {
 namespace {
@@ -22,46 +22,41 @@ constexpr auto k_close_linger = std::chrono::seconds(5);
 
 }  // namespace
 
-client_session::client_session(shard& owner, const listener_config& listener,
-                               asio::ip::tcp::socket socket, std::uint64_t connection,
-                               std::string client_id)
-    : shard_(owner),
+client_session::client_session(session_events& events, const listener_config& listener,
+                               asio::ip::tcp::socket socket)
+    : events_(events),
       listener_(listener),
       socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
-      connection_(connection),
-      id_(std::move(client_id)) {
+      timer_(socket_.get_executor()) {
   std::error_code ec;
-  const auto ep = socket_.remote_endpoint(ec);
-  if (!ec) {
-    remote_ip_ = ep.address().to_string();
-    remote_port_ = ep.port();
-  }
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   started_ = last_heard_ = std::chrono::steady_clock::now();
 }
 
-void client_session::start() {
+void client_session::start(client_record& record) {
+  record_ = &record;
   read_buf_.resize(std::min(k_initial_read, listener_.max_message + k_frame_overhead));
   if (listener_.kind == framing::websocket) {
-    state_ = state::handshake;
+    state_ = client_state::handshake;
     handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
   } else {
-    state_ = state::open;
-    shard_.on_connected(*this, nullptr, false);
+    state_ = client_state::open;
+    events_.on_connected(*record_, nullptr, false);
   }
   arm_timer();
   do_read();
 }
 
 void client_session::do_read() {
-  if (state_ == state::closed || state_ == state::closing || state_ == state::deciding) {
+  if (state_ == client_state::closed || state_ == client_state::closing ||
+      state_ == client_state::deciding) {
     return;
   }
   if (read_len_ == read_buf_.size()) {
-    const std::size_t cap = listener_.kind == framing::websocket && state_ == state::handshake
-                                ? k_max_head + 1
-                                : listener_.max_message + k_frame_overhead + 2;
+    const std::size_t cap =
+        listener_.kind == framing::websocket && state_ == client_state::handshake
+            ? k_max_head + 1
+            : listener_.max_message + k_frame_overhead + 2;
     if (read_buf_.size() >= cap) {
       fail(codec::ws::k_close_too_big, "message larger than the limit");
       return;
@@ -86,9 +81,9 @@ void client_session::on_read(std::size_t n) {
   last_heard_ = std::chrono::steady_clock::now();
   missed_beats_ = 0;
   bool more = true;
-  if (state_ == state::handshake) {
+  if (state_ == client_state::handshake) {
     more = handle_handshake();
-  } else if (state_ == state::open) {
+  } else if (state_ == client_state::open) {
     more = listener_.kind == framing::websocket ? handle_websocket() : handle_stream();
   }
   if (more) {
@@ -124,18 +119,18 @@ bool client_session::handle_handshake() {
   read_len_ -= r.consumed;
   frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
   if (listener_.ask_on_connect) {
-    state_ = state::deciding;
-    shard_.on_connected(*this, &req, true);
+    state_ = client_state::deciding;
+    events_.on_connected(*record_, &req, true);
     return false;
   }
   accept_upgrade();
-  shard_.on_connected(*this, &req, false);
+  events_.on_connected(*record_, &req, false);
   handshake_.reset();
   return handle_websocket();
 }
 
 void client_session::accept_upgrade() {
-  state_ = state::open;
+  state_ = client_state::open;
   push(std::make_shared<const std::string>(
       codec::ws::make_upgrade_response(handshake_->accept_key())));
   arm_timer();
@@ -147,7 +142,7 @@ void client_session::reject_upgrade(int status, const std::string& body, const c
 }
 
 void client_session::on_connect_decision(std::uint32_t http_status, const std::string& body) {
-  if (state_ != state::deciding) {
+  if (state_ != client_state::deciding) {
     return;
   }
   if (http_status == 0 || http_status == 101) {
@@ -167,7 +162,7 @@ bool client_session::handle_websocket() {
   using kind = codec::ws::frame_event::kind;
   std::size_t offset = 0;
   bool more = true;
-  while (state_ == state::open) {
+  while (state_ == client_state::open) {
     const auto ev = frames_->next(read_buf_.data() + offset, read_len_ - offset);
     if (ev.type == kind::need_more) {
       break;
@@ -205,23 +200,23 @@ bool client_session::handle_websocket() {
         break;
     }
   }
-  if (state_ == state::closed) {
+  if (state_ == client_state::closed) {
     return false;
   }
   read_buf_.erase(0, offset);
   read_buf_.resize(std::max(read_buf_.size(), k_initial_read));
   read_len_ -= offset;
-  return more && state_ == state::open;
+  return more && state_ == client_state::open;
 }
 
 bool client_session::handle_stream() {
   if (listener_.kind == framing::raw) {
     deliver(std::string_view(read_buf_.data(), std::min(read_len_, listener_.max_message)), false);
     read_len_ = 0;
-    return state_ == state::open;
+    return state_ == client_state::open;
   }
   std::size_t offset = 0;
-  while (state_ == state::open) {
+  while (state_ == client_state::open) {
     const std::string_view view(read_buf_.data() + offset, read_len_ - offset);
     const auto r = listener_.kind == framing::line
                        ? codec::line::decode(view, listener_.max_message)
@@ -236,35 +231,35 @@ bool client_session::handle_stream() {
     deliver(r.payload, false);
     offset += r.consumed;
   }
-  if (state_ == state::closed) {
+  if (state_ == client_state::closed) {
     return false;
   }
   read_buf_.erase(0, offset);
   read_buf_.resize(std::max(read_buf_.size(), k_initial_read));
   read_len_ -= offset;
-  return state_ == state::open;
+  return state_ == client_state::open;
 }
 
 void client_session::deliver(std::string_view payload, bool binary) {
-  shard_.on_message(*this, payload, binary);
+  events_.on_message(*record_, payload, binary);
 }
 
-bool client_session::send(const wire_bytes& bytes) {
-  if (state_ != state::open) {
-    return false;
+send_status client_session::send(const wire_bytes& bytes) {
+  if (state_ != client_state::open) {
+    return send_status::closed;
   }
   if (queued_bytes_ + bytes->size() > listener_.send_buffer) {
     if (listener_.on_slow == slow_policy::drop) {
       listener_.metrics.messages_dropped_slow.inc();
-      return false;
+      return send_status::dropped;
     }
     destroy("send buffer full (slow client)");
-    return false;
+    return send_status::closed;
   }
   push(bytes);
   listener_.metrics.messages_out.inc();
   listener_.metrics.bytes_out.inc(bytes->size());
-  return true;
+  return send_status::ok;
 }
 
 void client_session::push(const wire_bytes& bytes) {
@@ -276,7 +271,7 @@ void client_session::push(const wire_bytes& bytes) {
 }
 
 void client_session::do_write() {
-  if (state_ == state::closed) {
+  if (state_ == client_state::closed) {
     return;
   }
   if (queue_head_ == queue_.size()) {
@@ -297,7 +292,7 @@ void client_session::do_write() {
   writing_count_ = end - queue_head_;
   asio::async_write(
       socket_, write_bufs_, [self = shared_from_this()](std::error_code ec, std::size_t) {
-        if (self->state_ == state::closed) {
+        if (self->state_ == client_state::closed) {
           return;
         }
         for (std::size_t i = 0; i < self->writing_count_; ++i) {
@@ -320,9 +315,9 @@ void client_session::do_write() {
 }
 
 void client_session::close_gracefully(
-    const std::optional<std::pair<std::string, bool>>& final_message) {
-  if (state_ != state::open) {
-    if (state_ == state::deciding || state_ == state::handshake) {
+    std::optional<std::pair<std::string_view, bool>> final_message) {
+  if (state_ != client_state::open) {
+    if (state_ == client_state::deciding || state_ == client_state::handshake) {
       destroy("closed before the upgrade completed");
     }
     return;
@@ -342,7 +337,7 @@ void client_session::close_gracefully(
 }
 
 void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
-  if (listener_.kind == framing::websocket && state_ == state::open && ws_code != 0) {
+  if (listener_.kind == framing::websocket && state_ == client_state::open && ws_code != 0) {
     auto frame = std::make_shared<std::string>();
     codec::ws::encode_close(*frame, ws_code);
     begin_close("protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
@@ -357,7 +352,7 @@ void client_session::destroy(const std::string& reason) {
 }
 
 void client_session::close_with_reason(std::uint16_t ws_code, const std::string& reason) {
-  if (state_ != state::open) {
+  if (state_ != client_state::open) {
     destroy(reason);
     return;
   }
@@ -373,8 +368,8 @@ void client_session::close_with_reason(std::uint16_t ws_code, const std::string&
 }
 
 void client_session::go_away(const std::string& goodbye) {
-  if (state_ != state::open) {
-    if (state_ == state::handshake || state_ == state::deciding) {
+  if (state_ != client_state::open) {
+    if (state_ == client_state::handshake || state_ == client_state::deciding) {
       destroy("gateway shutting down");
     }
     return;
@@ -393,23 +388,23 @@ void client_session::go_away(const std::string& goodbye) {
 }
 
 void client_session::begin_close(std::string reason) {
-  state_ = state::closing;
+  state_ = client_state::closing;
   close_after_flush_ = true;
   close_reason_ = std::move(reason);
   timer_.expires_after(k_close_linger);
   timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (!ec && self->state_ == state::closing) {
+    if (!ec && self->state_ == client_state::closing) {
       self->finish(self->close_reason_ + " (flush timed out)");
     }
   });
 }
 
 void client_session::finish(const std::string& reason) {
-  if (state_ == state::closed) {
+  if (state_ == client_state::closed) {
     return;
   }
   auto self = shared_from_this();
-  state_ = state::closed;
+  state_ = client_state::closed;
   std::error_code ignored;
   timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -417,11 +412,11 @@ void client_session::finish(const std::string& reason) {
   queue_.clear();
   queue_head_ = 0;
   queued_bytes_ = 0;
-  shard_.on_closed(*this, reason);
+  events_.on_closed(*record_, reason);
 }
 
 std::chrono::milliseconds client_session::tick_period() const {
-  if (state_ == state::handshake || state_ == state::deciding) {
+  if (state_ == client_state::handshake || state_ == client_state::deciding) {
     return listener_.handshake_timeout;
   }
   std::chrono::milliseconds period{0};
@@ -435,7 +430,7 @@ std::chrono::milliseconds client_session::tick_period() const {
 
 void client_session::arm_timer() {
   const auto period = tick_period();
-  if (period.count() == 0 || state_ == state::closed || state_ == state::closing) {
+  if (period.count() == 0 || state_ == client_state::closed || state_ == client_state::closing) {
     timer_.cancel();
     return;
   }
@@ -449,9 +444,9 @@ void client_session::arm_timer() {
 
 void client_session::on_tick() {
   const auto now = std::chrono::steady_clock::now();
-  if (state_ == state::handshake || state_ == state::deciding) {
+  if (state_ == client_state::handshake || state_ == client_state::deciding) {
     if (now - started_ >= listener_.handshake_timeout) {
-      if (state_ == state::deciding) {
+      if (state_ == client_state::deciding) {
         reject_upgrade(503, "no decision from a worker in time", "decision timed out");
       } else {
         destroy("handshake timed out");
@@ -461,7 +456,7 @@ void client_session::on_tick() {
     arm_timer();
     return;
   }
-  if (state_ != state::open) {
+  if (state_ != client_state::open) {
     return;
   }
   const auto silent = now - last_heard_;

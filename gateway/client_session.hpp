@@ -3,7 +3,6 @@
 #include <asio.hpp>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,87 +10,43 @@
 
 #include "common/codec/ws_frame.hpp"
 #include "common/codec/ws_handshake.hpp"
-#include "gateway/event_fifo.hpp"
+#include "gateway/client_port.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
-#include "gwx/link/v1/link.pb.h"
 
 namespace gwx::gateway {
 
-class shard;
-
-/// A client event as built once and shared by the shard (until acknowledged) and the link.
-using event_ptr = std::shared_ptr<const link::v1::Frame>;
-
-/// An event sent to a worker, waiting for its acknowledgement.
-struct sent_event {
-  event_ptr frame;
-  std::chrono::steady_clock::time_point sent;
-};
-
-/// An event waiting for a worker.
-struct held_event {
-  event_ptr frame;
-  std::size_t bytes = 0;
-  std::chrono::steady_clock::time_point since;
-};
+class client_record;
+class session_events;
 
 /// One client connection on a public listener. Lives on its shard's loop for its whole life;
 /// not thread-safe (other threads post to the shard). Moves bytes between the socket and the
-/// listener's codec; membership (uid, groups) and the session map are kept here and indexed by
-/// the shard.
-class client_session : public std::enable_shared_from_this<client_session> {
+/// listener's codec and reports connect, messages and close upward through session_events;
+/// what the cluster knows of the client (uid, groups, session, delivery) is in its
+/// client_record.
+class client_session final : public client_port,
+                             public std::enable_shared_from_this<client_session> {
  public:
-  enum class state : std::uint8_t { handshake, deciding, open, closing, closed };
+  client_session(session_events& events, const listener_config& listener,
+                 asio::ip::tcp::socket socket);
 
-  client_session(shard& owner, const listener_config& listener, asio::ip::tcp::socket socket,
-                 std::uint64_t connection, std::string client_id);
+  /// Starts reading (and, for WebSocket, the handshake timer); `record` is this client's entry
+  /// in its directory, handed back with every report until on_closed.
+  void start(client_record& record);
 
-  /// Starts reading (and, for WebSocket, the handshake timer).
-  void start();
-
-  /// Queues encoded bytes; applies the listener's slow-client policy. False if not queued.
-  bool send(const wire_bytes& bytes);
+  client_state current_state() const override { return state_; }
+  send_status send(const wire_bytes& bytes) override;
   /// Sends `final_message` (if any), then closes gracefully (WebSocket close 1000).
-  void close_gracefully(const std::optional<std::pair<std::string, bool>>& final_message);
-  /// Closes at once, dropping anything queued.
-  void destroy(const std::string& reason);
+  void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override;
+  void destroy(const std::string& reason) override;
   /// Closes with a reason the client can read: a WebSocket close frame with `ws_code` and
   /// `reason`, then the connection; TCP clients are closed after their queue is flushed.
-  void close_with_reason(std::uint16_t ws_code, const std::string& reason);
+  void close_with_reason(std::uint16_t ws_code, const std::string& reason) override;
   /// The gateway is shutting down: WebSocket clients get close 1001, TCP clients `goodbye`
   /// (when not empty); then the connection closes once flushed.
   void go_away(const std::string& goodbye);
   /// The worker's answer to an on_websocket_connect that had to be asked.
   void on_connect_decision(std::uint32_t http_status, const std::string& body);
-
-  std::uint64_t connection() const { return connection_; }
-  const std::string& id() const { return id_; }
-  const listener_config& listener() const { return listener_; }
-  state current_state() const { return state_; }
-  const std::string& remote_ip() const { return remote_ip_; }
-  std::uint16_t remote_port() const { return remote_port_; }
-
-  // Membership and session, maintained by the shard.
-  std::string uid;
-  std::vector<std::string> groups;  ///< sorted
-  std::map<std::string, std::string> session;
-  std::uint64_t session_seq = 0;
-  std::uint64_t worker_id = 0;  ///< sticky worker link, 0: none yet
-  /// Sent to `worker_id` and not acknowledged yet (at-least-once), oldest first.
-  event_fifo<sent_event> unacked;
-  /// Waiting for a worker (none linked, or the previous one still finishing), oldest first.
-  event_fifo<held_event> held;
-  std::size_t held_bytes = 0;
-  /// Per-client part of event ids (wraps; only compared for equality).
-  std::uint16_t next_event_seq = 0;
-  /// The worker has been told of this client (CONNECT sent); it will hear of its close.
-  bool announced = false;
-
-  /// Reachable by commands: announced and neither closing nor closed.
-  bool addressable() const {
-    return announced && (state_ == state::open || state_ == state::deciding);
-  }
 
  private:
   void do_read();
@@ -112,15 +67,12 @@ class client_session : public std::enable_shared_from_this<client_session> {
   std::chrono::milliseconds tick_period() const;
   void on_tick();
 
-  shard& shard_;
+  session_events& events_;
+  client_record* record_ = nullptr;
   const listener_config& listener_;
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
-  std::uint64_t connection_;
-  std::string id_;
-  std::string remote_ip_;
-  std::uint16_t remote_port_ = 0;
-  state state_ = state::handshake;
+  client_state state_ = client_state::handshake;
 
   std::string read_buf_;
   std::size_t read_len_ = 0;

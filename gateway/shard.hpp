@@ -4,11 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
-#include "gateway/client_session.hpp"
+#include "gateway/client_directory.hpp"
+#include "gateway/command_executor.hpp"
+#include "gateway/event_router.hpp"
+#include "gateway/session_events.hpp"
 #include "gwx/link/v1/link.pb.h"
 
 namespace gwx::gateway {
@@ -16,7 +17,7 @@ namespace gwx::gateway {
 class gateway_server;
 class worker_link;
 
-/// A worker link as one shard sees it.
+/// A worker link as the gateway's worker set lists it.
 struct worker_ref {
   std::uint64_t id = 0;
   std::shared_ptr<worker_link> link;
@@ -24,17 +25,12 @@ struct worker_ref {
   bool draining = false;
 };
 
-/// Event figures of one shard, for stats.
-struct event_counts {
-  std::uint64_t queued = 0;
-  std::uint64_t in_flight = 0;
-  std::uint64_t redelivered = 0;
-  std::uint64_t dropped = 0;
-};
-
-/// Everything one event loop owns: its clients, their uid and group indices, and its copy of
-/// the worker set. Every method runs on the shard's loop (others post to io()); no locks.
-class shard {
+/// What one event loop owns, as glue around its socket-free parts: the client_directory
+/// (clients, uid and group indices, queries), the event_router (workers, delivery, acks,
+/// queues) and the command_executor. Accepts sockets into client_sessions and hears from
+/// them through session_events. Every method runs on the shard's loop (others post to io());
+/// no locks.
+class shard final : public session_events {
  public:
   shard(gateway_server& server, unsigned index, asio::io_context& io);
 
@@ -44,15 +40,14 @@ class shard {
   /// A new client accepted on `listener`; the socket already belongs to this loop.
   void accept(const listener_config& listener, asio::ip::tcp::socket socket);
 
-  // Called by client_session.
-  void on_connected(client_session& c, const codec::ws::http_request* request,
-                    bool decision_required);
-  void on_message(client_session& c, std::string_view payload, bool binary);
-  void on_closed(client_session& c, const std::string& reason);
+  void on_connected(client_record& c, const codec::ws::http_request* request,
+                    bool decision_required) override;
+  void on_message(client_record& c, std::string_view payload, bool binary) override;
+  void on_closed(client_record& c, const std::string& reason) override;
 
   /// Replaces this shard's copy of the worker set: events a vanished worker did not
   /// acknowledge go to another worker (flagged redelivered), queued events go out.
-  void set_workers(std::vector<worker_ref> workers);
+  void set_workers(const std::vector<worker_ref>& workers);
 
   /// Acknowledgements from a worker for events of this shard's clients.
   void on_acks(const std::vector<std::uint64_t>& event_ids);
@@ -68,73 +63,36 @@ class shard {
   /// Stops taking client input and says goodbye to every client.
   void shutdown(const std::string& goodbye);
   drain_state remaining() const;
-  bool has_workers() const { return !workers_.empty(); }
+  bool has_workers() const { return router_.has_workers(); }
 
   /// The shard an event id belongs to.
   static unsigned shard_of_event(std::uint64_t event_id) {
-    return static_cast<unsigned>(event_id & 0xff);
+    return event_router::loop_of_event(event_id);
   }
 
   /// Runs one command from a link (already routed to this shard). Returns the partial reply
   /// for queries; writes return an empty error or "offline".
-  void execute(const link::v1::Command& cmd, link::v1::Reply& reply);
+  void execute(const link::v1::Command& cmd, link::v1::Reply& reply) {
+    executor_.execute(cmd, reply);
+  }
 
-  /// Looks a client up by client_id; null when it is not held here.
-  client_session* find(const std::string& client_id);
-  /// Like find(), but also returns a client still waiting for its upgrade decision.
-  client_session* find_pending(const std::string& client_id);
+  /// A worker's answer to a client's upgrade that waits for one (ignored when it is gone).
+  void decide(const std::string& client_id, std::uint32_t http_status, const std::string& body);
 
-  event_counts events() const;
+  event_counts events() const { return router_.counts(); }
 
  private:
-  std::shared_ptr<link::v1::Frame> make_event(client_session& c, link::v1::EventKind kind);
-  /// Sends the event to the client's worker, or queues it; false when it had to be queued.
-  bool dispatch(client_session& c, event_ptr event);
-  /// The worker for the client's next event; null with `wait` set while the previous
-  /// (draining) worker still has unacknowledged events of it, null alone when none is linked.
-  const worker_ref* pick(client_session& c, bool& wait);
-  void send_to(client_session& c, const worker_ref& w, event_ptr event);
-  void hold(client_session& c, event_ptr event);
-  void flush_held(client_session& c);
-  void drop_held(client_session& c, std::size_t count, const char* why);
-  /// Removes a closed client once nothing of it awaits delivery.
-  void forget_if_done(client_session& c);
   void sweep();
-  void warn_queue(const char* what);
-  void fill_client(const client_session& c, link::v1::ClientInfo& info) const;
-  void join(client_session& c, const std::string& group);
-  void leave(client_session& c, const std::string& group);
-  /// Removes the client from every group it is in.
-  void leave_all(client_session& c);
-  void bind(client_session& c, const std::string& uid);
-  void unbind(client_session& c);
-  void query(const link::v1::Query& q, link::v1::QueryResult& r);
-  void warn_no_worker();
 
   gateway_server& server_;
   unsigned index_;
   asio::io_context& io_;
   std::uint64_t next_connection_ = 1;
-  std::unordered_map<std::uint64_t, std::shared_ptr<client_session>> clients_;
-  std::unordered_map<std::string, std::unordered_set<client_session*>> groups_;
-  std::unordered_map<std::string, std::unordered_set<client_session*>> uids_;
-  asio::steady_timer sweep_timer_;
-  std::unordered_set<std::uint64_t> waiting_;  ///< connections with held events
-  std::uint64_t redelivered_ = 0;
-  std::uint64_t dropped_ = 0;
-  /// Rate limit per kind of queue warning (keyed by the message's static text), so one kind
-  /// never hides another.
-  struct warning_state {
-    std::uint64_t count = 0;
-    std::chrono::steady_clock::time_point last_log{};
-  };
-  std::unordered_map<const char*, warning_state> queue_warnings_;
-  std::vector<worker_ref> workers_;
-  std::size_t next_worker_ = 0;
   std::uint64_t messages_in_ = 0;
-  std::uint64_t messages_out_ = 0;
-  std::uint64_t dropped_no_worker_ = 0;
-  std::chrono::steady_clock::time_point last_no_worker_log_{};
+  client_directory clients_;
+  event_router router_;
+  command_executor executor_;
+  asio::steady_timer sweep_timer_;
 };
 
 }  // namespace gwx::gateway

@@ -125,7 +125,7 @@ void worker_link::send(const link::v1::Frame& frame) {
   stream_->send(frame);
 }
 
-void worker_link::send_event(const std::shared_ptr<const link::v1::Frame>& frame) {
+void worker_link::send_event(const event_ptr& frame) {
   if (!stream_->is_open()) {
     // Kept by its shard until acknowledged: it goes to another worker when this link's
     // departure reaches the shards.
@@ -273,10 +273,7 @@ void worker_link::on_decision(const link::v1::ConnectDecision& d) {
   }
   auto& target = server_.shard_at(*shard_index);
   asio::post(target.io(), [&target, id = d.client_id(), status = d.http_status(), body = d.body()] {
-    // The client may be mid-handshake (not addressable yet): look it up by connection.
-    if (auto* c = target.find_pending(id)) {
-      c->on_connect_decision(status, body);
-    }
+    target.decide(id, status, body);
   });
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/metrics/counter.hpp"
 #include "common/net/link_stream.hpp"
+#include "gateway/client_event.hpp"
 #include "gwx/link/v1/link.pb.h"
 
 namespace gwx::gateway {
@@ -25,7 +26,7 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
 
   void start();
   /// Queues a client event (must be called on this link's loop).
-  void send_event(const std::shared_ptr<const link::v1::Frame>& frame);
+  void send_event(const event_ptr& frame);
   /// Asks the worker to drain (must be called on this link's loop).
   void request_drain(const std::string& reason);
   /// Queues any frame (must be called on this link's loop).

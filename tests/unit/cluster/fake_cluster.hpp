@@ -1,12 +1,14 @@
 #pragma once
 
 // An in-memory cluster behind the transport interface: gateways holding clients with uids,
-// groups and sessions, executing Commands and answering Queries the way gwx-gateway does, so the
-// Gateway API and the apps can be tested without sockets or threads. Everything runs
-// synchronously on the calling thread.
+// groups and sessions, so the Gateway API and the apps can be tested without sockets or
+// threads. Each fake gateway runs the gateway's own client_directory and command_executor;
+// its clients are fake ports that record what they receive. Everything runs synchronously on
+// the calling thread.
 
 #include <algorithm>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -16,11 +18,16 @@
 #include "common/cluster/gateway_api.hpp"
 #include "common/cluster/transport.hpp"
 #include "common/cluster/types.hpp"
+#include "common/codec/ws_frame.hpp"
+#include "gateway/client_directory.hpp"
+#include "gateway/command_executor.hpp"
 
 namespace gwx::fakes {
 
 class fake_cluster final : public cluster::transport {
  public:
+  /// What a test sees of a client: what it received, and (refreshed by find()) its
+  /// membership and session as its gateway holds them.
   struct client {
     std::string uid;
     std::set<std::string> groups;
@@ -30,21 +37,26 @@ class fake_cluster final : public cluster::transport {
     bool closed = false;
   };
   struct gateway {
+    gateway(std::string id_, std::string address_, std::uint64_t epoch)
+        : id(std::move(id_)), address(std::move(address_)), directory(epoch, 0) {}
+
     std::string id;
     std::string address;
     bool linked = true;
     /// Linked but never answers requests (a hung gateway).
     bool silent = false;
     std::map<std::string, client> clients;
+    gwx::gateway::listener_config listener;  ///< WebSocket framing, decoded by the fake ports
+    gwx::gateway::client_directory directory;
+    gwx::gateway::command_executor executor{directory};
   };
 
   /// Adds a gateway at "127.0.0.1:<port>" with `epoch`.
   gateway& add_gateway(std::uint16_t port, std::uint64_t epoch) {
     std::lock_guard lock(mutex_);
-    gateways_.push_back(std::make_unique<gateway>());
+    gateways_.push_back(
+        std::make_unique<gateway>(epoch_to_hex(epoch), "127.0.0.1:" + std::to_string(port), epoch));
     auto& g = *gateways_.back();
-    g.id = epoch_to_hex(epoch);
-    g.address = "127.0.0.1:" + std::to_string(port);
     epochs_[g.id] = epoch;
     return g;
   }
@@ -54,8 +66,14 @@ class fake_cluster final : public cluster::transport {
     std::lock_guard lock(mutex_);
     const auto port =
         static_cast<std::uint16_t>(std::stoi(g.address.substr(g.address.rfind(':') + 1)));
-    auto id = make_client_id("127.0.0.1", port, epochs_[g.id], ++next_connection_);
-    g.clients[id];
+    // Loop 0 of its gateway: the connection number's low byte.
+    const std::uint64_t connection = ++next_connection_ << 8;
+    auto id = make_client_id("127.0.0.1", port, epochs_[g.id], connection);
+    auto& c = g.clients[id];
+    auto p = std::make_shared<recording_port>(g.directory, c);
+    auto& record = g.directory.add(connection, id, g.listener, "127.0.0.1", 40000, p);
+    p->attach(record);
+    g.directory.announce(record);
     return id;
   }
 
@@ -155,252 +173,94 @@ class fake_cluster final : public cluster::transport {
   bool stopped() const override { return false; }
 
  private:
+  /// A client connection that records what it is sent (WebSocket frames, decoded) and closes
+  /// at once, leaving its uid and groups as a real client's close does.
+  class recording_port final : public gwx::gateway::client_port {
+   public:
+    recording_port(gwx::gateway::client_directory& directory, client& c)
+        : directory_(directory), c_(c) {}
+    void attach(gwx::gateway::client_record& record) { record_ = &record; }
+
+    gwx::gateway::client_state current_state() const override {
+      return c_.closed ? gwx::gateway::client_state::closed : gwx::gateway::client_state::open;
+    }
+    gwx::gateway::send_status send(const gwx::gateway::wire_bytes& bytes) override {
+      if (c_.closed) {
+        return gwx::gateway::send_status::closed;
+      }
+      std::string frame = *bytes;
+      codec::ws::frame_parser parser(frame.size(), codec::ws::role::client);
+      const auto ev = parser.next(frame.data(), frame.size());
+      c_.inbox.emplace_back(std::string(ev.data), ev.binary);
+      return gwx::gateway::send_status::ok;
+    }
+    void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override {
+      if (!c_.closed && final_message) {
+        c_.inbox.emplace_back(std::string(final_message->first), final_message->second);
+      }
+      close();
+    }
+    void destroy(const std::string&) override { close(); }
+    void close_with_reason(std::uint16_t, const std::string&) override { close(); }
+
+   private:
+    void close() {
+      if (!c_.closed) {
+        c_.closed = true;
+        directory_.forget_membership(*record_);
+      }
+    }
+
+    gwx::gateway::client_directory& directory_;
+    client& c_;
+    gwx::gateway::client_record* record_ = nullptr;
+  };
+
   static cluster::gateway_view view(const gateway& g) {
     return cluster::gateway_view{g.id, g.address, g.linked};
   }
 
   client* find_locked(const std::string& id) {
     for (auto& g : gateways_) {
-      if (auto it = g->clients.find(id); it != g->clients.end() && !it->second.closed) {
-        return &it->second;
+      auto it = g->clients.find(id);
+      if (it == g->clients.end() || it->second.closed) {
+        continue;
       }
+      // Mirror what the gateway holds, for the test to read.
+      auto& c = it->second;
+      if (const auto* r = g->directory.find(id)) {
+        c.uid = r->uid();
+        c.groups = std::set<std::string>(r->groups().begin(), r->groups().end());
+        c.session = r->session();
+        c.session_seq = r->session_seq();
+      }
+      return &c;
     }
     return nullptr;
   }
 
-  static message to_message(const link::v1::Message& m) { return message(m.data(), m.binary()); }
-
-  static void deliver(client& c, const link::v1::Message& m) {
-    if (!c.closed) {
-      c.inbox.push_back(to_message(m));
-    }
+  static void sort_unique(google::protobuf::RepeatedPtrField<std::string>& list) {
+    std::sort(list.begin(), list.end());
+    list.erase(std::unique(list.begin(), list.end()), list.end());
   }
 
-  // Runs one command on one gateway, as gwx-gateway would, and returns its reply.
+  // Runs one command on one gateway, as its link would, and returns its reply.
   link::v1::Reply execute(gateway& g, const link::v1::Command& cmd) {
     sent_.emplace_back(g.address, cmd);
     link::v1::Reply reply;
     reply.set_request_id(cmd.request_id());
-    const auto held = [&g](const std::string& id) -> client* {
-      const auto it = g.clients.find(id);
-      return it == g.clients.end() || it->second.closed ? nullptr : &it->second;
-    };
-    using C = link::v1::Command;
-    switch (cmd.op_case()) {
-      case C::kSendToClients:
-        for (const auto& id : cmd.send_to_clients().client_ids()) {
-          if (auto* c = held(id)) {
-            deliver(*c, cmd.send_to_clients().message());
-          }
-        }
-        break;
-      case C::kSendToAll: {
-        const auto& op = cmd.send_to_all();
-        const std::set<std::string> only(op.only_client_ids().begin(), op.only_client_ids().end());
-        const std::set<std::string> ex(op.exclude_client_ids().begin(),
-                                       op.exclude_client_ids().end());
-        for (auto& [id, c] : g.clients) {
-          if ((only.empty() || only.count(id) != 0) && ex.count(id) == 0) {
-            deliver(c, op.message());
-          }
-        }
-        break;
-      }
-      case C::kSendToGroups: {
-        const auto& op = cmd.send_to_groups();
-        const std::set<std::string> ex(op.exclude_client_ids().begin(),
-                                       op.exclude_client_ids().end());
-        for (auto& [id, c] : g.clients) {
-          const bool member =
-              std::any_of(op.groups().begin(), op.groups().end(),
-                          [&c](const std::string& grp) { return c.groups.count(grp) != 0; });
-          if (member && ex.count(id) == 0) {
-            deliver(c, op.message());
-          }
-        }
-        break;
-      }
-      case C::kSendToUids: {
-        const auto& op = cmd.send_to_uids();
-        for (auto& [id, c] : g.clients) {
-          if (!c.uid.empty() &&
-              std::find(op.uids().begin(), op.uids().end(), c.uid) != op.uids().end()) {
-            deliver(c, op.message());
-          }
-        }
-        break;
-      }
-      case C::kBindUid:
-        if (auto* c = held(cmd.bind_uid().client_id())) {
-          c->uid = cmd.bind_uid().uid();
-        } else if (cmd.request_id() != 0) {
-          reply.set_error("offline");
-        }
-        break;
-      case C::kUnbindUid:
-        if (auto* c = held(cmd.unbind_uid().client_id())) {
-          c->uid.clear();
-        }
-        break;
-      case C::kJoinGroup:
-        if (auto* c = held(cmd.join_group().client_id())) {
-          c->groups.insert(cmd.join_group().group());
-        }
-        break;
-      case C::kLeaveGroup:
-        if (auto* c = held(cmd.leave_group().client_id())) {
-          c->groups.erase(cmd.leave_group().group());
-        }
-        break;
-      case C::kUngroup:
-        for (auto& [id, c] : g.clients) {
-          c.groups.erase(cmd.ungroup().group());
-        }
-        break;
-      case C::kSessionWrite:
-        if (auto* c = held(cmd.session_write().client_id())) {
-          const auto& w = cmd.session_write();
-          if (!w.merge()) {
-            c->session.clear();
-          }
-          for (const auto& [k, v] : w.session()) {
-            c->session[k] = v;
-          }
-          for (const auto& k : w.erase_keys()) {
-            c->session.erase(k);
-          }
-          c->session_seq = std::max(c->session_seq, w.writer_seq());
-        }
-        break;
-      case C::kCloseClient:
-        if (auto* c = held(cmd.close_client().client_id())) {
-          if (cmd.close_client().has_final_message() && !cmd.close_client().immediate()) {
-            deliver(*c, cmd.close_client().final_message());
-          }
-          c->closed = true;
-          c->uid.clear();
-          c->groups.clear();
-        }
-        break;
-      case C::kQuery:
-        answer(g, cmd.query(), *reply.mutable_result());
-        break;
-      default:
-        break;
+    g.executor.execute(cmd, reply);
+    // What the link adds when it merges its loops' parts.
+    auto& result = *reply.mutable_result();
+    sort_unique(*result.mutable_uids());
+    sort_unique(*result.mutable_groups());
+    if (cmd.has_query() && cmd.query().kind() == link::v1::QUERY_KIND_STATS) {
+      result.mutable_stats()->set_gateway_id(g.id);
+      result.mutable_stats()->set_internal_address(g.address);
+      result.clear_uids();
+      result.clear_groups();
     }
     return reply;
-  }
-
-  static void answer(gateway& g, const link::v1::Query& q, link::v1::QueryResult& r) {
-    const auto live = [&g](const std::string& id) -> client* {
-      const auto it = g.clients.find(id);
-      return it == g.clients.end() || it->second.closed ? nullptr : &it->second;
-    };
-    const auto first_group = q.groups_size() > 0 ? q.groups(0) : std::string();
-    const auto first_id = q.client_ids_size() > 0 ? q.client_ids(0) : std::string();
-    std::set<std::string> set;
-    switch (q.kind()) {
-      case link::v1::QUERY_KIND_ALL_CLIENT_COUNT:
-        for (auto& [id, c] : g.clients) {
-          r.set_count(r.count() + (c.closed ? 0 : 1));
-        }
-        break;
-      case link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS:
-        for (const auto& grp : q.groups()) {
-          auto& n = (*r.mutable_counts())[grp];
-          for (auto& [id, c] : g.clients) {
-            n += (!c.closed && c.groups.count(grp) != 0) ? 1 : 0;
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP:
-      case link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP:
-        for (auto& [id, c] : g.clients) {
-          if (!c.closed && c.groups.count(first_group) != 0) {
-            if (q.kind() == link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP) {
-              r.add_client_ids(id);
-            } else {
-              (*r.mutable_sessions())[id].mutable_values()->insert(c.session.begin(),
-                                                                   c.session.end());
-            }
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_ALL_CLIENT_IDS:
-        for (auto& [id, c] : g.clients) {
-          if (!c.closed) {
-            r.add_client_ids(id);
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_UIDS_BY_GROUP:
-      case link::v1::QUERY_KIND_ALL_UIDS:
-        for (auto& [id, c] : g.clients) {
-          if (!c.closed && !c.uid.empty() &&
-              (q.kind() == link::v1::QUERY_KIND_ALL_UIDS || c.groups.count(first_group) != 0)) {
-            set.insert(c.uid);
-          }
-        }
-        for (const auto& u : set) {
-          r.add_uids(u);
-        }
-        break;
-      case link::v1::QUERY_KIND_ALL_GROUP_IDS:
-        for (auto& [id, c] : g.clients) {
-          if (!c.closed) {
-            set.insert(c.groups.begin(), c.groups.end());
-          }
-        }
-        for (const auto& grp : set) {
-          r.add_groups(grp);
-        }
-        break;
-      case link::v1::QUERY_KIND_GROUPS_OF_CLIENT:
-        if (auto* c = live(first_id)) {
-          for (const auto& grp : c->groups) {
-            r.add_groups(grp);
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_SESSION:
-        if (auto* c = live(first_id)) {
-          (*r.mutable_sessions())[first_id].mutable_values()->insert(c->session.begin(),
-                                                                     c->session.end());
-        }
-        break;
-      case link::v1::QUERY_KIND_IS_ONLINE:
-        for (const auto& id : q.client_ids()) {
-          if (live(id) != nullptr) {
-            r.add_client_ids(id);
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS:
-        for (const auto& uid : q.uids()) {
-          for (auto& [id, c] : g.clients) {
-            if (!c.closed && c.uid == uid) {
-              (*r.mutable_clients_by_uid())[uid].add_values(id);
-            }
-          }
-        }
-        break;
-      case link::v1::QUERY_KIND_UID_OF_CLIENT:
-        if (auto* c = live(first_id); c != nullptr && !c->uid.empty()) {
-          r.add_uids(c->uid);
-        }
-        break;
-      case link::v1::QUERY_KIND_STATS: {
-        auto* s = r.mutable_stats();
-        s->set_gateway_id(g.id);
-        s->set_internal_address(g.address);
-        for (auto& [id, c] : g.clients) {
-          s->set_clients(s->clients() + (c.closed ? 0 : 1));
-        }
-        break;
-      }
-      default:
-        break;
-    }
   }
 
   std::mutex mutex_;

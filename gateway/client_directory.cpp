@@ -1,0 +1,272 @@
+#include "gateway/client_directory.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "common/client_id.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+void remove_from(std::unordered_map<std::string, std::unordered_set<client_record*>>& index,
+                 const std::string& key, client_record* c) {
+  if (auto it = index.find(key); it != index.end()) {
+    it->second.erase(c);
+    if (it->second.empty()) {
+      index.erase(it);
+    }
+  }
+}
+
+void add_session(link::v1::QueryResult& r, const client_record& c) {
+  auto& s = (*r.mutable_sessions())[c.id()];
+  s.mutable_values()->insert(c.session().begin(), c.session().end());
+}
+
+}  // namespace
+
+client_record::client_record(std::uint64_t connection, std::string id,
+                             const listener_config& listener, std::string remote_ip,
+                             std::uint16_t remote_port, std::shared_ptr<client_port> port)
+    : connection_(connection),
+      id_(std::move(id)),
+      listener_(&listener),
+      remote_ip_(std::move(remote_ip)),
+      remote_port_(remote_port),
+      port_(std::move(port)) {}
+
+client_directory::client_directory(std::uint64_t epoch, unsigned loop)
+    : epoch_(epoch), loop_(loop) {}
+
+client_record& client_directory::add(std::uint64_t connection, std::string id,
+                                     const listener_config& listener, std::string remote_ip,
+                                     std::uint16_t remote_port, std::shared_ptr<client_port> port) {
+  return clients_
+      .try_emplace(connection, connection, std::move(id), listener, std::move(remote_ip),
+                   remote_port, std::move(port))
+      .first->second;
+}
+
+void client_directory::erase(std::uint64_t connection) {
+  const auto it = clients_.find(connection);
+  if (it == clients_.end()) {
+    return;
+  }
+  forget_membership(it->second);
+  clients_.erase(it);
+}
+
+client_record* client_directory::find_pending(const std::string& client_id) {
+  const auto parts = parse_client_id(client_id);
+  if (!parts || parts->epoch != epoch_ || parts->loop() != loop_) {
+    return nullptr;
+  }
+  const auto it = clients_.find(parts->connection);
+  return it == clients_.end() || it->second.id() != client_id ? nullptr : &it->second;
+}
+
+client_record* client_directory::find(const std::string& client_id) {
+  auto* c = find_pending(client_id);
+  return c != nullptr && c->addressable() ? c : nullptr;
+}
+
+client_record* client_directory::find_connection(std::uint64_t connection) {
+  const auto it = clients_.find(connection);
+  return it == clients_.end() ? nullptr : &it->second;
+}
+
+std::size_t client_directory::addressable_count() const {
+  std::size_t n = 0;
+  for (const auto& [conn, c] : clients_) {
+    n += c.addressable() ? 1 : 0;
+  }
+  return n;
+}
+
+const std::unordered_set<client_record*>* client_directory::group(const std::string& name) const {
+  const auto it = groups_.find(name);
+  return it == groups_.end() ? nullptr : &it->second;
+}
+
+const std::unordered_set<client_record*>* client_directory::uid(const std::string& uid) const {
+  const auto it = uids_.find(uid);
+  return it == uids_.end() ? nullptr : &it->second;
+}
+
+void client_directory::bind(client_record& c, const std::string& uid) {
+  if (c.uid_ == uid) {
+    return;
+  }
+  unbind(c);
+  if (uid.empty()) {
+    return;
+  }
+  c.uid_ = uid;
+  uids_[uid].insert(&c);
+}
+
+void client_directory::unbind(client_record& c) {
+  if (c.uid_.empty()) {
+    return;
+  }
+  remove_from(uids_, c.uid_, &c);
+  c.uid_.clear();
+}
+
+void client_directory::join(client_record& c, const std::string& group) {
+  const auto it = std::lower_bound(c.groups_.begin(), c.groups_.end(), group);
+  if (it != c.groups_.end() && *it == group) {
+    return;
+  }
+  c.groups_.insert(it, group);
+  groups_[group].insert(&c);
+}
+
+void client_directory::leave(client_record& c, const std::string& group) {
+  const auto it = std::lower_bound(c.groups_.begin(), c.groups_.end(), group);
+  if (it == c.groups_.end() || *it != group) {
+    return;
+  }
+  // The index first: `group` may refer to the very string erased from c.groups_ below.
+  remove_from(groups_, group, &c);
+  c.groups_.erase(it);
+}
+
+void client_directory::ungroup(const std::string& group) {
+  const auto it = groups_.find(group);
+  if (it == groups_.end()) {
+    return;
+  }
+  const auto members = it->second;
+  const std::string name = group;  // `group` may be a member's own copy, erased below
+  for (auto* c : members) {
+    leave(*c, name);
+  }
+}
+
+void client_directory::leave_all(client_record& c) {
+  for (const auto& group : c.groups_) {
+    remove_from(groups_, group, &c);
+  }
+  c.groups_.clear();
+}
+
+void client_directory::forget_membership(client_record& c) {
+  unbind(c);
+  leave_all(c);
+}
+
+void client_directory::write_session(client_record& c, const link::v1::SessionWrite& op) {
+  if (!op.merge()) {
+    c.session_.clear();
+  }
+  for (const auto& [k, v] : op.session()) {
+    c.session_[k] = v;
+  }
+  for (const auto& k : op.erase_keys()) {
+    c.session_.erase(k);
+  }
+  c.session_seq_ = std::max(c.session_seq_, op.writer_seq());
+}
+
+void client_directory::query(const link::v1::Query& q, link::v1::QueryResult& r) {
+  const auto first = [](const auto& list) -> std::string {
+    return list.empty() ? std::string{} : list[0];
+  };
+  switch (q.kind()) {
+    case link::v1::QUERY_KIND_ALL_CLIENT_COUNT:
+      r.set_count(addressable_count());
+      break;
+    case link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS:
+      for (const auto& g : q.groups()) {
+        const auto* members = group(g);
+        (*r.mutable_counts())[g] = members == nullptr ? 0 : members->size();
+      }
+      break;
+    case link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP:
+      if (const auto* members = group(first(q.groups()))) {
+        for (const auto* c : *members) {
+          r.add_client_ids(c->id());
+        }
+      }
+      break;
+    case link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP:
+      if (const auto* members = group(first(q.groups()))) {
+        for (const auto* c : *members) {
+          add_session(r, *c);
+        }
+      }
+      break;
+    case link::v1::QUERY_KIND_ALL_CLIENT_IDS:
+      for (const auto& [conn, c] : clients_) {
+        if (c.addressable()) {
+          r.add_client_ids(c.id());
+        }
+      }
+      break;
+    case link::v1::QUERY_KIND_UIDS_BY_GROUP:
+      if (const auto* members = group(first(q.groups()))) {
+        std::set<std::string> uids;
+        for (const auto* c : *members) {
+          if (!c->uid().empty()) {
+            uids.insert(c->uid());
+          }
+        }
+        r.mutable_uids()->Add(uids.begin(), uids.end());
+      }
+      break;
+    case link::v1::QUERY_KIND_ALL_UIDS:
+    case link::v1::QUERY_KIND_STATS:
+      for (const auto& [uid, members] : uids_) {
+        r.add_uids(uid);
+      }
+      if (q.kind() == link::v1::QUERY_KIND_STATS) {
+        for (const auto& [group, members] : groups_) {
+          r.add_groups(group);
+        }
+        r.mutable_stats()->set_clients(addressable_count());
+      }
+      break;
+    case link::v1::QUERY_KIND_ALL_GROUP_IDS:
+      for (const auto& [group, members] : groups_) {
+        r.add_groups(group);
+      }
+      break;
+    case link::v1::QUERY_KIND_GROUPS_OF_CLIENT:
+      if (const auto* c = find(first(q.client_ids()))) {
+        r.mutable_groups()->Add(c->groups().begin(), c->groups().end());
+      }
+      break;
+    case link::v1::QUERY_KIND_SESSION:
+      if (const auto* c = find(first(q.client_ids()))) {
+        add_session(r, *c);
+      }
+      break;
+    case link::v1::QUERY_KIND_IS_ONLINE:
+      for (const auto& id : q.client_ids()) {
+        if (find(id) != nullptr) {
+          r.add_client_ids(id);
+        }
+      }
+      break;
+    case link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS:
+      for (const auto& u : q.uids()) {
+        if (const auto* members = uid(u)) {
+          auto& list = (*r.mutable_clients_by_uid())[u];
+          for (const auto* c : *members) {
+            list.add_values(c->id());
+          }
+        }
+      }
+      break;
+    case link::v1::QUERY_KIND_UID_OF_CLIENT:
+      if (const auto* c = find(first(q.client_ids())); c != nullptr && !c->uid().empty()) {
+        r.add_uids(c->uid());
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace gwx::gateway

@@ -1,0 +1,151 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gateway/client_port.hpp"
+#include "gateway/delivery_state.hpp"
+#include "gateway/listener_config.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::gateway {
+
+/// A client's session: key/value pairs kept at the gateway.
+using session_values = std::map<std::string, std::string>;
+
+/// One client as its loop knows it: identity, membership, session and delivery state, and the
+/// port that reaches its connection. Changed only through client_directory (membership,
+/// session) and event_router (delivery).
+class client_record {
+ public:
+  client_record(std::uint64_t connection, std::string id, const listener_config& listener,
+                std::string remote_ip, std::uint16_t remote_port,
+                std::shared_ptr<client_port> port);
+
+  std::uint64_t connection() const { return connection_; }
+  const std::string& id() const { return id_; }
+  const listener_config& listener() const { return *listener_; }
+  const std::string& remote_ip() const { return remote_ip_; }
+  std::uint16_t remote_port() const { return remote_port_; }
+
+  const std::string& uid() const { return uid_; }
+  /// Sorted.
+  const std::vector<std::string>& groups() const { return groups_; }
+  const session_values& session() const { return session_; }
+  /// Highest writer sequence of a session write applied.
+  std::uint64_t session_seq() const { return session_seq_; }
+
+  /// The worker has been told of this client (CONNECT sent); it will hear of its close.
+  bool announced() const { return announced_; }
+  client_state state() const { return port_->current_state(); }
+  bool closed() const { return state() == client_state::closed; }
+  /// Reachable by commands: announced and neither closing nor closed.
+  bool addressable() const {
+    if (!announced_) {
+      return false;
+    }
+    const auto s = state();
+    return s == client_state::open || s == client_state::deciding;
+  }
+
+  client_port& port() const { return *port_; }
+  delivery_state& delivery() { return delivery_; }
+  const delivery_state& delivery() const { return delivery_; }
+
+ private:
+  friend class client_directory;
+
+  std::uint64_t connection_;
+  std::string id_;
+  const listener_config* listener_;
+  std::string remote_ip_;
+  std::uint16_t remote_port_;
+  std::string uid_;
+  std::vector<std::string> groups_;
+  session_values session_;
+  std::uint64_t session_seq_ = 0;
+  bool announced_ = false;
+  std::shared_ptr<client_port> port_;
+  delivery_state delivery_;
+};
+
+/// One loop's clients with their uid and group indices; answers every query kind and applies
+/// membership and session writes. Lookups by client_id resolve ids of other gateways, earlier
+/// runs or other loops to "gone" (null). No sockets, no timers; one loop only, not thread-safe.
+class client_directory {
+ public:
+  /// `epoch` of this gateway process and `loop`: what a client_id must name to be found here.
+  client_directory(std::uint64_t epoch, unsigned loop);
+  client_directory(const client_directory&) = delete;
+  client_directory& operator=(const client_directory&) = delete;
+
+  /// Adds a client; the record lives until erase().
+  client_record& add(std::uint64_t connection, std::string id, const listener_config& listener,
+                     std::string remote_ip, std::uint16_t remote_port,
+                     std::shared_ptr<client_port> port);
+  /// Forgets a client (its membership first).
+  void erase(std::uint64_t connection);
+
+  /// An addressable client by client_id; null when gone or not held here.
+  client_record* find(const std::string& client_id);
+  /// Like find(), but also a client not announced or addressable yet (mid-handshake).
+  client_record* find_pending(const std::string& client_id);
+  /// By connection number (the key in event ids).
+  client_record* find_connection(std::uint64_t connection);
+
+  /// Every record, addressable or not.
+  template <typename F>
+  void for_each(F&& f) {
+    for (auto& [conn, c] : clients_) {
+      f(c);
+    }
+  }
+  template <typename F>
+  void for_each(F&& f) const {
+    for (const auto& [conn, c] : clients_) {
+      f(c);
+    }
+  }
+  std::size_t size() const { return clients_.size(); }
+  std::size_t addressable_count() const;
+
+  /// Members of a group / clients bound to a uid; null when none.
+  const std::unordered_set<client_record*>* group(const std::string& name) const;
+  const std::unordered_set<client_record*>* uid(const std::string& uid) const;
+
+  /// Marks the client as known to the workers (it becomes addressable once open).
+  void announce(client_record& c) { c.announced_ = true; }
+
+  /// Binds `uid` (one per client; an empty uid unbinds).
+  void bind(client_record& c, const std::string& uid);
+  void unbind(client_record& c);
+  void join(client_record& c, const std::string& group);
+  void leave(client_record& c, const std::string& group);
+  /// Removes every member from `group`.
+  void ungroup(const std::string& group);
+  /// Unbinds and leaves every group (the client closed).
+  void forget_membership(client_record& c);
+
+  /// Replaces (or merges into) the session, erases keys, keeps the highest writer sequence.
+  void write_session(client_record& c, const link::v1::SessionWrite& op);
+
+  /// Answers a query from this loop's clients. STATS: clients, uids and groups only.
+  void query(const link::v1::Query& q, link::v1::QueryResult& r);
+
+ private:
+  void leave_all(client_record& c);
+
+  std::uint64_t epoch_;
+  unsigned loop_;
+  std::unordered_map<std::uint64_t, client_record> clients_;
+  std::unordered_map<std::string, std::unordered_set<client_record*>> groups_;
+  std::unordered_map<std::string, std::unordered_set<client_record*>> uids_;
+};
+
+}  // namespace gwx::gateway

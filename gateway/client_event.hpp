@@ -1,0 +1,45 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::codec::ws {
+struct http_request;
+}
+
+namespace gwx::gateway {
+
+class client_record;
+
+/// A client event as built once and shared by its router (until acknowledged) and the link.
+/// The only place that names the link envelope's type: everything else goes through the
+/// functions below.
+using event_ptr = std::shared_ptr<const link::v1::Frame>;
+
+/// CONNECT: with the upgrade request of WebSocket clients (null for TCP listeners).
+event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
+                             const std::string& gateway_address,
+                             const codec::ws::http_request* request, bool decision_required);
+/// MESSAGE with its payload.
+event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
+                             const std::string& gateway_address, std::string_view payload,
+                             bool binary);
+/// CLOSE with its reason.
+event_ptr make_close_event(const client_record& c, std::uint64_t event_id,
+                           const std::string& gateway_address, const std::string& reason);
+
+/// The id the worker acknowledges the event with.
+std::uint64_t event_id_of(const event_ptr& event);
+/// Whether it is flagged as redelivered.
+bool is_redelivered(const event_ptr& event);
+/// Its size on the link, counted against queue bounds.
+std::size_t event_size(const event_ptr& event);
+/// A copy flagged as redelivered (the first worker vanished before acknowledging it).
+event_ptr redelivered_copy(const event_ptr& event);
+
+}  // namespace gwx::gateway

@@ -1,0 +1,176 @@
+#include "gateway/command_executor.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "gateway/outbound.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& s) {
+  return std::find(list.begin(), list.end(), s) != list.end();
+}
+
+/// Queues the message for `c`, framed for its listener; true when queued.
+bool deliver(client_record& c, encode_cache& cache) {
+  return c.port().send(cache.get(c.listener().kind)) == send_status::ok;
+}
+
+}  // namespace
+
+command_executor::command_executor(client_directory& clients, stats_filler fill_stats)
+    : clients_(clients), fill_stats_(std::move(fill_stats)) {}
+
+void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& reply) {
+  using link::v1::Command;
+  const auto offline = [&reply] { reply.set_error("offline"); };
+  // A send may close its client (slow-client policy), which changes the indices: every
+  // broadcast collects its targets first.
+  std::vector<client_record*> targets;
+  switch (cmd.op_case()) {
+    case Command::kSendToClients: {
+      const auto& op = cmd.send_to_clients();
+      encode_cache cache(op.message().data(), op.message().binary());
+      std::size_t sent = 0;
+      for (const auto& id : op.client_ids()) {
+        if (auto* c = clients_.find(id); c != nullptr && deliver(*c, cache)) {
+          ++sent;
+        }
+      }
+      messages_out_ += sent;
+      if (sent == 0) {
+        offline();
+      }
+      break;
+    }
+    case Command::kSendToAll: {
+      const auto& op = cmd.send_to_all();
+      encode_cache cache(op.message().data(), op.message().binary());
+      if (op.only_client_ids_size() > 0) {
+        for (const auto& id : op.only_client_ids()) {
+          if (auto* c = clients_.find(id); c != nullptr && !contains(op.exclude_client_ids(), id)) {
+            messages_out_ += deliver(*c, cache) ? 1 : 0;
+          }
+        }
+        break;
+      }
+      targets.reserve(clients_.size());
+      clients_.for_each([&](client_record& c) {
+        if (c.addressable() && !contains(op.exclude_client_ids(), c.id())) {
+          targets.push_back(&c);
+        }
+      });
+      for (auto* c : targets) {
+        messages_out_ += deliver(*c, cache) ? 1 : 0;
+      }
+      break;
+    }
+    case Command::kSendToGroups: {
+      const auto& op = cmd.send_to_groups();
+      encode_cache cache(op.message().data(), op.message().binary());
+      for (const auto& g : op.groups()) {
+        if (const auto* members = clients_.group(g)) {
+          targets.insert(targets.end(), members->begin(), members->end());
+        }
+      }
+      if (op.groups_size() > 1) {
+        std::sort(targets.begin(), targets.end());
+        targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+      }
+      for (auto* c : targets) {
+        if (!contains(op.exclude_client_ids(), c->id())) {
+          messages_out_ += deliver(*c, cache) ? 1 : 0;
+        }
+      }
+      break;
+    }
+    case Command::kSendToUids: {
+      const auto& op = cmd.send_to_uids();
+      encode_cache cache(op.message().data(), op.message().binary());
+      for (const auto& u : op.uids()) {
+        if (const auto* members = clients_.uid(u)) {
+          targets.insert(targets.end(), members->begin(), members->end());
+        }
+      }
+      for (auto* c : targets) {
+        messages_out_ += deliver(*c, cache) ? 1 : 0;
+      }
+      break;
+    }
+    case Command::kBindUid:
+      if (auto* c = clients_.find(cmd.bind_uid().client_id())) {
+        clients_.bind(*c, cmd.bind_uid().uid());
+      } else {
+        offline();
+      }
+      break;
+    case Command::kUnbindUid:
+      if (auto* c = clients_.find(cmd.unbind_uid().client_id())) {
+        clients_.unbind(*c);
+      } else {
+        offline();
+      }
+      break;
+    case Command::kJoinGroup:
+      if (auto* c = clients_.find(cmd.join_group().client_id())) {
+        if (!cmd.join_group().group().empty()) {
+          clients_.join(*c, cmd.join_group().group());
+        }
+      } else {
+        offline();
+      }
+      break;
+    case Command::kLeaveGroup:
+      if (auto* c = clients_.find(cmd.leave_group().client_id())) {
+        clients_.leave(*c, cmd.leave_group().group());
+      } else {
+        offline();
+      }
+      break;
+    case Command::kUngroup:
+      clients_.ungroup(cmd.ungroup().group());
+      break;
+    case Command::kSessionWrite:
+      if (auto* c = clients_.find(cmd.session_write().client_id())) {
+        clients_.write_session(*c, cmd.session_write());
+      } else {
+        offline();
+      }
+      break;
+    case Command::kCloseClient: {
+      const auto& op = cmd.close_client();
+      auto* c = clients_.find(op.client_id());
+      if (c == nullptr) {
+        offline();
+      } else if (op.immediate()) {
+        c->port().destroy("destroyed by a worker");
+      } else if (op.has_final_message()) {
+        c->port().close_gracefully(std::make_pair(std::string_view(op.final_message().data()),
+                                                  op.final_message().binary()));
+      } else {
+        c->port().close_gracefully(std::nullopt);
+      }
+      break;
+    }
+    case Command::kQuery: {
+      auto& result = *reply.mutable_result();
+      clients_.query(cmd.query(), result);
+      if (cmd.query().kind() == link::v1::QUERY_KIND_STATS) {
+        auto* stats = result.mutable_stats();
+        stats->set_messages_out(messages_out_);
+        if (fill_stats_) {
+          fill_stats_(*stats);
+        }
+      }
+      break;
+    }
+    case Command::kDrainWorker:  // handled by the link, never routed to a loop
+      break;
+    case Command::OP_NOT_SET:
+      reply.set_error("empty command");
+      break;
+  }
+}
+
+}  // namespace gwx::gateway

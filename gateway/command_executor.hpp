@@ -1,0 +1,34 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "gateway/client_directory.hpp"
+#include "gwx/link/v1/link.pb.h"
+
+namespace gwx::gateway {
+
+/// Runs link commands against one loop's client_directory: sends through each client's port
+/// (a broadcast is framed once per listener kind), applies membership, session and close
+/// commands, answers queries. No sockets; one loop only, not thread-safe.
+class command_executor {
+ public:
+  /// Adds what the directory does not know (messages in, event counts) to a STATS answer.
+  using stats_filler = std::function<void(link::v1::GatewayStats&)>;
+
+  explicit command_executor(client_directory& clients, stats_filler fill_stats = {});
+
+  /// Runs one command already routed to this loop and fills this loop's part of the reply:
+  /// the result of a query; "offline" when a write found none of its clients here.
+  void execute(const link::v1::Command& cmd, link::v1::Reply& reply);
+
+  /// Messages queued for clients so far.
+  std::uint64_t messages_out() const { return messages_out_; }
+
+ private:
+  client_directory& clients_;
+  stats_filler fill_stats_;
+  std::uint64_t messages_out_ = 0;
+};
+
+}  // namespace gwx::gateway

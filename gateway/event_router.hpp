@@ -1,0 +1,128 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "gateway/client_directory.hpp"
+#include "gateway/client_event.hpp"
+#include "gateway/gateway_metrics.hpp"
+
+namespace gwx::gateway {
+
+/// A worker link as one loop's router sees it. Implementations say how an event reaches the
+/// link (posting to the link's loop when it is another one).
+class worker_port {
+ public:
+  virtual ~worker_port() = default;
+  virtual std::uint64_t id() const = 0;
+  /// Draining: gets no new clients; its clients move on once it acknowledged their events.
+  virtual bool draining() const = 0;
+  /// Hands one event to the link (from the router's loop).
+  virtual void send_event(const event_ptr& event) = 0;
+};
+
+/// Event figures of one loop, for stats.
+struct event_counts {
+  std::uint64_t queued = 0;
+  std::uint64_t in_flight = 0;
+  std::uint64_t redelivered = 0;
+  std::uint64_t dropped = 0;
+};
+
+/// How events are delivered and how long they may wait for a worker.
+struct delivery_config {
+  /// at-least-once (false): keep each event until acknowledged and redeliver it elsewhere if
+  /// its worker goes away; at-most-once (true): forget it once handed to a link.
+  bool at_most_once = false;
+  /// Per-client bounds of events held while no worker can take them.
+  std::size_t queue_max_events = 1000;
+  std::size_t queue_max_bytes = 1 << 20;
+  std::chrono::milliseconds queue_max_age{60000};
+  /// Past a bound: close the client (true) or drop its oldest events (false).
+  bool queue_close_client = false;
+};
+
+/// Delivers one loop's client events to workers: a client sticks to one worker; new clients go
+/// round-robin to non-draining workers; events wait per client (bounded by count, bytes and
+/// age) while no worker can take them; sent events are kept until acknowledged and handed,
+/// flagged, to another worker if theirs vanishes; a client's order holds across a drain
+/// switch-over. Time comes in as `now`. No sockets or timers; one loop only, not thread-safe.
+class event_router {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  event_router(client_directory& clients, unsigned loop, delivery_config config,
+               const event_metrics& metrics);
+  event_router(const event_router&) = delete;
+  event_router& operator=(const event_router&) = delete;
+
+  /// The id of the client's next event: [connection without its loop byte][per-client
+  /// sequence, 16 bits][loop], so an acknowledgement finds its loop and client without a table.
+  std::uint64_t next_event_id(client_record& c);
+  /// The loop an event id belongs to.
+  static unsigned loop_of_event(std::uint64_t event_id) {
+    return static_cast<unsigned>(event_id & 0xff);
+  }
+
+  /// Sends the event to the client's worker, or holds it; false when it had to be held.
+  bool dispatch(client_record& c, event_ptr event, clock::time_point now);
+  /// Whether the client's next event can reach a worker now or once its previous (draining)
+  /// worker finished; false (and a rate-limited warning) when no worker is linked.
+  bool has_route(client_record& c, clock::time_point now);
+  /// Erases a closed client from the directory once nothing of it awaits delivery.
+  void forget_if_done(client_record& c);
+
+  /// Replaces the worker set: events a vanished worker did not acknowledge go to another
+  /// worker (flagged redelivered, before the client's held events), held events go out.
+  void set_workers(std::vector<std::shared_ptr<worker_port>> workers, clock::time_point now);
+  bool has_workers() const { return !workers_.empty(); }
+  /// Acknowledgements from a worker for events of this loop's clients.
+  void on_acks(const std::vector<std::uint64_t>& event_ids, clock::time_point now);
+  /// Applies the age bound to held events (called periodically).
+  void sweep(clock::time_point now);
+
+  /// Held plus unacknowledged events of every client.
+  std::size_t pending() const;
+  event_counts counts() const;
+
+ private:
+  struct worker_slot {
+    std::uint64_t id;
+    bool draining;
+    worker_port* port;
+  };
+  /// The worker for the client's next event; null with `wait` set while the previous
+  /// (draining) worker still has unacknowledged events of it, null alone when none is linked.
+  worker_port* pick(client_record& c, bool& wait);
+  void send_to(client_record& c, worker_port& w, event_ptr event, clock::time_point now);
+  void hold(client_record& c, event_ptr event, clock::time_point now);
+  void flush_held(client_record& c, clock::time_point now);
+  void drop_held(client_record& c, std::size_t count, const char* why, clock::time_point now);
+  bool linked(std::uint64_t worker_id) const;
+  void warn_queue(const char* what, clock::time_point now);
+
+  client_directory& clients_;
+  unsigned loop_;
+  delivery_config config_;
+  const event_metrics& metrics_;
+  std::vector<std::shared_ptr<worker_port>> ports_;
+  std::vector<worker_slot> workers_;
+  std::size_t next_worker_ = 0;
+  std::unordered_set<std::uint64_t> waiting_;  ///< connections with held events
+  std::uint64_t redelivered_ = 0;
+  std::uint64_t dropped_ = 0;
+  /// Rate limit per kind of queue warning (keyed by the message's static text), so one kind
+  /// never hides another.
+  struct warning_state {
+    std::uint64_t count = 0;
+    clock::time_point last_log{};
+  };
+  std::unordered_map<const char*, warning_state> queue_warnings_;
+};
+
+}  // namespace gwx::gateway

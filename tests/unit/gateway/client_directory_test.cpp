@@ -1,0 +1,251 @@
+// client_directory: lookup by client_id, membership indices, sessions and every query kind,
+// with fake client ports (no sockets).
+#include "gateway/client_directory.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/client_id.hpp"
+#include "tests/unit/gateway/fake_ports.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+using fakes::fake_client_port;
+
+constexpr std::uint64_t k_epoch = 0x1234;
+constexpr unsigned k_loop = 3;
+
+std::vector<std::string> sorted(const google::protobuf::RepeatedPtrField<std::string>& list) {
+  std::vector<std::string> out(list.begin(), list.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class ClientDirectoryTest : public ::testing::Test {
+ protected:
+  /// Adds a client (announced unless told otherwise) and returns it.
+  client_record& add(bool announced = true) {
+    const std::uint64_t connection = (++next_ << 8) | k_loop;
+    auto port = std::make_shared<fake_client_port>();
+    ports_.push_back(port);
+    auto& c = dir_.add(connection, id_of(connection), listener_, "10.0.0.1", 5000, port);
+    if (announced) {
+      dir_.announce(c);
+    }
+    return c;
+  }
+  static std::string id_of(std::uint64_t connection, std::uint64_t epoch = k_epoch) {
+    return make_client_id("127.0.0.1", 7800, epoch, connection);
+  }
+  link::v1::QueryResult query(link::v1::QueryKind kind, std::vector<std::string> client_ids = {},
+                              std::vector<std::string> groups = {},
+                              std::vector<std::string> uids = {}) {
+    link::v1::Query q;
+    q.set_kind(kind);
+    q.mutable_client_ids()->Add(client_ids.begin(), client_ids.end());
+    q.mutable_groups()->Add(groups.begin(), groups.end());
+    q.mutable_uids()->Add(uids.begin(), uids.end());
+    link::v1::QueryResult r;
+    dir_.query(q, r);
+    return r;
+  }
+  fake_client_port& port_of(const client_record& c) {
+    return static_cast<fake_client_port&>(c.port());
+  }
+
+  listener_config listener_;
+  client_directory dir_{k_epoch, k_loop};
+  std::vector<std::shared_ptr<fake_client_port>> ports_;
+  std::uint64_t next_ = 0;
+};
+
+TEST_F(ClientDirectoryTest, FindsItsClientsAndNothingElse) {
+  auto& a = add();
+  EXPECT_EQ(dir_.find(a.id()), &a);
+  EXPECT_EQ(dir_.find_connection(a.connection()), &a);
+  // The same connection under an earlier epoch (a previous run), on another loop, unknown
+  // connections and garbage all resolve to "gone".
+  EXPECT_EQ(dir_.find(id_of(a.connection(), k_epoch + 1)), nullptr);
+  EXPECT_EQ(dir_.find(id_of((a.connection() & ~0xffULL) | (k_loop + 1))), nullptr);
+  EXPECT_EQ(dir_.find(id_of((99 << 8) | k_loop)), nullptr);
+  EXPECT_EQ(dir_.find("not-a-client-id"), nullptr);
+  EXPECT_EQ(dir_.find(""), nullptr);
+}
+
+TEST_F(ClientDirectoryTest, OnlyAnnouncedOpenClientsAreAddressable) {
+  auto& pending = add(/*announced=*/false);
+  EXPECT_EQ(dir_.find(pending.id()), nullptr);
+  EXPECT_EQ(dir_.find_pending(pending.id()), &pending);
+
+  auto& deciding = add();
+  port_of(deciding).state = client_state::deciding;
+  EXPECT_EQ(dir_.find(deciding.id()), &deciding);
+
+  auto& closing = add();
+  port_of(closing).state = client_state::closing;
+  EXPECT_EQ(dir_.find(closing.id()), nullptr);
+  EXPECT_EQ(dir_.find_pending(closing.id()), &closing);
+  EXPECT_EQ(dir_.addressable_count(), 1U);
+  EXPECT_EQ(dir_.size(), 3U);
+}
+
+TEST_F(ClientDirectoryTest, BindsOneUidPerClientAndManyClientsPerUid) {
+  auto& a = add();
+  auto& b = add();
+  dir_.bind(a, "alice");
+  dir_.bind(b, "alice");
+  ASSERT_NE(dir_.uid("alice"), nullptr);
+  EXPECT_EQ(dir_.uid("alice")->size(), 2U);
+  dir_.bind(a, "bob");  // rebinding moves the client
+  EXPECT_EQ(a.uid(), "bob");
+  EXPECT_EQ(dir_.uid("alice")->size(), 1U);
+  EXPECT_EQ(dir_.uid("bob")->count(&a), 1U);
+  dir_.unbind(b);
+  EXPECT_EQ(dir_.uid("alice"), nullptr);
+  EXPECT_TRUE(b.uid().empty());
+  dir_.bind(a, "");  // an empty uid unbinds
+  EXPECT_EQ(dir_.uid("bob"), nullptr);
+  EXPECT_TRUE(a.uid().empty());
+}
+
+TEST_F(ClientDirectoryTest, GroupsAreSortedAndIndexed) {
+  auto& a = add();
+  auto& b = add();
+  dir_.join(a, "zz");
+  dir_.join(a, "aa");
+  dir_.join(a, "aa");  // twice is once
+  dir_.join(b, "aa");
+  EXPECT_EQ(a.groups(), (std::vector<std::string>{"aa", "zz"}));
+  EXPECT_EQ(dir_.group("aa")->size(), 2U);
+  dir_.leave(a, "aa");
+  dir_.leave(a, "never-joined");
+  EXPECT_EQ(a.groups(), (std::vector<std::string>{"zz"}));
+  EXPECT_EQ(dir_.group("aa")->size(), 1U);
+  // Leaving with the client's own copy of the name is safe.
+  dir_.leave(a, a.groups().front());
+  EXPECT_TRUE(a.groups().empty());
+  EXPECT_EQ(dir_.group("zz"), nullptr);
+
+  dir_.join(a, "aa");
+  dir_.ungroup("aa");
+  EXPECT_EQ(dir_.group("aa"), nullptr);
+  EXPECT_TRUE(a.groups().empty());
+  EXPECT_TRUE(b.groups().empty());
+}
+
+TEST_F(ClientDirectoryTest, ForgettingMembershipAndErasingLeaveNoTraceInTheIndices) {
+  auto& a = add();
+  auto& b = add();
+  dir_.bind(a, "alice");
+  dir_.join(a, "g");
+  dir_.join(b, "g");
+  dir_.forget_membership(a);
+  EXPECT_TRUE(a.uid().empty());
+  EXPECT_TRUE(a.groups().empty());
+  EXPECT_EQ(dir_.uid("alice"), nullptr);
+  EXPECT_EQ(dir_.group("g")->size(), 1U);
+
+  const auto id = b.id();
+  dir_.erase(b.connection());
+  EXPECT_EQ(dir_.group("g"), nullptr);
+  EXPECT_EQ(dir_.find_pending(id), nullptr);
+  EXPECT_EQ(dir_.size(), 1U);
+}
+
+TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSequence) {
+  auto& a = add();
+  link::v1::SessionWrite w;
+  (*w.mutable_session())["color"] = "blue";
+  (*w.mutable_session())["size"] = "L";
+  w.set_writer_seq(5);
+  dir_.write_session(a, w);
+  EXPECT_EQ(a.session(), (session_values{{"color", "blue"}, {"size", "L"}}));
+  EXPECT_EQ(a.session_seq(), 5U);
+
+  link::v1::SessionWrite merge;
+  merge.set_merge(true);
+  (*merge.mutable_session())["color"] = "red";
+  merge.add_erase_keys("size");
+  merge.set_writer_seq(3);  // an older writer: the sequence stays
+  dir_.write_session(a, merge);
+  EXPECT_EQ(a.session(), (session_values{{"color", "red"}}));
+  EXPECT_EQ(a.session_seq(), 5U);
+
+  link::v1::SessionWrite replace;
+  (*replace.mutable_session())["only"] = "this";
+  replace.set_writer_seq(9);
+  dir_.write_session(a, replace);
+  EXPECT_EQ(a.session(), (session_values{{"only", "this"}}));
+  EXPECT_EQ(a.session_seq(), 9U);
+}
+
+TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
+  auto& a = add();
+  auto& b = add();
+  auto& c = add();
+  auto& closing = add();
+  dir_.bind(a, "alice");
+  dir_.bind(b, "bob");
+  dir_.bind(c, "alice");
+  dir_.join(a, "g1");
+  dir_.join(b, "g1");
+  dir_.join(b, "g2");
+  link::v1::SessionWrite w;
+  (*w.mutable_session())["k"] = "v";
+  dir_.write_session(b, w);
+  port_of(closing).state = client_state::closing;
+
+  using link::v1::QueryKind;
+  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).count(), 3U);
+
+  const auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"g1", "g2", "none"});
+  EXPECT_EQ(counts.counts().at("g1"), 2U);
+  EXPECT_EQ(counts.counts().at("g2"), 1U);
+  EXPECT_EQ(counts.counts().at("none"), 0U);
+
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {"g1"}).client_ids()),
+            (std::vector<std::string>{std::min(a.id(), b.id()), std::max(a.id(), b.id())}));
+
+  const auto sessions = query(link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {"g2"});
+  ASSERT_EQ(sessions.sessions_size(), 1);
+  EXPECT_EQ(sessions.sessions().at(b.id()).values().at("k"), "v");
+
+  auto all = sorted(query(link::v1::QUERY_KIND_ALL_CLIENT_IDS).client_ids());
+  std::vector<std::string> expected{a.id(), b.id(), c.id()};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);
+
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_UIDS_BY_GROUP, {}, {"g1"}).uids()),
+            (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_ALL_UIDS).uids()),
+            (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).groups()),
+            (std::vector<std::string>{"g1", "g2"}));
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_GROUPS_OF_CLIENT, {b.id()}).groups()),
+            (std::vector<std::string>{"g1", "g2"}));
+  EXPECT_EQ(query(link::v1::QUERY_KIND_SESSION, {b.id()}).sessions().at(b.id()).values().at("k"),
+            "v");
+  EXPECT_EQ(query(link::v1::QUERY_KIND_SESSION, {closing.id()}).sessions_size(), 0);
+
+  const auto online =
+      query(link::v1::QUERY_KIND_IS_ONLINE, {a.id(), closing.id(), id_of(1 << 8, 99)});
+  EXPECT_EQ(sorted(online.client_ids()), (std::vector<std::string>{a.id()}));
+
+  const auto by_uid = query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {}, {"alice", "nobody"});
+  EXPECT_EQ(by_uid.clients_by_uid().at("alice").values_size(), 2);
+  EXPECT_EQ(by_uid.clients_by_uid().count("nobody"), 0U);
+
+  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_UID_OF_CLIENT, {c.id()}).uids()),
+            (std::vector<std::string>{"alice"}));
+  EXPECT_EQ(query(link::v1::QUERY_KIND_UID_OF_CLIENT, {closing.id()}).uids_size(), 0);
+
+  const auto stats = query(link::v1::QUERY_KIND_STATS);
+  EXPECT_EQ(stats.stats().clients(), 3U);
+  EXPECT_EQ(sorted(stats.uids()), (std::vector<std::string>{"alice", "bob"}));
+  EXPECT_EQ(sorted(stats.groups()), (std::vector<std::string>{"g1", "g2"}));
+}
+
+}  // namespace
+}  // namespace gwx::gateway

@@ -1,0 +1,230 @@
+// command_executor: link commands run against a client_directory of fake client ports.
+#include "gateway/command_executor.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/client_id.hpp"
+#include "tests/unit/gateway/fake_ports.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+using fakes::fake_client_port;
+
+constexpr std::uint64_t k_epoch = 0x77;
+
+class CommandExecutorTest : public ::testing::Test {
+ protected:
+  CommandExecutorTest() {
+    ws_.kind = framing::websocket;
+    line_.kind = framing::line;
+  }
+
+  /// An open, announced client on `listener`; returns its port.
+  std::pair<client_record*, fake_client_port*> add(const listener_config& listener) {
+    const std::uint64_t connection = ++next_ << 8;
+    auto port = std::make_shared<fake_client_port>();
+    auto& c = dir_.add(connection, make_client_id("127.0.0.1", 7800, k_epoch, connection), listener,
+                       "10.0.0.1", 5000, port);
+    dir_.announce(c);
+    return {&c, port.get()};
+  }
+  link::v1::Reply run(const link::v1::Command& cmd) {
+    link::v1::Reply reply;
+    exec_.execute(cmd, reply);
+    return reply;
+  }
+  static link::v1::Command to_clients(const std::vector<std::string>& ids,
+                                      const std::string& text) {
+    link::v1::Command cmd;
+    auto* op = cmd.mutable_send_to_clients();
+    op->mutable_client_ids()->Add(ids.begin(), ids.end());
+    op->mutable_message()->set_data(text);
+    return cmd;
+  }
+
+  listener_config ws_;
+  listener_config line_;
+  client_directory dir_{k_epoch, 0};
+  int stats_calls_ = 0;
+  command_executor exec_{dir_, [this](link::v1::GatewayStats& s) {
+                           ++stats_calls_;
+                           s.set_messages_in(42);
+                         }};
+  std::uint64_t next_ = 0;
+};
+
+TEST_F(CommandExecutorTest, SendsToNamedClientsAndSaysOfflineWhenNoneIsHere) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  EXPECT_EQ(run(to_clients({a->id(), b->id()}, "hi")).error(), "");
+  EXPECT_EQ(pa->texts(), std::vector<std::string>{"hi\n"});
+  EXPECT_EQ(pb->texts(), std::vector<std::string>{"hi\n"});
+  EXPECT_EQ(exec_.messages_out(), 2U);
+
+  const auto stale = make_client_id("127.0.0.1", 7800, k_epoch + 1, a->connection());
+  EXPECT_EQ(run(to_clients({stale}, "x")).error(), "offline");
+  pa->state = client_state::closing;
+  EXPECT_EQ(run(to_clients({a->id()}, "x")).error(), "offline");
+  EXPECT_EQ(pa->sent.size(), 1U);
+}
+
+TEST_F(CommandExecutorTest, ABroadcastIsFramedOncePerListenerKind) {
+  auto [a, pa] = add(ws_);
+  auto [b, pb] = add(ws_);
+  auto [c, pc] = add(line_);
+  link::v1::Command cmd;
+  cmd.mutable_send_to_all()->mutable_message()->set_data("all");
+  run(cmd);
+  ASSERT_EQ(pa->sent.size(), 1U);
+  ASSERT_EQ(pb->sent.size(), 1U);
+  ASSERT_EQ(pc->sent.size(), 1U);
+  EXPECT_EQ(pa->sent[0].get(), pb->sent[0].get());  // the same buffer, shared
+  EXPECT_EQ(*pa->sent[0], std::string("\x81\x03"
+                                      "all",
+                                      5));
+  EXPECT_EQ(*pc->sent[0], "all\n");
+  EXPECT_EQ(exec_.messages_out(), 3U);
+}
+
+TEST_F(CommandExecutorTest, SendToAllHonoursOnlyAndExclude) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  auto [c, pc] = add(line_);
+  link::v1::Command cmd;
+  cmd.mutable_send_to_all()->mutable_message()->set_data("m");
+  cmd.mutable_send_to_all()->add_exclude_client_ids(b->id());
+  run(cmd);
+  EXPECT_EQ(pa->sent.size(), 1U);
+  EXPECT_TRUE(pb->sent.empty());
+  EXPECT_EQ(pc->sent.size(), 1U);
+
+  cmd.mutable_send_to_all()->add_only_client_ids(b->id());
+  cmd.mutable_send_to_all()->add_only_client_ids(c->id());
+  run(cmd);
+  EXPECT_EQ(pa->sent.size(), 1U);
+  EXPECT_TRUE(pb->sent.empty());
+  EXPECT_EQ(pc->sent.size(), 2U);
+}
+
+TEST_F(CommandExecutorTest, GroupAndUidSendsReachEachMemberOnce) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  auto [c, pc] = add(line_);
+  dir_.join(*a, "g1");
+  dir_.join(*a, "g2");
+  dir_.join(*b, "g2");
+  dir_.join(*c, "g2");
+  link::v1::Command cmd;
+  auto* op = cmd.mutable_send_to_groups();
+  op->add_groups("g1");
+  op->add_groups("g2");
+  op->add_exclude_client_ids(c->id());
+  op->mutable_message()->set_data("g");
+  run(cmd);
+  EXPECT_EQ(pa->texts(), std::vector<std::string>{"g\n"});
+  EXPECT_EQ(pb->texts(), std::vector<std::string>{"g\n"});
+  EXPECT_TRUE(pc->sent.empty());
+
+  dir_.bind(*b, "bob");
+  dir_.bind(*c, "bob");
+  link::v1::Command to_uid;
+  to_uid.mutable_send_to_uids()->add_uids("bob");
+  to_uid.mutable_send_to_uids()->add_uids("nobody");
+  to_uid.mutable_send_to_uids()->mutable_message()->set_data("u");
+  run(to_uid);
+  EXPECT_EQ(pa->sent.size(), 1U);
+  EXPECT_EQ(pb->texts(), (std::vector<std::string>{"g\n", "u\n"}));
+  EXPECT_EQ(pc->texts(), std::vector<std::string>{"u\n"});
+}
+
+TEST_F(CommandExecutorTest, MessagesDroppedBySlowClientsAreNotCounted) {
+  add(line_);
+  add(line_).second->answer = send_status::dropped;
+  link::v1::Command cmd;
+  cmd.mutable_send_to_all()->mutable_message()->set_data("m");
+  run(cmd);
+  EXPECT_EQ(exec_.messages_out(), 1U);
+}
+
+TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
+  auto [a, pa] = add(line_);
+  link::v1::Command bind;
+  bind.mutable_bind_uid()->set_client_id(a->id());
+  bind.mutable_bind_uid()->set_uid("alice");
+  EXPECT_EQ(run(bind).error(), "");
+  EXPECT_EQ(a->uid(), "alice");
+
+  link::v1::Command join;
+  join.mutable_join_group()->set_client_id(a->id());
+  join.mutable_join_group()->set_group("g");
+  run(join);
+  join.mutable_join_group()->set_group("");  // an empty group is ignored
+  run(join);
+  EXPECT_EQ(a->groups(), std::vector<std::string>{"g"});
+
+  link::v1::Command write;
+  write.mutable_session_write()->set_client_id(a->id());
+  (*write.mutable_session_write()->mutable_session())["k"] = "v";
+  write.mutable_session_write()->set_writer_seq(2);
+  run(write);
+  EXPECT_EQ(a->session().at("k"), "v");
+  EXPECT_EQ(a->session_seq(), 2U);
+
+  link::v1::Command ungroup;
+  ungroup.mutable_ungroup()->set_group("g");
+  run(ungroup);
+  EXPECT_TRUE(a->groups().empty());
+
+  link::v1::Command unbind;
+  unbind.mutable_unbind_uid()->set_client_id(a->id());
+  run(unbind);
+  EXPECT_TRUE(a->uid().empty());
+
+  // Writes naming a client that is not here answer "offline".
+  const auto gone = make_client_id("127.0.0.1", 7800, k_epoch, 99 << 8);
+  bind.mutable_bind_uid()->set_client_id(gone);
+  EXPECT_EQ(run(bind).error(), "offline");
+  write.mutable_session_write()->set_client_id(gone);
+  EXPECT_EQ(run(write).error(), "offline");
+  EXPECT_EQ(run(link::v1::Command{}).error(), "empty command");
+}
+
+TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  auto [c, pc] = add(line_);
+  link::v1::Command close;
+  close.mutable_close_client()->set_client_id(a->id());
+  run(close);
+  close.mutable_close_client()->set_client_id(b->id());
+  close.mutable_close_client()->mutable_final_message()->set_data("bye");
+  run(close);
+  close.mutable_close_client()->set_client_id(c->id());
+  close.mutable_close_client()->set_immediate(true);
+  run(close);
+  EXPECT_EQ(pa->closes, std::vector<std::string>{"graceful"});
+  EXPECT_EQ(pb->closes, std::vector<std::string>{"graceful+bye"});
+  EXPECT_EQ(pc->closes, std::vector<std::string>{"destroy: destroyed by a worker"});
+  // Closing clients are no longer addressable.
+  EXPECT_EQ(run(close).error(), "offline");
+}
+
+TEST_F(CommandExecutorTest, StatsAddTheLoopsCounters) {
+  auto [a, pa] = add(line_);
+  run(to_clients({a->id()}, "x"));
+  link::v1::Command cmd;
+  cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_STATS);
+  const auto reply = run(cmd);
+  EXPECT_EQ(stats_calls_, 1);
+  EXPECT_EQ(reply.result().stats().clients(), 1U);
+  EXPECT_EQ(reply.result().stats().messages_out(), 1U);
+  EXPECT_EQ(reply.result().stats().messages_in(), 42U);
+
+  cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_ALL_CLIENT_COUNT);
+  EXPECT_EQ(run(cmd).result().count(), 1U);
+  EXPECT_EQ(stats_calls_, 1);
+}
+
+}  // namespace
+}  // namespace gwx::gateway

@@ -1,0 +1,251 @@
+// event_router: sticky workers, holding and bounds, acknowledgements, redelivery and drain
+// switch-over, with fake client and worker ports and time passed in (no sockets, no clock).
+#include "gateway/event_router.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/client_id.hpp"
+#include "tests/unit/gateway/fake_ports.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+using fakes::fake_client_port;
+using fakes::fake_worker_port;
+using namespace std::chrono_literals;
+
+constexpr std::uint64_t k_epoch = 0x99;
+constexpr unsigned k_loop = 2;
+
+class EventRouterTest : public ::testing::Test {
+ protected:
+  using ids = std::vector<std::uint64_t>;
+
+  client_record& add() {
+    const std::uint64_t connection = (++next_ << 8) | k_loop;
+    auto port = std::make_shared<fake_client_port>();
+    ports_.push_back(port);
+    auto& c = dir_.add(connection, make_client_id("127.0.0.1", 7800, k_epoch, connection),
+                       listener_, "10.0.0.1", 5000, port);
+    dir_.announce(c);
+    return c;
+  }
+  static fake_client_port& port_of(const client_record& c) {
+    return static_cast<fake_client_port&>(c.port());
+  }
+  /// Builds a message event of `c` and dispatches it; returns its id.
+  std::uint64_t send(client_record& c, const std::string& payload = "m") {
+    const auto id = router().next_event_id(c);
+    router().dispatch(c, make_message_event(c, id, "127.0.0.1:7800", payload, false), now_);
+    return id;
+  }
+  std::shared_ptr<fake_worker_port> worker(std::uint64_t id, bool draining = false) {
+    return std::make_shared<fake_worker_port>(id, draining);
+  }
+  void set_workers(std::vector<std::shared_ptr<fake_worker_port>> workers) {
+    router().set_workers({workers.begin(), workers.end()}, now_);
+  }
+  event_router& router() {
+    if (!router_) {
+      router_ = std::make_unique<event_router>(dir_, k_loop, config_, metrics_);
+    }
+    return *router_;
+  }
+
+  delivery_config config_;
+  event_metrics metrics_;
+  listener_config listener_;
+  client_directory dir_{k_epoch, k_loop};
+  std::unique_ptr<event_router> router_;
+  std::vector<std::shared_ptr<fake_client_port>> ports_;
+  std::uint64_t next_ = 0;
+  event_router::clock::time_point now_{std::chrono::hours(1)};
+};
+
+TEST_F(EventRouterTest, EventIdsNameTheirLoopAndClient) {
+  auto& a = add();
+  const auto first = router().next_event_id(a);
+  const auto second = router().next_event_id(a);
+  EXPECT_NE(first, second);
+  EXPECT_EQ(event_router::loop_of_event(first), k_loop);
+  EXPECT_EQ(((first >> 24) << 8) | k_loop, a.connection());
+}
+
+TEST_F(EventRouterTest, AClientSticksToOneWorkerAndNewClientsTakeTurns) {
+  auto w1 = worker(1);
+  auto w2 = worker(2);
+  set_workers({w1, w2});
+  auto& a = add();
+  auto& b = add();
+  const auto a1 = send(a);
+  const auto b1 = send(b);
+  const auto a2 = send(a);
+  EXPECT_EQ(w1->ids(), (ids{a1, a2}));
+  EXPECT_EQ(w2->ids(), (ids{b1}));
+  EXPECT_EQ(a.delivery().worker_id(), 1U);
+  EXPECT_EQ(a.delivery().unacked_count(), 2U);
+}
+
+TEST_F(EventRouterTest, DrainingWorkersGetNoNewClients) {
+  auto draining = worker(1, true);
+  auto live = worker(2);
+  set_workers({draining, live});
+  auto& a = add();
+  auto& b = add();
+  send(a);
+  send(b);
+  EXPECT_TRUE(draining->events.empty());
+  EXPECT_EQ(live->events.size(), 2U);
+}
+
+TEST_F(EventRouterTest, EventsWaitForAWorkerAndGoOutInOrder) {
+  auto& a = add();
+  const auto e1 = send(a, "one");
+  const auto e2 = send(a, "two");
+  EXPECT_EQ(a.delivery().held_count(), 2U);
+  EXPECT_EQ(router().counts().queued, 2U);
+  auto w = worker(7);
+  set_workers({w});
+  EXPECT_EQ(w->ids(), (ids{e1, e2}));
+  EXPECT_EQ(a.delivery().held_count(), 0U);
+  EXPECT_EQ(router().counts().in_flight, 2U);
+}
+
+TEST_F(EventRouterTest, AcknowledgedEventsAreForgottenAndAClosedClientWithThem) {
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  router().on_acks({e1}, now_ + 5ms);
+  EXPECT_EQ(a.delivery().unacked_count(), 1U);
+  const auto connection = a.connection();
+  port_of(a).state = client_state::closed;
+  router().forget_if_done(a);  // e2 still unacknowledged: kept
+  ASSERT_NE(dir_.find_connection(connection), nullptr);
+  router().on_acks({e2, 12345}, now_ + 6ms);  // unknown ids are ignored
+  EXPECT_EQ(dir_.find_connection(connection), nullptr);
+  EXPECT_EQ(router().pending(), 0U);
+}
+
+TEST_F(EventRouterTest, AVanishedWorkersEventsAreRedeliveredFlaggedAndFirst) {
+  auto w1 = worker(1);
+  auto w2 = worker(2);
+  set_workers({w1});
+  auto& a = add();
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  router().on_acks({e1}, now_);
+  set_workers({});  // w1 is gone: e2 waits, then a new event behind it
+  const auto e3 = send(a);
+  set_workers({w2});
+  ASSERT_EQ(w2->ids(), (ids{e2, e3}));
+  EXPECT_TRUE(is_redelivered(w2->events[0]));
+  EXPECT_FALSE(is_redelivered(w2->events[1]));
+  EXPECT_EQ(router().counts().redelivered, 1U);
+  EXPECT_EQ(a.delivery().worker_id(), 2U);
+}
+
+TEST_F(EventRouterTest, AtMostOnceKeepsNothingAndRedeliversNothing) {
+  config_.at_most_once = true;
+  auto w1 = worker(1);
+  auto w2 = worker(2);
+  set_workers({w1});
+  auto& a = add();
+  send(a);
+  EXPECT_EQ(a.delivery().unacked_count(), 0U);
+  set_workers({w2});
+  EXPECT_TRUE(w2->events.empty());
+  EXPECT_EQ(router().counts().redelivered, 0U);
+}
+
+TEST_F(EventRouterTest, OrderHoldsAcrossADrainSwitchOver) {
+  auto w1 = worker(1);
+  set_workers({w1});
+  auto& a = add();
+  const auto e1 = send(a);
+  auto w2 = worker(2);
+  set_workers({worker(1, true), w2});
+  // w1 drains while e1 is unacknowledged: the next event waits rather than overtake it.
+  // (The draining port is a new object with w1's id; events would still reach w1's link.)
+  const auto e2 = send(a);
+  EXPECT_TRUE(w2->events.empty());
+  EXPECT_EQ(a.delivery().held_count(), 1U);
+  router().on_acks({e1}, now_);
+  EXPECT_EQ(w2->ids(), (ids{e2}));
+  EXPECT_EQ(w1->ids(), (ids{e1}));
+}
+
+TEST_F(EventRouterTest, NoRouteMeansNoWorkerAtAllButNotAFinishingOne) {
+  auto& a = add();
+  EXPECT_FALSE(router().has_route(a, now_));
+  set_workers({worker(1)});
+  send(a);
+  set_workers({worker(1, true)});
+  EXPECT_TRUE(router().has_route(a, now_));  // it waits for its draining worker
+}
+
+TEST_F(EventRouterTest, TheCountBoundDropsTheOldestEvents) {
+  config_.queue_max_events = 2;
+  auto& a = add();
+  send(a);
+  const auto e2 = send(a);
+  const auto e3 = send(a);
+  EXPECT_EQ(a.delivery().held_count(), 2U);
+  EXPECT_EQ(router().counts().dropped, 1U);
+  auto w = worker(1);
+  set_workers({w});
+  EXPECT_EQ(w->ids(), (ids{e2, e3}));
+  EXPECT_TRUE(port_of(a).closes.empty());
+}
+
+TEST_F(EventRouterTest, TheByteBoundWithTheClosePolicyClosesTheClient) {
+  config_.queue_max_bytes = 300;
+  config_.queue_close_client = true;
+  auto& a = add();
+  send(a, "small");
+  EXPECT_TRUE(port_of(a).closes.empty());
+  send(a, std::string(300, 'x'));
+  ASSERT_EQ(port_of(a).closes.size(), 1U);
+  EXPECT_EQ(port_of(a).closes[0].rfind("reason 1013: ", 0), 0U);
+  EXPECT_EQ(a.delivery().held_count(), 2U);  // nothing dropped: the worker sees them later
+  EXPECT_EQ(router().counts().dropped, 0U);
+}
+
+TEST_F(EventRouterTest, TheAgeSweepDropsOnlyEventsOlderThanTheBound) {
+  config_.queue_max_age = 1000ms;
+  auto& a = add();
+  send(a);
+  now_ += 600ms;
+  const auto young = send(a);
+  router().sweep(now_ + 300ms);
+  EXPECT_EQ(a.delivery().held_count(), 2U);
+  router().sweep(now_ + 500ms);
+  EXPECT_EQ(a.delivery().held_count(), 1U);
+  EXPECT_EQ(router().counts().dropped, 1U);
+  auto w = worker(1);
+  set_workers({w});
+  EXPECT_EQ(w->ids(), (ids{young}));
+}
+
+TEST_F(EventRouterTest, TheAgeSweepWithTheClosePolicyClosesAndAClosedClientIsForgotten) {
+  config_.queue_max_age = 1000ms;
+  config_.queue_close_client = true;
+  auto& a = add();
+  send(a);
+  router().sweep(now_ + 2s);
+  ASSERT_EQ(port_of(a).closes.size(), 1U);
+  EXPECT_EQ(port_of(a).closes[0].rfind("reason 1013: ", 0), 0U);
+
+  config_.queue_close_client = false;
+  router_.reset();
+  auto& b = add();
+  send(b);
+  const auto connection = b.connection();
+  port_of(b).state = client_state::closed;
+  router().sweep(now_ + 2s);  // its only event expired: nothing keeps it
+  EXPECT_EQ(dir_.find_connection(connection), nullptr);
+}
+
+}  // namespace
+}  // namespace gwx::gateway

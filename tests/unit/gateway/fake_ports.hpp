@@ -1,0 +1,87 @@
+#pragma once
+
+// Socket-free stand-ins for a client connection and a worker link, recording what the
+// gateway's per-loop parts do to them.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "gateway/client_directory.hpp"
+#include "gateway/event_router.hpp"
+
+namespace gwx::fakes {
+
+/// A client connection: records the bytes it is sent and how it was closed.
+class fake_client_port final : public gateway::client_port {
+ public:
+  gateway::client_state state = gateway::client_state::open;
+  /// What send() answers while open (ok, or dropped to act as a slow client).
+  gateway::send_status answer = gateway::send_status::ok;
+  std::vector<gateway::wire_bytes> sent;
+  /// "graceful", "graceful+<final message>", "destroy: <reason>", "reason <code>: <reason>".
+  std::vector<std::string> closes;
+
+  gateway::client_state current_state() const override { return state; }
+  gateway::send_status send(const gateway::wire_bytes& bytes) override {
+    if (state != gateway::client_state::open) {
+      return gateway::send_status::closed;
+    }
+    if (answer == gateway::send_status::ok) {
+      sent.push_back(bytes);
+    }
+    return answer;
+  }
+  void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override {
+    closes.push_back(final_message ? "graceful+" + std::string(final_message->first)
+                                   : std::string("graceful"));
+    state = gateway::client_state::closing;
+  }
+  void destroy(const std::string& reason) override {
+    closes.push_back("destroy: " + reason);
+    state = gateway::client_state::closed;
+  }
+  void close_with_reason(std::uint16_t ws_code, const std::string& reason) override {
+    closes.push_back("reason " + std::to_string(ws_code) + ": " + reason);
+    state = gateway::client_state::closing;
+  }
+
+  /// What it was sent, as text.
+  std::vector<std::string> texts() const {
+    std::vector<std::string> out;
+    for (const auto& b : sent) {
+      out.push_back(*b);
+    }
+    return out;
+  }
+};
+
+/// A worker link: records the events it is handed.
+class fake_worker_port final : public gateway::worker_port {
+ public:
+  explicit fake_worker_port(std::uint64_t id, bool draining = false)
+      : id_(id), draining_(draining) {}
+
+  std::uint64_t id() const override { return id_; }
+  bool draining() const override { return draining_; }
+  void send_event(const gateway::event_ptr& event) override { events.push_back(event); }
+
+  /// Ids of the events received, in order.
+  std::vector<std::uint64_t> ids() const {
+    std::vector<std::uint64_t> out;
+    for (const auto& e : events) {
+      out.push_back(gateway::event_id_of(e));
+    }
+    return out;
+  }
+
+  std::vector<gateway::event_ptr> events;
+
+ private:
+  std::uint64_t id_;
+  bool draining_;
+};
+
+}  // namespace gwx::fakes
