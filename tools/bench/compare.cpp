@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -52,6 +53,7 @@ class compare_run {
 
   int run() {
     const auto proto = opt_.base.url.proto;
+    load_at_start_ = load_average();
     for (const auto& phase : opt_.phases) {
       for (unsigned round = 1; round <= opt_.rounds; ++round) {
         for (const bool cluster : {false, true}) {
@@ -235,9 +237,13 @@ class compare_run {
     auto jnum = [](const std::optional<double>& v) {
       return v ? fixed(*v, 4) : std::string("null");
     };
+    const auto load_at_end = load_average();
     std::cout << "summary proto=" << protocol_name(proto) << " rounds=" << opt_.rounds
               << " conns=" << opt_.base.connections << " size=" << opt_.base.size
-              << " (medians; ratio = cluster / reference)\n";
+              << " (medians; ratio = cluster / reference); load average " << load_at_start_
+              << " at the start, " << load_at_end << " at the end\n";
+    json += ",\"load_average_start\":\"" + load_at_start_ + "\",\"load_average_end\":\"" +
+            load_at_end + "\"";
     for (const auto& phase : opt_.phases) {
       if (phase == "echo8" || phase == "echo1" || phase == "connect") {
         const auto ref = med(phase, false, rate);
@@ -245,12 +251,18 @@ class compare_run {
         const auto ref99 = med(phase, false, p99);
         const auto gw99 = med(phase, true, p99);
         const char* unit = phase == "connect" ? "conns/s" : "msgs/s";
+        const auto ref_cpu = med(phase, false, pid_figure("reference", false));
+        const auto gw_cpu = med(phase, true, pid_figure("gateway", false));
+        const auto wk_cpu = med(phase, true, pid_figure("worker", false));
         std::cout << "  " << phase << ": reference " << show(ref, 0) << " " << unit << " p99 "
                   << show(ref99, 3) << " ms | cluster " << show(gw, 0) << " " << unit << " p99 "
-                  << show(gw99, 3) << " ms | ratio " << show(ratio(gw, ref), 3) << "\n";
+                  << show(gw99, 3) << " ms | ratio " << show(ratio(gw, ref), 3) << "  [CPU us/"
+                  << (phase == "connect" ? "conn" : "msg") << " reference " << show(ref_cpu, 2)
+                  << ", gateway " << show(gw_cpu, 2) << ", worker " << show(wk_cpu, 2) << "]\n";
         json += ",\"" + phase + "\":{\"reference\":" + jnum(ref) + ",\"cluster\":" + jnum(gw) +
                 ",\"ratio\":" + jnum(ratio(gw, ref)) + ",\"reference_p99_ms\":" + jnum(ref99) +
-                ",\"cluster_p99_ms\":" + jnum(gw99) + "}";
+                ",\"cluster_p99_ms\":" + jnum(gw99) + ",\"reference_cpu_us\":" + jnum(ref_cpu) +
+                ",\"gateway_cpu_us\":" + jnum(gw_cpu) + ",\"worker_cpu_us\":" + jnum(wk_cpu) + "}";
       } else if (phase == "fanout") {
         const auto ref = med(phase, false, pid_figure("reference", false));
         const auto gw = med(phase, true, pid_figure("gateway", false));
@@ -289,7 +301,16 @@ class compare_run {
     std::cout.flush();
   }
 
+  /// The first three fields of /proc/loadavg: how busy the machine was.
+  static std::string load_average() {
+    std::ifstream in("/proc/loadavg");
+    std::string a, b, c;
+    in >> a >> b >> c;
+    return a + " " + b + " " + c;
+  }
+
   const compare_options& opt_;
+  std::string load_at_start_;
   std::map<std::string, std::map<bool, std::vector<run_result>>> results_;
   std::uint64_t errors_ = 0;
 };

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -179,6 +180,9 @@ int main(int argc, char** argv) {
   }
   const auto& mode = words[0];
   raise_file_limit();
+  // A peer that goes away while a write is pending is an error of that connection, not a
+  // reason to die (the reference server's writev has no MSG_NOSIGNAL).
+  std::signal(SIGPIPE, SIG_IGN);
   if (mode == "reference") {
     if (words.size() > 1) {
       gwx::die("gwx-bench", "reference takes no URL argument: use --listen / --broadcast", k_usage);
