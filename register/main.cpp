@@ -30,6 +30,19 @@ void grpc_log(gpr_log_func_args* args) {
               "grpc: {} ({}:{})", args->message, args->file, args->line);
 }
 
+// A whole number option within [low, high], or exit 2 naming it.
+std::size_t bounded(const gwx::po::variables_map& vm, const char* name, long long low,
+                    long long high) {
+  const auto value = vm[name].as<long long>();
+  if (value < low || value > high) {
+    gwx::die(
+        k_program,
+        std::string("--") + name + " must be " + std::to_string(low) + ".." + std::to_string(high),
+        2);
+  }
+  return static_cast<std::size_t>(value);
+}
+
 std::chrono::milliseconds positive_ms(const gwx::po::variables_map& vm, const char* name) {
   const auto value = vm[name].as<long long>();
   if (value < 1 || value > 24LL * 3600 * 1000) {
@@ -45,7 +58,7 @@ int main(int argc, char** argv) {
   gwx::option_parser parser(
       k_program,
       "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N] "
-      "[--metrics HOST:PORT]",
+      "[--max-gateways N] [--peer-rate N] [--metrics HOST:PORT]",
       "The gwx register: gateways keep a lease here (Heartbeat), workers and push clients watch\n"
       "the live set (Watch). Run several side by side for redundancy. On start it prints\n"
       "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one),\n"
@@ -61,14 +74,31 @@ int main(int argc, char** argv) {
       ("auth-window-s", gwx::po::value<long long>()->default_value(60)->value_name("N"),
        "with --token: how far a caller's proof time may be from this clock, in s (each proof is "
        "also good for one call of one method only)")
-      ("accept-legacy-auth", gwx::po::value<bool>()->default_value(false)->implicit_value(true)
-                                 ->value_name("BOOL"),
+      ("legacy-auth-window-s", gwx::po::value<long long>()->default_value(0)->value_name("N"),
        "with --token: also accept the older, replayable proofs (any method, reusable within "
-       "the window) of gateways and workers not yet upgraded; turn off once they are")
+       "N s) of gateways and workers not yet upgraded; 0 refuses them (set it back once they "
+       "are upgraded)")
       ("min-ttl-ms", gwx::po::value<long long>()->default_value(1000)->value_name("N"),
        "shortest lease granted, in ms; shorter requests are raised to it")
       ("max-ttl-ms", gwx::po::value<long long>()->default_value(60000)->value_name("N"),
        "longest lease granted, in ms; longer requests are cut to it")
+      ("max-gateways", gwx::po::value<long long>()->default_value(1024)->value_name("N"),
+       "most gateways held at once; a new one beyond it is refused (RESOURCE_EXHAUSTED), "
+       "renewals go on")
+      ("max-gateways-per-peer", gwx::po::value<long long>()->default_value(64)->value_name("N"),
+       "most gateways held for callers from one IP address (gateways behind one NAT share it)")
+      ("max-entry-bytes", gwx::po::value<long long>()->default_value(4096)->value_name("N"),
+       "largest gateway announcement accepted (id, address, name, listeners), in bytes; "
+       "at most 65536")
+      ("peer-rate", gwx::po::value<double>()->default_value(50)->value_name("N"),
+       "calls per second allowed from one IP address on average, all RPCs together "
+       "(a gateway makes one every third of its lease); 0: no limit")
+      ("peer-burst", gwx::po::value<double>()->default_value(100)->value_name("N"),
+       "calls allowed from one IP address at once, above the rate")
+      ("max-watch-backlog-bytes", gwx::po::value<long long>()->default_value(4 << 20)
+                                      ->value_name("N"),
+       "changes queued for one watcher that reads too slowly, in bytes; past it its stream is "
+       "cut and it resyncs from a fresh snapshot when it reconnects")
       ("metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
        "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
        "default: none, no metrics endpoint");
@@ -90,7 +120,17 @@ int main(int argc, char** argv) {
     gwx::die(k_program, "--auth-window-s must be 1..3600", 2);
   }
   config.auth_window = std::chrono::seconds(window);
-  config.accept_legacy_auth = vm["accept-legacy-auth"].as<bool>();
+  config.legacy_auth_window = std::chrono::seconds(bounded(vm, "legacy-auth-window-s", 0, 3600));
+  config.max_gateways = bounded(vm, "max-gateways", 1, 1000000);
+  config.max_gateways_per_peer = bounded(vm, "max-gateways-per-peer", 1, 1000000);
+  config.max_entry_bytes = bounded(vm, "max-entry-bytes", 256, 65536);
+  config.max_watch_backlog_bytes = bounded(vm, "max-watch-backlog-bytes", 65536, 1LL << 30);
+  config.peer_rate = vm["peer-rate"].as<double>();
+  config.peer_burst = vm["peer-burst"].as<double>();
+  if (!(config.peer_rate >= 0 && config.peer_rate <= 1e6) ||
+      !(config.peer_burst >= 1 && config.peer_burst <= 1e6)) {
+    gwx::die(k_program, "--peer-rate must be 0..1000000 and --peer-burst 1..1000000", 2);
+  }
   config.min_ttl = positive_ms(vm, "min-ttl-ms");
   config.max_ttl = positive_ms(vm, "max-ttl-ms");
   if (config.min_ttl > config.max_ttl) {
@@ -138,16 +178,20 @@ int main(int argc, char** argv) {
     std::cout << "listening metrics://" << exposer->address() << std::endl;
     spdlog::info("metrics at http://{}/metrics", exposer->address());
   }
-  spdlog::info("listening grpc://{} (token {}, lease {}..{} ms)", address,
-               config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count());
+  spdlog::info(
+      "listening grpc://{} (token {}, lease {}..{} ms, at most {} gateways, {} per address, "
+      "{} bytes each, {}/s per address{})",
+      address, config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count(),
+      config.max_gateways, config.max_gateways_per_peer, config.max_entry_bytes, config.peer_rate,
+      config.peer_rate > 0 ? "" : " (no limit)");
   if (config.token.empty()) {
     spdlog::warn(
         "OPEN REGISTER: no --token/GWX_TOKEN set, anyone who reaches {} can announce a fake "
         "gateway to every worker; set the same token on registers, gateways and workers",
         address);
-  } else if (config.accept_legacy_auth) {
+  } else if (config.legacy_auth_window.count() > 0) {
     spdlog::warn(
-        "--accept-legacy-auth: older replayable token proofs are accepted; turn it off "
+        "--legacy-auth-window-s: older replayable token proofs are accepted; set it to 0 "
         "once every gateway and worker is upgraded");
   }
 

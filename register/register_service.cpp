@@ -13,8 +13,6 @@ namespace gwx::registry {
 namespace {
 
 constexpr std::chrono::seconds k_rejection_log_interval{10};
-// Watch handlers re-check cancellation at least this often.
-constexpr std::chrono::seconds k_watch_poll{1};
 // Ceiling on the sweeper's sleep, so a new short lease is never swept late.
 constexpr std::chrono::milliseconds k_sweep_poll{250};
 
@@ -22,6 +20,8 @@ constexpr std::size_t k_max_id = 128;
 constexpr std::size_t k_max_text = 512;
 constexpr int k_max_listeners = 64;
 constexpr std::size_t k_max_lease_key = 128;
+// Bytes a repeated message field adds per element (tag and length) on top of the element.
+constexpr std::size_t k_repeated_overhead = 8;
 
 // Bounds what one gateway may make the register hold; returns the problem or nullptr.
 const char* invalid_info(const v1::GatewayInfo& info) {
@@ -50,15 +50,23 @@ std::string hash_lease_key(const std::string& key) {
   return key.empty() ? std::string() : link_auth::hmac_hex("gwx-register lease key", key);
 }
 
-std::string watcher_label(const grpc::ServerContext* context, const std::string& name) {
+std::string watcher_label(const grpc::ServerContextBase* context, const std::string& name) {
   return name.empty() ? context->peer() : name + " (" + context->peer() + ")";
 }
+
+// A Watch refused before it began.
+class refused_watch final : public grpc::ServerWriteReactor<v1::WatchEvent> {
+ public:
+  explicit refused_watch(grpc::Status status) { Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
 
 }  // namespace
 
 register_service::register_service(register_config config, metrics::registry* metrics)
     : config_(std::move(config)),
-      auth_(config_.token, config_.auth_window, config_.accept_legacy_auth) {
+      auth_(config_.token, config_.auth_window, config_.legacy_auth_window),
+      limiter_(config_.peer_rate, config_.peer_burst) {
   if (metrics != nullptr) {
     register_metrics(*metrics);
   }
@@ -88,7 +96,10 @@ void register_service::register_metrics(metrics::registry& reg) {
       {rejection::auth_stale, "auth_stale"},
       {rejection::auth_replayed, "auth_replayed"},
       {rejection::invalid_argument, "invalid_argument"},
+      {rejection::entry_too_large, "entry_too_large"},
       {rejection::not_owner, "not_owner"},
+      {rejection::rate_limited, "rate_limited"},
+      {rejection::too_many_gateways, "too_many_gateways"},
       {rejection::shutting_down, "shutting_down"}};
   for (const auto& [reason, label] : reasons) {
     rejected_[static_cast<std::size_t>(reason)] = rejected.with({label});
@@ -101,6 +112,10 @@ void register_service::register_metrics(metrics::registry& reg) {
       reg.add_callback_gauge("gwx_register_watchers", "Open Watch streams.").add({}, [this] {
         return static_cast<double>(watcher_count());
       }));
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_register_watch_backlog_bytes",
+                             "Bytes of changes queued for Watch streams, summed over streams.")
+          .add({}, [this] { return static_cast<double>(watch_backlog_bytes()); }));
 }
 
 register_service::~register_service() {
@@ -111,7 +126,9 @@ void register_service::shutdown() {
   {
     std::lock_guard lock(mutex_);
     shutting_down_ = true;
-    changed_.notify_all();
+    for (const auto& stream : watchers_) {
+      stream->end({grpc::StatusCode::UNAVAILABLE, "register shutting down"});
+    }
     sweeper_wake_.notify_all();
   }
   if (sweeper_.joinable()) {
@@ -126,10 +143,30 @@ std::size_t register_service::lease_count() const {
 
 std::size_t register_service::watcher_count() const {
   std::lock_guard lock(mutex_);
-  return watchers_.size();
+  return static_cast<std::size_t>(std::count_if(
+      watchers_.begin(), watchers_.end(), [](const auto& stream) { return !stream->done(); }));
 }
 
-grpc::Status register_service::authorize(grpc::ServerContext* context, const char* method) {
+std::size_t register_service::watch_backlog_bytes() const {
+  std::lock_guard lock(mutex_);
+  std::size_t bytes = 0;
+  for (const auto& stream : watchers_) {
+    bytes += stream->backlog_bytes();
+  }
+  return bytes;
+}
+
+grpc::Status register_service::admit(grpc::ServerContextBase* context, const char* method) {
+  // The rate first: it is the cheapest check, and it also bounds the HMACs a caller can cost.
+  if (!limiter_.allow(peer_host(context->peer()))) {
+    log_rejection(context->peer(), method, "too many calls from this address");
+    return reject(rejection::rate_limited,
+                  {grpc::StatusCode::RESOURCE_EXHAUSTED, "too many calls from this address"});
+  }
+  return authorize(context, method);
+}
+
+grpc::Status register_service::authorize(grpc::ServerContextBase* context, const char* method) {
   if (config_.token.empty()) {
     return grpc::Status::OK;
   }
@@ -187,25 +224,99 @@ void register_service::log_rejection(const std::string& peer, const char* method
                method, peer, reason, skipped);
 }
 
-void register_service::publish_locked(const v1::WatchEvent& event) {
-  for (const auto& queue : watchers_) {
-    if (queue->overflowed) {
-      continue;
-    }
-    if (queue->events.size() >= config_.max_watch_backlog) {
-      queue->overflowed = true;
-      queue->events.clear();
-      continue;
-    }
-    queue->events.push_back(event);
+void register_service::publish_locked(v1::WatchEvent event) {
+  snapshot_cache_.reset();
+  if (watchers_.empty()) {
+    return;
   }
-  changed_.notify_all();
+  const auto bytes = event.ByteSizeLong();
+  const auto change = std::make_shared<const watch_change>(watch_change{std::move(event), bytes});
+  for (const auto& stream : watchers_) {
+    if (!stream->push(change)) {
+      // Cut rather than hold more: it resyncs from a snapshot when it reconnects.
+      watch_overflows_.inc();
+      ++watch_overflow_count_;
+      spdlog::warn(
+          "watcher {} fell behind (more than {} events or {} bytes queued); stream ended, it "
+          "will resync",
+          stream->label(), config_.max_watch_backlog, config_.max_watch_backlog_bytes);
+    }
+  }
 }
 
-grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
+watch_stream::snapshot_ptr register_service::snapshot_locked() {
+  if (snapshot_cache_) {
+    return snapshot_cache_;
+  }
+  // The first piece is a `snapshot` with the total; the rest go as `added` events, which also
+  // reads right to a watcher that predates pieces.
+  v1::WatchEvent first;
+  auto* snapshot = first.mutable_snapshot();
+  snapshot->set_total(static_cast<std::uint32_t>(leases_.size()));
+  std::vector<v1::WatchEvent> rest;
+  std::size_t bytes = 0;
+  for (const auto& [id, entry] : leases_) {
+    const auto size = entry.info.ByteSizeLong() + k_repeated_overhead;
+    if (rest.empty() &&
+        (snapshot->gateways_size() == 0 || bytes + size <= config_.max_message_bytes)) {
+      bytes += size;
+      *snapshot->add_gateways() = entry.info;
+    } else {
+      *rest.emplace_back().mutable_added() = entry.info;
+    }
+  }
+  auto pieces = std::make_shared<std::vector<v1::WatchEvent>>();
+  pieces->reserve(rest.size() + 1);
+  pieces->push_back(std::move(first));
+  std::move(rest.begin(), rest.end(), std::back_inserter(*pieces));
+  snapshot_cache_ = std::move(pieces);
+  return snapshot_cache_;
+}
+
+void register_service::prune_watchers_locked() {
+  std::erase_if(watchers_, [](const auto& stream) { return stream->done(); });
+}
+
+void register_service::erase_locked(std::map<std::string, lease>::iterator it) {
+  if (auto count = per_peer_.find(it->second.peer); count != per_peer_.end()) {
+    if (--count->second == 0) {
+      per_peer_.erase(count);
+    }
+  }
+  v1::WatchEvent event;
+  *event.mutable_removed() = std::move(it->second.info);
+  leases_.erase(it);
+  publish_locked(std::move(event));
+}
+
+grpc::ServerUnaryReactor* register_service::Heartbeat(grpc::CallbackServerContext* context,
+                                                      const v1::HeartbeatRequest* request,
+                                                      v1::HeartbeatResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(heartbeat(context, request, response));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* register_service::Withdraw(grpc::CallbackServerContext* context,
+                                                     const v1::WithdrawRequest* request,
+                                                     v1::WithdrawResponse* /*response*/) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(withdraw(context, request));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* register_service::List(grpc::CallbackServerContext* context,
+                                                 const v1::ListRequest* request,
+                                                 v1::ListResponse* response) {
+  auto* reactor = context->DefaultReactor();
+  reactor->Finish(list(context, request, response));
+  return reactor;
+}
+
+grpc::Status register_service::heartbeat(grpc::ServerContextBase* context,
                                          const v1::HeartbeatRequest* request,
                                          v1::HeartbeatResponse* response) {
-  if (auto status = authorize(context, "Heartbeat"); !status.ok()) {
+  if (auto status = admit(context, "Heartbeat"); !status.ok()) {
     return status;
   }
   const auto& info = request->gateway();
@@ -216,6 +327,14 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
     return reject(rejection::invalid_argument,
                   {grpc::StatusCode::INVALID_ARGUMENT, "lease_key longer than 128 bytes"});
   }
+  if (info.ByteSizeLong() > config_.max_entry_bytes) {
+    log_rejection(context->peer(), "Heartbeat", "announcement larger than --max-entry-bytes");
+    return reject(rejection::entry_too_large,
+                  {grpc::StatusCode::INVALID_ARGUMENT, "announcement larger than " +
+                                                           std::to_string(config_.max_entry_bytes) +
+                                                           " bytes (--max-entry-bytes)"});
+  }
+  const auto peer = peer_host(context->peer());
   const auto asked =
       request->ttl_ms() == 0 ? config_.default_ttl : std::chrono::milliseconds(request->ttl_ms());
   const auto ttl = std::clamp(asked, config_.min_ttl, config_.max_ttl);
@@ -226,8 +345,24 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
   bool updated = false;
   {
     std::lock_guard lock(mutex_);
-    auto [it, inserted] = leases_.try_emplace(info.gateway_id());
-    if (!inserted && !owns(it->second, key_hash)) {
+    auto it = leases_.find(info.gateway_id());
+    const bool inserted = it == leases_.end();
+    if (inserted) {
+      const auto held = per_peer_.find(peer);
+      const char* full = nullptr;
+      if (leases_.size() >= config_.max_gateways) {
+        full = "register full (--max-gateways)";
+      } else if (held != per_peer_.end() && held->second >= config_.max_gateways_per_peer) {
+        full = "too many gateways from this address (--max-gateways-per-peer)";
+      }
+      if (full != nullptr) {
+        log_rejection(context->peer(), "Heartbeat", full);
+        return reject(rejection::too_many_gateways, {grpc::StatusCode::RESOURCE_EXHAUSTED, full});
+      }
+      it = leases_.try_emplace(info.gateway_id()).first;
+      it->second.peer = peer;
+      ++per_peer_[peer];
+    } else if (!owns(it->second, key_hash)) {
       log_rejection(context->peer(), "Heartbeat", "gateway_id bound to another lease key");
       return reject(rejection::not_owner,
                     {grpc::StatusCode::PERMISSION_DENIED,
@@ -240,7 +375,7 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
       it->second.info = info;
       v1::WatchEvent event;
       *event.mutable_added() = info;
-      publish_locked(event);
+      publish_locked(std::move(event));
       created = inserted;
       updated = !inserted;
     }
@@ -261,10 +396,9 @@ grpc::Status register_service::Heartbeat(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status register_service::Withdraw(grpc::ServerContext* context,
-                                        const v1::WithdrawRequest* request,
-                                        v1::WithdrawResponse* /*response*/) {
-  if (auto status = authorize(context, "Withdraw"); !status.ok()) {
+grpc::Status register_service::withdraw(grpc::ServerContextBase* context,
+                                        const v1::WithdrawRequest* request) {
+  if (auto status = admit(context, "Withdraw"); !status.ok()) {
     return status;
   }
   if (request->gateway_id().empty() || request->lease_key().size() > k_max_lease_key) {
@@ -284,10 +418,7 @@ grpc::Status register_service::Withdraw(grpc::ServerContext* context,
                      "gateway_id is registered by another process (lease key differs)"});
     }
     if (it != leases_.end()) {
-      v1::WatchEvent event;
-      *event.mutable_removed() = std::move(it->second.info);
-      leases_.erase(it);
-      publish_locked(event);
+      erase_locked(it);
       removed = true;
     }
   }
@@ -298,100 +429,65 @@ grpc::Status register_service::Withdraw(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status register_service::List(grpc::ServerContext* context,
-                                    const v1::ListRequest* /*request*/,
-                                    v1::ListResponse* response) {
-  if (auto status = authorize(context, "List"); !status.ok()) {
+grpc::Status register_service::list(grpc::ServerContextBase* context,
+                                    const v1::ListRequest* request, v1::ListResponse* response) {
+  if (auto status = admit(context, "List"); !status.ok()) {
     return status;
   }
   std::lock_guard lock(mutex_);
-  for (const auto& [id, entry] : leases_) {
-    *response->add_gateways() = entry.info;
+  // A page token is the last gateway_id of the previous page.
+  auto it =
+      request->page_token().empty() ? leases_.begin() : leases_.upper_bound(request->page_token());
+  std::size_t bytes = 0;
+  for (; it != leases_.end(); ++it) {
+    const auto size = it->second.info.ByteSizeLong() + k_repeated_overhead;
+    if (response->gateways_size() > 0 && bytes + size > config_.max_message_bytes) {
+      response->set_next_page_token(response->gateways(response->gateways_size() - 1).gateway_id());
+      break;
+    }
+    bytes += size;
+    *response->add_gateways() = it->second.info;
   }
   return grpc::Status::OK;
 }
 
-grpc::Status register_service::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
-                                     grpc::ServerWriter<v1::WatchEvent>* writer) {
-  if (auto status = authorize(context, "Watch"); !status.ok()) {
-    return status;
+grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  if (auto status = admit(context, "Watch"); !status.ok()) {
+    return new refused_watch(std::move(status));
   }
-  const auto label = watcher_label(context, request->watcher_name());
-  auto queue = std::make_shared<watch_queue>();
-  v1::WatchEvent first;
+  auto label = watcher_label(context, request->watcher_name());
+  std::shared_ptr<watch_stream> stream;
+  watch_stream::snapshot_ptr snapshot;
   {
     // Snapshot and subscription under one lock: no change can fall between them.
     std::lock_guard lock(mutex_);
     if (shutting_down_) {
-      return reject(rejection::shutting_down,
-                    {grpc::StatusCode::UNAVAILABLE, "register shutting down"});
+      return new refused_watch(reject(rejection::shutting_down,
+                                      {grpc::StatusCode::UNAVAILABLE, "register shutting down"}));
     }
-    auto* snapshot = first.mutable_snapshot();
-    for (const auto& [id, entry] : leases_) {
-      *snapshot->add_gateways() = entry.info;
-    }
-    watchers_.insert(queue);
+    prune_watchers_locked();
+    snapshot = snapshot_locked();
+    stream = std::make_shared<watch_stream>(label, config_.max_watch_backlog,
+                                            config_.max_watch_backlog_bytes);
+    watchers_.push_back(stream);
   }
   spdlog::info("watcher {} connected", label);
-
-  grpc::Status result = grpc::Status::OK;
-  bool open = writer->Write(first);
-  std::vector<v1::WatchEvent> batch;
-  while (open) {
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait_for(lock, k_watch_poll, [&] {
-        return shutting_down_ || queue->overflowed || !queue->events.empty();
-      });
-      if (shutting_down_) {
-        result = {grpc::StatusCode::UNAVAILABLE, "register shutting down"};
-        break;
-      }
-      if (queue->overflowed) {
-        result = {grpc::StatusCode::RESOURCE_EXHAUSTED, "watcher fell too far behind"};
-        break;
-      }
-      batch.swap(queue->events);
-    }
-    if (context->IsCancelled()) {
-      break;
-    }
-    for (std::size_t i = 0; i < batch.size() && open; ++i) {
-      grpc::WriteOptions options;
-      if (i + 1 < batch.size()) {
-        options.set_buffer_hint();
-      }
-      open = writer->Write(batch[i], options);
-    }
-    batch.clear();
-  }
-  {
-    std::lock_guard lock(mutex_);
-    watchers_.erase(queue);
-  }
-  if (result.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
-    watch_overflows_.inc();
-    spdlog::warn("watcher {} fell {} events behind; stream ended, it will resync", label,
-                 config_.max_watch_backlog);
-  } else {
-    spdlog::info("watcher {} disconnected", label);
-  }
-  return result;
+  stream->start(std::move(snapshot));
+  return stream.get();
 }
 
 void register_service::sweep() {
   std::unique_lock lock(mutex_);
   while (!shutting_down_) {
+    prune_watchers_locked();
     const auto now = clock::now();
     auto next = now + k_sweep_poll;
     std::vector<std::string> lapsed;
     for (auto it = leases_.begin(); it != leases_.end();) {
       if (it->second.expires <= now) {
-        v1::WatchEvent event;
-        *event.mutable_removed() = std::move(it->second.info);
         lapsed.push_back(it->first);
-        it = leases_.erase(it);
-        publish_locked(event);
+        erase_locked(it++);
       } else {
         next = std::min(next, it->second.expires);
         ++it;

@@ -229,14 +229,43 @@ struct gateway_watcher::impl {
       auto reader = s.stub->Watch(context.get(), request);
       v1::WatchEvent event;
       bool got_snapshot = false;
+      // A snapshot too big for one message comes in pieces: the first as `snapshot` with the
+      // total, the rest as `added` events. They are applied together, as one snapshot.
+      v1::Snapshot pending;
+      std::size_t pending_left = 0;
+      const auto apply_snapshot = [&](const v1::Snapshot& snapshot) {
+        on_snapshot(s, snapshot);
+        if (!got_snapshot) {
+          got_snapshot = true;
+          delays.reset();
+          mark_up(s);
+        }
+      };
       while (reader->Read(&event)) {
-        if (event.has_snapshot()) {
-          on_snapshot(s, event.snapshot());
-          if (!got_snapshot) {
-            got_snapshot = true;
-            delays.reset();
-            mark_up(s);
+        if (pending_left > 0) {
+          if (event.has_added()) {
+            *pending.add_gateways() = std::move(*event.mutable_added());
+            if (--pending_left == 0) {
+              apply_snapshot(pending);
+            }
+            continue;
           }
+          // Not a piece (a register that moved on): what came is the snapshot.
+          pending_left = 0;
+          apply_snapshot(pending);
+        }
+        if (event.has_snapshot()) {
+          auto& snapshot = *event.mutable_snapshot();
+          const auto pieces_left =
+              snapshot.total() > static_cast<std::uint32_t>(snapshot.gateways_size())
+                  ? snapshot.total() - static_cast<std::uint32_t>(snapshot.gateways_size())
+                  : 0U;
+          if (pieces_left > 0) {
+            pending_left = pieces_left;
+            pending = std::move(snapshot);
+            continue;
+          }
+          apply_snapshot(snapshot);
         } else if (!got_snapshot) {
           // The first event must be a snapshot; changes without a base would be guesses.
           continue;

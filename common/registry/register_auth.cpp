@@ -103,10 +103,10 @@ bool check_auth_value(const std::string& token, const std::string& value,
 }
 
 auth_verifier::auth_verifier(std::string token, std::chrono::milliseconds window,
-                             bool accept_legacy, std::size_t max_nonces)
+                             std::chrono::milliseconds legacy_window, std::size_t max_nonces)
     : token_(std::move(token)),
       window_(window),
-      accept_legacy_(accept_legacy),
+      legacy_window_(legacy_window),
       max_nonces_(std::max<std::size_t>(max_nonces, 1)) {}
 
 auth_result auth_verifier::check(std::string_view method, std::string_view value) {
@@ -114,11 +114,11 @@ auth_result auth_verifier::check(std::string_view method, std::string_view value
     return auth_result::ok;
   }
   if (value.substr(0, k_v2_prefix.size()) != k_v2_prefix) {
-    if (!accept_legacy_) {
+    if (legacy_window_.count() <= 0) {
       return auth_result::invalid;
     }
     return check_auth_value(token_, std::string(value),
-                            std::chrono::duration_cast<std::chrono::seconds>(window_))
+                            std::chrono::duration_cast<std::chrono::seconds>(legacy_window_))
                ? auth_result::ok
                : auth_result::invalid;
   }

@@ -21,7 +21,7 @@ constexpr const char* k_auth_metadata = "x-gwx-auth";
 std::string make_auth_proof(const std::string& token, std::string_view method);
 
 /// The version-1 proof "<unix_seconds>:<hex HMAC-SHA256(token, unix_seconds)>": valid for any
-/// method and replayable within its window. Kept for registers run with --accept-legacy-auth
+/// method and replayable within its window. Kept for registers run with --legacy-auth-window-s
 /// while older gateways and workers are upgraded.
 std::string make_auth_value(const std::string& token);
 
@@ -50,7 +50,8 @@ class auth_verifier {
   /// `window`: how far a proof's time may be from the register's clock (either way).
   explicit auth_verifier(std::string token,
                          std::chrono::milliseconds window = std::chrono::seconds(60),
-                         bool accept_legacy = false, std::size_t max_nonces = 100000);
+                         std::chrono::milliseconds legacy_window = std::chrono::milliseconds(0),
+                         std::size_t max_nonces = 100000);
 
   /// True when a token is set (access limited).
   bool enabled() const { return !token_.empty(); }
@@ -72,7 +73,8 @@ class auth_verifier {
 
   const std::string token_;
   const std::chrono::milliseconds window_;
-  const bool accept_legacy_;
+  // Version-1 proofs are accepted within this window; zero refuses them.
+  const std::chrono::milliseconds legacy_window_;
   const std::size_t max_nonces_;
 
   mutable std::mutex mutex_;

@@ -154,7 +154,9 @@ def main():
     check(code == 0, f"--help exit {code}")
     for needle in ("--listen", "127.0.0.1:7700", "--token", "--min-ttl-ms", "(=1000)",
                    "--max-ttl-ms", "(=60000)", "--config", "--log-level", "--auth-window-s",
-                   "--accept-legacy-auth"):
+                   "--legacy-auth-window-s", "(=0)", "--max-gateways", "(=1024)", "--max-gateways-per-peer",
+                   "(=64)", "--max-entry-bytes", "(=4096)", "--peer-rate", "(=50)",
+                   "--peer-burst", "(=100)", "--max-watch-backlog-bytes", "(=4194304)"):
         check(needle in out, f"--help does not mention {needle!r}")
 
     check_one_line_error(*run_to_end(binary, "--no-such-flag"), 2, "unknown flag",
@@ -169,6 +171,10 @@ def main():
                          "min above max", "--min-ttl-ms")
     check_one_line_error(*run_to_end(binary, "--auth-window-s", "0"), 2, "zero auth window",
                          "--auth-window-s")
+    check_one_line_error(*run_to_end(binary, "--max-entry-bytes", "10000000"), 2,
+                         "entry size above the message budget", "--max-entry-bytes")
+    check_one_line_error(*run_to_end(binary, "--peer-rate", "-1"), 2, "negative rate",
+                         "--peer-rate")
     print("register_cli_test: all checks passed")
 
 

@@ -93,7 +93,7 @@ TEST(RegisterAuth, MalformedProofsAreInvalid) {
 TEST(RegisterAuth, LegacyProofsOnlyWhenAskedFor) {
   const auto legacy = make_auth_value(k_token);
   EXPECT_EQ(auth_verifier(k_token).check("Heartbeat", legacy), auth_result::invalid);
-  auth_verifier lenient(k_token, std::chrono::seconds(60), true);
+  auth_verifier lenient(k_token, std::chrono::seconds(60), std::chrono::seconds(60));
   EXPECT_EQ(lenient.check("Heartbeat", legacy), auth_result::ok);
   EXPECT_EQ(lenient.check("Heartbeat", make_auth_proof(k_token, "Heartbeat")), auth_result::ok);
   EXPECT_EQ(lenient.check("Heartbeat", proof_at(k_token, now_seconds() - 120)),
@@ -101,7 +101,7 @@ TEST(RegisterAuth, LegacyProofsOnlyWhenAskedFor) {
 }
 
 TEST(RegisterAuth, NonceMemoryIsBoundedWithoutOpeningReplays) {
-  auth_verifier verifier(k_token, std::chrono::seconds(60), false, 4);
+  auth_verifier verifier(k_token, std::chrono::seconds(60), std::chrono::seconds(0), 4);
   const auto base = now_ms() - 1000;
   std::vector<std::string> proofs;
   for (int i = 0; i < 10; ++i) {
@@ -248,7 +248,7 @@ TEST(RegisterAuth, RegisterRefusesReplayedOtherMethodAndLegacyProofs) {
   EXPECT_EQ(list_ids(*stub, k_token), std::vector<std::string>{"gw-1"});
   EXPECT_EQ(logs.text().find(captured), std::string::npos) << "a proof is never logged";
 
-  config.accept_legacy_auth = true;
+  config.legacy_auth_window = std::chrono::seconds(300);
   auto lenient = start_register(config);
   auto lenient_stub = make_stub(lenient->port());
   EXPECT_TRUE(heartbeat_with_proof(*lenient_stub, make_auth_value(k_token)).ok());
@@ -284,7 +284,10 @@ TEST(RegisterAuth, LeaseKeyBindsAnEntryToItsGateway) {
 
 TEST(RegisterAuth, WithdrawFloodDoesNotMakeARealGatewayFlap) {
   log_capture logs;
-  auto server = start_register();
+  // No rate limit: the lease key alone must stop the attack.
+  register_config config;
+  config.peer_rate = 0;
+  auto server = start_register(config);
   lease_keeper keeper({local(server->port())}, {}, {"gw-real", "127.0.0.1:9100", {}, "real"},
                       6000ms);
   change_recorder changes;

@@ -1,0 +1,119 @@
+#include "register/watch_stream.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <utility>
+
+namespace gwx::registry {
+
+watch_stream::watch_stream(std::string label, std::size_t max_events, std::size_t max_bytes)
+    : label_(std::move(label)), max_events_(max_events), max_bytes_(max_bytes) {}
+
+void watch_stream::start(snapshot_ptr snapshot) {
+  std::unique_lock lock(mutex_);
+  snapshot_ = std::move(snapshot);
+  started_ = true;
+  pump(lock);
+}
+
+bool watch_stream::push(const change_ptr& change) {
+  std::unique_lock lock(mutex_);
+  if (end_status_ || done_) {
+    return true;
+  }
+  if (queue_.size() >= max_events_ || queued_bytes_ + change->bytes > max_bytes_) {
+    queue_.clear();
+    queued_bytes_ = 0;
+    end_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "watcher fell too far behind; reconnect for a fresh snapshot");
+    pump(lock);
+    return false;
+  }
+  queue_.push_back(change);
+  queued_bytes_ += change->bytes;
+  pump(lock);
+  return true;
+}
+
+void watch_stream::end(grpc::Status status) {
+  std::unique_lock lock(mutex_);
+  if (!end_status_) {
+    end_status_ = std::move(status);
+  }
+  pump(lock);
+}
+
+bool watch_stream::done() const {
+  std::lock_guard lock(mutex_);
+  return done_;
+}
+
+std::size_t watch_stream::backlog_bytes() const {
+  std::lock_guard lock(mutex_);
+  return queued_bytes_;
+}
+
+void watch_stream::pump(std::unique_lock<std::mutex>& lock) {
+  if (!started_ || writing_ || finished_) {
+    return;
+  }
+  if (end_status_) {
+    finished_ = true;
+    const auto status = *end_status_;
+    lock.unlock();
+    Finish(status);
+    return;
+  }
+  const v1::WatchEvent* next = nullptr;
+  if (snapshot_ && next_piece_ < snapshot_->size()) {
+    next = &(*snapshot_)[next_piece_++];
+  } else if (!queue_.empty()) {
+    snapshot_.reset();
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    queued_bytes_ -= in_flight_->bytes;
+    next = &in_flight_->event;
+  } else {
+    return;
+  }
+  writing_ = true;
+  // More is waiting: let gRPC gather it into fewer, larger writes.
+  grpc::WriteOptions options;
+  if (!queue_.empty() || (snapshot_ && next_piece_ < snapshot_->size())) {
+    options.set_buffer_hint();
+  }
+  lock.unlock();
+  StartWrite(next, options);
+}
+
+void watch_stream::OnWriteDone(bool ok) {
+  std::unique_lock lock(mutex_);
+  writing_ = false;
+  in_flight_.reset();
+  if (!ok && !end_status_) {
+    // The stream broke (the watcher went away); Finish still has to be called.
+    end_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher gone");
+  }
+  pump(lock);
+}
+
+void watch_stream::OnCancel() {
+  end(grpc::Status::CANCELLED);
+}
+
+void watch_stream::OnDone() {
+  bool overflowed = false;
+  {
+    std::lock_guard lock(mutex_);
+    done_ = true;
+    snapshot_.reset();
+    queue_.clear();
+    queued_bytes_ = 0;
+    overflowed = end_status_ && end_status_->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+  }
+  if (!overflowed) {
+    spdlog::info("watcher {} disconnected", label_);
+  }
+}
+
+}  // namespace gwx::registry

@@ -1,0 +1,335 @@
+// The register under a flood, as the hostile-input review drove it: entries too many, too big
+// or too fast from one caller, snapshots past gRPC's 4 MB message limit, and watchers that stop
+// reading. Each test reproduces the finding and checks it no longer happens.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <regex>
+
+#include "common/metrics/registry.hpp"
+#include "common/registry/register_rpc.hpp"
+#include "register/peer_limiter.hpp"
+#include "tests/unit/registry/registry_test_support.hpp"
+
+namespace gwx::registry::test {
+namespace {
+
+// An announcement of about `bytes` bytes: many long listener URLs.
+v1::GatewayInfo big_info(const std::string& id, std::size_t bytes, char fill = 'x') {
+  auto info = make_info(id);
+  info.clear_listeners();
+  while (info.ByteSizeLong() + 512 < bytes) {
+    info.add_listeners("ws://127.0.0.1:8080/" + std::string(480, fill));
+  }
+  return info;
+}
+
+// A register on the IPv6 wildcard (dual-stack), so that callers from 127.0.0.1 and from ::1 are
+// two peers. (Every 127.x address connects from 127.0.0.1 on Linux.) Null without IPv6.
+std::unique_ptr<register_server> start_dual_stack(register_config config,
+                                                  metrics::registry* metrics = nullptr) {
+  try {
+    auto server = std::make_unique<register_server>(host_port{"::", 0}, std::move(config), metrics);
+    auto probe = v1::RegisterService::NewStub(grpc::CreateChannel(
+        "[::1]:" + std::to_string(server->port()), grpc::InsecureChannelCredentials()));
+    auto context = make_context({}, "List", 2s);
+    v1::ListResponse response;
+    if (!probe->List(context.get(), v1::ListRequest{}, &response).ok()) {
+      return nullptr;
+    }
+    return server;
+  } catch (const std::exception&) {
+    return nullptr;
+  }
+}
+
+// The second address, ::1, as a gRPC target host.
+constexpr const char* k_other_host = "[::1]";
+
+std::unique_ptr<v1::RegisterService::Stub> stub_from(const std::string& host, std::uint16_t port) {
+  return v1::RegisterService::NewStub(
+      grpc::CreateChannel(host + ":" + std::to_string(port), grpc::InsecureChannelCredentials()));
+}
+
+// Every gateway_id, following List's pages; `pages` gets how many there were.
+std::vector<std::string> list_all(v1::RegisterService::Stub& stub, int* pages) {
+  std::vector<std::string> ids;
+  v1::ListRequest request;
+  *pages = 0;
+  do {
+    v1::ListResponse response;
+    auto context = make_context();
+    const auto status = stub.List(context.get(), request, &response);
+    EXPECT_TRUE(status.ok()) << describe(status);
+    if (!status.ok()) {
+      break;
+    }
+    ++*pages;
+    for (const auto& info : response.gateways()) {
+      ids.push_back(info.gateway_id());
+    }
+    request.set_page_token(response.next_page_token());
+  } while (!request.page_token().empty());
+  return ids;
+}
+
+double metric_value(const metrics::registry& metrics, const std::string& series) {
+  const auto text = metrics.expose();
+  const auto at = text.find("\n" + series + " ");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+TEST(RegisterLimits, PeerHostDropsThePort) {
+  EXPECT_EQ(peer_host("ipv4:10.0.0.5:41234"), "10.0.0.5");
+  EXPECT_EQ(peer_host("ipv6:[::1]:41234"), "::1");
+  EXPECT_EQ(peer_host("ipv6:[2001:db8::7]:1"), "2001:db8::7");
+  EXPECT_EQ(peer_host("unix:/run/gwx.sock"), "unix:/run/gwx.sock");
+}
+
+TEST(RegisterLimits, PeerLimiterAllowsTheBurstThenTheRate) {
+  peer_limiter limiter(10, 5);
+  const auto t0 = peer_limiter::clock::time_point{} + 1h;
+  int allowed = 0;
+  for (int i = 0; i < 20; ++i) {
+    allowed += limiter.allow("a", t0) ? 1 : 0;
+  }
+  EXPECT_EQ(allowed, 5) << "the burst, then nothing at the same instant";
+  EXPECT_TRUE(limiter.allow("b", t0)) << "another caller has its own bucket";
+  EXPECT_FALSE(limiter.allow("a", t0 + 50ms)) << "half a token";
+  EXPECT_TRUE(limiter.allow("a", t0 + 100ms));
+  EXPECT_FALSE(limiter.allow("a", t0 + 100ms));
+  allowed = 0;
+  for (int i = 0; i < 20; ++i) {
+    allowed += limiter.allow("a", t0 + 10s) ? 1 : 0;
+  }
+  EXPECT_EQ(allowed, 5) << "refills up to the burst, not beyond";
+  peer_limiter off(0, 0);
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(off.allow("a", t0));
+  }
+}
+
+TEST(RegisterLimits, PeerLimiterForgetsIdleCallers) {
+  peer_limiter limiter(10, 5);
+  const auto t0 = peer_limiter::clock::time_point{} + 1h;
+  for (int i = 0; i < 5000; ++i) {
+    limiter.allow("10.0." + std::to_string(i / 256) + "." + std::to_string(i % 256),
+                  t0 + std::chrono::milliseconds(i));
+  }
+  EXPECT_LT(limiter.tracked(), 2100U) << "callers whose bucket refilled are dropped";
+}
+
+// The review: 150 large fake entries pushed the List/Watch snapshot past 4 MB and new workers
+// and gwxctl saw nothing. Now the snapshot comes in pieces and List in pages.
+TEST(RegisterLimits, SnapshotOfManyMaxSizeEntriesReachesANewWatcher) {
+  register_config config;
+  config.max_entry_bytes = 32768;
+  config.peer_rate = 0;
+  config.max_gateways_per_peer = 1000;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+  std::size_t total = 0;
+  for (int i = 0; i < 150; ++i) {
+    char id[16];
+    std::snprintf(id, sizeof id, "gw-%03d", i);
+    const auto info = big_info(id, 31000);
+    total += info.ByteSizeLong();
+    ASSERT_TRUE(heartbeat(*stub, info, 60000).ok()) << i;
+  }
+  ASSERT_GT(total, 4U << 20) << "the set must not fit in one 4 MB message";
+
+  // A raw watcher: a first piece with the total, the rest as `added` events.
+  auto watch = open_watch(*stub);
+  ASSERT_TRUE(watch.ok);
+  EXPECT_EQ(watch.snapshot.total(), 150U);
+  EXPECT_LT(watch.snapshot.gateways_size(), 150);
+  EXPECT_GT(watch.snapshot.gateways_size(), 0);
+  watch.context->TryCancel();
+
+  // A real watcher with gRPC's default limits sees all 150, from its first report on.
+  change_recorder changes;
+  gateway_watcher watcher({local(server->port())}, {}, "new-worker", changes.handler());
+  watcher.start();
+  ASSERT_TRUE(watcher.wait_for_snapshot(20s));
+  EXPECT_EQ(watcher.current().size(), 150U);
+  ASSERT_FALSE(changes.history().empty());
+  EXPECT_EQ(changes.history().front().size(), 150U) << "the pieces are applied as one snapshot";
+  watcher.stop();
+
+  int pages = 0;
+  const auto ids = list_all(*stub, &pages);
+  EXPECT_EQ(ids.size(), 150U);
+  EXPECT_EQ(ids.front(), "gw-000");
+  EXPECT_EQ(ids.back(), "gw-149");
+  EXPECT_GT(pages, 1);
+}
+
+TEST(RegisterLimits, EntriesAreCappedInNumberPerCallerAndInSize) {
+  metrics::registry metrics;
+  register_config config;
+  config.max_gateways = 5;
+  config.max_gateways_per_peer = 3;
+  config.peer_rate = 0;
+  auto server = start_dual_stack(config, &metrics);
+  if (!server) {
+    GTEST_SKIP() << "no IPv6 loopback: cannot call from two addresses";
+  }
+  auto one = stub_from("127.0.0.1", server->port());
+  auto two = stub_from(k_other_host, server->port());
+
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(heartbeat(*one, make_info("a" + std::to_string(i)), 60000).ok()) << i;
+  }
+  EXPECT_EQ(heartbeat(*one, make_info("a3"), 60000).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << "a fourth gateway from one address";
+  EXPECT_TRUE(heartbeat(*one, make_info("a0"), 60000).ok()) << "renewals go on";
+  const auto from_two = heartbeat(*two, make_info("b0"), 60000);
+  ASSERT_TRUE(from_two.ok()) << describe(from_two);
+  ASSERT_TRUE(heartbeat(*two, make_info("b1"), 60000).ok());
+  EXPECT_EQ(heartbeat(*two, make_info("b2"), 60000).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << "the register is full";
+  ASSERT_TRUE(withdraw(*one, "a1").ok());
+  EXPECT_TRUE(heartbeat(*two, make_info("b2"), 60000).ok()) << "a withdrawn slot is free again";
+  EXPECT_EQ(server->service().lease_count(), 5U);
+
+  const auto too_big = big_info("big", config.max_entry_bytes + 1024);
+  const auto status = heartbeat(*two, too_big, 60000);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(status.error_message().find("max-entry-bytes"), std::string::npos);
+  EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"too_many_gateways\"}"),
+            2);
+  EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"entry_too_large\"}"),
+            1);
+}
+
+// The review: 5,000 fake entries from one caller (here 1,000). Now its flood is refused beyond its
+// rate and its share of entries, and a real gateway elsewhere still gets in.
+TEST(RegisterLimits, FloodFromOneCallerIsLimitedWhileARealGatewayGetsIn) {
+  metrics::registry metrics;
+  register_config config;
+  config.peer_rate = 5;
+  config.peer_burst = 20;
+  config.max_gateways_per_peer = 16;
+  auto server = start_dual_stack(config, &metrics);
+  if (!server) {
+    GTEST_SKIP() << "no IPv6 loopback: cannot call from two addresses";
+  }
+  auto attacker = stub_from("127.0.0.1", server->port());
+
+  const auto begin = std::chrono::steady_clock::now();
+  int accepted = 0;
+  int limited = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const auto status = heartbeat(*attacker, make_info("fake-" + std::to_string(i)), 60000);
+    accepted += status.ok() ? 1 : 0;
+    limited += status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED ? 1 : 0;
+  }
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - begin;
+  EXPECT_GT(limited, 0);
+  EXPECT_LE(accepted, 20 + 5 * took.count() + 1) << "burst plus rate over " << took.count() << " s";
+  EXPECT_EQ(server->service().lease_count(), config.max_gateways_per_peer)
+      << "the flood fills its own share, no more";
+  EXPECT_GT(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"rate_limited\"}"), 0);
+  EXPECT_EQ(
+      metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"rate_limited\"}") +
+          metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"too_many_gateways\"}"),
+      1000 - accepted);
+
+  // The attacker is still at it (its bucket empty, its share full) when a real gateway joins.
+  EXPECT_EQ(heartbeat(*attacker, make_info("fake-more"), 60000).error_code(),
+            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto real = stub_from(k_other_host, server->port());
+  v1::HeartbeatResponse response;
+  const auto joined = heartbeat(*real, make_info("gw-real"), 3000, &response);
+  EXPECT_TRUE(joined.ok()) << describe(joined);
+  EXPECT_TRUE(response.created());
+}
+
+// The review: watchers that stop reading buffered up to 65,536 events each (3: 733 MB). Now the
+// backlog is bounded in bytes, and a watcher past it is cut.
+TEST(RegisterLimits, WatcherThatStopsReadingIsCutAndMemoryStaysBounded) {
+  register_config config;
+  config.max_entry_bytes = 34000;
+  config.max_watch_backlog_bytes = 256 << 10;
+  config.peer_rate = 0;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+  auto stuck = open_watch(*stub, {}, "stuck");
+  ASSERT_TRUE(stuck.ok);
+
+  // Re-announce one gateway with alternating big payloads: every heartbeat is a change.
+  const v1::GatewayInfo variants[] = {big_info("gw-1", 30000, 'a'), big_info("gw-1", 30000, 'b')};
+  std::size_t sent = 0;
+  std::size_t peak = 0;
+  for (int i = 0; i < 4000 && server->service().watch_overflow_count() == 0; ++i) {
+    ASSERT_TRUE(heartbeat(*stub, variants[i % 2], 60000).ok());
+    sent += variants[i % 2].ByteSizeLong();
+    peak = std::max(peak, server->service().watch_backlog_bytes());
+  }
+  EXPECT_EQ(server->service().watch_overflow_count(), 1U) << "sent " << sent << " bytes";
+  EXPECT_LE(peak, config.max_watch_backlog_bytes);
+  EXPECT_EQ(server->service().watch_backlog_bytes(), 0U) << "a cut watcher holds nothing";
+
+  // It reads on: what the transport held, then the end, with the reason.
+  v1::WatchEvent event;
+  while (stuck.reader->Read(&event)) {
+  }
+  EXPECT_EQ(stuck.reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_TRUE(eventually([&] { return server->service().watcher_count() == 0; }));
+}
+
+// A worker whose watcher stalls (its handler blocks) is cut, then resyncs from a fresh snapshot
+// and ends up with exactly the register's set.
+TEST(RegisterLimits, StalledGatewayWatcherResyncsFromASnapshot) {
+  log_capture logs;
+  register_config config;
+  config.max_entry_bytes = 34000;
+  config.max_watch_backlog_bytes = 128 << 10;
+  config.peer_rate = 0;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+  ASSERT_TRUE(heartbeat(*stub, make_info("gw-stays"), 60000).ok());
+
+  std::mutex mutex;
+  std::condition_variable released;
+  bool stall = true;
+  gateway_watcher watcher({local(server->port())}, {}, "slow-worker",
+                          [&](const std::vector<gateway_entry>&) {
+                            std::unique_lock lock(mutex);
+                            released.wait(lock, [&] { return !stall; });
+                          });
+  watcher.start();
+  ASSERT_TRUE(eventually([&] { return server->service().watcher_count() == 1; }));
+
+  const v1::GatewayInfo variants[] = {big_info("gw-busy", 30000, 'a'),
+                                      big_info("gw-busy", 30000, 'b')};
+  for (int i = 0; i < 4000 && server->service().watch_overflow_count() == 0; ++i) {
+    ASSERT_TRUE(heartbeat(*stub, variants[i % 2], 60000).ok());
+  }
+  ASSERT_EQ(server->service().watch_overflow_count(), 1U);
+  ASSERT_TRUE(withdraw(*stub, "gw-busy").ok());
+  ASSERT_TRUE(heartbeat(*stub, make_info("gw-new"), 60000).ok());
+  {
+    std::lock_guard lock(mutex);
+    stall = false;
+  }
+  released.notify_all();
+
+  EXPECT_TRUE(eventually(
+      [&] {
+        return ids_of(watcher.current()) == std::vector<std::string>{"gw-new", "gw-stays"};
+      },
+      20s))
+      << logs.text();
+  EXPECT_GE(logs.count({"slow-worker", "fell behind"}), 1U) << logs.text();
+  watcher.stop();
+}
+
+}  // namespace
+}  // namespace gwx::registry::test
