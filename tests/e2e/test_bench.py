@@ -101,6 +101,26 @@ async def main(h):
         check(r["pids"]["gateway"]["cpu_us_per_msg"] is not None, f"gateway CPU: {r}")
         log(f"echo {p} cluster: {r['rate']:.0f} msgs/s")
 
+    # ---- compare: starts its own reference and cluster from the same directory
+    out, err = await run_bench("compare", "--rounds", "1", "--phases", "echo8,fanout,idle",
+                               "--receivers", "20", "--idle-connections", "100", *SHORT,
+                               "--json")
+    objs = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+    runs = [o for o in objs if "summary" not in o]
+    check_eq(sorted((o["phase"], o["system"]) for o in runs),
+             sorted((p, s) for p in ("echo8", "fanout", "idle")
+                    for s in ("reference", "cluster")), "compare runs")
+    check(all(o["errors"] == 0 for o in runs), f"compare runs with errors: {runs}")
+    summary = objs[-1].get("summary")
+    check(summary is not None and summary["errors"] == 0, f"compare summary: {objs[-1]}")
+    for key, fields in (("echo8", ("reference", "cluster", "ratio")),
+                        ("fanout", ("reference_cpu_us_per_delivery",
+                                    "gateway_cpu_us_per_delivery", "ratio")),
+                        ("idle", ("reference_rss_per_conn", "gateway_rss_per_conn"))):
+        check(all(summary[key][f] is not None for f in fields), f"compare {key}: {summary}")
+    check(re.search(r"^  echo8: reference \d+ msgs/s .* ratio [\d.]+", err, re.M),
+          f"compare's readable summary on stderr with --json: {err!r}")
+
     # ---- bad command lines
     for args, pattern in (
             (["echo", "http://127.0.0.1:1/"], r"unknown protocol 'http'"),

@@ -59,6 +59,8 @@ class compare_run {
         for (const bool cluster : {false, true}) {
           auto r = run_one(phase, cluster, round);
           r.label = cluster ? "cluster" : "reference";
+          r.phase = phase;
+          r.round = round;
           print(r, phase, round);
           results_[phase][cluster].push_back(r);
         }
@@ -218,7 +220,10 @@ class compare_run {
     };
   }
 
+  /// Prints the medians and ratios: to stdout, or to stderr with --json (where stdout holds one
+  /// JSON object per line, the summary object last).
   void summarize(protocol proto) {
+    std::ostream& text = opt_.json ? std::cerr : std::cout;
     const auto rate = [](const run_result& r) -> std::optional<double> { return r.rate; };
     const auto p99 = [](const run_result& r) -> std::optional<double> {
       return static_cast<double>(r.p99_ns) / 1e6;
@@ -238,10 +243,10 @@ class compare_run {
       return v ? fixed(*v, 4) : std::string("null");
     };
     const auto load_at_end = load_average();
-    std::cout << "summary proto=" << protocol_name(proto) << " rounds=" << opt_.rounds
-              << " conns=" << opt_.base.connections << " size=" << opt_.base.size
-              << " (medians; ratio = cluster / reference); load average " << load_at_start_
-              << " at the start, " << load_at_end << " at the end\n";
+    text << "summary proto=" << protocol_name(proto) << " rounds=" << opt_.rounds
+         << " conns=" << opt_.base.connections << " size=" << opt_.base.size
+         << " (medians; ratio = cluster / reference); load average " << load_at_start_
+         << " at the start, " << load_at_end << " at the end\n";
     json += ",\"load_average_start\":\"" + load_at_start_ + "\",\"load_average_end\":\"" +
             load_at_end + "\"";
     for (const auto& phase : opt_.phases) {
@@ -254,11 +259,11 @@ class compare_run {
         const auto ref_cpu = med(phase, false, pid_figure("reference", false));
         const auto gw_cpu = med(phase, true, pid_figure("gateway", false));
         const auto wk_cpu = med(phase, true, pid_figure("worker", false));
-        std::cout << "  " << phase << ": reference " << show(ref, 0) << " " << unit << " p99 "
-                  << show(ref99, 3) << " ms | cluster " << show(gw, 0) << " " << unit << " p99 "
-                  << show(gw99, 3) << " ms | ratio " << show(ratio(gw, ref), 3) << "  [CPU us/"
-                  << (phase == "connect" ? "conn" : "msg") << " reference " << show(ref_cpu, 2)
-                  << ", gateway " << show(gw_cpu, 2) << ", worker " << show(wk_cpu, 2) << "]\n";
+        text << "  " << phase << ": reference " << show(ref, 0) << " " << unit << " p99 "
+             << show(ref99, 3) << " ms | cluster " << show(gw, 0) << " " << unit << " p99 "
+             << show(gw99, 3) << " ms | ratio " << show(ratio(gw, ref), 3) << "  [CPU us/"
+             << (phase == "connect" ? "conn" : "msg") << " reference " << show(ref_cpu, 2)
+             << ", gateway " << show(gw_cpu, 2) << ", worker " << show(wk_cpu, 2) << "]\n";
         json += ",\"" + phase + "\":{\"reference\":" + jnum(ref) + ",\"cluster\":" + jnum(gw) +
                 ",\"ratio\":" + jnum(ratio(gw, ref)) + ",\"reference_p99_ms\":" + jnum(ref99) +
                 ",\"cluster_p99_ms\":" + jnum(gw99) + ",\"reference_cpu_us\":" + jnum(ref_cpu) +
@@ -269,10 +274,10 @@ class compare_run {
         const auto wk = med(phase, true, pid_figure("worker", false));
         const auto ref_rate = med(phase, false, rate);
         const auto gw_rate = med(phase, true, rate);
-        std::cout << "  fanout (" << opt_.receivers << " receivers): CPU us/delivery reference "
-                  << show(ref, 3) << " | gateway " << show(gw, 3) << " (worker " << show(wk, 3)
-                  << ") | ratio " << show(ratio(gw, ref), 3) << "  [deliveries/s reference "
-                  << show(ref_rate, 0) << ", cluster " << show(gw_rate, 0) << "]\n";
+        text << "  fanout (" << opt_.receivers << " receivers): CPU us/delivery reference "
+             << show(ref, 3) << " | gateway " << show(gw, 3) << " (worker " << show(wk, 3)
+             << ") | ratio " << show(ratio(gw, ref), 3) << "  [deliveries/s reference "
+             << show(ref_rate, 0) << ", cluster " << show(gw_rate, 0) << "]\n";
         json += ",\"fanout\":{\"reference_cpu_us_per_delivery\":" + jnum(ref) +
                 ",\"gateway_cpu_us_per_delivery\":" + jnum(gw) +
                 ",\"worker_cpu_us_per_delivery\":" + jnum(wk) +
@@ -282,9 +287,9 @@ class compare_run {
         const auto ref = med(phase, false, pid_figure("reference", true));
         const auto gw = med(phase, true, pid_figure("gateway", true));
         const auto wk = med(phase, true, pid_figure("worker", true));
-        std::cout << "  idle (" << opt_.idle_connections << " conns): RSS B/conn reference "
-                  << show(ref, 0) << " | gateway " << show(gw, 0) << " (worker " << show(wk, 0)
-                  << ") | ratio " << show(ratio(gw, ref), 2) << "\n";
+        text << "  idle (" << opt_.idle_connections << " conns): RSS B/conn reference "
+             << show(ref, 0) << " | gateway " << show(gw, 0) << " (worker " << show(wk, 0)
+             << ") | ratio " << show(ratio(gw, ref), 2) << "\n";
         json += ",\"idle\":{\"connections\":" + std::to_string(opt_.idle_connections) +
                 ",\"reference_rss_per_conn\":" + jnum(ref) +
                 ",\"gateway_rss_per_conn\":" + jnum(gw) + ",\"worker_rss_per_conn\":" + jnum(wk) +
@@ -292,13 +297,14 @@ class compare_run {
       }
     }
     if (errors_ > 0) {
-      std::cout << "  errors: " << errors_ << " (see the run lines above)\n";
+      text << "  errors: " << errors_ << " (see the run lines above)\n";
     }
     json += "}}";
     if (opt_.json) {
       std::cout << json << "\n";
     }
     std::cout.flush();
+    text.flush();
   }
 
   /// The first three fields of /proc/loadavg: how busy the machine was.

@@ -97,7 +97,8 @@ std::string format_json(const run_result& r) {
   std::string out = "{\"mode\":\"" + r.mode + "\",\"protocol\":\"" + r.protocol + "\",\"url\":\"" +
                     json_escape(r.url) + "\"";
   if (!r.label.empty()) {
-    out += ",\"system\":\"" + r.label + "\"";
+    out += ",\"system\":\"" + r.label + "\",\"phase\":\"" + r.phase +
+           "\",\"round\":" + std::to_string(r.round);
   }
   out += ",\"connections\":" + std::to_string(r.connections) +
          ",\"size\":" + std::to_string(r.size) + ",\"inflight\":" + std::to_string(r.inflight) +

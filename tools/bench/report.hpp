@@ -27,6 +27,8 @@ struct run_result {
   std::string protocol;
   std::string url;
   std::string label;            ///< compare: "reference" or "cluster"; else empty
+  std::string phase;            ///< compare: echo8, echo1, fanout, idle, connect; else empty
+  unsigned round = 0;           ///< compare: 1..rounds; else 0
   std::size_t connections = 0;  ///< echo/idle: clients; fanout: receivers; connect: concurrency
   std::size_t size = 0;
   std::size_t inflight = 0;
