@@ -6,8 +6,9 @@ Usage: register_cli_test.py PATH/TO/gwx-register
 Checks that --listen 127.0.0.1:0 prints exactly one `listening grpc://127.0.0.1:PORT` line with
 a real, connectable port, that SIGTERM and SIGINT stop it promptly with exit 0, that --help
 documents the options with their defaults, that bad input (unknown flag, bad address, bad value,
-port in use) fails with one clear line and the documented exit code, and that GWX_* environment
-variables are honoured. Every wait has a deadline; nothing sleeps to synchronise.
+port in use) fails with one clear line and the documented exit code, that GWX_* environment
+variables are honoured, and that a register without a token says so in one OPEN REGISTER warning
+(and one with a token does not, nor logs it). Every wait has a deadline; nothing sleeps to synchronise.
 """
 
 import os
