@@ -49,6 +49,10 @@ bool equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  return hmac(key, "", data, "");
+}
+
 std::string hmac_hex(std::string_view key, std::string_view data) {
   static constexpr char k_hex[] = "0123456789abcdef";
   const std::string mac = hmac(key, "", data, "");

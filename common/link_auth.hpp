@@ -5,7 +5,7 @@
 
 namespace gwx {
 
-/// Challenge-response proofs for the gateway <-> peer link (see proto/gwx/link/v1/link.proto).
+/// Challenge-response proofs for the gateway <-> peer link (see proto/gwx/link/v2/link.proto).
 /// The secret itself never crosses the wire. Pure functions; thread-safe.
 namespace link_auth {
 
@@ -22,6 +22,9 @@ std::string gateway_proof(std::string_view secret, std::string_view gateway_nonc
 
 /// Constant-time equality (length is not secret).
 bool equal(std::string_view a, std::string_view b);
+
+/// HMAC-SHA256(key, data), 32 raw bytes.
+std::string hmac_sha256(std::string_view key, std::string_view data);
 
 /// Lowercase hex of HMAC-SHA256(key, data); used for register tokens.
 std::string hmac_hex(std::string_view key, std::string_view data);

@@ -93,8 +93,11 @@ int main(int argc, char** argv) {
       "link secret shared with the gateways")(
       "app", gwx::po::value<std::string>()->required()->value_name("NAME|PATH"),
       "built-in app (echo, chat, commands) or path to an app library")(
-      "threads", gwx::po::value<unsigned>()->default_value(1)->value_name("N"),
-      "handler threads (a client's events always run on the same one)")(
+      "threads", gwx::po::value<unsigned>()->default_value(0)->value_name("N"),
+      "handler threads; 0: handlers run on the network thread, with no hand-off per event "
+      "(fastest; blocking Gateway API calls still work, but a handler must not block on "
+      "anything else for long). N > 0: N handler threads, for handlers doing slow work (a "
+      "client's events always run on the same one)")(
       "name", gwx::po::value<std::string>()->value_name("NAME"),
       "worker name shown by gateways (default worker-HOST-PID)")(
       "token", gwx::po::value<std::string>()->default_value("")->value_name("T"),
@@ -124,7 +127,7 @@ int main(int argc, char** argv) {
   }
   options.cluster.token = vm["token"].as<std::string>();
   options.cluster.name = vm.count("name") != 0U ? vm["name"].as<std::string>() : default_name();
-  options.threads = std::max(1U, vm["threads"].as<unsigned>());
+  options.threads = vm["threads"].as<unsigned>();
   options.cluster.query_timeout = std::chrono::milliseconds(vm["query-timeout-ms"].as<unsigned>());
   options.cluster.keepalive_interval =
       std::chrono::milliseconds(vm["keepalive-interval-ms"].as<unsigned>());
@@ -182,6 +185,7 @@ int main(int argc, char** argv) {
     process_metrics.emplace(metrics);
     app = std::make_unique<gwx::sdk::metered_handler>(std::move(app), metrics);
   }
+  const std::size_t options_threads = options.threads;
   gwx::worker w(std::move(options), std::move(app));
   gwx::metrics::callback_registration links_metric;
   std::unique_ptr<gwx::metrics::exposer> exposer;
@@ -205,8 +209,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     spdlog::info("metrics at http://{}/metrics", exposer->address());
   }
-  spdlog::info("starting app '{}' with {} handler thread(s)", app_name,
-               vm["threads"].as<unsigned>());
+  if (options_threads == 0) {
+    spdlog::info("starting app '{}' with handlers on the network thread", app_name);
+  } else {
+    spdlog::info("starting app '{}' with {} handler thread(s)", app_name, options_threads);
+  }
   w.start();
   const auto reason = stop.wait();
   // The drain bounds its own waits, but a handler that never returns would hold the process:

@@ -10,7 +10,7 @@ std::shared_ptr<cluster::cluster_core> make_core(client_options options) {
     options.name = "gwx-client";
   }
   return std::make_shared<cluster::cluster_core>(
-      cluster::make_core_options(std::move(options), link::v1::PEER_ROLE_CLIENT));
+      cluster::make_core_options(std::move(options), link::v2::PEER_ROLE_CLIENT));
 }
 
 client_options shorthand(std::string_view registers, std::string secret, std::string token,

@@ -7,6 +7,8 @@
 #include <set>
 #include <tuple>
 
+#include "common/link/link_codec.hpp"
+
 namespace gwx::cluster {
 namespace {
 
@@ -17,7 +19,7 @@ thread_local outbox_scope* tl_outbox = nullptr;
 
 }  // namespace
 
-core_options make_core_options(cluster_options options, link::v1::PeerRole role) {
+core_options make_core_options(cluster_options options, link::v2::PeerRole role) {
   core_options o;
   o.registers = std::move(options.registers);
   o.token = std::move(options.token);
@@ -149,8 +151,8 @@ std::vector<std::string> cluster_core::flush(std::chrono::milliseconds timeout) 
   auto future = answered->get_future();
   if (!on_network_thread()) {
     request_each(
-        [](const gateway_view&, link::v1::Command& cmd) {
-          cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_ALL_CLIENT_COUNT);
+        [](const gateway_view&, link::v2::Command& cmd) {
+          cmd.mutable_query()->set_kind(link::v2::QUERY_KIND_ALL_CLIENT_COUNT);
           return true;
         },
         timeout, [answered](gather_result r) { answered->set_value(std::move(r)); });
@@ -198,7 +200,31 @@ bool cluster_core::on_network_thread() const {
   return io_.get_executor().running_in_this_thread();
 }
 
-void cluster_core::send_on_link(const link_ref& link, link::v1::Frame frame) {
+void cluster_core::post(std::function<void()> task) {
+  asio::post(io_, std::move(task));
+}
+
+bool cluster_core::run_until(const std::function<bool()>& done,
+                             std::chrono::steady_clock::time_point deadline) {
+  if (!on_network_thread()) {
+    return false;
+  }
+  // poll() first: it also runs what the handler we are nested in queued privately (write
+  // continuations); then wait a little for the answer.
+  while (true) {
+    io_.poll();
+    if (done()) {
+      return true;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline || io_.stopped()) {
+      return false;
+    }
+    io_.run_one_until(std::min(deadline, now + std::chrono::milliseconds(5)));
+  }
+}
+
+void cluster_core::send_on_link(const link_ref& link, link::v2::Frame frame) {
   outbound item;
   item.kind = outbound::route::link;
   item.key = link.gateway_id;
@@ -207,7 +233,7 @@ void cluster_core::send_on_link(const link_ref& link, link::v1::Frame frame) {
   enqueue(std::move(item));
 }
 
-void cluster_core::send_to_holder(std::string client_id, link::v1::Command cmd) {
+void cluster_core::send_to_holder(std::string client_id, link::v2::Command cmd) {
   outbound item;
   item.kind = outbound::route::holder;
   item.key = std::move(client_id);
@@ -215,7 +241,7 @@ void cluster_core::send_to_holder(std::string client_id, link::v1::Command cmd) 
   enqueue(std::move(item));
 }
 
-void cluster_core::send_to_all(link::v1::Command cmd) {
+void cluster_core::send_to_all(link::v2::Command cmd) {
   outbound item;
   item.kind = outbound::route::all;
   *item.frame.mutable_command() = std::move(cmd);
@@ -245,6 +271,8 @@ void cluster_core::enqueue(outbound item) {
 }
 
 void cluster_core::deliver(outbound& item) {
+  // The message travels beside the header, not inside it.
+  const std::string payload = link_codec::detach_payload(item.frame);
   switch (item.kind) {
     case outbound::route::holder: {
       const client_target target(item.key);
@@ -254,24 +282,25 @@ void cluster_core::deliver(outbound& item) {
       const auto it = links_.find(target.gateway_id);
       if (it != links_.end() && it->second->is_up() &&
           it->second->address() == target.parts->gateway_address) {
-        it->second->send(item.frame);
+        it->second->send(item.frame, payload);
       }
       return;
     }
     case outbound::route::all:
       for (auto& [id, link] : links_) {
-        link->send(item.frame);
+        link->send(item.frame, payload);
       }
       return;
     case outbound::route::each: {
-      link::v1::Frame frame;
+      link::v2::Frame frame;
       for (auto& [id, link] : links_) {
         if (!link->is_up()) {
           continue;
         }
         frame.Clear();
         if (item.build(gateway_view{id, link->address(), true}, *frame.mutable_command())) {
-          link->send(frame);
+          const std::string bytes = link_codec::detach_payload(frame);
+          link->send(frame, bytes);
         }
       }
       return;
@@ -279,7 +308,7 @@ void cluster_core::deliver(outbound& item) {
     case outbound::route::link: {
       const auto it = links_.find(item.key);
       if (it != links_.end() && it->second->serial() == item.serial) {
-        it->second->send(item.frame);
+        it->second->send(item.frame, payload);
       }
       return;
     }
@@ -291,7 +320,7 @@ void cluster_core::deliver_acks(std::vector<std::pair<link_ref, std::uint64_t>>&
     return std::tie(a.first.gateway_id, a.first.serial) <
            std::tie(b.first.gateway_id, b.first.serial);
   });
-  link::v1::Frame frame;
+  link::v2::Frame frame;
   for (std::size_t i = 0; i < acks.size();) {
     const auto& ref = acks[i].first;
     frame.Clear();
@@ -339,7 +368,7 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
     finish_if_done(g);
     return;
   }
-  link::v1::Frame frame;
+  link::v2::Frame frame;
   for (auto& [id, link] : links_) {
     frame.Clear();
     auto& cmd = *frame.mutable_command();
@@ -352,7 +381,8 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
     }
     const auto rid = next_request_id_++;
     cmd.set_request_id(rid);
-    link->send(frame);
+    const std::string bytes = link_codec::detach_payload(frame);
+    link->send(frame, bytes);
     pending_.emplace(rid, pending_request{g, id, link->serial(), link->address()});
     g->outstanding.push_back(rid);
   }
@@ -377,7 +407,7 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
   finish_if_done(g);
 }
 
-void cluster_core::on_reply(link::v1::Reply& reply) {
+void cluster_core::on_reply(link::v2::Reply& reply) {
   const auto it = pending_.find(reply.request_id());
   if (it == pending_.end()) {
     return;  // Answered after its gather timed out, or a write's reply nobody waits for.
@@ -445,7 +475,9 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
     gateway_link::callbacks cb;
     cb.on_up = [this](gateway_link& l) { on_link_up(l); };
     cb.on_down = [this](gateway_link& l, const std::string&) { on_link_down(l); };
-    cb.on_frame = [this](gateway_link& l, link::v1::Frame& f) { on_frame(l, f); };
+    cb.on_frame = [this](gateway_link& l, link::v2::Frame& f, std::string_view payload) {
+      on_frame(l, f, payload);
+    };
     auto link = std::make_shared<gateway_link>(io_, entry, link_settings_, std::move(cb));
     links_.emplace(entry.gateway_id, link);
     spdlog::debug("gateway {} ({}) joined the cluster", entry.internal_address, entry.gateway_id);
@@ -501,21 +533,24 @@ void cluster_core::on_link_down(gateway_link& link) {
   }
 }
 
-void cluster_core::on_frame(gateway_link& link, link::v1::Frame& frame) {
+void cluster_core::on_frame(gateway_link& link, link::v2::Frame& frame, std::string_view payload) {
   switch (frame.body_case()) {
-    case link::v1::Frame::kReply:
+    case link::v2::Frame::kReply:
       on_reply(*frame.mutable_reply());
       return;
-    case link::v1::Frame::kEvent:
+    case link::v2::Frame::kEvent:
+      if (!link_codec::attach_payload(frame, payload)) {
+        return;
+      }
       if (on_event_) {
         on_event_(link_ref{link.gateway_id(), link.serial()}, *frame.mutable_event());
       }
       return;
-    case link::v1::Frame::kDrainAck:
+    case link::v2::Frame::kDrainAck:
       spdlog::debug("gateway {} will send no further events", link.address());
       drain_answered(link.gateway_id(), link.serial());
       return;
-    case link::v1::Frame::kDrain:
+    case link::v2::Frame::kDrain:
       spdlog::info("gateway {} asks this process to drain: {}", link.address(),
                    frame.drain().reason());
       if (on_drain_request_) {
@@ -530,7 +565,7 @@ void cluster_core::on_frame(gateway_link& link, link::v1::Frame& frame) {
 }
 
 void cluster_core::send_drain(gateway_link& link) {
-  link::v1::Frame frame;
+  link::v2::Frame frame;
   frame.mutable_drain()->set_reason(*drain_reason_);
   link.send(frame);
   drain_waiting_[link.gateway_id()] = link.serial();
@@ -598,6 +633,18 @@ void outbox_scope::flush() {
   if (core_.stopped()) {
     items_.clear();
     acks_.clear();
+    return;
+  }
+  if (core_.on_network_thread()) {
+    // Handlers running on the network thread: straight onto the links, in order.
+    auto items = std::move(items_);
+    auto acks = std::move(acks_);
+    items_.clear();
+    acks_.clear();
+    for (auto& item : items) {
+      core_.deliver(item);
+    }
+    core_.deliver_acks(acks);
     return;
   }
   asio::post(core_.io_,

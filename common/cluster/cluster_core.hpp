@@ -35,7 +35,7 @@ struct core_options {
 };
 
 /// Core options for a process of `role` configured by `options`.
-core_options make_core_options(cluster_options options, link::v1::PeerRole role);
+core_options make_core_options(cluster_options options, link::v2::PeerRole role);
 
 /// One network thread with a link to every gateway the registers list: follows the watched set
 /// (links gateways that appear, drops those that leave), routes commands by client_id, fans
@@ -48,7 +48,7 @@ class cluster_core final : public transport {
   /// A link came up (true) or went down (false); `gateway_address` as the gateway advertises it.
   using link_change_handler = std::function<void(const std::string& gateway_address, bool up)>;
   /// A client event arrived on `link` (worker role only); the event may be moved from.
-  using event_handler = std::function<void(const link_ref& link, link::v1::ClientEvent& event)>;
+  using event_handler = std::function<void(const link_ref& link, link::v2::ClientEvent& event)>;
   /// A gateway asked this process to drain (an operator's `gwxctl drain`).
   using drain_request_handler =
       std::function<void(const std::string& gateway_address, const std::string& reason)>;
@@ -80,7 +80,7 @@ class cluster_core final : public transport {
   std::vector<gateway_status> gateways() const;
 
   /// Queues `frame` on that exact link; dropped when it is gone (e.g. reconnected since).
-  void send_on_link(const link_ref& link, link::v1::Frame frame);
+  void send_on_link(const link_ref& link, link::v2::Frame frame);
 
   /// Announces a drain: sends Drain{reason} on every link that is up and on every link that
   /// comes up from now on, and expects a DrainAck on each. Idempotent.
@@ -100,10 +100,17 @@ class cluster_core final : public transport {
 
   /// True on the network thread.
   bool on_network_thread() const override;
+  /// Runs `task` on the network thread (later, never inline).
+  void post(std::function<void()> task);
+  /// On the network thread: keeps the loop running until `done()` or the deadline (a blocking
+  /// call made by a handler that runs on this thread). False at the deadline.
+  bool run_until(const std::function<bool()>& done,
+                 std::chrono::steady_clock::time_point deadline) override;
+  bool can_run_nested() const override { return true; }
 
   // transport
-  void send_to_holder(std::string client_id, link::v1::Command cmd) override;
-  void send_to_all(link::v1::Command cmd) override;
+  void send_to_holder(std::string client_id, link::v2::Command cmd) override;
+  void send_to_all(link::v2::Command cmd) override;
   void send_each(command_builder build) override;
   void request_each(command_builder build, std::chrono::milliseconds timeout,
                     gather_handler done) override;
@@ -120,7 +127,7 @@ class cluster_core final : public transport {
     // holder: the client_id; link: the gateway_id.
     std::string key;
     std::uint64_t serial = 0;
-    link::v1::Frame frame;
+    link::v2::Frame frame;
     command_builder build;
   };
   struct gather;
@@ -137,11 +144,11 @@ class cluster_core final : public transport {
   void apply_set(const std::vector<registry::gateway_entry>& gateways);
   void on_link_up(gateway_link& link);
   void on_link_down(gateway_link& link);
-  void on_frame(gateway_link& link, link::v1::Frame& frame);
+  void on_frame(gateway_link& link, link::v2::Frame& frame, std::string_view payload);
   void send_drain(gateway_link& link);
   void drain_answered(const std::string& gateway_id, std::uint64_t serial);
   void publish_drain();
-  void on_reply(link::v1::Reply& reply);
+  void on_reply(link::v2::Reply& reply);
   void start_gather(command_builder& build, std::chrono::milliseconds timeout,
                     gather_handler& done);
   void drop_requests_of(const std::string& gateway_id, std::uint64_t serial);

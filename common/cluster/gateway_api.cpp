@@ -10,16 +10,16 @@
 namespace gwx {
 namespace {
 
-using link::v1::Command;
-using link::v1::QueryKind;
-using link::v1::QueryResult;
+using link::v2::Command;
+using link::v2::QueryKind;
+using link::v2::QueryResult;
 using milliseconds = std::chrono::milliseconds;
 using string_list = std::vector<std::string>;
 
 // A blocking query waits this much longer than its gather, which itself ends at the timeout.
 constexpr milliseconds k_wait_grace{1000};
 
-void set_message(link::v1::Message* out, message&& msg) {
+void set_message(link::v2::Message* out, message&& msg) {
   out->set_data(std::move(msg.data));
   out->set_binary(msg.binary);
 }
@@ -94,7 +94,7 @@ void append(string_list& out, const google::protobuf::RepeatedPtrField<std::stri
   out.insert(out.end(), in.begin(), in.end());
 }
 
-session_map to_session(const link::v1::Session& s) {
+session_map to_session(const link::v2::Session& s) {
   return session_map(s.values().begin(), s.values().end());
 }
 
@@ -136,11 +136,23 @@ void run_query(cluster::transport& t, cluster::command_builder build, millisecon
   run_query<T>(t, std::move(build), timeout, std::move(done), std::move(fold), [](T&) {});
 }
 
-// Runs an async query and waits for its handler; never on the network thread.
+// Runs an async query and waits for its handler. On the network thread (a handler running
+// inline) the loop keeps running under the wait, when the transport can do that.
 template <typename T, typename Start>
 result<T> wait_for(cluster::transport& t, milliseconds timeout, Start&& start) {
   if (t.on_network_thread()) {
-    return failed<T>(api_errc::would_deadlock);
+    if (!t.can_run_nested()) {
+      return failed<T>(api_errc::would_deadlock);
+    }
+    // Shared: after a timeout the answer may still come, and must land somewhere.
+    auto value = std::make_shared<std::optional<result<T>>>();
+    start([value](result<T> r) { *value = std::move(r); });
+    const auto limit = (timeout.count() == 0 ? t.default_timeout() : timeout) + k_wait_grace;
+    if (!t.run_until([&value] { return value->has_value(); },
+                     std::chrono::steady_clock::now() + limit)) {
+      return failed<T>(api_errc::timed_out);
+    }
+    return std::move(**value);
   }
   struct state {
     std::mutex mutex;
@@ -194,7 +206,7 @@ void gateway_api::send_to_clients(const string_list& client_ids, message msg) {
   if (client_ids.empty()) {
     return;
   }
-  link::v1::Message body;
+  link::v2::Message body;
   set_message(&body, std::move(msg));
   transport_->send_each([targets = targets_of(client_ids), body = std::move(body)](
                             const cluster::gateway_view& gw, Command& out) {
@@ -342,7 +354,7 @@ void gateway_api::async_is_online(std::string_view client_id, result_handler<boo
                                   milliseconds timeout) {
   run_query<bool>(
       *transport_,
-      at_holder(client_id, make_query(link::v1::QUERY_KIND_IS_ONLINE, {std::string(client_id)})),
+      at_holder(client_id, make_query(link::v2::QUERY_KIND_IS_ONLINE, {std::string(client_id)})),
       timeout, std::move(done), [id = std::string(client_id)](bool& v, const QueryResult& r) {
         v = v ||
             std::find(r.client_ids().begin(), r.client_ids().end(), id) != r.client_ids().end();
@@ -359,7 +371,7 @@ void gateway_api::async_is_online_batch(const string_list& client_ids,
                                         result_handler<std::map<std::string, bool>> done,
                                         milliseconds timeout) {
   run_query<std::map<std::string, bool>>(
-      *transport_, at_holders(client_ids, link::v1::QUERY_KIND_IS_ONLINE), timeout, std::move(done),
+      *transport_, at_holders(client_ids, link::v2::QUERY_KIND_IS_ONLINE), timeout, std::move(done),
       [](std::map<std::string, bool>& v, const QueryResult& r) {
         for (const auto& id : r.client_ids()) {
           v[id] = true;
@@ -383,7 +395,7 @@ void gateway_api::async_is_uid_online(std::string_view uid, result_handler<bool>
                                       milliseconds timeout) {
   run_query<bool>(
       *transport_,
-      everywhere(make_query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
+      everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
       timeout, std::move(done), [u = std::string(uid)](bool& v, const QueryResult& r) {
         const auto it = r.clients_by_uid().find(u);
         v = v || (it != r.clients_by_uid().end() && it->second.values_size() > 0);
@@ -399,7 +411,7 @@ void gateway_api::async_is_uid_online_batch(const string_list& uids,
                                             result_handler<std::map<std::string, bool>> done,
                                             milliseconds timeout) {
   run_query<std::map<std::string, bool>>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
       timeout, std::move(done),
       [](std::map<std::string, bool>& v, const QueryResult& r) {
         for (const auto& [uid, ids] : r.clients_by_uid()) {
@@ -427,7 +439,7 @@ void gateway_api::async_get_client_ids_by_uid(std::string_view uid,
                                               milliseconds timeout) {
   run_query<string_list>(
       *transport_,
-      everywhere(make_query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
+      everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
       timeout, std::move(done),
       [u = std::string(uid)](string_list& v, const QueryResult& r) {
         const auto it = r.clients_by_uid().find(u);
@@ -448,7 +460,7 @@ void gateway_api::async_get_client_ids_by_uids(
     const string_list& uids, result_handler<std::map<std::string, string_list>> done,
     milliseconds timeout) {
   run_query<std::map<std::string, string_list>>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
       timeout, std::move(done),
       [](std::map<std::string, string_list>& v, const QueryResult& r) {
         for (const auto& [uid, ids] : r.clients_by_uid()) {
@@ -476,7 +488,7 @@ void gateway_api::async_get_uid_by_client_id(std::string_view client_id,
                                              result_handler<std::string> done,
                                              milliseconds timeout) {
   run_query<std::string>(*transport_,
-                         at_holder(client_id, make_query(link::v1::QUERY_KIND_UID_OF_CLIENT,
+                         at_holder(client_id, make_query(link::v2::QUERY_KIND_UID_OF_CLIENT,
                                                          {std::string(client_id)})),
                          timeout, std::move(done), [](std::string& v, const QueryResult& r) {
                            if (r.uids_size() > 0) {
@@ -495,7 +507,7 @@ result<std::string> gateway_api::get_uid_by_client_id(std::string_view client_id
 void gateway_api::async_get_all_client_count(result_handler<std::uint64_t> done,
                                              milliseconds timeout) {
   run_query<std::uint64_t>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT)), timeout,
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT)), timeout,
       std::move(done), [](std::uint64_t& v, const QueryResult& r) { v += r.count(); });
 }
 
@@ -508,7 +520,7 @@ void gateway_api::async_get_client_count_by_group(std::string_view group,
                                                   result_handler<std::uint64_t> done,
                                                   milliseconds timeout) {
   run_query<std::uint64_t>(*transport_,
-                           everywhere(make_query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {},
+                           everywhere(make_query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {},
                                                  {}, {std::string(group)})),
                            timeout, std::move(done),
                            [g = std::string(group)](std::uint64_t& v, const QueryResult& r) {
@@ -531,7 +543,7 @@ void gateway_api::async_get_client_count_by_groups(
     milliseconds timeout) {
   run_query<std::map<std::string, std::uint64_t>>(
       *transport_,
-      everywhere(make_query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {}, groups)), timeout,
+      everywhere(make_query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {}, groups)), timeout,
       std::move(done),
       [](std::map<std::string, std::uint64_t>& v, const QueryResult& r) {
         for (const auto& [group, n] : r.counts()) {
@@ -558,7 +570,7 @@ void gateway_api::async_get_client_ids_by_group(std::string_view group,
   run_query<string_list>(
       *transport_,
       everywhere(
-          make_query(link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {}, {std::string(group)})),
+          make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {}, {std::string(group)})),
       timeout, std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.client_ids()); },
       sort_unique);
@@ -577,7 +589,7 @@ void gateway_api::async_get_client_sessions_by_group(
   run_query<std::map<std::string, session_map>>(
       *transport_,
       everywhere(
-          make_query(link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {}, {std::string(group)})),
+          make_query(link::v2::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {}, {std::string(group)})),
       timeout, std::move(done), [](std::map<std::string, session_map>& v, const QueryResult& r) {
         for (const auto& [id, s] : r.sessions()) {
           v[id] = to_session(s);
@@ -594,7 +606,7 @@ result<std::map<std::string, session_map>> gateway_api::get_client_sessions_by_g
 
 void gateway_api::async_get_all_client_ids(result_handler<string_list> done, milliseconds timeout) {
   run_query<string_list>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_ALL_CLIENT_IDS)), timeout,
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_ALL_CLIENT_IDS)), timeout,
       std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.client_ids()); },
       sort_unique);
@@ -609,7 +621,7 @@ void gateway_api::async_get_uids_by_group(std::string_view group, result_handler
                                           milliseconds timeout) {
   run_query<string_list>(
       *transport_,
-      everywhere(make_query(link::v1::QUERY_KIND_UIDS_BY_GROUP, {}, {}, {std::string(group)})),
+      everywhere(make_query(link::v2::QUERY_KIND_UIDS_BY_GROUP, {}, {}, {std::string(group)})),
       timeout, std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.uids()); }, sort_unique);
 }
@@ -644,7 +656,7 @@ result<std::uint64_t> gateway_api::get_uid_count_by_group(std::string_view group
 
 void gateway_api::async_get_all_uids(result_handler<string_list> done, milliseconds timeout) {
   run_query<string_list>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_ALL_UIDS)), timeout, std::move(done),
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_ALL_UIDS)), timeout, std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.uids()); }, sort_unique);
 }
 
@@ -673,7 +685,7 @@ result<std::uint64_t> gateway_api::get_all_uid_count(milliseconds timeout) {
 
 void gateway_api::async_get_all_group_ids(result_handler<string_list> done, milliseconds timeout) {
   run_query<string_list>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_ALL_GROUP_IDS)), timeout,
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_ALL_GROUP_IDS)), timeout,
       std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.groups()); }, sort_unique);
 }
@@ -689,7 +701,7 @@ void gateway_api::async_get_groups_of_client(std::string_view client_id,
   run_query<string_list>(
       *transport_,
       at_holder(client_id,
-                make_query(link::v1::QUERY_KIND_GROUPS_OF_CLIENT, {std::string(client_id)})),
+                make_query(link::v2::QUERY_KIND_GROUPS_OF_CLIENT, {std::string(client_id)})),
       timeout, std::move(done),
       [](string_list& v, const QueryResult& r) { fold_sorted_list(v, r.groups()); }, sort_unique);
 }
@@ -706,7 +718,7 @@ void gateway_api::async_get_session(std::string_view client_id,
                                     milliseconds timeout) {
   run_query<std::optional<session_map>>(
       *transport_,
-      at_holder(client_id, make_query(link::v1::QUERY_KIND_SESSION, {std::string(client_id)})),
+      at_holder(client_id, make_query(link::v2::QUERY_KIND_SESSION, {std::string(client_id)})),
       timeout, std::move(done),
       [id = std::string(client_id)](std::optional<session_map>& v, const QueryResult& r) {
         const auto it = r.sessions().find(id);
@@ -725,7 +737,7 @@ result<std::optional<session_map>> gateway_api::get_session(std::string_view cli
 void gateway_api::async_get_stats(result_handler<std::vector<gateway_stats>> done,
                                   milliseconds timeout) {
   run_query<std::vector<gateway_stats>>(
-      *transport_, everywhere(make_query(link::v1::QUERY_KIND_STATS)), timeout, std::move(done),
+      *transport_, everywhere(make_query(link::v2::QUERY_KIND_STATS)), timeout, std::move(done),
       [](std::vector<gateway_stats>& v, const QueryResult& r) {
         const auto& s = r.stats();
         gateway_stats out;

@@ -4,13 +4,10 @@
 
 #include <atomic>
 
-#include "common/link_auth.hpp"
 #include "common/net/endpoint.hpp"
 
 namespace gwx::cluster {
 namespace {
-
-constexpr std::uint32_t k_protocol_version = 1;
 
 std::atomic<std::uint64_t> g_next_serial{1};
 
@@ -55,9 +52,9 @@ void gateway_link::stop() {
   }
 }
 
-void gateway_link::send(const link::v1::Frame& frame) {
+void gateway_link::send(const link::v2::Frame& frame, std::string_view payload) {
   if (state_ == state::up) {
-    stream_->send(frame);
+    stream_->send(frame, payload);
   }
 }
 
@@ -67,8 +64,7 @@ std::size_t gateway_link::queued_bytes() const {
 
 void gateway_link::connect() {
   state_ = state::connecting;
-  gateway_nonce_.clear();
-  peer_nonce_.clear();
+  handshake_.reset();
   const auto attempt = ++attempt_;
   host_port target;
   try {
@@ -122,17 +118,19 @@ void gateway_link::connect() {
 
 void gateway_link::on_connected(asio::ip::tcp::socket socket) {
   state_ = state::handshaking;
-  stream_ = std::make_shared<link_stream>(std::move(socket));
+  handshake_.emplace(settings_->secret, settings_->role, settings_->name, entry_.gateway_id);
+  stream_ = std::make_shared<link_stream>(std::move(socket), settings_->max_frame,
+                                          settings_->send_cap);
   const auto attempt = attempt_;
   stream_->start(
-      [weak = weak_from_this(), attempt](link::v1::Frame& frame) {
+      [weak = weak_from_this(), attempt](link::v2::Frame& frame, std::string_view payload) {
         auto self = weak.lock();
         if (!self || self->attempt_ != attempt) {
           return;
         }
         if (self->state_ == state::up) {
           if (self->cb_.on_frame) {
-            self->cb_.on_frame(*self, frame);
+            self->cb_.on_frame(*self, frame, payload);
           }
         } else if (self->state_ == state::handshaking) {
           self->on_handshake_frame(frame);
@@ -146,71 +144,33 @@ void gateway_link::on_connected(asio::ip::tcp::socket socket) {
       });
 }
 
-void gateway_link::on_handshake_frame(link::v1::Frame& frame) {
-  if (frame.has_challenge()) {
-    const auto& c = frame.challenge();
-    if (!gateway_nonce_.empty()) {
-      fail("second challenge");
-      return;
-    }
-    if (c.protocol_version() != k_protocol_version) {
-      fail("gateway speaks link protocol " + std::to_string(c.protocol_version()) + ", not " +
-           std::to_string(k_protocol_version));
-      return;
-    }
-    if (c.gateway_id() != entry_.gateway_id) {
-      fail("gateway there is now " + c.gateway_id() + " (restarted?)");
-      return;
-    }
-    if (c.nonce().empty()) {
-      fail("challenge without a nonce");
-      return;
-    }
-    gateway_nonce_ = c.nonce();
-    peer_nonce_ = link_auth::make_nonce();
-    link::v1::Frame hello;
-    auto* h = hello.mutable_hello();
-    h->set_role(settings_->role);
-    h->set_name(settings_->name);
-    h->set_nonce(peer_nonce_);
-    h->set_proof(link_auth::peer_proof(settings_->secret, gateway_nonce_, peer_nonce_));
-    stream_->send(hello);
+void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
+  auto step = handshake_->on_frame(frame);
+  if (step.reply) {
+    stream_->send(*step.reply);
+  }
+  if (step.result == link_handshake::step::outcome::failed) {
+    fail(step.reason);
     return;
   }
-  if (frame.has_welcome()) {
-    const auto& w = frame.welcome();
-    if (gateway_nonce_.empty()) {
-      fail("welcome before challenge");
-      return;
-    }
-    const auto expected = link_auth::gateway_proof(settings_->secret, gateway_nonce_, peer_nonce_);
-    if (!link_auth::equal(w.proof(), expected)) {
-      fail("the gateway's proof is wrong (secrets differ?)");
-      return;
-    }
-    if (w.gateway_id() != entry_.gateway_id) {
-      fail("welcome from gateway " + w.gateway_id() + ", expected " + entry_.gateway_id);
-      return;
-    }
-    address_ = w.internal_address().empty() ? entry_.internal_address : w.internal_address();
-    state_ = state::up;
-    serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
-    timer_.cancel();
-    stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
-    failures_ = 0;
-    last_failure_.clear();
-    backoff_.reset();
-    spdlog::info("link to gateway {} ({}) up", address_, entry_.gateway_id);
-    if (cb_.on_up) {
-      cb_.on_up(*this);
-    }
+  if (step.result == link_handshake::step::outcome::pending) {
     return;
   }
-  if (frame.has_reject()) {
-    fail("refused by the gateway: " + frame.reject().reason());
-    return;
+  address_ = handshake_->gateway_address().empty() ? entry_.internal_address
+                                                   : handshake_->gateway_address();
+  handshake_.reset();
+  state_ = state::up;
+  serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
+  timer_.cancel();
+  stream_->authenticated();
+  stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
+  failures_ = 0;
+  last_failure_.clear();
+  backoff_.reset();
+  spdlog::info("link to gateway {} ({}) up", address_, entry_.gateway_id);
+  if (cb_.on_up) {
+    cb_.on_up(*this);
   }
-  fail("unexpected frame before welcome");
 }
 
 void gateway_link::on_stream_closed(const std::string& reason) {

@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "common/registry/backoff.hpp"
 #include "common/registry/gateway_watcher.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::cluster {
 
@@ -19,12 +21,16 @@ struct link_settings {
   std::string secret;
   /// Shown in the gateway's stats and logs.
   std::string name;
-  link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER;
+  link::v2::PeerRole role = link::v2::PEER_ROLE_WORKER;
   std::chrono::milliseconds handshake_timeout{5000};
   std::chrono::milliseconds keepalive_interval{1000};
   std::chrono::milliseconds keepalive_timeout{5000};
   std::chrono::milliseconds backoff_initial{100};
   std::chrono::milliseconds backoff_max{5000};
+  /// Largest frame accepted from a gateway.
+  std::size_t max_frame = link_stream::k_default_max_frame;
+  /// Most bytes queued towards one gateway before its link is cut (it stopped reading).
+  std::size_t send_cap = link_stream::k_default_send_cap;
 };
 
 /// The peer side of the link to one gateway: connects, answers the challenge, checks the
@@ -40,8 +46,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
     std::function<void(gateway_link&)> on_up;
     /// A link that was up is gone (a reconnect follows unless stopped).
     std::function<void(gateway_link&, const std::string& reason)> on_down;
-    /// A frame arrived on a link that is up (Ping/Pong are handled below).
-    std::function<void(gateway_link&, link::v1::Frame&)> on_frame;
+    /// A frame arrived on a link that is up (Ping/Pong are handled below); `payload` is valid
+    /// during the call only.
+    std::function<void(gateway_link&, link::v2::Frame&, std::string_view payload)> on_frame;
   };
 
   gateway_link(asio::io_context& io, registry::gateway_entry entry,
@@ -52,8 +59,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   /// Closes the link after flushing what is queued; no reconnect follows. No callbacks after.
   void stop();
 
-  /// Queues a frame; dropped unless the link is up.
-  void send(const link::v1::Frame& frame);
+  /// Queues a frame (header and payload); dropped unless the link is up.
+  void send(const link::v2::Frame& frame, std::string_view payload = {});
 
   bool is_up() const { return state_ == state::up; }
   const registry::gateway_entry& entry() const { return entry_; }
@@ -73,7 +80,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
 
   void connect();
   void on_connected(asio::ip::tcp::socket socket);
-  void on_handshake_frame(link::v1::Frame& frame);
+  void on_handshake_frame(link::v2::Frame& frame);
   void on_stream_closed(const std::string& reason);
   void fail(const std::string& reason);
   void retry_later();
@@ -91,8 +98,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   // Bumped on every attempt and state change so stale async completions are ignored.
   std::uint64_t attempt_ = 0;
   std::string address_;
-  std::string gateway_nonce_;
-  std::string peer_nonce_;
+  std::optional<link_handshake::peer_side> handshake_;
   std::uint64_t serial_ = 0;
   // Failures since the last success: the first is logged as a warning, the rest quietly.
   unsigned failures_ = 0;

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "common/client_id.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::cluster {
 
@@ -45,12 +45,12 @@ struct gateway_view {
 
 /// Fills the command for one gateway; returns false to leave that gateway out. Runs on the
 /// network thread.
-using command_builder = std::function<bool(const gateway_view&, link::v1::Command&)>;
+using command_builder = std::function<bool(const gateway_view&, link::v2::Command&)>;
 
 /// One gateway's answer to a request.
 struct gateway_reply {
   std::string gateway_address;
-  link::v1::Reply reply;
+  link::v2::Reply reply;
 };
 
 /// Everything a request gathered: the replies, and the gateways it was meant for that did not
@@ -74,10 +74,10 @@ class transport {
   virtual ~transport() = default;
 
   /// Queues `cmd` for the linked gateway holding `client_id`; dropped when there is none.
-  virtual void send_to_holder(std::string client_id, link::v1::Command cmd) = 0;
+  virtual void send_to_holder(std::string client_id, link::v2::Command cmd) = 0;
 
   /// Queues the same `cmd` for every linked gateway.
-  virtual void send_to_all(link::v1::Command cmd) = 0;
+  virtual void send_to_all(link::v2::Command cmd) = 0;
 
   /// Queues, for every linked gateway, the command `build` makes for it (if any).
   virtual void send_each(command_builder build) = 0;
@@ -95,6 +95,18 @@ class transport {
 
   /// True once stopped: nothing is sent any more and requests fail with api_errc::stopped.
   virtual bool stopped() const = 0;
+
+  /// On the thread that delivers answers: keeps delivering until `done()` or the deadline,
+  /// so a blocking call there can wait. False when the deadline passed first, or when this
+  /// transport cannot do that (then a blocking call there fails with would_deadlock).
+  virtual bool run_until(const std::function<bool()>& done,
+                         std::chrono::steady_clock::time_point deadline) {
+    (void)done;
+    (void)deadline;
+    return false;
+  }
+  /// Whether run_until() is supported.
+  virtual bool can_run_nested() const { return false; }
 };
 
 }  // namespace gwx::cluster

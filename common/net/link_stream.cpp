@@ -1,6 +1,5 @@
 #include "common/net/link_stream.hpp"
 
-#include "common/codec/length_prefix.hpp"
 #include "common/net/endpoint.hpp"
 
 namespace gwx {
@@ -9,8 +8,12 @@ constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr auto k_close_flush_limit = std::chrono::seconds(2);
 }  // namespace
 
-link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame)
-    : socket_(std::move(socket)), timer_(socket_.get_executor()), max_frame_(max_frame) {
+link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame,
+                         std::size_t send_cap)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      limits_{max_frame, max_frame},
+      out_(send_cap) {
   std::error_code ec;
   const auto ep = socket_.remote_endpoint(ec);
   remote_ = ec ? "?" : format_host_port(ep.address().to_string(), ep.port());
@@ -21,8 +24,13 @@ link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame)
 void link_stream::start(frame_handler on_frame, close_handler on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
-  read_buf_.resize(k_read_chunk);
+  out_.force(link_codec::preamble());
+  do_write();
   do_read();
+}
+
+void link_stream::authenticated() {
+  active_limits_ = limits_;
 }
 
 void link_stream::enable_keepalive(std::chrono::milliseconds interval,
@@ -49,7 +57,7 @@ void link_stream::do_keepalive() {
           " ms (keepalive)");
       return;
     }
-    link::v1::Frame ping;
+    link::v2::Frame ping;
     ping.mutable_ping()->set_seq(++self->ping_seq_);
     self->send(ping);
     self->do_keepalive();
@@ -57,6 +65,10 @@ void link_stream::do_keepalive() {
 }
 
 void link_stream::do_read() {
+  if (read_len_ == 0 && read_buf_.size() > k_read_chunk) {
+    // A large frame came and went: give its memory back.
+    std::string().swap(read_buf_);
+  }
   if (read_buf_.size() - read_len_ < k_read_chunk / 4) {
     read_buf_.resize(std::max(read_buf_.size() * 2, read_len_ + k_read_chunk));
   }
@@ -75,10 +87,20 @@ void link_stream::on_read(std::size_t n) {
   read_len_ += n;
   last_heard_ = std::chrono::steady_clock::now();
   std::size_t offset = 0;
-  link::v1::Frame frame;
-  while (open_) {
-    const auto r = codec::length_prefix::decode(
-        std::string_view(read_buf_.data() + offset, read_len_ - offset), max_frame_);
+  if (!preamble_seen_) {
+    const auto r = link_codec::check_preamble(std::string_view(read_buf_.data(), read_len_));
+    if (r.status == codec::decode_status::error) {
+      shutdown(r.reason);
+      return;
+    }
+    if (r.status == codec::decode_status::message) {
+      preamble_seen_ = true;
+      offset = r.consumed;
+    }
+  }
+  while (open_ && preamble_seen_) {
+    const auto r = link_codec::decode(
+        std::string_view(read_buf_.data() + offset, read_len_ - offset), active_limits_, frame_);
     if (r.status == codec::decode_status::need_more) {
       break;
     }
@@ -87,22 +109,17 @@ void link_stream::on_read(std::size_t n) {
       return;
     }
     offset += r.consumed;
-    frame.Clear();
-    if (!frame.ParseFromArray(r.payload.data(), static_cast<int>(r.payload.size()))) {
-      shutdown("malformed link frame");
-      return;
-    }
-    if (frame.has_ping()) {
-      link::v1::Frame pong;
-      pong.mutable_pong()->set_seq(frame.ping().seq());
+    if (frame_.has_ping()) {
+      link::v2::Frame pong;
+      pong.mutable_pong()->set_seq(frame_.ping().seq());
       send(pong);
       continue;
     }
-    if (frame.has_pong()) {
+    if (frame_.has_pong()) {
       continue;
     }
     if (on_frame_) {
-      on_frame_(frame);
+      on_frame_(frame_, r.payload);
     }
   }
   if (!open_) {
@@ -111,47 +128,47 @@ void link_stream::on_read(std::size_t n) {
   if (offset > 0) {
     read_buf_.erase(0, offset);
     read_len_ -= offset;
-    read_buf_.resize(std::max(read_buf_.size(), k_read_chunk));
   }
   do_read();
 }
 
-void link_stream::send(const link::v1::Frame& frame) {
+net::send_status link_stream::send(const link::v2::Frame& frame, std::string_view payload) {
   if (!open_) {
-    return;
+    return net::send_status::dropped;
   }
-  const auto pos = pending_.size();
-  pending_.append(codec::length_prefix::k_header, '\0');
-  frame.AppendToString(&pending_);
-  codec::length_prefix::patch_header(
-      pending_, pos,
-      static_cast<std::uint32_t>(pending_.size() - pos - codec::length_prefix::k_header));
-  if (!writing_now_) {
+  const std::size_t size = link_codec::encoded_size(frame, payload.size());
+  auto* out = out_.reserve(size);
+  if (out == nullptr) {
+    shutdown("peer is not reading: " + std::to_string(out_.bytes()) +
+             " bytes queued towards it (the cap)");
+    return net::send_status::dropped;
+  }
+  // encoded_size() computed the header's cached size: encode() reuses it.
+  link_codec::encode(*out, frame, payload);
+  const auto status = out_.commit();
+  if (!out_.writing()) {
     do_write();
   }
+  return status;
 }
 
 void link_stream::do_write() {
-  if (pending_.empty()) {
-    writing_now_ = false;
+  const auto& bufs = out_.gather();
+  if (bufs.empty()) {
+    out_.shrink();
     if (closing_) {
       shutdown(close_reason_);
     }
     return;
   }
-  writing_now_ = true;
-  writing_.swap(pending_);
-  pending_.clear();
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](std::error_code ec, std::size_t) {
-                      self->writing_.clear();
-                      if (ec) {
-                        self->writing_now_ = false;
-                        self->shutdown(ec.message());
-                        return;
-                      }
-                      self->do_write();
-                    });
+  asio::async_write(socket_, bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
+    self->out_.written();
+    if (ec) {
+      self->shutdown(ec.message());
+      return;
+    }
+    self->do_write();
+  });
 }
 
 void link_stream::close(const std::string& reason) {
@@ -160,7 +177,7 @@ void link_stream::close(const std::string& reason) {
   }
   closing_ = true;
   close_reason_ = reason;
-  if (!writing_now_) {
+  if (!out_.writing()) {
     shutdown(reason);
     return;
   }
@@ -181,6 +198,7 @@ void link_stream::shutdown(const std::string& reason) {
   timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
+  out_.clear();
   auto on_close = std::move(on_close_);
   on_frame_ = nullptr;
   on_close_ = nullptr;

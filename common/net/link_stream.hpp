@@ -6,15 +6,23 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
-#include "gwx/link/v1/link.pb.h"
+#include "common/link/link_codec.hpp"
+#include "common/net/send_queue.hpp"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx {
 
-/// One gateway <-> peer link over TCP: length-prefixed link.v1.Frame messages in both
-/// directions. Frames sent while a write is in flight are appended to one pending buffer and
-/// leave in a single write. Answers Ping with Pong itself and, with keepalive on, closes a peer
-/// that stays silent too long.
+/// One gateway <-> peer link over TCP, in the link wire format (common/link/link_codec.hpp):
+/// preamble, then frames of a protobuf header and raw payload bytes, both ways. Frames sent
+/// while a write is in flight are coalesced and leave in one write. Answers Ping with Pong
+/// itself and, with keepalive on, closes a peer that stays silent too long.
+///
+/// Memory is bounded both ways: until authenticated() only tiny frames are accepted, then the
+/// configured limits; the outgoing queue is capped in bytes, and a peer that stops reading
+/// until the cap is reached is cut (a link cannot skip frames). The read buffer returns to its
+/// small size once a large frame has been handled.
 ///
 /// Not thread-safe: every call must be made on the stream's executor (post to it from
 /// elsewhere). Callbacks run on that executor.
@@ -22,28 +30,41 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
  public:
   /// Largest frame accepted from the peer by default (a client message plus envelope).
   static constexpr std::size_t k_default_max_frame = 64 * 1024 * 1024;
+  /// Most bytes queued towards the peer by default before the link is cut.
+  static constexpr std::size_t k_default_send_cap = 256 * 1024 * 1024;
 
-  using frame_handler = std::function<void(link::v1::Frame&)>;
+  /// A frame arrived: its header and its payload (a view valid during the call only).
+  using frame_handler = std::function<void(link::v2::Frame& frame, std::string_view payload)>;
   /// Called once when the link ends, with a human-readable reason.
   using close_handler = std::function<void(const std::string& reason)>;
 
-  link_stream(asio::ip::tcp::socket socket, std::size_t max_frame = k_default_max_frame);
+  /// `max_frame` applies once authenticated(); `send_cap` bounds the outgoing queue.
+  explicit link_stream(asio::ip::tcp::socket socket, std::size_t max_frame = k_default_max_frame,
+                       std::size_t send_cap = k_default_send_cap);
 
-  /// Starts reading. Handlers are dropped after the close handler ran (breaks owner cycles).
+  /// Sends the preamble and starts reading. Handlers are dropped after the close handler ran
+  /// (breaks owner cycles).
   void start(frame_handler on_frame, close_handler on_close);
+
+  /// The handshake is over: accept frames up to the configured limit from now on.
+  void authenticated();
 
   /// Sends a ping every `interval` and closes the link when nothing arrived for `timeout`.
   void enable_keepalive(std::chrono::milliseconds interval, std::chrono::milliseconds timeout);
 
-  /// Queues one frame; it goes out with whatever else is pending.
-  void send(const link::v1::Frame& frame);
+  /// Queues one frame (header + payload); it goes out with whatever else is pending.
+  /// backpressured: past the high-water mark (producers should hold back); dropped: the link
+  /// is being cut because the peer stopped reading.
+  net::send_status send(const link::v2::Frame& frame, std::string_view payload = {});
 
   /// Closes the socket after flushing what is queued (bounded by a short timer).
   void close(const std::string& reason);
 
   bool is_open() const { return open_; }
+  /// Past the outgoing high-water mark.
+  bool backpressured() const { return out_.over_high_water(); }
   /// Bytes queued and not yet written.
-  std::size_t queued_bytes() const { return pending_.size() + writing_.size(); }
+  std::size_t queued_bytes() const { return out_.bytes(); }
   std::string remote_address() const { return remote_; }
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
@@ -56,13 +77,14 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
-  std::size_t max_frame_;
+  link_codec::limits limits_;
+  link_codec::limits active_limits_ = link_codec::k_handshake_limits;
   std::string remote_;
   std::string read_buf_;
   std::size_t read_len_ = 0;
-  std::string pending_;
-  std::string writing_;
-  bool writing_now_ = false;
+  bool preamble_seen_ = false;
+  net::send_queue out_;
+  link::v2::Frame frame_;
   bool open_ = true;
   bool closing_ = false;
   std::string close_reason_;

@@ -7,7 +7,7 @@ namespace {
 
 constexpr std::size_t k_max_rejected = 4096;
 
-client_info info_of(link::v1::ClientInfo& c) {
+client_info info_of(link::v2::ClientInfo& c) {
   client_info info;
   info.client_id = c.client_id();
   info.remote_address = std::move(*c.mutable_remote_address());
@@ -18,7 +18,7 @@ client_info info_of(link::v1::ClientInfo& c) {
   return info;
 }
 
-websocket_request request_of(link::v1::WebSocketRequest& w, const context& ctx) {
+websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) {
   websocket_request r;
   r.method = std::move(*w.mutable_method());
   r.path = std::move(*w.mutable_path());
@@ -38,7 +38,7 @@ event_runner::event_runner(handler& app, gateway_api& api, cluster::transport& t
                            std::atomic<std::uint64_t>& writer_seq)
     : app_(app), api_(api), transport_(transport), writer_seq_(writer_seq) {}
 
-void event_runner::run(const cluster::link_ref& link, link::v1::ClientEvent& event,
+void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& event,
                        event_sink& sink) {
   auto& c = *event.mutable_client();
   const std::string client_id = c.client_id();
@@ -48,15 +48,15 @@ void event_runner::run(const cluster::link_ref& link, link::v1::ClientEvent& eve
   bool handled = true;
   try {
     switch (event.kind()) {
-      case link::v1::EVENT_KIND_CONNECT:
+      case link::v2::EVENT_KIND_CONNECT:
         handled = on_connect(link, event, ctx, sink);
         break;
-      case link::v1::EVENT_KIND_MESSAGE: {
+      case link::v2::EVENT_KIND_MESSAGE: {
         const message msg(std::move(*event.mutable_payload()), event.binary());
         app_.on_message(ctx, msg);
         break;
       }
-      case link::v1::EVENT_KIND_CLOSE:
+      case link::v2::EVENT_KIND_CLOSE:
         handled = false;
         sessions_.forget(client_id);
         if (rejected_.erase(client_id) == 0) {
@@ -78,7 +78,7 @@ void event_runner::run(const cluster::link_ref& link, link::v1::ClientEvent& eve
     if (auto write = session_diff(client_id, before, ctx.session())) {
       const auto seq = writer_seq_.fetch_add(1, std::memory_order_relaxed) + 1;
       write->set_writer_seq(seq);
-      link::v1::Command cmd;
+      link::v2::Command cmd;
       *cmd.mutable_session_write() = std::move(*write);
       transport_.send_to_holder(client_id, std::move(cmd));
       sessions_.wrote(client_id, seq, std::move(ctx.session()));
@@ -87,7 +87,7 @@ void event_runner::run(const cluster::link_ref& link, link::v1::ClientEvent& eve
   sink.ack(link, event.event_id());
 }
 
-bool event_runner::on_connect(const cluster::link_ref& link, link::v1::ClientEvent& event,
+bool event_runner::on_connect(const cluster::link_ref& link, link::v2::ClientEvent& event,
                               context& ctx, event_sink& sink) {
   if (event.has_websocket()) {
     const auto request = request_of(*event.mutable_websocket(), ctx);
@@ -99,7 +99,7 @@ bool event_runner::on_connect(const cluster::link_ref& link, link::v1::ClientEve
       decision = connect_decision::reject(500, "internal error");
     }
     if (event.decision_required()) {
-      link::v1::ConnectDecision d;
+      link::v2::ConnectDecision d;
       d.set_event_id(event.event_id());
       d.set_client_id(ctx.client_id());
       d.set_http_status(decision.accepted() ? 101 : decision.http_status);

@@ -8,7 +8,7 @@
 
 #include "common/cluster/gateway_api.hpp"
 #include "common/cluster/transport.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 #include "worker/sdk/handler.hpp"
 #include "worker/sdk/session_tracker.hpp"
 
@@ -19,7 +19,7 @@ class event_sink {
  public:
   virtual ~event_sink() = default;
   /// Answers a CONNECT that waits for a decision.
-  virtual void decide(const cluster::link_ref& link, link::v1::ConnectDecision decision) = 0;
+  virtual void decide(const cluster::link_ref& link, link::v2::ConnectDecision decision) = 0;
   /// Acknowledges a handled event (batched by the sink).
   virtual void ack(const cluster::link_ref& link, std::uint64_t event_id) = 0;
 };
@@ -35,13 +35,13 @@ class event_runner {
                std::atomic<std::uint64_t>& writer_seq);
 
   /// Handles `event` (its payload may be moved from).
-  void run(const cluster::link_ref& link, link::v1::ClientEvent& event, event_sink& sink);
+  void run(const cluster::link_ref& link, link::v2::ClientEvent& event, event_sink& sink);
 
   /// Clients whose session write the gateway has not confirmed yet.
   std::size_t pending_sessions() const { return sessions_.size(); }
 
  private:
-  bool on_connect(const cluster::link_ref& link, link::v1::ClientEvent& event, context& ctx,
+  bool on_connect(const cluster::link_ref& link, link::v2::ClientEvent& event, context& ctx,
                   event_sink& sink);
   void remember_rejected(const std::string& client_id);
 

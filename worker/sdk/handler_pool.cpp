@@ -14,8 +14,8 @@ class batch_sink final : public event_sink {
   batch_sink(cluster::cluster_core& core, cluster::outbox_scope& outbox)
       : core_(core), outbox_(outbox) {}
 
-  void decide(const cluster::link_ref& link, link::v1::ConnectDecision decision) override {
-    link::v1::Frame frame;
+  void decide(const cluster::link_ref& link, link::v2::ConnectDecision decision) override {
+    link::v2::Frame frame;
     *frame.mutable_decision() = std::move(decision);
     core_.send_on_link(link, std::move(frame));
   }
@@ -33,7 +33,8 @@ class batch_sink final : public event_sink {
 
 handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
                            cluster::cluster_core& core)
-    : core_(core) {
+    : core_(core), inline_mode_(threads == 0) {
+  // Inline mode has one runner, used on the network thread.
   for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
     auto l = std::make_unique<lane>();
     l->runner = std::make_unique<event_runner>(app, api, core, writer_seq_);
@@ -50,12 +51,40 @@ void handler_pool::start() {
     return;
   }
   started_ = true;
+  if (inline_mode_) {
+    inline_started_ = true;
+    core_.post([this] {
+      if (!inline_queue_.empty() && !inline_scheduled_) {
+        inline_scheduled_ = true;
+        run_inline();
+      }
+    });
+    return;
+  }
   for (auto& l : lanes_) {
     l->thread = std::thread([this, raw = l.get()] { run(*raw); });
   }
 }
 
-void handler_pool::dispatch(const cluster::link_ref& link, link::v1::ClientEvent& event) {
+void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event) {
+  if (inline_mode_) {
+    if (inline_stopping_) {
+      return;  // Not acknowledged: the gateway keeps it for another worker.
+    }
+    inline_queue_.push_back(queued_event{link, {}});
+    inline_queue_.back().event.Swap(&event);
+    {
+      std::lock_guard lock(idle_mutex_);
+      ++inline_unfinished_;
+    }
+    // One task runs everything queued; a handler blocked in a query (the loop keeps running
+    // under it) must not be overtaken by a second one.
+    if (!inline_scheduled_ && !inline_running_ && inline_started_) {
+      inline_scheduled_ = true;
+      core_.post([this] { run_inline(); });
+    }
+    return;
+  }
   auto& l = *lanes_[std::hash<std::string>{}(event.client().client_id()) % lanes_.size()];
   std::lock_guard lock(l.mutex);
   if (l.stopping) {
@@ -70,6 +99,16 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v1::ClientEvent
 }
 
 void handler_pool::stop() {
+  if (inline_mode_) {
+    inline_stopping_ = true;
+    if (started_ && !core_.on_network_thread()) {
+      // What was dispatched before runs to the end (bounded by the loop's own progress).
+      std::unique_lock lock(idle_mutex_);
+      idle_changed_.wait_for(lock, std::chrono::seconds(30),
+                             [this] { return inline_unfinished_ == 0 || core_.stopped(); });
+    }
+    return;
+  }
   for (auto& l : lanes_) {
     std::lock_guard lock(l->mutex);
     l->stopping = true;
@@ -83,6 +122,10 @@ void handler_pool::stop() {
 }
 
 bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
+  if (inline_mode_) {
+    std::unique_lock lock(idle_mutex_);
+    return idle_changed_.wait_until(lock, deadline, [this] { return inline_unfinished_ == 0; });
+  }
   for (auto& l : lanes_) {
     std::unique_lock lock(l->mutex);
     if (!l->idle.wait_until(lock, deadline, [&l] { return l->queue.empty() && l->running == 0; })) {
@@ -93,12 +136,44 @@ bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
 }
 
 std::size_t handler_pool::unfinished() const {
+  if (inline_mode_) {
+    std::lock_guard lock(idle_mutex_);
+    return inline_unfinished_;
+  }
   std::size_t n = 0;
   for (const auto& l : lanes_) {
     std::lock_guard lock(l->mutex);
     n += l->queue.size() + l->running;
   }
   return n;
+}
+
+void handler_pool::run_inline() {
+  inline_scheduled_ = false;
+  if (inline_running_) {
+    return;  // a handler below us is blocked in a query: it runs the queue when it returns
+  }
+  inline_running_ = true;
+  {
+    cluster::outbox_scope outbox(core_);
+    batch_sink sink(core_, outbox);
+    auto& runner = *lanes_.front()->runner;
+    std::size_t n = 0;
+    while (!inline_queue_.empty()) {
+      auto item = std::move(inline_queue_.front());
+      inline_queue_.pop_front();
+      runner.run(item.link, item.event, sink);
+      handled_.fetch_add(1, std::memory_order_relaxed);
+      if (++n % k_flush_every == 0) {
+        outbox.flush();
+      }
+    }
+  }
+  inline_running_ = false;
+  std::lock_guard lock(idle_mutex_);
+  // Counted down only once the batch's acks and commands are on the links.
+  inline_unfinished_ = inline_queue_.size();
+  idle_changed_.notify_all();
 }
 
 void handler_pool::run(lane& l) {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -14,13 +15,21 @@
 
 namespace gwx::sdk {
 
-/// The handler threads of a worker. Each client's events go to one thread (by a hash of its
-/// client_id), in arrival order; each thread takes everything queued in one go, runs it, and
-/// hands its output (commands, decisions, then one EventAck per link) to the network thread in
-/// one batch.
+/// Runs a worker's handlers, in one of two modes:
 ///
-/// dispatch() may be called from any thread (the network thread does); start() and stop() from
-/// the owner's thread.
+/// - inline (`threads` == 0, the default of gwx-worker): handlers run on the network thread
+///   itself, so an event costs no thread hand-off at all. Events that arrive on a link are
+///   queued and run from a task of the loop (never inside a link's read), one after another in
+///   arrival order; their commands go straight onto the links and the acks of a batch leave as
+///   one EventAck per link. A blocking Gateway API call from a handler keeps the loop running
+///   until its answer arrives; events arriving meanwhile wait in the queue (order holds).
+/// - threads (`threads` >= 1): each client's events go to one handler thread (by a hash of its
+///   client_id), in arrival order; each thread takes everything queued in one go, runs it, and
+///   hands its output (commands, decisions, then one EventAck per link) to the network thread
+///   in one batch. For handlers that do slow or blocking work of their own.
+///
+/// dispatch() is called on the network thread; start(), stop(), wait_idle() and unfinished()
+/// from any other thread.
 class handler_pool {
  public:
   handler_pool(std::size_t threads, handler& app, gateway_api& api, cluster::cluster_core& core);
@@ -31,7 +40,7 @@ class handler_pool {
   /// Starts the threads; events dispatched before wait for this.
   void start();
   /// Queues an event for its client's thread (moves from `event`). Dropped once stopping.
-  void dispatch(const cluster::link_ref& link, link::v1::ClientEvent& event);
+  void dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event);
   /// Runs what is queued, then joins the threads. Idempotent.
   void stop();
 
@@ -44,12 +53,13 @@ class handler_pool {
   /// Events run since construction.
   std::uint64_t handled() const { return handled_.load(std::memory_order_relaxed); }
 
-  std::size_t size() const { return lanes_.size(); }
+  /// Handler threads (0: inline on the network thread).
+  std::size_t size() const { return inline_mode_ ? 0 : lanes_.size(); }
 
  private:
   struct queued_event {
     cluster::link_ref link;
-    link::v1::ClientEvent event;
+    link::v2::ClientEvent event;
   };
   struct lane {
     mutable std::mutex mutex;
@@ -65,8 +75,21 @@ class handler_pool {
   };
 
   void run(lane& l);
+  /// Inline mode: runs what is queued (a task of the network loop).
+  void run_inline();
 
   cluster::cluster_core& core_;
+  bool inline_mode_ = false;
+  // Inline mode; the queue and flags are touched on the network thread only, the counters
+  // under idle_mutex_ by the threads that wait for idleness.
+  std::deque<queued_event> inline_queue_;
+  bool inline_scheduled_ = false;
+  bool inline_running_ = false;
+  std::atomic<bool> inline_started_{false};
+  std::atomic<bool> inline_stopping_{false};
+  mutable std::mutex idle_mutex_;
+  std::condition_variable idle_changed_;
+  std::size_t inline_unfinished_ = 0;
   std::atomic<std::uint64_t> writer_seq_{0};
   std::atomic<std::uint64_t> handled_{0};
   std::vector<std::unique_ptr<lane>> lanes_;

@@ -22,13 +22,13 @@ void session_tracker::wrote(const std::string& client_id, std::uint64_t writer_s
   p.session = std::move(session);
 }
 
-std::optional<link::v1::SessionWrite> session_diff(const std::string& client_id,
+std::optional<link::v2::SessionWrite> session_diff(const std::string& client_id,
                                                    const session_map& before,
                                                    const session_map& after) {
   if (before == after) {
     return std::nullopt;
   }
-  link::v1::SessionWrite write;
+  link::v2::SessionWrite write;
   write.set_client_id(client_id);
   write.set_merge(true);
   for (const auto& [key, value] : after) {

@@ -6,7 +6,7 @@
 #include <unordered_map>
 
 #include "common/cluster/types.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::sdk {
 
@@ -40,7 +40,7 @@ class session_tracker {
 
 /// The merge-write that turns `before` into `after` (changed keys set, missing keys erased),
 /// or nullopt when they are equal. Merging, not replacing, keeps keys others set meanwhile.
-std::optional<link::v1::SessionWrite> session_diff(const std::string& client_id,
+std::optional<link::v2::SessionWrite> session_diff(const std::string& client_id,
                                                    const session_map& before,
                                                    const session_map& after);
 

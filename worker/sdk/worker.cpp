@@ -39,11 +39,11 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
     options.cluster.name = "gwx-worker";
   }
   core_ = std::make_shared<cluster::cluster_core>(
-      cluster::make_core_options(std::move(options.cluster), link::v1::PEER_ROLE_WORKER));
+      cluster::make_core_options(std::move(options.cluster), link::v2::PEER_ROLE_WORKER));
   api_ = std::make_unique<gateway_api>(core_);
   pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_);
   core_->set_event_handler(
-      [pool = pool_.get()](const cluster::link_ref& link, link::v1::ClientEvent& event) {
+      [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event) {
         pool->dispatch(link, event);
       });
   core_->set_link_change_handler(std::move(options.on_link_change));

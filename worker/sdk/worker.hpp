@@ -29,8 +29,10 @@ class handler_pool;
 struct worker_options {
   /// Registers, secret, token, name (default "gwx-worker"), timeouts.
   cluster_options cluster;
-  /// Handler threads.
-  std::size_t threads = 1;
+  /// Handler threads; 0: handlers run on the network thread (no hand-off per event; a
+  /// handler may make blocking Gateway API calls but must not block on anything else for
+  /// long). Use N > 0 for handlers doing slow work.
+  std::size_t threads = 0;
   /// Longest a drain takes (drain() with a zero timeout, and a drain a gateway asks for).
   std::chrono::milliseconds drain_timeout{30000};
   /// Called on the network thread when a gateway link comes up (true) or goes down (false).

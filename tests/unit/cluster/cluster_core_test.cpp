@@ -19,7 +19,7 @@ using fakes::fake_gateway;
 constexpr const char* k_secret = "s3cret";
 
 core_options test_options(std::string secret = k_secret,
-                          link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER) {
+                          link::v2::PeerRole role = link::v2::PEER_ROLE_WORKER) {
   core_options o;
   o.link.secret = std::move(secret);
   o.link.name = "tester";
@@ -58,13 +58,13 @@ struct link_log {
   }
 };
 
-link::v1::QueryResult count_result(std::uint64_t n) {
-  link::v1::QueryResult r;
+link::v2::QueryResult count_result(std::uint64_t n) {
+  link::v2::QueryResult r;
   r.set_count(n);
   return r;
 }
 
-std::vector<std::string> texts_sent(const std::vector<link::v1::Command>& cmds) {
+std::vector<std::string> texts_sent(const std::vector<link::v2::Command>& cmds) {
   std::vector<std::string> out;
   for (const auto& c : cmds) {
     if (c.has_send_to_clients()) {
@@ -76,7 +76,7 @@ std::vector<std::string> texts_sent(const std::vector<link::v1::Command>& cmds) 
 
 TEST(ClusterCoreTest, HandshakeLinksWithRoleAndName) {
   fake_gateway gw(k_secret);
-  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v1::PEER_ROLE_CLIENT));
+  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v2::PEER_ROLE_CLIENT));
   link_log links;
   links.attach(*core);
   core->start();
@@ -85,7 +85,7 @@ TEST(ClusterCoreTest, HandshakeLinksWithRoleAndName) {
   ASSERT_TRUE(links.wait(gw.address(), true));
   ASSERT_TRUE(gw.wait([](auto& g) { return g.authenticated == 1; }));
   gw.wait([](auto& g) {
-    EXPECT_EQ(g.hello_frames.at(0).role(), link::v1::PEER_ROLE_CLIENT);
+    EXPECT_EQ(g.hello_frames.at(0).role(), link::v2::PEER_ROLE_CLIENT);
     EXPECT_EQ(g.hello_frames.at(0).name(), "tester");
     EXPECT_EQ(g.hello_frames.at(0).nonce().size(), 16U);
     return true;
@@ -155,8 +155,8 @@ TEST(ClusterCoreTest, GatewayWithAnotherIdAtTheAddressIsNotLinked) {
 TEST(ClusterCoreTest, RoutesByClientIdAndAStaleEpochReachesNobody) {
   fake_gateway a(k_secret);
   fake_gateway b(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(1); });
-  b.set_answer([](const link::v1::Query&) { return count_result(1); });
+  a.set_answer([](const link::v2::Query&) { return count_result(1); });
+  b.set_answer([](const link::v2::Query&) { return count_result(1); });
   auto core = std::make_shared<cluster_core>(test_options());
   core->start();
   core->set_gateways({a.entry(), b.entry()});
@@ -183,7 +183,7 @@ TEST(ClusterCoreTest, RoutesByClientIdAndAStaleEpochReachesNobody) {
   EXPECT_EQ(on_a.at(0).send_to_clients().client_ids(0), a.client_id(7));
   for (const auto& c : on_a) {
     EXPECT_FALSE(c.has_join_group());
-    EXPECT_FALSE(c.has_query() && c.query().kind() == link::v1::QUERY_KIND_IS_ONLINE);
+    EXPECT_FALSE(c.has_query() && c.query().kind() == link::v2::QUERY_KIND_IS_ONLINE);
   }
   core->stop();
 }
@@ -191,8 +191,8 @@ TEST(ClusterCoreTest, RoutesByClientIdAndAStaleEpochReachesNobody) {
 TEST(ClusterCoreTest, QueryMergesAnswersAndReportsSilentAndUnlinkedGateways) {
   fake_gateway a(k_secret);
   fake_gateway silent(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(3); });
-  silent.set_answer([](const link::v1::Query&) { return std::nullopt; });
+  a.set_answer([](const link::v2::Query&) { return count_result(3); });
+  silent.set_answer([](const link::v2::Query&) { return std::nullopt; });
   // Listed by the registers but nothing listens there.
   const registry::gateway_entry unreachable{epoch_to_hex(99), "127.0.0.1:1", {}, "gone"};
   auto core = std::make_shared<cluster_core>(test_options());
@@ -223,8 +223,8 @@ TEST(ClusterCoreTest, QueryMergesAnswersAndReportsSilentAndUnlinkedGateways) {
 TEST(ClusterCoreTest, LosingALinkEndsItsPendingQueriesAtOnce) {
   fake_gateway a(k_secret);
   fake_gateway b(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(5); });
-  b.set_answer([](const link::v1::Query&) { return std::nullopt; });
+  a.set_answer([](const link::v2::Query&) { return count_result(5); });
+  b.set_answer([](const link::v2::Query&) { return std::nullopt; });
   auto core = std::make_shared<cluster_core>(test_options());
   link_log links;
   links.attach(*core);
@@ -251,7 +251,7 @@ TEST(ClusterCoreTest, LosingALinkEndsItsPendingQueriesAtOnce) {
 
 TEST(ClusterCoreTest, BlockingQueryOnTheNetworkThreadFailsInsteadOfHanging) {
   fake_gateway a(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(1); });
+  a.set_answer([](const link::v2::Query&) { return count_result(1); });
   auto core = std::make_shared<cluster_core>(test_options());
   core->start();
   core->set_gateways({a.entry()});
@@ -290,7 +290,7 @@ TEST(ClusterCoreTest, GatewayLeavingTheSetIsUnlinkedAndNotRetried) {
 
 TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   fake_gateway a(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(0); });
+  a.set_answer([](const link::v2::Query&) { return count_result(0); });
   auto core = std::make_shared<cluster_core>(test_options());
   core->start();
   core->set_gateways({a.entry()});
@@ -310,17 +310,17 @@ TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
 
 TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
   fake_gateway a(k_secret);
-  a.set_answer([](const link::v1::Query&) { return count_result(0); });
+  a.set_answer([](const link::v2::Query&) { return count_result(0); });
   auto core = std::make_shared<cluster_core>(test_options());
   std::promise<link_ref> got_event;
   core->set_event_handler(
-      [&got_event](const link_ref& link, link::v1::ClientEvent&) { got_event.set_value(link); });
+      [&got_event](const link_ref& link, link::v2::ClientEvent&) { got_event.set_value(link); });
   core->start();
   core->set_gateways({a.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
-  link::v1::ClientEvent ev;
+  link::v2::ClientEvent ev;
   ev.set_event_id(1);
-  ev.set_kind(link::v1::EVENT_KIND_MESSAGE);
+  ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
   a.send_event(ev);
   auto f = got_event.get_future();
   ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
@@ -373,7 +373,7 @@ TEST(ClusterCoreTest, DrainWorkerTellsWhichGatewaysHaveTheWorkerAndWhichAreSilen
   fake_gateway b(k_secret);
   a.set_worker_names({"w1", "w2"});
   b.set_worker_names({"w2"});
-  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v1::PEER_ROLE_CLIENT));
+  auto core = std::make_shared<cluster_core>(test_options(k_secret, link::v2::PEER_ROLE_CLIENT));
   core->start();
   // A third gateway is listed but never reachable.
   registry::gateway_entry gone{"00000000000000ff", "127.0.0.1:1", {}, "gone"};

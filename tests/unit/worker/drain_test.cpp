@@ -53,7 +53,7 @@ class DrainTest : public ::testing::Test {
  protected:
   DrainTest() : a_(k_secret), b_(k_secret), gate_(open_.get_future().share()) {
     for (auto* g : {&a_, &b_}) {
-      g->set_answer([](const link::v1::Query&) { return link::v1::QueryResult(); });
+      g->set_answer([](const link::v2::Query&) { return link::v2::QueryResult(); });
     }
   }
 
@@ -81,11 +81,11 @@ class DrainTest : public ::testing::Test {
     }
   }
 
-  static link::v1::ClientEvent message_event(const fake_gateway& g, std::uint64_t id,
+  static link::v2::ClientEvent message_event(const fake_gateway& g, std::uint64_t id,
                                              std::uint64_t client, const std::string& text) {
-    link::v1::ClientEvent ev;
+    link::v2::ClientEvent ev;
     ev.set_event_id(id);
-    ev.set_kind(link::v1::EVENT_KIND_MESSAGE);
+    ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
     ev.set_payload(text);
     ev.mutable_client()->set_client_id(g.client_id(client));
     ev.mutable_client()->set_gateway_address(g.address());

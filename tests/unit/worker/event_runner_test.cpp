@@ -13,9 +13,9 @@ namespace {
 using fakes::fake_cluster;
 
 struct recording_sink final : event_sink {
-  std::vector<link::v1::ConnectDecision> decisions;
+  std::vector<link::v2::ConnectDecision> decisions;
   std::vector<std::uint64_t> acks;
-  void decide(const cluster::link_ref&, link::v1::ConnectDecision d) override {
+  void decide(const cluster::link_ref&, link::v2::ConnectDecision d) override {
     decisions.push_back(std::move(d));
   }
   void ack(const cluster::link_ref&, std::uint64_t id) override { acks.push_back(id); }
@@ -63,9 +63,9 @@ class EventRunnerTest : public ::testing::Test, protected fakes::fake_api {
     id_ = cluster->connect(gw_);
   }
 
-  link::v1::ClientEvent event(link::v1::EventKind kind, std::string payload = {},
+  link::v2::ClientEvent event(link::v2::EventKind kind, std::string payload = {},
                               std::uint64_t session_seq = 0, const session_map& session = {}) {
-    link::v1::ClientEvent ev;
+    link::v2::ClientEvent ev;
     ev.set_event_id(++next_event_);
     ev.set_kind(kind);
     ev.set_payload(std::move(payload));
@@ -79,10 +79,10 @@ class EventRunnerTest : public ::testing::Test, protected fakes::fake_api {
     return ev;
   }
 
-  void run(link::v1::ClientEvent ev) { runner_.run(link_, ev, sink_); }
+  void run(link::v2::ClientEvent ev) { runner_.run(link_, ev, sink_); }
 
-  std::vector<link::v1::SessionWrite> session_writes() {
-    std::vector<link::v1::SessionWrite> out;
+  std::vector<link::v2::SessionWrite> session_writes() {
+    std::vector<link::v2::SessionWrite> out;
     for (const auto& [gw, cmd] : cluster->sent()) {
       if (cmd.has_session_write()) {
         out.push_back(cmd.session_write());
@@ -102,7 +102,7 @@ class EventRunnerTest : public ::testing::Test, protected fakes::fake_api {
 };
 
 TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlight) {
-  run(event(link::v1::EVENT_KIND_MESSAGE, "set color blue", 0, {{"keep", "1"}}));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "set color blue", 0, {{"keep", "1"}}));
   auto writes = session_writes();
   ASSERT_EQ(writes.size(), 1U);
   EXPECT_EQ(writes[0].client_id(), id_);
@@ -113,19 +113,19 @@ TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlig
   EXPECT_EQ(cluster->find(id_)->session_seq, 1U);
 
   // Left the gateway before our write arrived: stamped with the old seq and old session.
-  run(event(link::v1::EVENT_KIND_MESSAGE, "peek", 0, {{"keep", "1"}}));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "peek", 0, {{"keep", "1"}}));
   EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"keep", "1"}, {"color", "blue"}}));
   EXPECT_EQ(runner_.pending_sessions(), 1U);
 
   // The gateway has it now (and someone else added a key): its session wins again.
-  run(event(link::v1::EVENT_KIND_MESSAGE, "peek", 1,
+  run(event(link::v2::EVENT_KIND_MESSAGE, "peek", 1,
             {{"keep", "1"}, {"color", "blue"}, {"other", "x"}}));
   EXPECT_EQ(app_.sessions_seen.back(),
             (session_map{{"keep", "1"}, {"color", "blue"}, {"other", "x"}}));
   EXPECT_EQ(runner_.pending_sessions(), 0U);
   EXPECT_EQ(session_writes().size(), 1U);  // reading changes nothing
 
-  run(event(link::v1::EVENT_KIND_MESSAGE, "erase keep", 1, {{"keep", "1"}, {"color", "blue"}}));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "erase keep", 1, {{"keep", "1"}, {"color", "blue"}}));
   writes = session_writes();
   ASSERT_EQ(writes.size(), 2U);
   EXPECT_EQ(writes[1].writer_seq(), 2U);
@@ -137,14 +137,14 @@ TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlig
 }
 
 TEST_F(EventRunnerTest, EveryEventIsAcknowledgedEvenWhenTheHandlerThrows) {
-  run(event(link::v1::EVENT_KIND_MESSAGE, "throw"));
-  run(event(link::v1::EVENT_KIND_MESSAGE, "fine"));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "throw"));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "fine"));
   EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
   EXPECT_TRUE(session_writes().empty());  // a failed handler's session changes are dropped
 }
 
 TEST_F(EventRunnerTest, RedeliveredFlagAndClientInfoReachTheHandler) {
-  auto ev = event(link::v1::EVENT_KIND_MESSAGE, "x");
+  auto ev = event(link::v2::EVENT_KIND_MESSAGE, "x");
   ev.set_redelivered(true);
   run(std::move(ev));
   EXPECT_EQ(app_.redelivered_seen, std::vector<bool>{true});
@@ -152,7 +152,7 @@ TEST_F(EventRunnerTest, RedeliveredFlagAndClientInfoReachTheHandler) {
 
 TEST_F(EventRunnerTest, RefusedUpgradeAnswersTheDecisionAndSkipsConnectAndClose) {
   app_.decision = connect_decision::reject(401, "who are you?");
-  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  auto ev = event(link::v2::EVENT_KIND_CONNECT);
   ev.set_decision_required(true);
   ev.mutable_websocket()->set_path("/chat");
   run(std::move(ev));
@@ -161,13 +161,13 @@ TEST_F(EventRunnerTest, RefusedUpgradeAnswersTheDecisionAndSkipsConnectAndClose)
   EXPECT_EQ(sink_.decisions[0].client_id(), id_);
   EXPECT_EQ(sink_.decisions[0].http_status(), 401U);
   EXPECT_EQ(sink_.decisions[0].body(), "who are you?");
-  run(event(link::v1::EVENT_KIND_CLOSE));
+  run(event(link::v2::EVENT_KIND_CLOSE));
   EXPECT_EQ(app_.calls, std::vector<std::string>{"websocket /chat"});
   EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
 }
 
 TEST_F(EventRunnerTest, AcceptedUpgradeAnswers101AndConnects) {
-  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  auto ev = event(link::v2::EVENT_KIND_CONNECT);
   ev.set_decision_required(true);
   auto* ws = ev.mutable_websocket();
   ws->set_method("GET");
@@ -190,7 +190,7 @@ TEST_F(EventRunnerTest, AcceptedUpgradeAnswers101AndConnects) {
 
 TEST_F(EventRunnerTest, RefusalWithoutAWaitingGatewayClosesTheClient) {
   app_.decision = connect_decision::reject(403);
-  auto ev = event(link::v1::EVENT_KIND_CONNECT);
+  auto ev = event(link::v2::EVENT_KIND_CONNECT);
   ev.mutable_websocket()->set_path("/");
   run(std::move(ev));
   EXPECT_TRUE(sink_.decisions.empty());
@@ -198,14 +198,14 @@ TEST_F(EventRunnerTest, RefusalWithoutAWaitingGatewayClosesTheClient) {
 }
 
 TEST_F(EventRunnerTest, PlainTcpConnectGoesStraightToOnConnect) {
-  run(event(link::v1::EVENT_KIND_CONNECT));
+  run(event(link::v2::EVENT_KIND_CONNECT));
   EXPECT_EQ(app_.calls, std::vector<std::string>{"connect " + id_});
   EXPECT_TRUE(sink_.decisions.empty());
 }
 
 TEST_F(EventRunnerTest, CloseSeesTheLastSessionAndWritesNothing) {
-  run(event(link::v1::EVENT_KIND_MESSAGE, "set nick zed"));
-  run(event(link::v1::EVENT_KIND_CLOSE, {}, 0, {}));  // stamped before our write landed
+  run(event(link::v2::EVENT_KIND_MESSAGE, "set nick zed"));
+  run(event(link::v2::EVENT_KIND_CLOSE, {}, 0, {}));  // stamped before our write landed
   EXPECT_EQ(app_.calls.back(), "close " + id_);
   EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"nick", "zed"}}));
   EXPECT_EQ(runner_.pending_sessions(), 0U);

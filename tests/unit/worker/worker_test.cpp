@@ -53,7 +53,7 @@ struct probe_handler final : handler {
 class WorkerTest : public ::testing::Test {
  protected:
   WorkerTest() : gw_(k_secret) {
-    gw_.set_answer([](const link::v1::Query&) { return link::v1::QueryResult(); });
+    gw_.set_answer([](const link::v2::Query&) { return link::v2::QueryResult(); });
     auto app = std::make_unique<probe_handler>();
     probe_ = app.get();
     worker_options o;
@@ -69,11 +69,11 @@ class WorkerTest : public ::testing::Test {
     worker_->start();
   }
 
-  link::v1::ClientEvent message_event(std::uint64_t id, const std::string& client,
+  link::v2::ClientEvent message_event(std::uint64_t id, const std::string& client,
                                       const std::string& text, std::uint64_t session_seq = 0) {
-    link::v1::ClientEvent ev;
+    link::v2::ClientEvent ev;
     ev.set_event_id(id);
-    ev.set_kind(link::v1::EVENT_KIND_MESSAGE);
+    ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
     ev.set_payload(text);
     ev.mutable_client()->set_client_id(client);
     ev.mutable_client()->set_gateway_address(gw_.address());
@@ -82,7 +82,7 @@ class WorkerTest : public ::testing::Test {
   }
 
   // The texts sent to `client`, in arrival order.
-  static std::vector<std::string> replies_to(const std::vector<link::v1::Command>& cmds,
+  static std::vector<std::string> replies_to(const std::vector<link::v2::Command>& cmds,
                                              const std::string& client) {
     std::vector<std::string> out;
     for (const auto& c : cmds) {
@@ -183,9 +183,9 @@ TEST_F(WorkerTest, SessionIsWrittenBackAndSeenByTheNextEventAlreadyOnItsWay) {
 
 TEST_F(WorkerTest, WebSocketDecisionGoesBackOnTheLink) {
   ASSERT_TRUE(worker_->wait_ready(10s));
-  link::v1::ClientEvent ev;
+  link::v2::ClientEvent ev;
   ev.set_event_id(7);
-  ev.set_kind(link::v1::EVENT_KIND_CONNECT);
+  ev.set_kind(link::v2::EVENT_KIND_CONNECT);
   ev.set_decision_required(true);
   ev.mutable_client()->set_client_id(gw_.client_id(5));
   ev.mutable_websocket()->set_path("/");

@@ -1,0 +1,201 @@
+#include "common/link/link_codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace gwx::link_codec {
+namespace {
+
+using codec::decode_status;
+
+link::v2::Frame event_frame(std::uint64_t id) {
+  link::v2::Frame f;
+  auto* ev = f.mutable_event();
+  ev->set_event_id(id);
+  ev->set_kind(link::v2::EVENT_KIND_MESSAGE);
+  ev->mutable_client()->set_client_id("c-" + std::to_string(id));
+  ev->set_redelivered(false);
+  return f;
+}
+
+std::string encoded(const link::v2::Frame& f, std::string_view payload) {
+  std::string out;
+  encode(out, f, payload);
+  return out;
+}
+
+// Decodes everything in `in`, in pieces cut at `cut`, as a session would.
+struct collected {
+  std::vector<std::pair<std::uint64_t, std::string>> frames;
+  std::string error;
+};
+
+collected decode_all(const std::string& in, std::size_t cut, const limits& lim) {
+  collected out;
+  std::string buf;
+  std::size_t fed = 0;
+  const std::size_t parts[2] = {cut, in.size()};
+  for (const auto end : parts) {
+    buf.append(in, fed, end - fed);
+    fed = end;
+    while (true) {
+      link::v2::Frame f;
+      const auto r = decode(buf, lim, f);
+      if (r.status == decode_status::need_more) {
+        break;
+      }
+      if (r.status == decode_status::error) {
+        out.error = r.reason;
+        return out;
+      }
+      out.frames.emplace_back(f.event().event_id(), std::string(r.payload));
+      buf.erase(0, r.consumed);
+    }
+  }
+  return out;
+}
+
+TEST(link_codec, frame_round_trips_with_raw_payload) {
+  const auto bytes = encoded(event_frame(7), "hello");
+  link::v2::Frame f;
+  const auto r = decode(bytes, limits{}, f);
+  ASSERT_EQ(r.status, decode_status::message);
+  EXPECT_EQ(r.consumed, bytes.size());
+  EXPECT_EQ(r.payload, "hello");
+  EXPECT_EQ(f.event().event_id(), 7U);
+  EXPECT_TRUE(f.event().payload().empty()) << "the payload is not inside the header";
+  EXPECT_EQ(encoded_size(event_frame(7), 5), bytes.size());
+}
+
+TEST(link_codec, every_split_of_several_frames_decodes_the_same) {
+  std::string stream;
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    stream += encoded(event_frame(i), std::string(i * 10, static_cast<char>('a' + i)));
+  }
+  stream += encoded(event_frame(4), "");
+  for (std::size_t cut = 0; cut <= stream.size(); ++cut) {
+    const auto got = decode_all(stream, cut, limits{});
+    ASSERT_TRUE(got.error.empty()) << "cut " << cut << ": " << got.error;
+    ASSERT_EQ(got.frames.size(), 4U) << "cut " << cut;
+    EXPECT_EQ(got.frames[0].second, std::string(10, 'b'));
+    EXPECT_EQ(got.frames[2].second, std::string(30, 'd'));
+    EXPECT_EQ(got.frames[3].first, 4U);
+    EXPECT_TRUE(got.frames[3].second.empty());
+  }
+}
+
+TEST(link_codec, exactly_max_frame_accepted_and_one_more_refused) {
+  const auto f = event_frame(1);
+  const std::size_t header = f.ByteSizeLong();
+  const std::size_t max = 100;
+  const std::string fits = encoded(f, std::string(max - header, 'x'));
+  const std::string over = encoded(f, std::string(max - header + 1, 'x'));
+  const limits lim{max, max};
+  EXPECT_EQ(decode(fits, lim).status, decode_status::message);
+  const auto r = decode(over, lim);
+  EXPECT_EQ(r.status, decode_status::error);
+  EXPECT_STREQ(r.reason, "link frame larger than the limit");
+  // Refused from the 8-byte prefix alone, before the rest arrived (nothing allocated for it).
+  EXPECT_EQ(decode(std::string_view(over).substr(0, k_prefix_size), lim).status,
+            decode_status::error);
+}
+
+TEST(link_codec, header_limit_is_separate) {
+  const auto bytes = encoded(event_frame(1), "");
+  const std::size_t header = event_frame(1).ByteSizeLong();
+  EXPECT_EQ(decode(bytes, limits{1000, header}).status, decode_status::message);
+  EXPECT_EQ(decode(bytes, limits{1000, header - 1}).status, decode_status::error);
+}
+
+TEST(link_codec, broken_prefixes_and_headers_are_errors) {
+  // header longer than the frame
+  std::string bad("\0\0\0\x04\0\0\0\x05xxxx", 12);
+  EXPECT_STREQ(decode(bad, limits{}).reason, "link frame header longer than the frame");
+  // no header at all
+  std::string empty_header("\0\0\0\x02\0\0\0\0xx", 10);
+  EXPECT_STREQ(decode(empty_header, limits{}).reason, "link frame without a header");
+  // a header that is not a Frame
+  std::string junk("\0\0\0\x03\0\0\0\x03\xff\xff\xff", 11);
+  link::v2::Frame f;
+  EXPECT_STREQ(decode(junk, limits{}, f).reason, "malformed link frame header");
+}
+
+TEST(link_codec, handshake_limits_are_tiny) {
+  const auto bytes = encoded(event_frame(1), std::string(5000, 'x'));
+  EXPECT_EQ(decode(bytes, k_handshake_limits).status, decode_status::error);
+}
+
+TEST(link_codec, preamble_checks_version_at_every_split) {
+  const std::string p(preamble());
+  ASSERT_EQ(p.size(), k_preamble_size);
+  for (std::size_t n = 0; n < p.size(); ++n) {
+    EXPECT_EQ(check_preamble(p.substr(0, n)).status, decode_status::need_more) << n;
+  }
+  const auto ok = check_preamble(p + "rest");
+  EXPECT_EQ(ok.status, decode_status::message);
+  EXPECT_EQ(ok.consumed, k_preamble_size);
+
+  std::string newer = p;
+  newer[7] = 3;
+  EXPECT_STREQ(check_preamble(newer).reason, "the peer speaks a newer gwx link protocol");
+  std::string older = p;
+  older[7] = 1;
+  EXPECT_STREQ(check_preamble(older).reason, "the peer speaks an older gwx link protocol");
+  // A version-1 peer starts with a length prefix: refused at the first byte.
+  const auto v1 = check_preamble(std::string("\0\0\0\x20", 4));
+  EXPECT_EQ(v1.status, decode_status::error);
+  EXPECT_NE(std::string(v1.reason).find("does not speak gwx link protocol 2"), std::string::npos);
+}
+
+TEST(link_codec, payload_moves_between_field_and_frame) {
+  link::v2::Frame f;
+  auto* op = f.mutable_command()->mutable_send_to_uids();
+  op->add_uids("alice");
+  op->mutable_message()->set_data("hi there");
+  const std::string payload = detach_payload(f);
+  EXPECT_EQ(payload, "hi there");
+  EXPECT_TRUE(f.command().send_to_uids().message().data().empty());
+
+  link::v2::Frame back;
+  back.ParseFromString(f.SerializeAsString());
+  ASSERT_TRUE(attach_payload(back, payload));
+  EXPECT_EQ(back.command().send_to_uids().message().data(), "hi there");
+
+  link::v2::Frame ack;
+  ack.mutable_ack()->add_event_ids(1);
+  EXPECT_TRUE(detach_payload(ack).empty());
+  EXPECT_FALSE(attach_payload(ack, "stray")) << "a payload on a frame that carries none";
+  EXPECT_TRUE(attach_payload(ack, ""));
+
+  link::v2::Frame close;
+  close.mutable_command()->mutable_close_client()->set_client_id("x");
+  EXPECT_EQ(payload_field(close), nullptr) << "no final message: no payload";
+  close.mutable_command()->mutable_close_client()->mutable_final_message()->set_data("bye");
+  EXPECT_EQ(detach_payload(close), "bye");
+}
+
+// The gateway keeps events encoded and flags a redelivery by flipping the header's last byte.
+TEST(link_codec, redelivered_flag_is_the_last_byte_of_an_event_header) {
+  auto f = event_frame(42);
+  f.mutable_event()->set_binary(true);
+  f.mutable_event()->set_close_reason("x");
+  f.mutable_event()->mutable_client()->mutable_session()->insert({"k", "v"});
+  const std::string bytes = encoded(f, "payload");
+  const auto r = decode(bytes, limits{});
+  ASSERT_EQ(r.status, decode_status::message);
+  ASSERT_GE(r.header.size(), 2U);
+  EXPECT_EQ(static_cast<unsigned char>(r.header[r.header.size() - 2]), (15U << 3));
+  EXPECT_EQ(r.header.back(), '\0');
+  std::string flipped = bytes;
+  flipped[k_prefix_size + r.header.size() - 1] = 1;
+  link::v2::Frame g;
+  ASSERT_EQ(decode(flipped, limits{}, g).status, decode_status::message);
+  EXPECT_TRUE(g.event().redelivered());
+  EXPECT_EQ(g.event().event_id(), 42U);
+  EXPECT_EQ(g.event().client().session().at("k"), "v");
+}
+
+}  // namespace
+}  // namespace gwx::link_codec
