@@ -35,16 +35,6 @@ std::string make_nonce() {
   return nonce;
 }
 
-std::string peer_proof(std::string_view secret, std::string_view gateway_nonce,
-                       std::string_view peer_nonce) {
-  return hmac(secret, "gwx-link-v1 peer", gateway_nonce, peer_nonce);
-}
-
-std::string gateway_proof(std::string_view secret, std::string_view gateway_nonce,
-                          std::string_view peer_nonce) {
-  return hmac(secret, "gwx-link-v1 gateway", gateway_nonce, peer_nonce);
-}
-
 bool equal(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }

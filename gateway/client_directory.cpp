@@ -18,7 +18,7 @@ void remove_from(std::unordered_map<std::string, std::unordered_set<client_recor
   }
 }
 
-void add_session(link::v1::QueryResult& r, const client_record& c) {
+void add_session(link::v2::QueryResult& r, const client_record& c) {
   auto& s = (*r.mutable_sessions())[c.id()];
   s.mutable_values()->insert(c.session().begin(), c.session().end());
 }
@@ -156,7 +156,7 @@ void client_directory::forget_membership(client_record& c) {
   leave_all(c);
 }
 
-void client_directory::write_session(client_record& c, const link::v1::SessionWrite& op) {
+void client_directory::write_session(client_record& c, const link::v2::SessionWrite& op) {
   if (!op.merge()) {
     c.session_.clear();
   }
@@ -169,42 +169,42 @@ void client_directory::write_session(client_record& c, const link::v1::SessionWr
   c.session_seq_ = std::max(c.session_seq_, op.writer_seq());
 }
 
-void client_directory::query(const link::v1::Query& q, link::v1::QueryResult& r) {
+void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r) {
   const auto first = [](const auto& list) -> std::string {
     return list.empty() ? std::string{} : list[0];
   };
   switch (q.kind()) {
-    case link::v1::QUERY_KIND_ALL_CLIENT_COUNT:
+    case link::v2::QUERY_KIND_ALL_CLIENT_COUNT:
       r.set_count(addressable_count());
       break;
-    case link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS:
+    case link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS:
       for (const auto& g : q.groups()) {
         const auto* members = group(g);
         (*r.mutable_counts())[g] = members == nullptr ? 0 : members->size();
       }
       break;
-    case link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP:
+    case link::v2::QUERY_KIND_CLIENT_IDS_BY_GROUP:
       if (const auto* members = group(first(q.groups()))) {
         for (const auto* c : *members) {
           r.add_client_ids(c->id());
         }
       }
       break;
-    case link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP:
+    case link::v2::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP:
       if (const auto* members = group(first(q.groups()))) {
         for (const auto* c : *members) {
           add_session(r, *c);
         }
       }
       break;
-    case link::v1::QUERY_KIND_ALL_CLIENT_IDS:
+    case link::v2::QUERY_KIND_ALL_CLIENT_IDS:
       for (const auto& [conn, c] : clients_) {
         if (c.addressable()) {
           r.add_client_ids(c.id());
         }
       }
       break;
-    case link::v1::QUERY_KIND_UIDS_BY_GROUP:
+    case link::v2::QUERY_KIND_UIDS_BY_GROUP:
       if (const auto* members = group(first(q.groups()))) {
         std::set<std::string> uids;
         for (const auto* c : *members) {
@@ -215,41 +215,41 @@ void client_directory::query(const link::v1::Query& q, link::v1::QueryResult& r)
         r.mutable_uids()->Add(uids.begin(), uids.end());
       }
       break;
-    case link::v1::QUERY_KIND_ALL_UIDS:
-    case link::v1::QUERY_KIND_STATS:
+    case link::v2::QUERY_KIND_ALL_UIDS:
+    case link::v2::QUERY_KIND_STATS:
       for (const auto& [uid, members] : uids_) {
         r.add_uids(uid);
       }
-      if (q.kind() == link::v1::QUERY_KIND_STATS) {
+      if (q.kind() == link::v2::QUERY_KIND_STATS) {
         for (const auto& [group, members] : groups_) {
           r.add_groups(group);
         }
         r.mutable_stats()->set_clients(addressable_count());
       }
       break;
-    case link::v1::QUERY_KIND_ALL_GROUP_IDS:
+    case link::v2::QUERY_KIND_ALL_GROUP_IDS:
       for (const auto& [group, members] : groups_) {
         r.add_groups(group);
       }
       break;
-    case link::v1::QUERY_KIND_GROUPS_OF_CLIENT:
+    case link::v2::QUERY_KIND_GROUPS_OF_CLIENT:
       if (const auto* c = find(first(q.client_ids()))) {
         r.mutable_groups()->Add(c->groups().begin(), c->groups().end());
       }
       break;
-    case link::v1::QUERY_KIND_SESSION:
+    case link::v2::QUERY_KIND_SESSION:
       if (const auto* c = find(first(q.client_ids()))) {
         add_session(r, *c);
       }
       break;
-    case link::v1::QUERY_KIND_IS_ONLINE:
+    case link::v2::QUERY_KIND_IS_ONLINE:
       for (const auto& id : q.client_ids()) {
         if (find(id) != nullptr) {
           r.add_client_ids(id);
         }
       }
       break;
-    case link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS:
+    case link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS:
       for (const auto& u : q.uids()) {
         if (const auto* members = uid(u)) {
           auto& list = (*r.mutable_clients_by_uid())[u];
@@ -259,7 +259,7 @@ void client_directory::query(const link::v1::Query& q, link::v1::QueryResult& r)
         }
       }
       break;
-    case link::v1::QUERY_KIND_UID_OF_CLIENT:
+    case link::v2::QUERY_KIND_UID_OF_CLIENT:
       if (const auto* c = find(first(q.client_ids())); c != nullptr && !c->uid().empty()) {
         r.add_uids(c->uid());
       }

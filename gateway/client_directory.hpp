@@ -12,7 +12,7 @@
 #include "gateway/client_port.hpp"
 #include "gateway/delivery_state.hpp"
 #include "gateway/listener_config.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
 
@@ -133,10 +133,10 @@ class client_directory {
   void forget_membership(client_record& c);
 
   /// Replaces (or merges into) the session, erases keys, keeps the highest writer sequence.
-  void write_session(client_record& c, const link::v1::SessionWrite& op);
+  void write_session(client_record& c, const link::v2::SessionWrite& op);
 
   /// Answers a query from this loop's clients. STATS: clients, uids and groups only.
-  void query(const link::v1::Query& q, link::v1::QueryResult& r);
+  void query(const link::v2::Query& q, link::v2::QueryResult& r);
 
  private:
   void leave_all(client_record& c);

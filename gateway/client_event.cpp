@@ -1,16 +1,18 @@
 #include "gateway/client_event.hpp"
 
 #include "common/codec/ws_handshake.hpp"
+#include "common/link/link_codec.hpp"
 #include "gateway/client_directory.hpp"
 
 namespace gwx::gateway {
 namespace {
 
-std::shared_ptr<link::v1::Frame> make_event(const client_record& c, std::uint64_t event_id,
-                                            const std::string& gateway_address,
-                                            link::v1::EventKind kind) {
-  auto frame = std::make_shared<link::v1::Frame>();
-  auto* ev = frame->mutable_event();
+// One scratch header per loop thread: building an event allocates only its own bytes.
+link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
+                               const std::string& gateway_address, link::v2::EventKind kind,
+                               link::v2::Frame& frame) {
+  auto* ev = frame.mutable_event();
+  ev->Clear();
   ev->set_event_id(event_id);
   ev->set_kind(kind);
   auto& info = *ev->mutable_client();
@@ -20,9 +22,23 @@ std::shared_ptr<link::v1::Frame> make_event(const client_record& c, std::uint64_
   info.set_gateway_address(gateway_address);
   info.set_listener(c.listener().bound_url);
   info.set_uid(c.uid());
-  info.mutable_session()->insert(c.session().begin(), c.session().end());
+  if (!c.session().empty()) {
+    info.mutable_session()->insert(c.session().begin(), c.session().end());
+  }
   info.set_session_seq(c.session_seq());
-  return frame;
+  // Written last (highest field number, explicit presence): see redelivered_copy().
+  ev->set_redelivered(false);
+  return *ev;
+}
+
+thread_local link::v2::Frame t_frame;
+
+event_ptr finish(std::uint64_t event_id, std::string_view payload) {
+  auto e = std::make_shared<encoded_event>();
+  e->id = event_id;
+  e->wire.reserve(link_codec::encoded_size(t_frame, payload.size()));
+  link_codec::encode(e->wire, t_frame, payload);
+  return e;
 }
 
 }  // namespace
@@ -30,10 +46,9 @@ std::shared_ptr<link::v1::Frame> make_event(const client_record& c, std::uint64_
 event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address,
                              const codec::ws::http_request* request, bool decision_required) {
-  auto frame = make_event(c, event_id, gateway_address, link::v1::EVENT_KIND_CONNECT);
-  auto* ev = frame->mutable_event();
+  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_CONNECT, t_frame);
   if (request != nullptr) {
-    auto* ws = ev->mutable_websocket();
+    auto* ws = ev.mutable_websocket();
     ws->set_method(request->method);
     ws->set_path(request->path);
     ws->set_query(request->query);
@@ -45,41 +60,49 @@ event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
       }
     }
   }
-  ev->set_decision_required(decision_required);
-  return frame;
+  ev.set_decision_required(decision_required);
+  ev.set_redelivered(false);
+  return finish(event_id, {});
 }
 
 event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address, std::string_view payload,
                              bool binary) {
-  auto frame = make_event(c, event_id, gateway_address, link::v1::EVENT_KIND_MESSAGE);
-  frame->mutable_event()->set_payload(payload.data(), payload.size());
-  frame->mutable_event()->set_binary(binary);
-  return frame;
+  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_MESSAGE, t_frame);
+  ev.set_binary(binary);
+  return finish(event_id, payload);
 }
 
 event_ptr make_close_event(const client_record& c, std::uint64_t event_id,
                            const std::string& gateway_address, const std::string& reason) {
-  auto frame = make_event(c, event_id, gateway_address, link::v1::EVENT_KIND_CLOSE);
-  frame->mutable_event()->set_close_reason(reason);
-  return frame;
+  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_CLOSE, t_frame);
+  ev.set_close_reason(reason);
+  return finish(event_id, {});
 }
 
 std::uint64_t event_id_of(const event_ptr& event) {
-  return event->event().event_id();
+  return event->id;
 }
 
+namespace {
+// The header's last byte: the value of `redelivered` (see the proto).
+std::size_t flag_offset(const std::string& wire) {
+  const auto r = link_codec::decode(wire, link_codec::limits{});
+  return link_codec::k_prefix_size + r.header.size() - 1;
+}
+}  // namespace
+
 bool is_redelivered(const event_ptr& event) {
-  return event->event().redelivered();
+  return event->wire[flag_offset(event->wire)] != 0;
 }
 
 std::size_t event_size(const event_ptr& event) {
-  return event->ByteSizeLong();
+  return event->wire.size();
 }
 
 event_ptr redelivered_copy(const event_ptr& event) {
-  auto copy = std::make_shared<link::v1::Frame>(*event);
-  copy->mutable_event()->set_redelivered(true);
+  auto copy = std::make_shared<encoded_event>(*event);
+  copy->wire[flag_offset(copy->wire)] = 1;
   return copy;
 }
 

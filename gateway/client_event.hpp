@@ -6,8 +6,6 @@
 #include <string>
 #include <string_view>
 
-#include "gwx/link/v1/link.pb.h"
-
 namespace gwx::codec::ws {
 struct http_request;
 }
@@ -16,10 +14,15 @@ namespace gwx::gateway {
 
 class client_record;
 
-/// A client event as built once and shared by its router (until acknowledged) and the link.
-/// The only place that names the link envelope's type: everything else goes through the
-/// functions below.
-using event_ptr = std::shared_ptr<const link::v1::Frame>;
+/// A client event, encoded once in the link's wire format (common/link/link_codec.hpp) and
+/// kept so until acknowledged: sending it again, or to another worker, copies bytes and never
+/// re-serializes. The only place that knows the event's layout is client_event.cpp.
+struct encoded_event {
+  std::uint64_t id = 0;
+  /// The whole link frame: prefix, header, payload.
+  std::string wire;
+};
+using event_ptr = std::shared_ptr<const encoded_event>;
 
 /// CONNECT: with the upgrade request of WebSocket clients (null for TCP listeners).
 event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
@@ -39,7 +42,8 @@ std::uint64_t event_id_of(const event_ptr& event);
 bool is_redelivered(const event_ptr& event);
 /// Its size on the link, counted against queue bounds.
 std::size_t event_size(const event_ptr& event);
-/// A copy flagged as redelivered (the first worker vanished before acknowledging it).
+/// A copy flagged as redelivered (the first worker vanished before acknowledging it): the
+/// same bytes with the flag's byte set, not a new serialization.
 event_ptr redelivered_copy(const event_ptr& event);
 
 }  // namespace gwx::gateway

@@ -22,8 +22,34 @@ bool deliver(client_record& c, encode_cache& cache) {
 command_executor::command_executor(client_directory& clients, stats_filler fill_stats)
     : clients_(clients), fill_stats_(std::move(fill_stats)) {}
 
-void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& reply) {
-  using link::v1::Command;
+void command_executor::execute(const link::v2::Command& cmd, link::v2::Reply& reply) {
+  using link::v2::Command;
+  std::string_view message;
+  switch (cmd.op_case()) {
+    case Command::kSendToClients:
+      message = cmd.send_to_clients().message().data();
+      break;
+    case Command::kSendToAll:
+      message = cmd.send_to_all().message().data();
+      break;
+    case Command::kSendToGroups:
+      message = cmd.send_to_groups().message().data();
+      break;
+    case Command::kSendToUids:
+      message = cmd.send_to_uids().message().data();
+      break;
+    case Command::kCloseClient:
+      message = cmd.close_client().final_message().data();
+      break;
+    default:
+      break;
+  }
+  execute(cmd, message, reply);
+}
+
+void command_executor::execute(const link::v2::Command& cmd, std::string_view message,
+                               link::v2::Reply& reply) {
+  using link::v2::Command;
   const auto offline = [&reply] { reply.set_error("offline"); };
   // A send may close its client (slow-client policy), which changes the indices: every
   // broadcast collects its targets first.
@@ -31,7 +57,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
   switch (cmd.op_case()) {
     case Command::kSendToClients: {
       const auto& op = cmd.send_to_clients();
-      encode_cache cache(op.message().data(), op.message().binary());
+      encode_cache cache(message, op.message().binary());
       std::size_t sent = 0;
       for (const auto& id : op.client_ids()) {
         if (auto* c = clients_.find(id); c != nullptr && deliver(*c, cache)) {
@@ -46,7 +72,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
     }
     case Command::kSendToAll: {
       const auto& op = cmd.send_to_all();
-      encode_cache cache(op.message().data(), op.message().binary());
+      encode_cache cache(message, op.message().binary());
       if (op.only_client_ids_size() > 0) {
         for (const auto& id : op.only_client_ids()) {
           if (auto* c = clients_.find(id); c != nullptr && !contains(op.exclude_client_ids(), id)) {
@@ -68,7 +94,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
     }
     case Command::kSendToGroups: {
       const auto& op = cmd.send_to_groups();
-      encode_cache cache(op.message().data(), op.message().binary());
+      encode_cache cache(message, op.message().binary());
       for (const auto& g : op.groups()) {
         if (const auto* members = clients_.group(g)) {
           targets.insert(targets.end(), members->begin(), members->end());
@@ -87,7 +113,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
     }
     case Command::kSendToUids: {
       const auto& op = cmd.send_to_uids();
-      encode_cache cache(op.message().data(), op.message().binary());
+      encode_cache cache(message, op.message().binary());
       for (const auto& u : op.uids()) {
         if (const auto* members = clients_.uid(u)) {
           targets.insert(targets.end(), members->begin(), members->end());
@@ -146,8 +172,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
       } else if (op.immediate()) {
         c->port().destroy("destroyed by a worker");
       } else if (op.has_final_message()) {
-        c->port().close_gracefully(std::make_pair(std::string_view(op.final_message().data()),
-                                                  op.final_message().binary()));
+        c->port().close_gracefully(std::make_pair(message, op.final_message().binary()));
       } else {
         c->port().close_gracefully(std::nullopt);
       }
@@ -156,7 +181,7 @@ void command_executor::execute(const link::v1::Command& cmd, link::v1::Reply& re
     case Command::kQuery: {
       auto& result = *reply.mutable_result();
       clients_.query(cmd.query(), result);
-      if (cmd.query().kind() == link::v1::QUERY_KIND_STATS) {
+      if (cmd.query().kind() == link::v2::QUERY_KIND_STATS) {
         auto* stats = result.mutable_stats();
         stats->set_messages_out(messages_out_);
         if (fill_stats_) {

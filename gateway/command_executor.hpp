@@ -2,9 +2,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 
 #include "gateway/client_directory.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
 
@@ -14,13 +15,16 @@ namespace gwx::gateway {
 class command_executor {
  public:
   /// Adds what the directory does not know (messages in, event counts) to a STATS answer.
-  using stats_filler = std::function<void(link::v1::GatewayStats&)>;
+  using stats_filler = std::function<void(link::v2::GatewayStats&)>;
 
   explicit command_executor(client_directory& clients, stats_filler fill_stats = {});
 
   /// Runs one command already routed to this loop and fills this loop's part of the reply:
   /// the result of a query; "offline" when a write found none of its clients here.
-  void execute(const link::v1::Command& cmd, link::v1::Reply& reply);
+  void execute(const link::v2::Command& cmd, link::v2::Reply& reply);
+  /// The same, with the message (of a send, or a close's final message) given apart: as it
+  /// arrives on the link, a view of the frame's payload.
+  void execute(const link::v2::Command& cmd, std::string_view message, link::v2::Reply& reply);
 
   /// Messages queued for clients so far.
   std::uint64_t messages_out() const { return messages_out_; }

@@ -35,6 +35,12 @@ asio::ip::tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
   return {addr, port};
 }
 
+std::string format_remote(const asio::ip::tcp::socket& sock) {
+  std::error_code ec;
+  const auto ep = sock.remote_endpoint(ec);
+  return ec ? std::string("?") : format_host_port(ep.address().to_string(), ep.port());
+}
+
 void open_acceptor(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpoint& ep,
                    const std::string& what) {
   std::error_code ec;
@@ -322,7 +328,14 @@ void gateway_server::accept_internal() {
         if (ec == asio::error::operation_aborted) {
           return;
         }
-        if (!ec) {
+        if (!ec && unauthenticated_links_.load() >= k_max_unauthenticated_links) {
+          // Bounded before anyone proved the secret: each such link may hold a few KiB only,
+          // and only this many at once.
+          link_refused(format_remote(sock), "too many links still authenticating");
+          std::error_code ignored;
+          sock.close(ignored);
+        } else if (!ec) {
+          unauthenticated_links_.fetch_add(1);
           const auto id = next_link_id_.fetch_add(1, std::memory_order_relaxed);
           asio::post(shards_[target]->io(), [this, target, id, sock = std::move(sock)]() mutable {
             std::make_shared<worker_link>(*this, static_cast<unsigned>(target), id, std::move(sock))
@@ -337,6 +350,22 @@ void gateway_server::accept_internal() {
         }
         accept_internal();
       });
+}
+
+void gateway_server::link_refused(const std::string& remote, const std::string& reason) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(accept_log_mutex_);
+  ++links_refused_;
+  if (last_refusal_log_ == std::chrono::steady_clock::time_point{} ||
+      now - last_refusal_log_ >= std::chrono::seconds(10)) {
+    spdlog::warn("link from {} refused: {} ({} link(s) refused so far)", remote, reason,
+                 links_refused_);
+    last_refusal_log_ = now;
+  }
+}
+
+void gateway_server::link_handshake_over() {
+  unauthenticated_links_.fetch_sub(1);
 }
 
 void gateway_server::worker_up(const std::shared_ptr<worker_link>& link) {

@@ -101,6 +101,12 @@ class gateway_server {
 
   /// Called on a link's loop when it authenticated as a worker / when it went away.
   void worker_up(const std::shared_ptr<worker_link>& link);
+  /// Most internal connections that have not proven the secret yet; more are closed at once.
+  static constexpr std::size_t k_max_unauthenticated_links = 64;
+  /// A link was refused (bad proof, no hello, too many pending): one log line per interval.
+  void link_refused(const std::string& remote, const std::string& reason);
+  /// A link accepted on the internal port authenticated or went away before it did.
+  void link_handshake_over();
   void worker_down(std::uint64_t link_id);
   /// Called on a link's loop when its worker asked to drain; `done` runs on that loop once
   /// every shard routes nothing new to it.
@@ -138,6 +144,9 @@ class gateway_server {
   std::atomic<std::size_t> next_shard_{0};
   std::atomic<bool> stopped_{false};
   bool running_ = false;  ///< the loops were started (start() got that far)
+  std::atomic<std::size_t> unauthenticated_links_{0};
+  std::uint64_t links_refused_ = 0;  ///< under accept_log_mutex_
+  std::chrono::steady_clock::time_point last_refusal_log_{};
   std::mutex accept_log_mutex_;
   std::uint64_t accept_errors_ = 0;
   std::chrono::steady_clock::time_point last_accept_log_{};

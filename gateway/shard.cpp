@@ -66,7 +66,7 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
       clients_(server.epoch(), index),
       router_(clients_, index, delivery_of(server.config()), server.events()),
       executor_(clients_,
-                [this](link::v1::GatewayStats& st) {
+                [this](link::v2::GatewayStats& st) {
                   st.set_messages_in(messages_in_);
                   const auto ev = router_.counts();
                   st.set_events_queued(ev.queued);

@@ -10,7 +10,7 @@
 #include "gateway/command_executor.hpp"
 #include "gateway/event_router.hpp"
 #include "gateway/session_events.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
 
@@ -72,8 +72,8 @@ class shard final : public session_events {
 
   /// Runs one command from a link (already routed to this shard). Returns the partial reply
   /// for queries; writes return an empty error or "offline".
-  void execute(const link::v1::Command& cmd, link::v1::Reply& reply) {
-    executor_.execute(cmd, reply);
+  void execute(const link::v2::Command& cmd, std::string_view message, link::v2::Reply& reply) {
+    executor_.execute(cmd, message, reply);
   }
 
   /// A worker's answer to a client's upgrade that waits for one (ignored when it is gone).

@@ -5,15 +5,19 @@
 #include <algorithm>
 
 #include "common/client_id.hpp"
-#include "common/link_auth.hpp"
 #include "gateway/gateway_server.hpp"
 
 namespace gwx::gateway {
 
 /// One command's replies from several shards, merged on the link's loop.
+struct routed_command {
+  link::v2::Command cmd;
+  std::string message;
+};
+
 struct gather_state {
-  std::shared_ptr<const link::v1::Command> command;
-  link::v1::Reply reply;
+  std::shared_ptr<const routed_command> command;
+  link::v2::Reply reply;
   std::size_t pending = 0;
   std::size_t total = 0;
   std::size_t offline = 0;
@@ -22,14 +26,13 @@ struct gather_state {
 namespace {
 
 constexpr auto k_hello_timeout = std::chrono::seconds(5);
-constexpr std::uint32_t k_protocol_version = 1;
 
 void sort_unique(google::protobuf::RepeatedPtrField<std::string>& list) {
   std::sort(list.begin(), list.end());
   list.erase(std::unique(list.begin(), list.end()), list.end());
 }
 
-void merge_into(link::v1::QueryResult& into, const link::v1::QueryResult& part) {
+void merge_into(link::v2::QueryResult& into, const link::v2::QueryResult& part) {
   into.set_count(into.count() + part.count());
   for (const auto& [k, v] : part.counts()) {
     (*into.mutable_counts())[k] += v;
@@ -57,8 +60,8 @@ void merge_into(link::v1::QueryResult& into, const link::v1::QueryResult& part) 
 }
 
 /// The client_id a single-client command names, or empty for cluster-wide ones.
-const std::string* target_of(const link::v1::Command& cmd) {
-  using link::v1::Command;
+const std::string* target_of(const link::v2::Command& cmd) {
+  using link::v2::Command;
   switch (cmd.op_case()) {
     case Command::kBindUid:
       return &cmd.bind_uid().client_id();
@@ -77,9 +80,9 @@ const std::string* target_of(const link::v1::Command& cmd) {
                                                           : nullptr;
     case Command::kQuery:
       switch (cmd.query().kind()) {
-        case link::v1::QUERY_KIND_GROUPS_OF_CLIENT:
-        case link::v1::QUERY_KIND_SESSION:
-        case link::v1::QUERY_KIND_UID_OF_CLIENT:
+        case link::v2::QUERY_KIND_GROUPS_OF_CLIENT:
+        case link::v2::QUERY_KIND_SESSION:
+        case link::v2::QUERY_KIND_UID_OF_CLIENT:
           return cmd.query().client_ids().empty() ? nullptr : &cmd.query().client_ids(0);
         default:
           return nullptr;
@@ -100,28 +103,23 @@ worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id
       hello_timer_(stream_->get_executor()) {}
 
 void worker_link::start() {
-  nonce_ = link_auth::make_nonce();
+  handshake_.emplace(server_.config().secret, server_.gateway_id(), server_.advertised());
   auto self = shared_from_this();
-  stream_->start([self](link::v1::Frame& f) { self->on_frame(f); },
+  stream_->start([self](link::v2::Frame& f, std::string_view payload) { self->on_frame(f, payload); },
                  [self](const std::string& reason) { self->on_closed(reason); });
-  link::v1::Frame challenge;
-  challenge.mutable_challenge()->set_nonce(nonce_);
-  challenge.mutable_challenge()->set_gateway_id(server_.gateway_id());
-  challenge.mutable_challenge()->set_protocol_version(k_protocol_version);
-  stream_->send(challenge);
+  stream_->send(handshake_->challenge());
   stream_->enable_keepalive(server_.config().link_keepalive_interval,
                             server_.config().link_keepalive_timeout);
   hello_timer_.expires_after(k_hello_timeout);
   hello_timer_.async_wait([self](std::error_code ec) {
     if (!ec && !self->authenticated_) {
-      spdlog::warn("link from {} closed: no hello within {} s", self->stream_->remote_address(),
-                   k_hello_timeout.count());
+      self->server_.link_refused(self->stream_->remote_address(), "no hello within 5 s");
       self->stream_->close("no hello");
     }
   });
 }
 
-void worker_link::send(const link::v1::Frame& frame) {
+void worker_link::send(const link::v2::Frame& frame) {
   stream_->send(frame);
 }
 
@@ -133,16 +131,16 @@ void worker_link::send_event(const event_ptr& frame) {
   }
   ++events_sent_;
   routed_.inc();
-  stream_->send(*frame);
+  stream_->send_encoded(frame->wire);
 }
 
 void worker_link::request_drain(const std::string& reason) {
-  link::v1::Frame f;
+  link::v2::Frame f;
   f.mutable_drain()->set_reason(reason);
   stream_->send(f);
 }
 
-void worker_link::on_acks(const link::v1::EventAck& ack) {
+void worker_link::on_acks(const link::v2::EventAck& ack) {
   events_acked_ += static_cast<std::uint64_t>(ack.event_ids_size());
   if (server_.config().at_most_once) {
     return;
@@ -168,41 +166,35 @@ void worker_link::on_acks(const link::v1::EventAck& ack) {
 }
 
 void worker_link::on_drain() {
-  if (draining_ || role_ != link::v1::PEER_ROLE_WORKER) {
+  if (draining_ || role_ != link::v2::PEER_ROLE_WORKER) {
     return;
   }
   draining_ = true;
   spdlog::info("worker '{}' is draining: no new clients go to it", name_);
   auto self = shared_from_this();
   server_.worker_draining(self, [self] {
-    link::v1::Frame f;
+    link::v2::Frame f;
     f.mutable_drain_ack();
     self->stream_->send(f);
   });
 }
 
-void worker_link::on_frame(link::v1::Frame& frame) {
+void worker_link::on_frame(link::v2::Frame& frame, std::string_view payload) {
   if (!authenticated_) {
-    if (frame.has_hello()) {
-      on_hello(frame.hello());
-    } else {
-      spdlog::warn("link from {} closed: sent {} before authenticating", stream_->remote_address(),
-                   frame.GetDescriptor()->full_name());
-      stream_->close("not authenticated");
-    }
+    on_handshake(frame);
     return;
   }
   switch (frame.body_case()) {
-    case link::v1::Frame::kCommand:
-      on_command(*frame.mutable_command());
+    case link::v2::Frame::kCommand:
+      on_command(*frame.mutable_command(), payload);
       break;
-    case link::v1::Frame::kAck:
+    case link::v2::Frame::kAck:
       on_acks(frame.ack());
       break;
-    case link::v1::Frame::kDrain:
+    case link::v2::Frame::kDrain:
       on_drain();
       break;
-    case link::v1::Frame::kDecision:
+    case link::v2::Frame::kDecision:
       on_decision(frame.decision());
       break;
     default:
@@ -212,43 +204,38 @@ void worker_link::on_frame(link::v1::Frame& frame) {
   }
 }
 
-void worker_link::on_hello(const link::v1::Hello& hello) {
-  const bool role_ok =
-      hello.role() == link::v1::PEER_ROLE_WORKER || hello.role() == link::v1::PEER_ROLE_CLIENT;
-  const bool proof_ok =
-      hello.nonce().size() == 16 &&
-      link_auth::equal(hello.proof(),
-                       link_auth::peer_proof(server_.config().secret, nonce_, hello.nonce()));
-  if (!role_ok || !proof_ok) {
-    spdlog::warn("link from {} (name '{}') refused: {}", stream_->remote_address(),
-                 hello.name().substr(0, 64),
-                 role_ok ? "authentication failed (wrong secret)" : "unknown role");
-    link::v1::Frame reject;
-    reject.mutable_reject()->set_reason(role_ok ? "authentication failed" : "unknown role");
-    stream_->send(reject);
+void worker_link::on_handshake(const link::v2::Frame& frame) {
+  auto step = handshake_->on_frame(frame);
+  if (step.reply && step.result != link_handshake::step::outcome::up) {
+    stream_->send(*step.reply);
+  }
+  if (step.result == link_handshake::step::outcome::failed) {
+    server_.link_refused(stream_->remote_address(), step.reason);
     stream_->close("refused");
+    return;
+  }
+  if (step.result == link_handshake::step::outcome::pending) {
     return;
   }
   authenticated_ = true;
   hello_timer_.cancel();
-  role_ = hello.role();
-  name_ = hello.name().substr(0, 128);
+  stream_->authenticated();
+  role_ = handshake_->role();
+  name_ = handshake_->name();
+  handshake_.reset();
   if (name_.empty()) {
     name_ = stream_->remote_address();
   }
-  const bool worker = role_ == link::v1::PEER_ROLE_WORKER;
+  const bool worker = role_ == link::v2::PEER_ROLE_WORKER;
   if (worker) {
     routed_ = server_.routed_counter(name_);
-    // Shards learn of the worker before the worker learns it is linked, so any client that
-    // connects after the worker saw Welcome is routed to it.
+    // Shards learn of the worker before the worker learns it is linked (the Welcome went into
+    // the queue above and leaves after this returns), so any client that connects after the
+    // worker saw Welcome is routed to it.
     server_.worker_up(shared_from_this());
   }
-  link::v1::Frame welcome;
-  welcome.mutable_welcome()->set_proof(
-      link_auth::gateway_proof(server_.config().secret, nonce_, hello.nonce()));
-  welcome.mutable_welcome()->set_gateway_id(server_.gateway_id());
-  welcome.mutable_welcome()->set_internal_address(server_.advertised());
-  stream_->send(welcome);
+  stream_->send(*step.reply);
+  server_.link_handshake_over();
   spdlog::info("{} '{}' linked from {}", worker ? "worker" : "push client", name_,
                stream_->remote_address());
 }
@@ -256,9 +243,10 @@ void worker_link::on_hello(const link::v1::Hello& hello) {
 void worker_link::on_closed(const std::string& reason) {
   hello_timer_.cancel();
   if (!authenticated_) {
+    server_.link_handshake_over();
     return;
   }
-  const bool worker = role_ == link::v1::PEER_ROLE_WORKER;
+  const bool worker = role_ == link::v2::PEER_ROLE_WORKER;
   spdlog::info("{} '{}' unlinked: {} ({} events sent, {} acknowledged)",
                worker ? "worker" : "push client", name_, reason, events_sent_, events_acked_);
   if (worker) {
@@ -266,7 +254,7 @@ void worker_link::on_closed(const std::string& reason) {
   }
 }
 
-void worker_link::on_decision(const link::v1::ConnectDecision& d) {
+void worker_link::on_decision(const link::v2::ConnectDecision& d) {
   const auto shard_index = server_.shard_of(d.client_id());
   if (!shard_index) {
     return;
@@ -277,11 +265,11 @@ void worker_link::on_decision(const link::v1::ConnectDecision& d) {
   });
 }
 
-void worker_link::on_command(link::v1::Command& cmd) {
+void worker_link::on_command(link::v2::Command& cmd, std::string_view message) {
   if (cmd.has_drain_worker()) {
     const bool found = server_.request_drain(cmd.drain_worker().worker_name());
     if (cmd.request_id() != 0) {
-      link::v1::Frame f;
+      link::v2::Frame f;
       f.mutable_reply()->set_request_id(cmd.request_id());
       if (!found) {
         f.mutable_reply()->set_error("no worker named '" + cmd.drain_worker().worker_name() +
@@ -291,43 +279,58 @@ void worker_link::on_command(link::v1::Command& cmd) {
     }
     return;
   }
-  auto command = std::make_shared<const link::v1::Command>(std::move(cmd));
-  std::vector<unsigned> shards;
-  if (const auto* target = target_of(*command)) {
-    const auto s = server_.shard_of(*target);
-    if (!s) {
-      if (command->request_id() != 0) {
-        link::v1::Frame f;
-        f.mutable_reply()->set_request_id(command->request_id());
+  std::optional<unsigned> only;
+  if (const auto* target = target_of(cmd)) {
+    only = server_.shard_of(*target);
+    if (!only) {
+      if (cmd.request_id() != 0) {
+        link::v2::Frame f;
+        f.mutable_reply()->set_request_id(cmd.request_id());
         f.mutable_reply()->set_error("offline");
         stream_->send(f);
       }
       return;
     }
-    shards.push_back(*s);
+  } else if (server_.shard_count() == 1) {
+    only = 0;
+  }
+  if (only && *only == loop_ && cmd.request_id() == 0) {
+    // The hot path (a push to one client of this loop): run it here, the message read straight
+    // from the link's buffer.
+    link::v2::Reply ignored;
+    server_.shard_at(loop_).execute(cmd, message, ignored);
+    return;
+  }
+  // Other loops run it later: the command and its message travel together, owned.
+  auto command = std::make_shared<routed_command>();
+  command->cmd = std::move(cmd);
+  command->message.assign(message.data(), message.size());
+  std::vector<unsigned> shards;
+  if (only) {
+    shards.push_back(*only);
   } else {
     for (unsigned i = 0; i < server_.shard_count(); ++i) {
       shards.push_back(i);
     }
   }
   std::shared_ptr<gather_state> state;
-  if (command->request_id() != 0) {
+  if (command->cmd.request_id() != 0) {
     state = std::make_shared<gather_state>();
     state->command = command;
     state->pending = state->total = shards.size();
-    state->reply.set_request_id(command->request_id());
+    state->reply.set_request_id(command->cmd.request_id());
   }
   auto self = shared_from_this();
   for (const unsigned s : shards) {
     auto run = [self, command, state, s] {
       auto& target = self->server_.shard_at(s);
       if (!state) {
-        link::v1::Reply ignored;
-        target.execute(*command, ignored);
+        link::v2::Reply ignored;
+        target.execute(command->cmd, command->message, ignored);
         return;
       }
-      auto part = std::make_shared<link::v1::Reply>();
-      target.execute(*command, *part);
+      auto part = std::make_shared<link::v2::Reply>();
+      target.execute(command->cmd, command->message, *part);
       auto merge = [self, state, part] { self->merge(*state, *part); };
       if (s == self->loop_) {
         merge();
@@ -343,7 +346,7 @@ void worker_link::on_command(link::v1::Command& cmd) {
   }
 }
 
-void worker_link::merge(gather_state& state, const link::v1::Reply& part) {
+void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
   if (part.error() == "offline") {
     ++state.offline;
   } else if (!part.error().empty()) {
@@ -359,7 +362,7 @@ void worker_link::merge(gather_state& state, const link::v1::Reply& part) {
   auto& result = *state.reply.mutable_result();
   sort_unique(*result.mutable_uids());
   sort_unique(*result.mutable_groups());
-  if (state.command->has_query() && state.command->query().kind() == link::v1::QUERY_KIND_STATS) {
+  if (state.command->cmd.has_query() && state.command->cmd.query().kind() == link::v2::QUERY_KIND_STATS) {
     auto* stats = result.mutable_stats();
     stats->set_gateway_id(server_.gateway_id());
     stats->set_internal_address(server_.advertised());
@@ -378,7 +381,7 @@ void worker_link::merge(gather_state& state, const link::v1::Reply& part) {
     result.clear_groups();
     result.clear_uids();
   }
-  link::v1::Frame f;
+  link::v2::Frame f;
   *f.mutable_reply() = std::move(state.reply);
   stream_->send(f);
 }

@@ -3,12 +3,14 @@
 #include <asio.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/metrics/counter.hpp"
+#include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "gateway/client_event.hpp"
-#include "gwx/link/v1/link.pb.h"
+#include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
 
@@ -30,30 +32,30 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   /// Asks the worker to drain (must be called on this link's loop).
   void request_drain(const std::string& reason);
   /// Queues any frame (must be called on this link's loop).
-  void send(const link::v1::Frame& frame);
+  void send(const link::v2::Frame& frame);
 
   unsigned loop() const { return loop_; }
   std::uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
 
  private:
-  void on_frame(link::v1::Frame& frame);
-  void on_hello(const link::v1::Hello& hello);
-  void on_command(link::v1::Command& cmd);
-  void on_decision(const link::v1::ConnectDecision& d);
+  void on_frame(link::v2::Frame& frame, std::string_view payload);
+  void on_handshake(const link::v2::Frame& frame);
+  void on_command(link::v2::Command& cmd, std::string_view message);
+  void on_decision(const link::v2::ConnectDecision& d);
   void on_closed(const std::string& reason);
-  void on_acks(const link::v1::EventAck& ack);
+  void on_acks(const link::v2::EventAck& ack);
   void on_drain();
-  void merge(gather_state& state, const link::v1::Reply& part);
+  void merge(gather_state& state, const link::v2::Reply& part);
 
   gateway_server& server_;
   unsigned loop_;
   std::uint64_t id_;
   std::shared_ptr<link_stream> stream_;
   asio::steady_timer hello_timer_;
-  std::string nonce_;
+  std::optional<link_handshake::gateway_side> handshake_;
   std::string name_;
-  link::v1::PeerRole role_ = link::v1::PEER_ROLE_UNSPECIFIED;
+  link::v2::PeerRole role_ = link::v2::PEER_ROLE_UNSPECIFIED;
   bool authenticated_ = false;
   bool draining_ = false;
   std::uint64_t next_event_id_ = 0;

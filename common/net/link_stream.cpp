@@ -152,6 +152,22 @@ net::send_status link_stream::send(const link::v2::Frame& frame, std::string_vie
   return status;
 }
 
+net::send_status link_stream::send_encoded(std::string_view wire) {
+  if (!open_) {
+    return net::send_status::dropped;
+  }
+  const auto status = out_.push(wire);
+  if (status == net::send_status::dropped) {
+    shutdown("peer is not reading: " + std::to_string(out_.bytes()) +
+             " bytes queued towards it (the cap)");
+    return status;
+  }
+  if (!out_.writing()) {
+    do_write();
+  }
+  return status;
+}
+
 void link_stream::do_write() {
   const auto& bufs = out_.gather();
   if (bufs.empty()) {

@@ -57,6 +57,9 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// is being cut because the peer stopped reading.
   net::send_status send(const link::v2::Frame& frame, std::string_view payload = {});
 
+  /// Queues a frame already encoded in the wire format (link_codec::encode).
+  net::send_status send_encoded(std::string_view wire);
+
   /// Closes the socket after flushing what is queued (bounded by a short timer).
   void close(const std::string& reason);
 

@@ -375,11 +375,14 @@ class Cluster:
         log(f"[{p.name}] internal {p.internal}, listeners {p.urls}")
         return p
 
-    async def start_worker(self, registers, app, name=None, threads=1, extra=(), secret=None):
+    async def start_worker(self, registers, app, name=None, threads=None, extra=(), secret=None):
+        """`threads`: None runs the binary's default (handlers on the network thread)."""
         name = self._name("worker", name)
         argv = [self.binary("gwx-worker"), "--register", ",".join(registers),
-                "--secret", secret or self.secret, "--app", app, "--threads", str(threads),
-                "--name", name] + list(extra)
+                "--secret", secret or self.secret, "--app", app, "--name", name]
+        if threads is not None:
+            argv += ["--threads", str(threads)]
+        argv += list(extra)
         return await self._spawn(Worker, name, argv)
 
     async def wait_linked(self, workers, gateways, timeout=START_TIMEOUT, start=None):

@@ -108,7 +108,7 @@ class fake_cluster final : public cluster::transport {
   }
 
   /// Every command sent, with the address of the gateway it went to.
-  std::vector<std::pair<std::string, link::v1::Command>> sent() {
+  std::vector<std::pair<std::string, link::v2::Command>> sent() {
     std::lock_guard lock(mutex_);
     return sent_;
   }
@@ -117,7 +117,7 @@ class fake_cluster final : public cluster::transport {
 
   // ---- transport ----
 
-  void send_to_holder(std::string client_id, link::v1::Command cmd) override {
+  void send_to_holder(std::string client_id, link::v2::Command cmd) override {
     std::lock_guard lock(mutex_);
     const cluster::client_target t(client_id);
     for (auto& g : gateways_) {
@@ -127,7 +127,7 @@ class fake_cluster final : public cluster::transport {
     }
   }
 
-  void send_to_all(link::v1::Command cmd) override {
+  void send_to_all(link::v2::Command cmd) override {
     std::lock_guard lock(mutex_);
     for (auto& g : gateways_) {
       if (g->linked) {
@@ -139,7 +139,7 @@ class fake_cluster final : public cluster::transport {
   void send_each(cluster::command_builder build) override {
     std::lock_guard lock(mutex_);
     for (auto& g : gateways_) {
-      link::v1::Command cmd;
+      link::v2::Command cmd;
       if (g->linked && build(view(*g), cmd)) {
         execute(*g, cmd);
       }
@@ -152,7 +152,7 @@ class fake_cluster final : public cluster::transport {
     {
       std::lock_guard lock(mutex_);
       for (auto& g : gateways_) {
-        link::v1::Command cmd;
+        link::v2::Command cmd;
         if (!build(view(*g), cmd)) {
           continue;
         }
@@ -245,16 +245,16 @@ class fake_cluster final : public cluster::transport {
   }
 
   // Runs one command on one gateway, as its link would, and returns its reply.
-  link::v1::Reply execute(gateway& g, const link::v1::Command& cmd) {
+  link::v2::Reply execute(gateway& g, const link::v2::Command& cmd) {
     sent_.emplace_back(g.address, cmd);
-    link::v1::Reply reply;
+    link::v2::Reply reply;
     reply.set_request_id(cmd.request_id());
     g.executor.execute(cmd, reply);
     // What the link adds when it merges its loops' parts.
     auto& result = *reply.mutable_result();
     sort_unique(*result.mutable_uids());
     sort_unique(*result.mutable_groups());
-    if (cmd.has_query() && cmd.query().kind() == link::v1::QUERY_KIND_STATS) {
+    if (cmd.has_query() && cmd.query().kind() == link::v2::QUERY_KIND_STATS) {
       result.mutable_stats()->set_gateway_id(g.id);
       result.mutable_stats()->set_internal_address(g.address);
       result.clear_uids();
@@ -266,7 +266,7 @@ class fake_cluster final : public cluster::transport {
   std::mutex mutex_;
   std::vector<std::unique_ptr<gateway>> gateways_;
   std::map<std::string, std::uint64_t> epochs_;
-  std::vector<std::pair<std::string, link::v1::Command>> sent_;
+  std::vector<std::pair<std::string, link::v2::Command>> sent_;
   std::uint64_t next_connection_ = 0;
   bool network_thread_ = false;
 };

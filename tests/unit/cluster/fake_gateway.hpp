@@ -21,7 +21,8 @@
 #include <vector>
 
 #include "common/client_id.hpp"
-#include "common/link_auth.hpp"
+#include "common/link/link_codec.hpp"
+#include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "common/registry/gateway_watcher.hpp"
 
@@ -38,7 +39,7 @@ class fake_gateway {
   };
 
   /// Answers a query, or nullopt to stay silent.
-  using answer_fn = std::function<std::optional<link::v1::QueryResult>(const link::v1::Query&)>;
+  using answer_fn = std::function<std::optional<link::v2::QueryResult>(const link::v2::Query&)>;
 
   explicit fake_gateway(std::string secret, std::uint64_t epoch = new_epoch(),
                         behaviour how = behaviour::normal)
@@ -93,22 +94,22 @@ class fake_gateway {
   }
 
   /// Sends a client event to the most recent authenticated peer.
-  void send_event(link::v1::ClientEvent event) {
-    link::v1::Frame f;
+  void send_event(link::v2::ClientEvent event) {
+    link::v2::Frame f;
     *f.mutable_event() = std::move(event);
     send_frame(std::move(f));
   }
 
   /// Asks the most recent authenticated peer to drain (what gwxctl drain makes a gateway do).
   void send_drain(const std::string& reason) {
-    link::v1::Frame f;
+    link::v2::Frame f;
     f.mutable_drain()->set_reason(reason);
     send_frame(std::move(f));
   }
 
   /// Tells the most recent authenticated peer that no further event will come.
   void send_drain_ack() {
-    link::v1::Frame f;
+    link::v2::Frame f;
     f.mutable_drain_ack();
     send_frame(std::move(f));
   }
@@ -155,10 +156,10 @@ class fake_gateway {
   int hellos = 0;
   int authenticated = 0;
   int closed = 0;
-  std::vector<link::v1::Hello> hello_frames;
-  std::vector<link::v1::Command> commands;
-  std::vector<link::v1::EventAck> acks;
-  std::vector<link::v1::ConnectDecision> decisions;
+  std::vector<link::v2::Hello> hello_frames;
+  std::vector<link::v2::Command> commands;
+  std::vector<link::v2::EventAck> acks;
+  std::vector<link::v2::ConnectDecision> decisions;
   /// Reasons of the Drain frames received.
   std::vector<std::string> drains;
   /// What arrived, in order: "send <text>" (send_to_clients / send_to_all), "command", "query",
@@ -173,21 +174,22 @@ class fake_gateway {
   }
 
   /// A copy of the commands received so far.
-  std::vector<link::v1::Command> commands_copy() {
+  std::vector<link::v2::Command> commands_copy() {
     std::lock_guard lock(mutex_);
     return commands;
   }
 
  private:
-  void send_frame(link::v1::Frame f) {
-    asio::post(io_, [this, f = std::move(f)] {
+  void send_frame(link::v2::Frame f) {
+    asio::post(io_, [this, f = std::move(f)]() mutable {
       if (auto it = streams_.find(last_authenticated_); it != streams_.end()) {
-        it->second->send(f);
+        const std::string payload = link_codec::detach_payload(f);
+        it->second->send(f, payload);
       }
     });
   }
 
-  static std::string describe(const link::v1::Command& cmd) {
+  static std::string describe(const link::v2::Command& cmd) {
     if (cmd.has_send_to_clients()) {
       return "send " + cmd.send_to_clients().message().data();
     }
@@ -212,25 +214,26 @@ class fake_gateway {
       const auto n = ++next_stream_;
       auto stream = std::make_shared<link_stream>(std::move(socket));
       streams_[n] = stream;
-      auto nonce = link_auth::make_nonce();
-      stream->start([this, n, nonce](link::v1::Frame& f) { on_frame(n, nonce, f); },
+      auto& handshake = handshakes_.try_emplace(n, secret_, gateway_id(), address()).first->second;
+      stream->start(
+          [this, n](link::v2::Frame& f, std::string_view payload) {
+            link_codec::attach_payload(f, payload);
+            on_frame(n, f);
+          },
                     [this, n](const std::string&) {
                       streams_.erase(n);
+                      handshakes_.erase(n);
                       record([](fake_gateway& g) {
                         ++g.closed;
                         g.timeline.emplace_back("closed");
                       });
                     });
-      link::v1::Frame challenge;
-      challenge.mutable_challenge()->set_nonce(nonce);
-      challenge.mutable_challenge()->set_gateway_id(gateway_id());
-      challenge.mutable_challenge()->set_protocol_version(1);
-      stream->send(challenge);
+      stream->send(handshake.challenge());
       accept();
     });
   }
 
-  void on_frame(std::uint64_t n, const std::string& nonce, link::v1::Frame& f) {
+  void on_frame(std::uint64_t n, link::v2::Frame& f) {
     auto it = streams_.find(n);
     if (it == streams_.end()) {
       return;
@@ -242,22 +245,20 @@ class fake_gateway {
         ++g.hellos;
         g.hello_frames.push_back(h);
       });
-      link::v1::Frame out;
-      const bool proof_ok =
-          link_auth::equal(h.proof(), link_auth::peer_proof(secret_, nonce, h.nonce()));
+      auto step = handshakes_.at(n).on_frame(f);
+      const bool proof_ok = step.result == link_handshake::step::outcome::up;
       if (!proof_ok || how_ == behaviour::reject) {
+        link::v2::Frame out;
         out.mutable_reject()->set_reason(proof_ok ? "go away" : "bad proof");
         stream.send(out);
         stream.close("rejected");
         return;
       }
-      auto* w = out.mutable_welcome();
-      w->set_proof(how_ == behaviour::forge_welcome
-                       ? std::string(32, 'x')
-                       : link_auth::gateway_proof(secret_, nonce, h.nonce()));
-      w->set_gateway_id(gateway_id());
-      w->set_internal_address(address());
-      stream.send(out);
+      if (how_ == behaviour::forge_welcome) {
+        step.reply->mutable_welcome()->set_proof(std::string(32, 'x'));
+      }
+      stream.send(*step.reply);
+      stream.authenticated();
       last_authenticated_ = n;
       record([](fake_gateway& g) { ++g.authenticated; });
       return;
@@ -269,7 +270,7 @@ class fake_gateway {
         std::lock_guard lock(mutex_);
         found = worker_names_.count(cmd.drain_worker().worker_name()) != 0;
       }
-      link::v1::Frame reply;
+      link::v2::Frame reply;
       reply.mutable_reply()->set_request_id(cmd.request_id());
       if (!found) {
         reply.mutable_reply()->set_error("no worker named '" + cmd.drain_worker().worker_name() +
@@ -281,7 +282,7 @@ class fake_gateway {
     }
     if (f.has_command()) {
       const auto cmd = f.command();
-      std::optional<link::v1::QueryResult> result;
+      std::optional<link::v2::QueryResult> result;
       if (cmd.has_query()) {
         answer_fn fn;
         {
@@ -292,7 +293,7 @@ class fake_gateway {
           result = fn(cmd.query());
         }
         if (result && cmd.request_id() != 0) {
-          link::v1::Frame reply;
+          link::v2::Frame reply;
           reply.mutable_reply()->set_request_id(cmd.request_id());
           *reply.mutable_reply()->mutable_result() = *result;
           stream.send(reply);
@@ -321,7 +322,7 @@ class fake_gateway {
         ack_now = g.auto_drain_ack_;
       });
       if (ack_now) {
-        link::v1::Frame ack;
+        link::v2::Frame ack;
         ack.mutable_drain_ack();
         stream.send(ack);
       }
@@ -349,6 +350,7 @@ class fake_gateway {
   std::uint16_t port_ = 0;
   std::thread thread_;
   std::map<std::uint64_t, std::shared_ptr<link_stream>> streams_;
+  std::map<std::uint64_t, link_handshake::gateway_side> handshakes_;
   std::uint64_t next_stream_ = 0;
   std::uint64_t last_authenticated_ = 0;
   std::mutex mutex_;

@@ -39,15 +39,15 @@ class ClientDirectoryTest : public ::testing::Test {
   static std::string id_of(std::uint64_t connection, std::uint64_t epoch = k_epoch) {
     return make_client_id("127.0.0.1", 7800, epoch, connection);
   }
-  link::v1::QueryResult query(link::v1::QueryKind kind, std::vector<std::string> client_ids = {},
+  link::v2::QueryResult query(link::v2::QueryKind kind, std::vector<std::string> client_ids = {},
                               std::vector<std::string> groups = {},
                               std::vector<std::string> uids = {}) {
-    link::v1::Query q;
+    link::v2::Query q;
     q.set_kind(kind);
     q.mutable_client_ids()->Add(client_ids.begin(), client_ids.end());
     q.mutable_groups()->Add(groups.begin(), groups.end());
     q.mutable_uids()->Add(uids.begin(), uids.end());
-    link::v1::QueryResult r;
+    link::v2::QueryResult r;
     dir_.query(q, r);
     return r;
   }
@@ -156,7 +156,7 @@ TEST_F(ClientDirectoryTest, ForgettingMembershipAndErasingLeaveNoTraceInTheIndic
 
 TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSequence) {
   auto& a = add();
-  link::v1::SessionWrite w;
+  link::v2::SessionWrite w;
   (*w.mutable_session())["color"] = "blue";
   (*w.mutable_session())["size"] = "L";
   w.set_writer_seq(5);
@@ -164,7 +164,7 @@ TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSeque
   EXPECT_EQ(a.session(), (session_values{{"color", "blue"}, {"size", "L"}}));
   EXPECT_EQ(a.session_seq(), 5U);
 
-  link::v1::SessionWrite merge;
+  link::v2::SessionWrite merge;
   merge.set_merge(true);
   (*merge.mutable_session())["color"] = "red";
   merge.add_erase_keys("size");
@@ -173,7 +173,7 @@ TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSeque
   EXPECT_EQ(a.session(), (session_values{{"color", "red"}}));
   EXPECT_EQ(a.session_seq(), 5U);
 
-  link::v1::SessionWrite replace;
+  link::v2::SessionWrite replace;
   (*replace.mutable_session())["only"] = "this";
   replace.set_writer_seq(9);
   dir_.write_session(a, replace);
@@ -192,56 +192,56 @@ TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
   dir_.join(a, "g1");
   dir_.join(b, "g1");
   dir_.join(b, "g2");
-  link::v1::SessionWrite w;
+  link::v2::SessionWrite w;
   (*w.mutable_session())["k"] = "v";
   dir_.write_session(b, w);
   port_of(closing).state = client_state::closing;
 
-  using link::v1::QueryKind;
-  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).count(), 3U);
+  using link::v2::QueryKind;
+  EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT).count(), 3U);
 
-  const auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"g1", "g2", "none"});
+  const auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"g1", "g2", "none"});
   EXPECT_EQ(counts.counts().at("g1"), 2U);
   EXPECT_EQ(counts.counts().at("g2"), 1U);
   EXPECT_EQ(counts.counts().at("none"), 0U);
 
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {"g1"}).client_ids()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {"g1"}).client_ids()),
             (std::vector<std::string>{std::min(a.id(), b.id()), std::max(a.id(), b.id())}));
 
-  const auto sessions = query(link::v1::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {"g2"});
+  const auto sessions = query(link::v2::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {"g2"});
   ASSERT_EQ(sessions.sessions_size(), 1);
   EXPECT_EQ(sessions.sessions().at(b.id()).values().at("k"), "v");
 
-  auto all = sorted(query(link::v1::QUERY_KIND_ALL_CLIENT_IDS).client_ids());
+  auto all = sorted(query(link::v2::QUERY_KIND_ALL_CLIENT_IDS).client_ids());
   std::vector<std::string> expected{a.id(), b.id(), c.id()};
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(all, expected);
 
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_UIDS_BY_GROUP, {}, {"g1"}).uids()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_UIDS_BY_GROUP, {}, {"g1"}).uids()),
             (std::vector<std::string>{"alice", "bob"}));
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_ALL_UIDS).uids()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_ALL_UIDS).uids()),
             (std::vector<std::string>{"alice", "bob"}));
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).groups()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_ALL_GROUP_IDS).groups()),
             (std::vector<std::string>{"g1", "g2"}));
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_GROUPS_OF_CLIENT, {b.id()}).groups()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_GROUPS_OF_CLIENT, {b.id()}).groups()),
             (std::vector<std::string>{"g1", "g2"}));
-  EXPECT_EQ(query(link::v1::QUERY_KIND_SESSION, {b.id()}).sessions().at(b.id()).values().at("k"),
+  EXPECT_EQ(query(link::v2::QUERY_KIND_SESSION, {b.id()}).sessions().at(b.id()).values().at("k"),
             "v");
-  EXPECT_EQ(query(link::v1::QUERY_KIND_SESSION, {closing.id()}).sessions_size(), 0);
+  EXPECT_EQ(query(link::v2::QUERY_KIND_SESSION, {closing.id()}).sessions_size(), 0);
 
   const auto online =
-      query(link::v1::QUERY_KIND_IS_ONLINE, {a.id(), closing.id(), id_of(1 << 8, 99)});
+      query(link::v2::QUERY_KIND_IS_ONLINE, {a.id(), closing.id(), id_of(1 << 8, 99)});
   EXPECT_EQ(sorted(online.client_ids()), (std::vector<std::string>{a.id()}));
 
-  const auto by_uid = query(link::v1::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {}, {"alice", "nobody"});
+  const auto by_uid = query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {}, {"alice", "nobody"});
   EXPECT_EQ(by_uid.clients_by_uid().at("alice").values_size(), 2);
   EXPECT_EQ(by_uid.clients_by_uid().count("nobody"), 0U);
 
-  EXPECT_EQ(sorted(query(link::v1::QUERY_KIND_UID_OF_CLIENT, {c.id()}).uids()),
+  EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_UID_OF_CLIENT, {c.id()}).uids()),
             (std::vector<std::string>{"alice"}));
-  EXPECT_EQ(query(link::v1::QUERY_KIND_UID_OF_CLIENT, {closing.id()}).uids_size(), 0);
+  EXPECT_EQ(query(link::v2::QUERY_KIND_UID_OF_CLIENT, {closing.id()}).uids_size(), 0);
 
-  const auto stats = query(link::v1::QUERY_KIND_STATS);
+  const auto stats = query(link::v2::QUERY_KIND_STATS);
   EXPECT_EQ(stats.stats().clients(), 3U);
   EXPECT_EQ(sorted(stats.uids()), (std::vector<std::string>{"alice", "bob"}));
   EXPECT_EQ(sorted(stats.groups()), (std::vector<std::string>{"g1", "g2"}));

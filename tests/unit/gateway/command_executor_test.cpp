@@ -29,14 +29,14 @@ class CommandExecutorTest : public ::testing::Test {
     dir_.announce(c);
     return {&c, port.get()};
   }
-  link::v1::Reply run(const link::v1::Command& cmd) {
-    link::v1::Reply reply;
+  link::v2::Reply run(const link::v2::Command& cmd) {
+    link::v2::Reply reply;
     exec_.execute(cmd, reply);
     return reply;
   }
-  static link::v1::Command to_clients(const std::vector<std::string>& ids,
+  static link::v2::Command to_clients(const std::vector<std::string>& ids,
                                       const std::string& text) {
-    link::v1::Command cmd;
+    link::v2::Command cmd;
     auto* op = cmd.mutable_send_to_clients();
     op->mutable_client_ids()->Add(ids.begin(), ids.end());
     op->mutable_message()->set_data(text);
@@ -47,7 +47,7 @@ class CommandExecutorTest : public ::testing::Test {
   listener_config line_;
   client_directory dir_{k_epoch, 0};
   int stats_calls_ = 0;
-  command_executor exec_{dir_, [this](link::v1::GatewayStats& s) {
+  command_executor exec_{dir_, [this](link::v2::GatewayStats& s) {
                            ++stats_calls_;
                            s.set_messages_in(42);
                          }};
@@ -73,7 +73,7 @@ TEST_F(CommandExecutorTest, ABroadcastIsFramedOncePerListenerKind) {
   auto [a, pa] = add(ws_);
   auto [b, pb] = add(ws_);
   auto [c, pc] = add(line_);
-  link::v1::Command cmd;
+  link::v2::Command cmd;
   cmd.mutable_send_to_all()->mutable_message()->set_data("all");
   run(cmd);
   ASSERT_EQ(pa->sent.size(), 1U);
@@ -91,7 +91,7 @@ TEST_F(CommandExecutorTest, SendToAllHonoursOnlyAndExclude) {
   auto [a, pa] = add(line_);
   auto [b, pb] = add(line_);
   auto [c, pc] = add(line_);
-  link::v1::Command cmd;
+  link::v2::Command cmd;
   cmd.mutable_send_to_all()->mutable_message()->set_data("m");
   cmd.mutable_send_to_all()->add_exclude_client_ids(b->id());
   run(cmd);
@@ -115,7 +115,7 @@ TEST_F(CommandExecutorTest, GroupAndUidSendsReachEachMemberOnce) {
   dir_.join(*a, "g2");
   dir_.join(*b, "g2");
   dir_.join(*c, "g2");
-  link::v1::Command cmd;
+  link::v2::Command cmd;
   auto* op = cmd.mutable_send_to_groups();
   op->add_groups("g1");
   op->add_groups("g2");
@@ -128,7 +128,7 @@ TEST_F(CommandExecutorTest, GroupAndUidSendsReachEachMemberOnce) {
 
   dir_.bind(*b, "bob");
   dir_.bind(*c, "bob");
-  link::v1::Command to_uid;
+  link::v2::Command to_uid;
   to_uid.mutable_send_to_uids()->add_uids("bob");
   to_uid.mutable_send_to_uids()->add_uids("nobody");
   to_uid.mutable_send_to_uids()->mutable_message()->set_data("u");
@@ -141,7 +141,7 @@ TEST_F(CommandExecutorTest, GroupAndUidSendsReachEachMemberOnce) {
 TEST_F(CommandExecutorTest, MessagesDroppedBySlowClientsAreNotCounted) {
   add(line_);
   add(line_).second->answer = send_status::dropped;
-  link::v1::Command cmd;
+  link::v2::Command cmd;
   cmd.mutable_send_to_all()->mutable_message()->set_data("m");
   run(cmd);
   EXPECT_EQ(exec_.messages_out(), 1U);
@@ -149,13 +149,13 @@ TEST_F(CommandExecutorTest, MessagesDroppedBySlowClientsAreNotCounted) {
 
 TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
   auto [a, pa] = add(line_);
-  link::v1::Command bind;
+  link::v2::Command bind;
   bind.mutable_bind_uid()->set_client_id(a->id());
   bind.mutable_bind_uid()->set_uid("alice");
   EXPECT_EQ(run(bind).error(), "");
   EXPECT_EQ(a->uid(), "alice");
 
-  link::v1::Command join;
+  link::v2::Command join;
   join.mutable_join_group()->set_client_id(a->id());
   join.mutable_join_group()->set_group("g");
   run(join);
@@ -163,7 +163,7 @@ TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
   run(join);
   EXPECT_EQ(a->groups(), std::vector<std::string>{"g"});
 
-  link::v1::Command write;
+  link::v2::Command write;
   write.mutable_session_write()->set_client_id(a->id());
   (*write.mutable_session_write()->mutable_session())["k"] = "v";
   write.mutable_session_write()->set_writer_seq(2);
@@ -171,12 +171,12 @@ TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
   EXPECT_EQ(a->session().at("k"), "v");
   EXPECT_EQ(a->session_seq(), 2U);
 
-  link::v1::Command ungroup;
+  link::v2::Command ungroup;
   ungroup.mutable_ungroup()->set_group("g");
   run(ungroup);
   EXPECT_TRUE(a->groups().empty());
 
-  link::v1::Command unbind;
+  link::v2::Command unbind;
   unbind.mutable_unbind_uid()->set_client_id(a->id());
   run(unbind);
   EXPECT_TRUE(a->uid().empty());
@@ -187,14 +187,14 @@ TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
   EXPECT_EQ(run(bind).error(), "offline");
   write.mutable_session_write()->set_client_id(gone);
   EXPECT_EQ(run(write).error(), "offline");
-  EXPECT_EQ(run(link::v1::Command{}).error(), "empty command");
+  EXPECT_EQ(run(link::v2::Command{}).error(), "empty command");
 }
 
 TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
   auto [a, pa] = add(line_);
   auto [b, pb] = add(line_);
   auto [c, pc] = add(line_);
-  link::v1::Command close;
+  link::v2::Command close;
   close.mutable_close_client()->set_client_id(a->id());
   run(close);
   close.mutable_close_client()->set_client_id(b->id());
@@ -213,15 +213,15 @@ TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
 TEST_F(CommandExecutorTest, StatsAddTheLoopsCounters) {
   auto [a, pa] = add(line_);
   run(to_clients({a->id()}, "x"));
-  link::v1::Command cmd;
-  cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_STATS);
+  link::v2::Command cmd;
+  cmd.mutable_query()->set_kind(link::v2::QUERY_KIND_STATS);
   const auto reply = run(cmd);
   EXPECT_EQ(stats_calls_, 1);
   EXPECT_EQ(reply.result().stats().clients(), 1U);
   EXPECT_EQ(reply.result().stats().messages_out(), 1U);
   EXPECT_EQ(reply.result().stats().messages_in(), 42U);
 
-  cmd.mutable_query()->set_kind(link::v1::QUERY_KIND_ALL_CLIENT_COUNT);
+  cmd.mutable_query()->set_kind(link::v2::QUERY_KIND_ALL_CLIENT_COUNT);
   EXPECT_EQ(run(cmd).result().count(), 1U);
   EXPECT_EQ(stats_calls_, 1);
 }

@@ -9,7 +9,8 @@
 #include <thread>
 
 #include "common/client_id.hpp"
-#include "common/link_auth.hpp"
+#include "common/link/link_codec.hpp"
+#include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "gateway/gateway_server.hpp"
 
@@ -17,7 +18,7 @@ namespace gwx::gateway {
 namespace {
 
 using namespace std::chrono_literals;
-using link::v1::Frame;
+using link::v2::Frame;
 
 constexpr auto k_deadline = 5s;
 
@@ -71,7 +72,7 @@ class GatewayLinkTest : public ::testing::Test {
   };
 
   /// Links another fake peer and makes it the current one.
-  fake_peer& add_peer(link::v1::PeerRole role = link::v1::PEER_ROLE_WORKER) {
+  fake_peer& add_peer(link::v2::PeerRole role = link::v2::PEER_ROLE_WORKER) {
     EXPECT_TRUE(link_peer("test-secret", role));
     return *peers_.back();
   }
@@ -94,37 +95,39 @@ class GatewayLinkTest : public ::testing::Test {
   }
 
   /// Connects a fake peer; returns true once Welcome (false on Reject/close).
-  bool link_peer(const std::string& secret, link::v1::PeerRole role) {
+  bool link_peer(const std::string& secret, link::v2::PeerRole role) {
     asio::ip::tcp::socket sock(io_);
     sock.connect({asio::ip::make_address("127.0.0.1"), internal_port_});
     peers_.push_back(std::make_unique<fake_peer>());
     auto* p = peers_.back().get();
     current_ = p;
     p->stream = std::make_shared<link_stream>(std::move(sock));
-    p->stream->start([p](Frame& f) { p->frames.push_back(f); },
-                     [p](const std::string&) { p->closed = true; });
-    if (!run_until([&] { return !p->frames.empty() || p->closed; }) ||
-        !p->frames.front().has_challenge()) {
-      return false;
+    p->stream->start(
+        [p](Frame& f, std::string_view payload) {
+          EXPECT_TRUE(link_codec::attach_payload(f, payload));
+          p->frames.push_back(f);
+        },
+        [p](const std::string&) { p->closed = true; });
+    link_handshake::peer_side handshake(secret, role,
+                                        "fake-worker-" + std::to_string(peers_.size()),
+                                        server_->gateway_id());
+    for (;;) {
+      if (!run_until([&] { return !p->frames.empty() || p->closed; }) || p->frames.empty()) {
+        return false;
+      }
+      const auto step = handshake.on_frame(p->frames.front());
+      p->frames.pop_front();
+      if (step.reply) {
+        p->stream->send(*step.reply);
+      }
+      if (step.result == link_handshake::step::outcome::failed) {
+        return false;
+      }
+      if (step.result == link_handshake::step::outcome::up) {
+        p->stream->authenticated();
+        return true;
+      }
     }
-    const auto gw_nonce = p->frames.front().challenge().nonce();
-    p->frames.pop_front();
-    const auto my_nonce = link_auth::make_nonce();
-    Frame hello;
-    hello.mutable_hello()->set_role(role);
-    hello.mutable_hello()->set_name("fake-worker-" + std::to_string(peers_.size()));
-    hello.mutable_hello()->set_nonce(my_nonce);
-    hello.mutable_hello()->set_proof(link_auth::peer_proof(secret, gw_nonce, my_nonce));
-    p->stream->send(hello);
-    run_until([&] { return !p->frames.empty() || p->closed; });
-    if (p->frames.empty() || !p->frames.front().has_welcome()) {
-      return false;
-    }
-    const auto& w = p->frames.front().welcome();
-    EXPECT_TRUE(link_auth::equal(w.proof(), link_auth::gateway_proof(secret, gw_nonce, my_nonce)));
-    EXPECT_EQ(w.gateway_id(), server_->gateway_id());
-    p->frames.pop_front();
-    return true;
   }
 
   /// First frame satisfying `pred` (others stay queued); fails the test on timeout.
@@ -145,34 +148,40 @@ class GatewayLinkTest : public ::testing::Test {
     return out;
   }
 
-  Frame next_event(link::v1::EventKind kind) {
+  Frame next_event(link::v2::EventKind kind) {
     return next_frame([kind](const Frame& f) { return f.has_event() && f.event().kind() == kind; });
+  }
+
+  /// Sends on the current peer as a real peer does: the message beside the header.
+  void send_frame(Frame f) {
+    const std::string payload = link_codec::detach_payload(f);
+    current_->stream->send(f, payload);
   }
 
   void ack(const Frame& event) {
     Frame f;
     f.mutable_ack()->add_event_ids(event.event().event_id());
-    current_->stream->send(f);
+    send_frame(f);
   }
 
   void send_line(asio::ip::tcp::socket& client, const std::string& text) {
     asio::write(client, asio::buffer(text + "\n"));
   }
 
-  link::v1::Reply request(link::v1::Command cmd) {
+  link::v2::Reply request(link::v2::Command cmd) {
     cmd.set_request_id(++request_id_);
     Frame f;
     *f.mutable_command() = std::move(cmd);
-    current_->stream->send(f);
+    send_frame(f);
     const auto id = request_id_;
     return next_frame(
                [id](const Frame& fr) { return fr.has_reply() && fr.reply().request_id() == id; })
         .reply();
   }
 
-  link::v1::Reply query(link::v1::QueryKind kind, std::vector<std::string> ids = {},
+  link::v2::Reply query(link::v2::QueryKind kind, std::vector<std::string> ids = {},
                         std::vector<std::string> groups = {}) {
-    link::v1::Command cmd;
+    link::v2::Command cmd;
     cmd.mutable_query()->set_kind(kind);
     for (auto& id : ids) {
       cmd.mutable_query()->add_client_ids(id);
@@ -205,17 +214,17 @@ class GatewayLinkTest : public ::testing::Test {
 };
 
 TEST_F(GatewayLinkTest, WrongSecretIsRefused) {
-  EXPECT_FALSE(link_peer("not-the-secret", link::v1::PEER_ROLE_WORKER));
+  EXPECT_FALSE(link_peer("not-the-secret", link::v2::PEER_ROLE_WORKER));
   ASSERT_FALSE(current_->frames.empty());
   EXPECT_TRUE(current_->frames.front().has_reject());
   EXPECT_TRUE(run_until([&] { return current_->closed; }));
 }
 
 TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
-  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  ASSERT_TRUE(link_peer("test-secret", link::v2::PEER_ROLE_WORKER));
   // The worker set reaches the shards asynchronously: wait until a connect is routed.
   auto client = connect_client();
-  auto connect = next_event(link::v1::EVENT_KIND_CONNECT);
+  auto connect = next_event(link::v2::EVENT_KIND_CONNECT);
   const auto id = connect.event().client().client_id();
   const auto parts = parse_client_id(id);
   ASSERT_TRUE(parts);
@@ -224,30 +233,30 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   EXPECT_EQ(connect.event().client().remote_address(), "127.0.0.1");
 
   asio::write(client, asio::buffer(std::string("hello\n")));
-  auto msg = next_event(link::v1::EVENT_KIND_MESSAGE);
+  auto msg = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(msg.event().payload(), "hello");
   EXPECT_GT(msg.event().event_id(), connect.event().event_id());
 
-  link::v1::Command bind;
+  link::v2::Command bind;
   bind.mutable_bind_uid()->set_client_id(id);
   bind.mutable_bind_uid()->set_uid("alice");
   EXPECT_EQ(request(bind).error(), "");
-  link::v1::Command join;
+  link::v2::Command join;
   join.mutable_join_group()->set_client_id(id);
   join.mutable_join_group()->set_group("room");
   EXPECT_EQ(request(join).error(), "");
-  link::v1::Command session;
+  link::v2::Command session;
   session.mutable_session_write()->set_client_id(id);
   (*session.mutable_session_write()->mutable_session())["k"] = "v";
   session.mutable_session_write()->set_writer_seq(7);
   EXPECT_EQ(request(session).error(), "");
 
-  auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"room", "empty"});
+  auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"room", "empty"});
   EXPECT_EQ(counts.result().counts().at("room"), 1U);
   EXPECT_EQ(counts.result().counts().at("empty"), 0U);
-  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
+  EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
 
-  link::v1::Command push;
+  link::v2::Command push;
   push.mutable_send_to_groups()->add_groups("room");
   push.mutable_send_to_groups()->mutable_message()->set_data("to the room");
   EXPECT_EQ(request(push).error(), "");
@@ -255,7 +264,7 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
 
   // The next event carries the uid and the session the worker wrote, stamped with its seq.
   asio::write(client, asio::buffer(std::string("again\n")));
-  auto again = next_event(link::v1::EVENT_KIND_MESSAGE);
+  auto again = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(again.event().client().uid(), "alice");
   EXPECT_EQ(again.event().client().session().at("k"), "v");
   EXPECT_EQ(again.event().client().session_seq(), 7U);
@@ -263,15 +272,15 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   // A client_id of another epoch (a restarted gateway) is offline, never this client.
   const auto stale =
       make_client_id("127.0.0.1", internal_port_, server_->epoch() + 1, parts->connection);
-  EXPECT_TRUE(query(link::v1::QUERY_KIND_IS_ONLINE, {stale}).result().client_ids().empty());
-  EXPECT_EQ(query(link::v1::QUERY_KIND_IS_ONLINE, {id}).result().client_ids_size(), 1);
-  link::v1::Command to_stale;
+  EXPECT_TRUE(query(link::v2::QUERY_KIND_IS_ONLINE, {stale}).result().client_ids().empty());
+  EXPECT_EQ(query(link::v2::QUERY_KIND_IS_ONLINE, {id}).result().client_ids_size(), 1);
+  link::v2::Command to_stale;
   to_stale.mutable_send_to_clients()->add_client_ids(stale);
   to_stale.mutable_send_to_clients()->mutable_message()->set_data("wrong");
   EXPECT_EQ(request(to_stale).error(), "offline");
 
   // Kick: final message first, then the close; the worker hears CLOSE with the last uid.
-  link::v1::Command kick;
+  link::v2::Command kick;
   kick.mutable_close_client()->set_client_id(id);
   kick.mutable_close_client()->mutable_final_message()->set_data("bye");
   EXPECT_EQ(request(kick).error(), "");
@@ -280,23 +289,23 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   char byte = 0;
   client.read_some(asio::buffer(&byte, 1), ec);
   EXPECT_EQ(ec, asio::error::eof);
-  auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  auto closed = next_event(link::v2::EVENT_KIND_CLOSE);
   EXPECT_EQ(closed.event().client().uid(), "alice");
-  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 0U);
-  EXPECT_TRUE(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
+  EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 0U);
+  EXPECT_TRUE(query(link::v2::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
 }
 
 TEST_F(GatewayLinkTest, OversizedLineClosesOnlyThatClient) {
-  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  ASSERT_TRUE(link_peer("test-secret", link::v2::PEER_ROLE_WORKER));
   auto good = connect_client();
-  const auto good_id = next_event(link::v1::EVENT_KIND_CONNECT).event().client().client_id();
+  const auto good_id = next_event(link::v2::EVENT_KIND_CONNECT).event().client().client_id();
   auto bad = connect_client();
-  next_event(link::v1::EVENT_KIND_CONNECT);
+  next_event(link::v2::EVENT_KIND_CONNECT);
   asio::write(bad, asio::buffer(std::string(100, 'x')));  // limit is 64
-  auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  auto closed = next_event(link::v2::EVENT_KIND_CLOSE);
   EXPECT_NE(closed.event().close_reason().find("maximum message size"), std::string::npos)
       << closed.event().close_reason();
-  link::v1::Command push;
+  link::v2::Command push;
   push.mutable_send_to_clients()->add_client_ids(good_id);
   push.mutable_send_to_clients()->mutable_message()->set_data("still here");
   EXPECT_EQ(request(push).error(), "");
@@ -304,36 +313,36 @@ TEST_F(GatewayLinkTest, OversizedLineClosesOnlyThatClient) {
 }
 
 TEST_F(GatewayLinkTest, ClosingClientLeavesEveryGroupWhateverTheNameLength) {
-  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_WORKER));
+  ASSERT_TRUE(link_peer("test-secret", link::v2::PEER_ROLE_WORKER));
   auto client = connect_client();
-  const auto id = next_event(link::v1::EVENT_KIND_CONNECT).event().client().client_id();
+  const auto id = next_event(link::v2::EVENT_KIND_CONNECT).event().client().client_id();
   // Names past the small-string buffer once exposed a dangling reference in the close path.
   const std::vector<std::string> groups = {"a", "a-group-name-much-longer-than-fifteen-bytes",
                                            "zz-another-long-group-name-for-the-test"};
   for (const auto& g : groups) {
-    link::v1::Command join;
+    link::v2::Command join;
     join.mutable_join_group()->set_client_id(id);
     join.mutable_join_group()->set_group(g);
     EXPECT_EQ(request(join).error(), "");
   }
-  EXPECT_EQ(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups_size(), 3);
+  EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_GROUP_IDS).result().groups_size(), 3);
   client.close();
-  next_event(link::v1::EVENT_KIND_CLOSE);
-  EXPECT_TRUE(query(link::v1::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
-  const auto counts = query(link::v1::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, groups);
+  next_event(link::v2::EVENT_KIND_CLOSE);
+  EXPECT_TRUE(query(link::v2::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
+  const auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, groups);
   for (const auto& g : groups) {
     EXPECT_EQ(counts.result().counts().at(g), 0U) << g;
   }
 }
 
 TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
-  ASSERT_TRUE(link_peer("test-secret", link::v1::PEER_ROLE_CLIENT));
+  ASSERT_TRUE(link_peer("test-secret", link::v2::PEER_ROLE_CLIENT));
   auto client = connect_client();
   asio::write(client, asio::buffer(std::string("ignored\n")));
   // Wait until the gateway has read the message, then no event may have reached this peer.
-  link::v1::GatewayStats stats;
+  link::v2::GatewayStats stats;
   EXPECT_TRUE(run_until([&] {
-    stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+    stats = query(link::v2::QUERY_KIND_STATS).result().stats();
     return stats.messages_in() == 1;
   }));
   EXPECT_EQ(stats.clients(), 1U);
@@ -347,18 +356,18 @@ TEST_F(GatewayLinkTest, PushClientsGetNoEvents) {
 TEST_F(GatewayLinkTest, UnacknowledgedEventsGoToAnotherWorkerInOrderFlagged) {
   auto& first = add_peer();
   auto client = connect_client();
-  auto connect = next_event(link::v1::EVENT_KIND_CONNECT);
+  auto connect = next_event(link::v2::EVENT_KIND_CONNECT);
   ack(connect);
   send_line(client, "one");
   send_line(client, "two");
-  EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "one");
-  EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "two");
+  EXPECT_EQ(next_event(link::v2::EVENT_KIND_MESSAGE).event().payload(), "one");
+  EXPECT_EQ(next_event(link::v2::EVENT_KIND_MESSAGE).event().payload(), "two");
   auto& second = add_peer();
   use(first);
   first.stream->close("crash");  // neither message was acknowledged
   use(second);
-  const auto one = next_event(link::v1::EVENT_KIND_MESSAGE);
-  const auto two = next_event(link::v1::EVENT_KIND_MESSAGE);
+  const auto one = next_event(link::v2::EVENT_KIND_MESSAGE);
+  const auto two = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(one.event().payload(), "one");
   EXPECT_EQ(two.event().payload(), "two");
   EXPECT_TRUE(one.event().redelivered());
@@ -368,38 +377,38 @@ TEST_F(GatewayLinkTest, UnacknowledgedEventsGoToAnotherWorkerInOrderFlagged) {
   ack(two);
   // New events follow on the new worker, not redelivered; the acknowledged CONNECT was not resent.
   send_line(client, "three");
-  const auto three = next_event(link::v1::EVENT_KIND_MESSAGE);
+  const auto three = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(three.event().payload(), "three");
   EXPECT_FALSE(three.event().redelivered());
   for (const auto& f : second.frames) {
-    EXPECT_FALSE(f.has_event() && f.event().kind() == link::v1::EVENT_KIND_CONNECT);
+    EXPECT_FALSE(f.has_event() && f.event().kind() == link::v2::EVENT_KIND_CONNECT);
   }
-  const auto stats = query(link::v1::QUERY_KIND_STATS).result().stats();
+  const auto stats = query(link::v2::QUERY_KIND_STATS).result().stats();
   EXPECT_EQ(stats.events_redelivered(), 2U);
 }
 
 TEST_F(GatewayLinkTest, EventsWaitForAWorkerAndArriveInOrder) {
-  auto& pusher = add_peer(link::v1::PEER_ROLE_CLIENT);
+  auto& pusher = add_peer(link::v2::PEER_ROLE_CLIENT);
   auto client = connect_client();
   for (int i = 0; i < 5; ++i) {
     send_line(client, "m" + std::to_string(i));
   }
   use(pusher);
   EXPECT_TRUE(run_until(
-      [&] { return query(link::v1::QUERY_KIND_STATS).result().stats().events_queued() == 6; }));
+      [&] { return query(link::v2::QUERY_KIND_STATS).result().stats().events_queued() == 6; }));
   add_peer();
-  EXPECT_EQ(next_event(link::v1::EVENT_KIND_CONNECT).event().kind(), link::v1::EVENT_KIND_CONNECT);
+  EXPECT_EQ(next_event(link::v2::EVENT_KIND_CONNECT).event().kind(), link::v2::EVENT_KIND_CONNECT);
   for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
+    EXPECT_EQ(next_event(link::v2::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
   }
 }
 
 TEST_F(GatewayLinkTest, DrainAnswersAndMovesClientsOnlyAfterTheirEventsAreAcknowledged) {
   auto& old_worker = add_peer();
   auto client = connect_client();
-  ack(next_event(link::v1::EVENT_KIND_CONNECT));
+  ack(next_event(link::v2::EVENT_KIND_CONNECT));
   send_line(client, "before");
-  const auto before = next_event(link::v1::EVENT_KIND_MESSAGE);
+  const auto before = next_event(link::v2::EVENT_KIND_MESSAGE);
   auto& new_worker = add_peer();
   use(old_worker);
   Frame drain;
@@ -410,17 +419,17 @@ TEST_F(GatewayLinkTest, DrainAnswersAndMovesClientsOnlyAfterTheirEventsAreAcknow
   send_line(client, "after");
   use(new_worker);
   EXPECT_TRUE(run_until(
-      [&] { return query(link::v1::QUERY_KIND_STATS).result().stats().events_queued() == 1; }));
+      [&] { return query(link::v2::QUERY_KIND_STATS).result().stats().events_queued() == 1; }));
   for (const auto& f : new_worker.frames) {
     EXPECT_FALSE(f.has_event());
   }
   use(old_worker);
   ack(before);
   use(new_worker);
-  const auto after = next_event(link::v1::EVENT_KIND_MESSAGE);
+  const auto after = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(after.event().payload(), "after");
   EXPECT_FALSE(after.event().redelivered());
-  EXPECT_EQ(query(link::v1::QUERY_KIND_STATS).result().stats().draining_workers_size(), 1);
+  EXPECT_EQ(query(link::v2::QUERY_KIND_STATS).result().stats().draining_workers_size(), 1);
 }
 
 TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
@@ -428,18 +437,18 @@ TEST_F(GatewayLinkTest, QueueBoundDropsOldestAndCounts) {
     cfg.threads = 1;
     cfg.queue_max_events = 3;
   });
-  add_peer(link::v1::PEER_ROLE_CLIENT);
+  add_peer(link::v2::PEER_ROLE_CLIENT);
   auto client = connect_client();
   for (int i = 0; i < 6; ++i) {
     send_line(client, "m" + std::to_string(i));
   }
   EXPECT_TRUE(run_until([&] {
-    const auto st = query(link::v1::QUERY_KIND_STATS).result().stats();
+    const auto st = query(link::v2::QUERY_KIND_STATS).result().stats();
     return st.events_queued() == 3 && st.events_dropped() == 4;  // CONNECT + m0..m5 = 7 events
   }));
   add_peer();
   for (int i = 3; i < 6; ++i) {
-    EXPECT_EQ(next_event(link::v1::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
+    EXPECT_EQ(next_event(link::v2::EVENT_KIND_MESSAGE).event().payload(), "m" + std::to_string(i));
   }
 }
 
@@ -447,10 +456,10 @@ TEST_F(GatewayLinkTest, ShutdownSaysGoodbyeAndWaitsForTheLastAcks) {
   restart([](gateway_config& cfg) { cfg.goodbye = "bye for now"; });
   add_peer();
   auto client = connect_client();
-  ack(next_event(link::v1::EVENT_KIND_CONNECT));
+  ack(next_event(link::v2::EVENT_KIND_CONNECT));
   // The fake worker acknowledges the CLOSE as soon as it sees it, from its own thread.
   std::thread stopper([this] { server_->stop(); });
-  const auto closed = next_event(link::v1::EVENT_KIND_CLOSE);
+  const auto closed = next_event(link::v2::EVENT_KIND_CLOSE);
   EXPECT_NE(closed.event().close_reason().find("shutting down"), std::string::npos);
   ack(closed);
   EXPECT_EQ(read_line(client), "bye for now");
