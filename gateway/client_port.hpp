@@ -31,6 +31,15 @@ class client_port {
   virtual client_state current_state() const = 0;
   /// Queues encoded bytes; applies the listener's slow-client policy.
   virtual send_status send(const wire_bytes& bytes) = 0;
+  /// Frames `payload` for `kind` (the client's listener's) and queues it: a message to this
+  /// client alone, which a real connection encodes straight into its queue.
+  virtual send_status send_message(framing kind, std::string_view payload, bool binary) {
+    return send(encode_for(kind, payload, binary));
+  }
+  /// Stops reading from the client until resume_reading() (its events must wait): TCP
+  /// backpressure instead of unbounded memory.
+  virtual void pause_reading() {}
+  virtual void resume_reading() {}
   /// Sends `final_message` (payload, binary) if any, then closes gracefully.
   virtual void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) = 0;
   /// Closes at once, dropping anything queued.

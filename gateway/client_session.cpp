@@ -12,30 +12,44 @@
 namespace gwx::gateway {
 namespace {
 
-constexpr std::size_t k_initial_read = 1024;
 constexpr std::size_t k_max_head = 8192;
-constexpr std::size_t k_max_gather = 64;
 // Room for a WebSocket frame header on top of the largest message.
 constexpr std::size_t k_frame_overhead = 16;
 // How long a closing client may take to accept what is still queued for it.
 constexpr auto k_close_linger = std::chrono::seconds(5);
+// One read's worth: what a loop reads into before anything is kept per client.
+constexpr std::size_t k_read_scratch = 64 * 1024;
+
+// Every client of a loop reads into this one buffer; only the unfinished tail of a message is
+// kept per client, so an idle client holds no read buffer at all.
+std::string& read_scratch() {
+  thread_local std::string buf(k_read_scratch, '\0');
+  return buf;
+}
 
 }  // namespace
+
+std::string& client_session::control_scratch() {
+  thread_local std::string buf;
+  buf.clear();
+  return buf;
+}
 
 client_session::client_session(session_events& events, const listener_config& listener,
                                asio::ip::tcp::socket socket)
     : events_(events),
       listener_(listener),
       socket_(std::move(socket)),
-      timer_(socket_.get_executor()) {
+      timer_(socket_.get_executor()),
+      out_(listener.send_buffer) {
   std::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  socket_.non_blocking(true, ec);
   started_ = last_heard_ = std::chrono::steady_clock::now();
 }
 
 void client_session::start(client_record& record) {
   record_ = &record;
-  read_buf_.resize(std::min(k_initial_read, listener_.max_message + k_frame_overhead));
   if (listener_.kind == framing::websocket) {
     state_ = client_state::handshake;
     handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
@@ -44,101 +58,169 @@ void client_session::start(client_record& record) {
     events_.on_connected(*record_, nullptr, false);
   }
   arm_timer();
-  do_read();
+  arm_read();
 }
 
-void client_session::do_read() {
-  if (state_ == client_state::closed || state_ == client_state::closing ||
-      state_ == client_state::deciding) {
+std::size_t client_session::max_pending() const {
+  switch (state_) {
+    case client_state::handshake:
+      return k_max_head;
+    case client_state::deciding:
+      // Frames sent right behind the upgrade request wait for the decision: a bounded amount.
+      return k_max_head + listener_.max_message + k_frame_overhead;
+    default:
+      break;
+  }
+  // A fragmented WebSocket message keeps its fragments in the buffer until it is complete.
+  return listener_.kind == framing::websocket
+             ? 2 * listener_.max_message + 4096 + k_frame_overhead
+             : listener_.max_message + k_frame_overhead + 2;
+}
+
+void client_session::arm_read() {
+  if (reading_ || paused_ ||
+      (state_ != client_state::handshake && state_ != client_state::open)) {
     return;
   }
-  if (read_len_ == read_buf_.size()) {
-    const std::size_t cap =
-        listener_.kind == framing::websocket && state_ == client_state::handshake
-            ? k_max_head + 1
-            : listener_.max_message + k_frame_overhead + 2;
-    if (read_buf_.size() >= cap) {
+  reading_ = true;
+  socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self = shared_from_this()](std::error_code ec) {
+                       self->reading_ = false;
+                       if (ec) {
+                         if (ec != asio::error::operation_aborted) {
+                           self->finish(ec.message());
+                         }
+                         return;
+                       }
+                       self->on_readable();
+                     });
+}
+
+void client_session::pause_reading() {
+  paused_ = true;
+}
+
+void client_session::resume_reading() {
+  if (!paused_) {
+    return;
+  }
+  paused_ = false;
+  arm_read();
+}
+
+void client_session::on_readable() {
+  if (paused_ || (state_ != client_state::handshake && state_ != client_state::open)) {
+    return;
+  }
+  auto& scratch = read_scratch();
+  std::error_code ec;
+  const std::size_t n = socket_.read_some(asio::buffer(scratch), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    arm_read();
+    return;
+  }
+  if (ec) {
+    finish(ec == asio::error::eof ? "client closed the connection" : ec.message());
+    return;
+  }
+  last_heard_ = std::chrono::steady_clock::now();
+  missed_beats_ = 0;
+  if (pending_.empty()) {
+    const std::size_t used = process(scratch.data(), n);
+    if (state_ == client_state::closed) {
+      return;
+    }
+    if (used < n) {
+      if (n - used > max_pending()) {
+        fail(codec::ws::k_close_too_big, "message larger than the limit");
+        return;
+      }
+      pending_.assign(scratch.data() + used, n - used);
+    }
+  } else {
+    if (pending_.size() + n > max_pending()) {
       fail(codec::ws::k_close_too_big, "message larger than the limit");
       return;
     }
-    read_buf_.resize(std::min(cap, read_buf_.size() * 2));
+    pending_.append(scratch.data(), n);
+    consume_pending();
+    if (state_ == client_state::closed) {
+      return;
+    }
   }
-  socket_.async_read_some(
-      asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_),
-      [self = shared_from_this()](std::error_code ec, std::size_t n) {
-        if (ec) {
-          if (ec != asio::error::operation_aborted) {
-            self->finish(ec == asio::error::eof ? "client closed the connection" : ec.message());
-          }
-          return;
-        }
-        self->on_read(n);
-      });
+  arm_read();
 }
 
-void client_session::on_read(std::size_t n) {
-  read_len_ += n;
-  last_heard_ = std::chrono::steady_clock::now();
-  missed_beats_ = 0;
-  bool more = true;
+void client_session::consume_pending() {
+  const std::size_t used = process(pending_.data(), pending_.size());
+  if (state_ == client_state::closed) {
+    return;
+  }
+  pending_.erase(0, used);
+  if (pending_.empty()) {
+    // The tail of a large message is gone: so is its memory.
+    std::string().swap(pending_);
+  }
+}
+
+std::size_t client_session::process(char* data, std::size_t size) {
+  std::size_t used = 0;
   if (state_ == client_state::handshake) {
-    more = handle_handshake();
-  } else if (state_ == client_state::open) {
-    more = listener_.kind == framing::websocket ? handle_websocket() : handle_stream();
+    used = handle_handshake(data, size);
   }
-  if (more) {
-    do_read();
+  if (state_ == client_state::open && used < size) {
+    used += listener_.kind == framing::websocket ? handle_websocket(data + used, size - used)
+                                                 : handle_stream(data + used, size - used);
   }
+  return used;
 }
 
-bool client_session::handle_handshake() {
-  const auto r = handshake_->parse(std::string_view(read_buf_.data(), read_len_));
+std::size_t client_session::handle_handshake(const char* data, std::size_t size) {
+  const auto r = handshake_->parse(std::string_view(data, size));
   using kind = codec::ws::handshake_result::kind;
   if (r.type == kind::need_more) {
-    return true;
+    return 0;
   }
   if (r.type == kind::error) {
     reject_upgrade(r.http_status, r.reason, r.reason);
-    return false;
+    return size;
   }
   const auto& req = handshake_->request();
   if (listener_.path != "/" && req.path != listener_.path) {
     reject_upgrade(404, "no WebSocket endpoint at this path", "unknown path");
-    return false;
+    return size;
   }
   if (!listener_.origins.empty()) {
     const auto* origin = req.header("origin");
     if (origin == nullptr || std::find(listener_.origins.begin(), listener_.origins.end(),
                                        *origin) == listener_.origins.end()) {
       reject_upgrade(403, "origin not allowed", "origin not allowed");
-      return false;
+      return size;
     }
   }
-  read_buf_.erase(0, r.consumed);
-  read_buf_.resize(std::max(read_buf_.size(), k_initial_read));
-  read_len_ -= r.consumed;
   frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
   if (listener_.ask_on_connect) {
     state_ = client_state::deciding;
     events_.on_connected(*record_, &req, true);
-    return false;
+    return r.consumed;
   }
   accept_upgrade();
   events_.on_connected(*record_, &req, false);
   handshake_.reset();
-  return handle_websocket();
+  return r.consumed;
 }
 
 void client_session::accept_upgrade() {
   state_ = client_state::open;
-  push(std::make_shared<const std::string>(
-      codec::ws::make_upgrade_response(handshake_->accept_key())));
+  out_.force(codec::ws::make_upgrade_response(handshake_->accept_key()));
+  do_write();
   arm_timer();
 }
 
 void client_session::reject_upgrade(int status, const std::string& body, const char* reason) {
   begin_close(std::string("upgrade refused: ") + reason);
-  push(std::make_shared<const std::string>(codec::ws::make_error_response(status, body)));
+  out_.force(codec::ws::make_error_response(status, body));
+  do_write();
 }
 
 void client_session::on_connect_decision(std::uint32_t http_status, const std::string& body) {
@@ -148,9 +230,14 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
   if (http_status == 0 || http_status == 101) {
     accept_upgrade();
     handshake_.reset();
-    if (handle_websocket()) {
-      do_read();
+    // Frames that came right behind the upgrade request.
+    if (!pending_.empty()) {
+      consume_pending();
+      if (state_ == client_state::closed) {
+        return;
+      }
     }
+    arm_read();
     return;
   }
   const auto status =
@@ -158,12 +245,11 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
   reject_upgrade(status, body.empty() ? "refused" : body, "refused by the worker");
 }
 
-bool client_session::handle_websocket() {
+std::size_t client_session::handle_websocket(char* data, std::size_t size) {
   using kind = codec::ws::frame_event::kind;
   std::size_t offset = 0;
-  bool more = true;
   while (state_ == client_state::open) {
-    const auto ev = frames_->next(read_buf_.data() + offset, read_len_ - offset);
+    const auto ev = frames_->next(data + offset, size - offset);
     if (ev.type == kind::need_more) {
       break;
     }
@@ -173,51 +259,48 @@ bool client_session::handle_websocket() {
         deliver(ev.data, ev.binary);
         break;
       case kind::ping: {
-        auto pong = std::make_shared<std::string>();
-        codec::ws::encode_frame(*pong, codec::ws::opcode::pong, ev.data);
-        push(pong);
+        // Over the cap the pong is dropped (RFC 6455 5.5.3 lets an endpoint answer only the
+        // latest ping): a ping flood that never reads its pongs cannot grow our memory.
+        auto& pong = control_scratch();
+        codec::ws::encode_frame(pong, codec::ws::opcode::pong, ev.data);
+        push_control(pong, false);
         break;
       }
       case kind::pong:
         break;
       case kind::close: {
-        auto reply = std::make_shared<std::string>();
+        auto& reply = control_scratch();
         if (ev.close_code == codec::ws::k_close_no_status) {
-          codec::ws::encode_frame(*reply, codec::ws::opcode::close, {});
+          codec::ws::encode_frame(reply, codec::ws::opcode::close, {});
         } else {
-          codec::ws::encode_close(*reply, ev.close_code);
+          codec::ws::encode_close(reply, ev.close_code);
         }
         begin_close("client closed (" + std::to_string(ev.close_code) + ")");
-        push(reply);
-        more = false;
-        break;
+        push_control(reply, true);
+        return size;
       }
       case kind::error:
         fail(ev.close_code, ev.reason);
-        more = false;
-        break;
+        return size;
       case kind::need_more:
         break;
     }
   }
-  if (state_ == client_state::closed) {
-    return false;
-  }
-  read_buf_.erase(0, offset);
-  read_buf_.resize(std::max(read_buf_.size(), k_initial_read));
-  read_len_ -= offset;
-  return more && state_ == client_state::open;
+  return offset;
 }
 
-bool client_session::handle_stream() {
+std::size_t client_session::handle_stream(const char* data, std::size_t size) {
   if (listener_.kind == framing::raw) {
-    deliver(std::string_view(read_buf_.data(), std::min(read_len_, listener_.max_message)), false);
-    read_len_ = 0;
-    return state_ == client_state::open;
+    // Each read is a message; a read larger than the limit is cut into several, never lost.
+    for (std::size_t off = 0; off < size && state_ == client_state::open;
+         off += listener_.max_message) {
+      deliver(std::string_view(data + off, std::min(size - off, listener_.max_message)), false);
+    }
+    return size;
   }
   std::size_t offset = 0;
   while (state_ == client_state::open) {
-    const std::string_view view(read_buf_.data() + offset, read_len_ - offset);
+    const std::string_view view(data + offset, size - offset);
     const auto r = listener_.kind == framing::line
                        ? codec::line::decode(view, listener_.max_message)
                        : codec::length_prefix::decode(view, listener_.max_message);
@@ -226,92 +309,93 @@ bool client_session::handle_stream() {
     }
     if (r.status == codec::decode_status::error) {
       fail(0, r.reason);
-      return false;
+      return size;
     }
     deliver(r.payload, false);
     offset += r.consumed;
   }
-  if (state_ == client_state::closed) {
-    return false;
-  }
-  read_buf_.erase(0, offset);
-  read_buf_.resize(std::max(read_buf_.size(), k_initial_read));
-  read_len_ -= offset;
-  return state_ == client_state::open;
+  return offset;
 }
 
 void client_session::deliver(std::string_view payload, bool binary) {
   events_.on_message(*record_, payload, binary);
 }
 
+send_status client_session::over_cap() {
+  if (listener_.on_slow == slow_policy::drop) {
+    listener_.metrics.messages_dropped_slow.inc();
+    return send_status::dropped;
+  }
+  destroy("send buffer full (slow client)");
+  return send_status::closed;
+}
+
 send_status client_session::send(const wire_bytes& bytes) {
   if (state_ != client_state::open) {
     return send_status::closed;
   }
-  if (queued_bytes_ + bytes->size() > listener_.send_buffer) {
-    if (listener_.on_slow == slow_policy::drop) {
-      listener_.metrics.messages_dropped_slow.inc();
-      return send_status::dropped;
-    }
-    destroy("send buffer full (slow client)");
-    return send_status::closed;
+  if (out_.push(bytes) == net::send_status::dropped) {
+    return over_cap();
   }
-  push(bytes);
   listener_.metrics.messages_out.inc();
   listener_.metrics.bytes_out.inc(bytes->size());
+  do_write();
   return send_status::ok;
 }
 
-void client_session::push(const wire_bytes& bytes) {
-  queued_bytes_ += bytes->size();
-  queue_.push_back(bytes);
-  if (!writing_) {
-    do_write();
+send_status client_session::send_message(framing /*kind: the listener's*/, std::string_view payload,
+                                         bool binary) {
+  if (state_ != client_state::open) {
+    return send_status::closed;
   }
+  // Encoded straight into the queue: no buffer of its own for a message to one client.
+  const std::size_t most = payload.size() + k_frame_overhead;
+  auto* out = out_.reserve(most);
+  if (out == nullptr) {
+    return over_cap();
+  }
+  const std::size_t before = out->size();
+  encode_into(*out, listener_.kind, payload, binary);
+  const std::size_t written = out->size() - before;
+  out_.commit();
+  listener_.metrics.messages_out.inc();
+  listener_.metrics.bytes_out.inc(written);
+  do_write();
+  return send_status::ok;
+}
+
+void client_session::push_control(std::string_view bytes, bool always) {
+  if (always) {
+    out_.force(bytes);
+  } else if (out_.push(bytes) == net::send_status::dropped) {
+    return;
+  }
+  do_write();
 }
 
 void client_session::do_write() {
-  if (state_ == client_state::closed) {
+  if (state_ == client_state::closed || out_.writing()) {
     return;
   }
-  if (queue_head_ == queue_.size()) {
-    queue_.clear();
-    queue_head_ = 0;
-    writing_ = false;
+  const auto& bufs = out_.gather();
+  if (bufs.empty()) {
+    out_.shrink();
     if (close_after_flush_) {
       finish(close_reason_);
     }
     return;
   }
-  writing_ = true;
-  write_bufs_.clear();
-  const std::size_t end = std::min(queue_.size(), queue_head_ + k_max_gather);
-  for (std::size_t i = queue_head_; i < end; ++i) {
-    write_bufs_.emplace_back(asio::buffer(*queue_[i]));
-  }
-  writing_count_ = end - queue_head_;
-  asio::async_write(
-      socket_, write_bufs_, [self = shared_from_this()](std::error_code ec, std::size_t) {
-        if (self->state_ == client_state::closed) {
-          return;
-        }
-        for (std::size_t i = 0; i < self->writing_count_; ++i) {
-          auto& slot = self->queue_[self->queue_head_ + i];
-          self->queued_bytes_ -= slot->size();
-          slot.reset();
-        }
-        self->queue_head_ += self->writing_count_;
-        if (ec) {
-          self->finish("write failed: " + ec.message());
-          return;
-        }
-        if (self->queue_head_ > k_max_gather && self->queue_head_ * 2 > self->queue_.size()) {
-          self->queue_.erase(self->queue_.begin(),
-                             self->queue_.begin() + static_cast<std::ptrdiff_t>(self->queue_head_));
-          self->queue_head_ = 0;
-        }
-        self->do_write();
-      });
+  asio::async_write(socket_, bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
+    if (self->state_ == client_state::closed) {
+      return;
+    }
+    self->out_.written();
+    if (ec) {
+      self->finish("write failed: " + ec.message());
+      return;
+    }
+    self->do_write();
+  });
 }
 
 void client_session::close_gracefully(
@@ -323,25 +407,25 @@ void client_session::close_gracefully(
     return;
   }
   if (final_message) {
-    push(encode_for(listener_.kind, final_message->first, final_message->second));
+    auto& data = control_scratch();
+    encode_into(data, listener_.kind, final_message->first, final_message->second);
+    out_.force(data);
   }
   if (listener_.kind == framing::websocket) {
-    auto frame = std::make_shared<std::string>();
-    codec::ws::encode_close(*frame, codec::ws::k_close_normal);
-    push(frame);
+    auto& frame = control_scratch();
+    codec::ws::encode_close(frame, codec::ws::k_close_normal);
+    out_.force(frame);
   }
   begin_close("closed by the server");
-  if (!writing_) {
-    do_write();
-  }
+  do_write();
 }
 
 void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
   if (listener_.kind == framing::websocket && state_ == client_state::open && ws_code != 0) {
-    auto frame = std::make_shared<std::string>();
-    codec::ws::encode_close(*frame, ws_code);
+    auto& frame = control_scratch();
+    codec::ws::encode_close(frame, ws_code);
     begin_close("protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
-    push(frame);
+    push_control(frame, true);
     return;
   }
   destroy("protocol error: " + reason);
@@ -357,14 +441,12 @@ void client_session::close_with_reason(std::uint16_t ws_code, const std::string&
     return;
   }
   if (listener_.kind == framing::websocket) {
-    auto frame = std::make_shared<std::string>();
-    codec::ws::encode_close(*frame, ws_code, reason);
-    push(frame);
+    auto& frame = control_scratch();
+    codec::ws::encode_close(frame, ws_code, reason);
+    out_.force(frame);
   }
   begin_close(reason);
-  if (!writing_) {
-    do_write();
-  }
+  do_write();
 }
 
 void client_session::go_away(const std::string& goodbye) {
@@ -375,16 +457,16 @@ void client_session::go_away(const std::string& goodbye) {
     return;
   }
   if (listener_.kind == framing::websocket) {
-    auto frame = std::make_shared<std::string>();
-    codec::ws::encode_close(*frame, codec::ws::k_close_going_away, "gateway shutting down");
-    push(frame);
+    auto& frame = control_scratch();
+    codec::ws::encode_close(frame, codec::ws::k_close_going_away, "gateway shutting down");
+    out_.force(frame);
   } else if (!goodbye.empty()) {
-    push(encode_for(listener_.kind, goodbye, false));
+    auto& data = control_scratch();
+    encode_into(data, listener_.kind, goodbye, false);
+    out_.force(data);
   }
   begin_close("gateway shutting down");
-  if (!writing_) {
-    do_write();
-  }
+  do_write();
 }
 
 void client_session::begin_close(std::string reason) {
@@ -409,9 +491,8 @@ void client_session::finish(const std::string& reason) {
   timer_.cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
-  queue_.clear();
-  queue_head_ = 0;
-  queued_bytes_ = 0;
+  out_.clear();
+  std::string().swap(pending_);
   events_.on_closed(*record_, reason);
 }
 
@@ -473,12 +554,14 @@ void client_session::on_tick() {
       return;
     }
     if (listener_.kind == framing::websocket) {
-      auto ping = std::make_shared<std::string>();
-      codec::ws::encode_frame(*ping, codec::ws::opcode::ping,
+      auto& ping = control_scratch();
+      codec::ws::encode_frame(ping, codec::ws::opcode::ping,
                               std::string_view(listener_.heartbeat_data).substr(0, 125));
-      push(ping);
+      push_control(ping, false);
     } else if (!listener_.heartbeat_data.empty()) {
-      push(encode_for(listener_.kind, listener_.heartbeat_data, false));
+      auto& data = control_scratch();
+      encode_into(data, listener_.kind, listener_.heartbeat_data, false);
+      push_control(data, false);
     }
   }
   arm_timer();

@@ -10,6 +10,7 @@
 
 #include "common/codec/ws_frame.hpp"
 #include "common/codec/ws_handshake.hpp"
+#include "common/net/send_queue.hpp"
 #include "gateway/client_port.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
@@ -36,6 +37,12 @@ class client_session final : public client_port,
 
   client_state current_state() const override { return state_; }
   send_status send(const wire_bytes& bytes) override;
+  /// Encodes `payload` straight into the send queue (a message to this client alone).
+  send_status send_message(framing kind, std::string_view payload, bool binary) override;
+  /// Stops reading from the socket (its events wait for a worker): TCP backpressure.
+  void pause_reading() override;
+  /// Reads again after pause_reading().
+  void resume_reading() override;
   /// Sends `final_message` (if any), then closes gracefully (WebSocket close 1000).
   void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override;
   void destroy(const std::string& reason) override;
@@ -49,18 +56,27 @@ class client_session final : public client_port,
   void on_connect_decision(std::uint32_t http_status, const std::string& body);
 
  private:
-  void do_read();
-  void on_read(std::size_t n);
-  bool handle_handshake();
-  bool handle_websocket();
-  bool handle_stream();
+  void arm_read();
+  void on_readable();
+  /// Runs what was read through the codec; returns the bytes used (the rest is an unfinished
+  /// message, kept in pending_).
+  std::size_t process(char* data, std::size_t size);
+  void consume_pending();
+  std::size_t max_pending() const;
+  std::size_t handle_handshake(const char* data, std::size_t size);
+  std::size_t handle_websocket(char* data, std::size_t size);
+  std::size_t handle_stream(const char* data, std::size_t size);
   void deliver(std::string_view payload, bool binary);
+  send_status over_cap();
+  /// Queues a control frame or handshake answer; `always`: past the cap too (close frames).
+  void push_control(std::string_view bytes, bool always);
+  /// A per-thread buffer to encode one control frame into (cleared).
+  static std::string& control_scratch();
   void reject_upgrade(int status, const std::string& body, const char* reason);
   void accept_upgrade();
   void do_write();
   void fail(std::uint16_t ws_code, const std::string& reason);
   void finish(const std::string& reason);
-  void push(const wire_bytes& bytes);
   /// Enters `closing`: finish once the queue is flushed, or after a bounded linger.
   void begin_close(std::string reason);
   void arm_timer();
@@ -74,17 +90,13 @@ class client_session final : public client_port,
   asio::steady_timer timer_;
   client_state state_ = client_state::handshake;
 
-  std::string read_buf_;
-  std::size_t read_len_ = 0;
+  /// The unfinished tail of what was read (empty, and holding no memory, between messages).
+  std::string pending_;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
-
-  std::vector<wire_bytes> queue_;
-  std::size_t queue_head_ = 0;
-  std::size_t queued_bytes_ = 0;
-  std::vector<asio::const_buffer> write_bufs_;
-  std::size_t writing_count_ = 0;
-  bool writing_ = false;
+  net::send_queue out_;
+  bool reading_ = false;
+  bool paused_ = false;
   bool close_after_flush_ = false;
   std::string close_reason_;
 

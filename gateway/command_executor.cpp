@@ -57,6 +57,18 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
   switch (cmd.op_case()) {
     case Command::kSendToClients: {
       const auto& op = cmd.send_to_clients();
+      if (op.client_ids_size() == 1) {
+        // One recipient: framed straight into its queue, no shared buffer.
+        auto* c = clients_.find(op.client_ids(0));
+        if (c != nullptr &&
+            c->port().send_message(c->listener().kind, message, op.message().binary()) ==
+                send_status::ok) {
+          ++messages_out_;
+        } else {
+          offline();
+        }
+        break;
+      }
       encode_cache cache(message, op.message().binary());
       std::size_t sent = 0;
       for (const auto& id : op.client_ids()) {

@@ -6,26 +6,28 @@
 
 namespace gwx::gateway {
 
-wire_bytes encode_for(framing kind, std::string_view payload, bool binary) {
-  auto out = std::make_shared<std::string>();
+void encode_into(std::string& out, framing kind, std::string_view payload, bool binary) {
   switch (kind) {
     case framing::websocket:
-      out->reserve(payload.size() + 10);
-      codec::ws::encode_frame(*out, binary ? codec::ws::opcode::binary : codec::ws::opcode::text,
+      codec::ws::encode_frame(out, binary ? codec::ws::opcode::binary : codec::ws::opcode::text,
                               payload);
       break;
     case framing::line:
-      out->reserve(payload.size() + 1);
-      codec::line::encode(*out, payload);
+      codec::line::encode(out, payload);
       break;
     case framing::frame:
-      out->reserve(payload.size() + codec::length_prefix::k_header);
-      codec::length_prefix::encode(*out, payload);
+      codec::length_prefix::encode(out, payload);
       break;
     case framing::raw:
-      out->assign(payload);
+      out.append(payload);
       break;
   }
+}
+
+wire_bytes encode_for(framing kind, std::string_view payload, bool binary) {
+  auto out = std::make_shared<std::string>();
+  out->reserve(payload.size() + 10);
+  encode_into(*out, kind, payload, binary);
   return out;
 }
 

@@ -15,6 +15,9 @@ using wire_bytes = std::shared_ptr<const std::string>;
 /// Frames `payload` for one framing (WebSocket text/binary frame, line, length prefix, raw).
 wire_bytes encode_for(framing kind, std::string_view payload, bool binary);
 
+/// Appends `payload` framed for `kind` to `out` (at most payload + 16 bytes).
+void encode_into(std::string& out, framing kind, std::string_view payload, bool binary);
+
 /// Builds each framing's bytes at most once for a message delivered to many clients.
 /// Not thread-safe: one per loop per broadcast.
 class encode_cache {

@@ -24,9 +24,12 @@ send_queue::segment& send_queue::owned_tail(std::size_t extra) {
     }
   }
   segment s;
-  s.owned = std::move(spare_);
+  // The spare is reused only when it is not much bigger than needed: it counts in full.
+  if (spare_.capacity() <= std::max(extra, k_min_owned) * 4) {
+    s.owned = std::move(spare_);
+    s.owned.clear();
+  }
   spare_ = std::string();
-  s.owned.clear();
   s.owned.reserve(std::max(extra, k_min_owned));
   memory_ += s.cost();
   segments_.push_back(std::move(s));
