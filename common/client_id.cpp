@@ -104,6 +104,37 @@ std::optional<client_id_parts> parse_client_id(std::string_view id) {
   return out;
 }
 
+std::optional<client_id_tail> parse_client_id_tail(std::string_view id) {
+  if (id.size() != 48 && id.size() != 72) {
+    return std::nullopt;
+  }
+  const auto hex_u64 = [](std::string_view digits, std::uint64_t& out) {
+    out = 0;
+    for (const char c : digits) {
+      const int v = hex_value(c);
+      if (v < 0) {
+        return false;
+      }
+      out = (out << 4) | static_cast<std::uint64_t>(v);
+    }
+    return true;
+  };
+  client_id_tail out;
+  if (!hex_u64(id.substr(id.size() - 32, 16), out.epoch) ||
+      !hex_u64(id.substr(id.size() - 16), out.connection)) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::string client_id_prefix(std::string_view ip, std::uint16_t port, std::uint64_t epoch) {
+  auto id = make_client_id(ip, port, epoch, 0);
+  if (!id.empty()) {
+    id.resize(id.size() - 16);
+  }
+  return id;
+}
+
 std::string epoch_to_hex(std::uint64_t epoch) {
   std::string out(16, '0');
   for (int i = 15; i >= 0; --i) {

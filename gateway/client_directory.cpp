@@ -57,7 +57,8 @@ void client_directory::erase(std::uint64_t connection) {
 }
 
 client_record* client_directory::find_pending(const std::string& client_id) {
-  const auto parts = parse_client_id(client_id);
+  // The tail names the connection; comparing the whole id with the record's covers the rest.
+  const auto parts = parse_client_id_tail(client_id);
   if (!parts || parts->epoch != epoch_ || parts->loop() != loop_) {
     return nullptr;
   }

@@ -72,14 +72,12 @@ std::size_t client_session::max_pending() const {
       break;
   }
   // A fragmented WebSocket message keeps its fragments in the buffer until it is complete.
-  return listener_.kind == framing::websocket
-             ? 2 * listener_.max_message + 4096 + k_frame_overhead
-             : listener_.max_message + k_frame_overhead + 2;
+  return listener_.kind == framing::websocket ? 2 * listener_.max_message + 4096 + k_frame_overhead
+                                              : listener_.max_message + k_frame_overhead + 2;
 }
 
 void client_session::arm_read() {
-  if (reading_ || paused_ ||
-      (state_ != client_state::handshake && state_ != client_state::open)) {
+  if (reading_ || paused_ || (state_ != client_state::handshake && state_ != client_state::open)) {
     return;
   }
   reading_ = true;
@@ -172,6 +170,11 @@ std::size_t client_session::process(char* data, std::size_t size) {
     used += listener_.kind == framing::websocket ? handle_websocket(data + used, size - used)
                                                  : handle_stream(data + used, size - used);
   }
+  if (frames_ && used == size && !frames_->in_fragmented_message() &&
+      state_ == client_state::open) {
+    // Between messages the parser holds no state worth keeping: an idle client keeps none.
+    frames_.reset();
+  }
   return used;
 }
 
@@ -198,7 +201,6 @@ std::size_t client_session::handle_handshake(const char* data, std::size_t size)
       return size;
     }
   }
-  frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
   if (listener_.ask_on_connect) {
     state_ = client_state::deciding;
     events_.on_connected(*record_, &req, true);
@@ -247,6 +249,9 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
 
 std::size_t client_session::handle_websocket(char* data, std::size_t size) {
   using kind = codec::ws::frame_event::kind;
+  if (!frames_) {
+    frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
+  }
   std::size_t offset = 0;
   while (state_ == client_state::open) {
     const auto ev = frames_->next(data + offset, size - offset);

@@ -60,9 +60,8 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       if (op.client_ids_size() == 1) {
         // One recipient: framed straight into its queue, no shared buffer.
         auto* c = clients_.find(op.client_ids(0));
-        if (c != nullptr &&
-            c->port().send_message(c->listener().kind, message, op.message().binary()) ==
-                send_status::ok) {
+        if (c != nullptr && c->port().send_message(c->listener().kind, message,
+                                                   op.message().binary()) == send_status::ok) {
           ++messages_out_;
         } else {
           offline();

@@ -80,6 +80,11 @@ gateway_server::gateway_server(gateway_config config)
   for (unsigned i = 0; i < pool_.size(); ++i) {
     shards_.push_back(std::make_unique<shard>(*this, i, pool_.loop(i)));
   }
+  for (unsigned from = 0; from < pool_.size(); ++from) {
+    for (unsigned to = 0; to < pool_.size(); ++to) {
+      mailboxes_.push_back(std::make_shared<loop_mailbox>(pool_.loop(to)));
+    }
+  }
 }
 
 gateway_server::~gateway_server() {
@@ -113,6 +118,7 @@ void gateway_server::start() {
     advertised_port_ = bound.port();
   }
   advertised_ = format_host_port(advertised_ip_, advertised_port_);
+  id_prefix_ = client_id_prefix(advertised_ip_, advertised_port_, epoch_);
 
   for (const auto& lc : config_.listeners) {
     auto l = std::make_unique<listener>(lc, io0);
@@ -269,9 +275,10 @@ std::vector<std::string> gateway_server::bound_urls() const {
 }
 
 std::optional<unsigned> gateway_server::shard_of(const std::string& client_id) const {
-  const auto parts = parse_client_id(client_id);
-  if (!parts || parts->epoch != epoch_ || parts->gateway_address != advertised_ ||
-      parts->loop() >= shards_.size()) {
+  const auto parts = parse_client_id_tail(client_id);
+  if (!parts || parts->epoch != epoch_ || parts->loop() >= shards_.size() ||
+      client_id.compare(0, id_prefix_.size(), id_prefix_) != 0 ||
+      client_id.size() != id_prefix_.size() + 16) {
     return std::nullopt;
   }
   return parts->loop();

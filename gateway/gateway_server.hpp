@@ -16,6 +16,7 @@
 #include "common/net/io_context_pool.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/listener_config.hpp"
+#include "gateway/loop_mailbox.hpp"
 #include "gateway/shard.hpp"
 
 namespace gwx::registry {
@@ -98,6 +99,10 @@ class gateway_server {
 
   std::size_t shard_count() const { return shards_.size(); }
   shard& shard_at(std::size_t i) { return *shards_[i]; }
+  /// Batched hand-over of work from loop `from` to loop `to` (see loop_mailbox).
+  loop_mailbox& mailbox(unsigned from, unsigned to) {
+    return *mailboxes_[from * shards_.size() + to];
+  }
 
   /// Called on a link's loop when it authenticated as a worker / when it went away.
   void worker_up(const std::shared_ptr<worker_link>& link);
@@ -134,6 +139,9 @@ class gateway_server {
   std::string advertised_;
   std::string advertised_ip_;
   std::uint16_t advertised_port_ = 0;
+  /// What this process's client_ids start with (address and epoch).
+  std::string id_prefix_;
+  std::vector<std::shared_ptr<loop_mailbox>> mailboxes_;
   io_context_pool pool_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::vector<std::unique_ptr<listener>> listeners_;

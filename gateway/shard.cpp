@@ -27,12 +27,12 @@ delivery_config delivery_of(const gateway_config& cfg) {
 /// are posted to it from any other.
 class linked_worker final : public worker_port {
  public:
-  linked_worker(const worker_ref& ref, unsigned shard_loop, asio::io_context& link_io)
+  linked_worker(const worker_ref& ref, unsigned shard_loop, loop_mailbox& to_link)
       : id_(ref.id),
         draining_(ref.draining),
         link_(ref.link),
         local_(ref.link->loop() == shard_loop),
-        link_io_(link_io) {}
+        to_link_(to_link) {}
 
   std::uint64_t id() const override { return id_; }
   bool draining() const override { return draining_; }
@@ -40,7 +40,8 @@ class linked_worker final : public worker_port {
     if (local_) {
       link_->send_event(event);
     } else {
-      asio::post(link_io_, [link = link_, event] { link->send_event(event); });
+      // Batched: one wake-up of the link's loop carries every event queued meanwhile.
+      to_link_.push([link = link_, event] { link->send_event(event); });
     }
   }
 
@@ -49,7 +50,7 @@ class linked_worker final : public worker_port {
   bool draining_;
   std::shared_ptr<worker_link> link_;
   bool local_;
-  asio::io_context& link_io_;
+  loop_mailbox& to_link_;
 };
 
 /// Every record of this shard is a client_session's (accept() makes them).
@@ -133,7 +134,7 @@ void shard::set_workers(const std::vector<worker_ref>& workers) {
   ports.reserve(workers.size());
   for (const auto& w : workers) {
     ports.push_back(
-        std::make_shared<linked_worker>(w, index_, server_.shard_at(w.link->loop()).io()));
+        std::make_shared<linked_worker>(w, index_, server_.mailbox(index_, w.link->loop())));
   }
   router_.set_workers(std::move(ports), std::chrono::steady_clock::now());
 }

@@ -105,8 +105,9 @@ worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id
 void worker_link::start() {
   handshake_.emplace(server_.config().secret, server_.gateway_id(), server_.advertised());
   auto self = shared_from_this();
-  stream_->start([self](link::v2::Frame& f, std::string_view payload) { self->on_frame(f, payload); },
-                 [self](const std::string& reason) { self->on_closed(reason); });
+  stream_->start(
+      [self](link::v2::Frame& f, std::string_view payload) { self->on_frame(f, payload); },
+      [self](const std::string& reason) { self->on_closed(reason); });
   stream_->send(handshake_->challenge());
   stream_->enable_keepalive(server_.config().link_keepalive_interval,
                             server_.config().link_keepalive_timeout);
@@ -160,7 +161,8 @@ void worker_link::on_acks(const link::v2::EventAck& ack) {
     if (s == loop_) {
       target.on_acks(by_shard[s]);
     } else {
-      asio::post(target.io(), [&target, ids = std::move(by_shard[s])] { target.on_acks(ids); });
+      server_.mailbox(loop_, s).push(
+          [&target, ids = std::move(by_shard[s])] { target.on_acks(ids); });
     }
   }
 }
@@ -260,9 +262,10 @@ void worker_link::on_decision(const link::v2::ConnectDecision& d) {
     return;
   }
   auto& target = server_.shard_at(*shard_index);
-  asio::post(target.io(), [&target, id = d.client_id(), status = d.http_status(), body = d.body()] {
-    target.decide(id, status, body);
-  });
+  server_.mailbox(loop_, *shard_index)
+      .push([&target, id = d.client_id(), status = d.http_status(), body = d.body()] {
+        target.decide(id, status, body);
+      });
 }
 
 void worker_link::on_command(link::v2::Command& cmd, std::string_view message) {
@@ -335,13 +338,13 @@ void worker_link::on_command(link::v2::Command& cmd, std::string_view message) {
       if (s == self->loop_) {
         merge();
       } else {
-        asio::post(self->server_.shard_at(self->loop_).io(), std::move(merge));
+        self->server_.mailbox(s, self->loop_).push(std::move(merge));
       }
     };
     if (s == loop_) {
       run();
     } else {
-      asio::post(server_.shard_at(s).io(), std::move(run));
+      server_.mailbox(loop_, s).push(std::move(run));
     }
   }
 }
@@ -362,7 +365,8 @@ void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
   auto& result = *state.reply.mutable_result();
   sort_unique(*result.mutable_uids());
   sort_unique(*result.mutable_groups());
-  if (state.command->cmd.has_query() && state.command->cmd.query().kind() == link::v2::QUERY_KIND_STATS) {
+  if (state.command->cmd.has_query() &&
+      state.command->cmd.query().kind() == link::v2::QUERY_KIND_STATS) {
     auto* stats = result.mutable_stats();
     stats->set_gateway_id(server_.gateway_id());
     stats->set_internal_address(server_.advertised());

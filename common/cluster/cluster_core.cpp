@@ -275,13 +275,15 @@ void cluster_core::deliver(outbound& item) {
   const std::string payload = link_codec::detach_payload(item.frame);
   switch (item.kind) {
     case outbound::route::holder: {
-      const client_target target(item.key);
-      if (!target.parts) {
+      // A client_id ends with its gateway's epoch (the gateway_id, 16 hex digits) and the
+      // connection (16 more); everything before the connection is that gateway's id prefix.
+      const std::string_view id = item.key;
+      if (id.size() != 48 && id.size() != 72) {
         return;
       }
-      const auto it = links_.find(target.gateway_id);
+      const auto it = links_.find(id.substr(id.size() - 32, 16));
       if (it != links_.end() && it->second->is_up() &&
-          it->second->address() == target.parts->gateway_address) {
+          id.substr(0, id.size() - 16) == it->second->id_prefix()) {
         it->second->send(item.frame, payload);
       }
       return;
@@ -456,7 +458,11 @@ void cluster_core::finish_if_done(const std::shared_ptr<gather>& g) {
   missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
   auto done = std::move(g->done);
   if (done) {
-    done(std::move(g->result));
+    // Run from a task of its own, never inside a link's read: the handler may make a blocking
+    // call, which keeps the loop running until its answer is read from that same link.
+    asio::post(io_, [done = std::move(done), result = std::move(g->result)]() mutable {
+      done(std::move(result));
+    });
   }
 }
 

@@ -169,7 +169,7 @@ class cluster_core final : public transport {
   std::atomic<bool> stopped_{false};
 
   // Network thread only.
-  std::map<std::string, std::shared_ptr<gateway_link>> links_;
+  std::map<std::string, std::shared_ptr<gateway_link>, std::less<>> links_;
   std::unordered_map<std::uint64_t, pending_request> pending_;
   std::uint64_t next_request_id_ = 1;
   // Set by start_drain(); the links sent Drain and not answered yet: gateway_id -> serial.

@@ -4,6 +4,7 @@
 
 #include <atomic>
 
+#include "common/client_id.hpp"
 #include "common/net/endpoint.hpp"
 
 namespace gwx::cluster {
@@ -119,8 +120,8 @@ void gateway_link::connect() {
 void gateway_link::on_connected(asio::ip::tcp::socket socket) {
   state_ = state::handshaking;
   handshake_.emplace(settings_->secret, settings_->role, settings_->name, entry_.gateway_id);
-  stream_ = std::make_shared<link_stream>(std::move(socket), settings_->max_frame,
-                                          settings_->send_cap);
+  stream_ =
+      std::make_shared<link_stream>(std::move(socket), settings_->max_frame, settings_->send_cap);
   const auto attempt = attempt_;
   stream_->start(
       [weak = weak_from_this(), attempt](link::v2::Frame& frame, std::string_view payload) {
@@ -159,6 +160,13 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   address_ = handshake_->gateway_address().empty() ? entry_.internal_address
                                                    : handshake_->gateway_address();
   handshake_.reset();
+  id_prefix_.clear();
+  try {
+    const auto hp = parse_host_port(address_);
+    id_prefix_ = client_id_prefix(hp.host, hp.port, std::stoull(entry_.gateway_id, nullptr, 16));
+  } catch (const std::exception&) {
+    // Not an address ids are made of: commands for its clients find no link (they are offline).
+  }
   state_ = state::up;
   serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
   timer_.cancel();

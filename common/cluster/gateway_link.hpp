@@ -67,6 +67,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   /// The gateway's advertised internal address (from its Welcome once linked).
   const std::string& address() const { return address_; }
   const std::string& gateway_id() const { return entry_.gateway_id; }
+  /// What the client_ids this gateway issues start with (its address and epoch); set once up.
+  const std::string& id_prefix() const { return id_prefix_; }
   /// Unique per established link in this process; changes on every reconnect.
   std::uint64_t serial() const { return serial_; }
   /// Bytes queued on the link and not yet written.
@@ -98,6 +100,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   // Bumped on every attempt and state change so stale async completions are ignored.
   std::uint64_t attempt_ = 0;
   std::string address_;
+  std::string id_prefix_;
   std::optional<link_handshake::peer_side> handshake_;
   std::uint64_t serial_ = 0;
   // Failures since the last success: the first is logged as a warning, the rest quietly.

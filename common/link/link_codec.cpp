@@ -21,7 +21,12 @@ void write_u32(char* p, std::uint32_t v) {
   p[3] = static_cast<char>(v);
 }
 
-constexpr char k_preamble[k_preamble_size] = {'G', 'W', 'X', 'L', 'N', 'K',
+constexpr char k_preamble[k_preamble_size] = {'G',
+                                              'W',
+                                              'X',
+                                              'L',
+                                              'N',
+                                              'K',
                                               static_cast<char>(k_version >> 8),
                                               static_cast<char>(k_version & 0xff)};
 
@@ -50,8 +55,8 @@ codec::decode_result check_preamble(std::string_view in) {
   if (in.size() < k_preamble_size) {
     return r;
   }
-  const auto version = static_cast<std::uint16_t>(
-      (static_cast<unsigned char>(in[6]) << 8) | static_cast<unsigned char>(in[7]));
+  const auto version = static_cast<std::uint16_t>((static_cast<unsigned char>(in[6]) << 8) |
+                                                  static_cast<unsigned char>(in[7]));
   if (version != k_version) {
     r.status = codec::decode_status::error;
     r.reason = version > k_version ? "the peer speaks a newer gwx link protocol"

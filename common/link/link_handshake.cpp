@@ -42,9 +42,9 @@ constexpr std::size_t k_nonce_size = 16;
 std::string peer_proof(const std::string& secret, const std::string& gateway_id,
                        link::v2::PeerRole role, const std::string& name,
                        const std::string& gateway_nonce, const std::string& peer_nonce) {
-  return proof(secret, "gwx-link-v2 peer",
-               {gateway_id, std::to_string(static_cast<int>(role)), name, gateway_nonce,
-                peer_nonce});
+  return proof(
+      secret, "gwx-link-v2 peer",
+      {gateway_id, std::to_string(static_cast<int>(role)), name, gateway_nonce, peer_nonce});
 }
 
 std::string gateway_proof(const std::string& secret, const std::string& gateway_id,
@@ -100,8 +100,8 @@ step gateway_side::on_frame(const link::v2::Frame& frame) {
   s.result = step::outcome::up;
   s.reply.emplace();
   auto* w = s.reply->mutable_welcome();
-  w->set_proof(gateway_proof(secret_, gateway_id_, address_, h.role(), h.name(), nonce_,
-                             h.nonce()));
+  w->set_proof(
+      gateway_proof(secret_, gateway_id_, address_, h.role(), h.name(), nonce_, h.nonce()));
   w->set_gateway_id(gateway_id_);
   w->set_internal_address(address_);
   return s;
@@ -152,8 +152,8 @@ step peer_side::on_frame(const link::v2::Frame& frame) {
       return failed("welcome from gateway " + w.gateway_id().substr(0, 64) + ", expected " +
                     expected_id_);
     }
-    const auto expected = gateway_proof(secret_, expected_id_, w.internal_address(), role_,
-                                        name_, gateway_nonce_, nonce_);
+    const auto expected = gateway_proof(secret_, expected_id_, w.internal_address(), role_, name_,
+                                        gateway_nonce_, nonce_);
     if (!link_auth::equal(w.proof(), expected)) {
       return failed("the gateway's proof is wrong (secrets differ, or a relay changed it)");
     }

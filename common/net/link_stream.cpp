@@ -8,8 +8,7 @@ constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr auto k_close_flush_limit = std::chrono::seconds(2);
 }  // namespace
 
-link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame,
-                         std::size_t send_cap)
+link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame, std::size_t send_cap)
     : socket_(std::move(socket)),
       timer_(socket_.get_executor()),
       limits_{max_frame, max_frame},

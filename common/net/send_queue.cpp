@@ -6,7 +6,7 @@ namespace gwx::net {
 namespace {
 // Owned segments start at least this big: always on the heap, so a segment moved inside the
 // vector keeps its bytes where a gathered write points.
-constexpr std::size_t k_min_owned = 256;
+constexpr std::size_t k_min_owned = 64;
 }  // namespace
 
 send_queue::send_queue(std::size_t cap, std::size_t high_water)
@@ -19,13 +19,15 @@ send_status send_queue::status_after_push() const {
 send_queue::segment& send_queue::owned_tail(std::size_t extra) {
   if (segments_.size() > writing_) {
     auto& back = segments_.back();
-    if (!back.shared && back.owned.size() + extra <= std::max(k_coalesce_limit, back.owned.capacity())) {
+    if (!back.shared &&
+        back.owned.size() + extra <= std::max(k_coalesce_limit, back.owned.capacity())) {
       return back;
     }
   }
   segment s;
   // The spare is reused only when it is not much bigger than needed: it counts in full.
-  if (spare_.capacity() <= std::max(extra, k_min_owned) * 4) {
+  if (spare_.capacity() <= std::max(extra, k_min_owned) * 4 &&
+      memory_ + spare_.capacity() <= high_water_) {
     s.owned = std::move(spare_);
     s.owned.clear();
   }
