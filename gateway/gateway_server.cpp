@@ -360,14 +360,20 @@ void gateway_server::accept_internal() {
 }
 
 void gateway_server::link_refused(const std::string& remote, const std::string& reason) {
+  // A few lines per interval, then silence until the next one: a flood of bad hellos costs
+  // one line per interval, an operator still sees the first ones by name.
+  constexpr unsigned k_lines_per_interval = 5;
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(accept_log_mutex_);
   ++links_refused_;
-  if (last_refusal_log_ == std::chrono::steady_clock::time_point{} ||
-      now - last_refusal_log_ >= std::chrono::seconds(10)) {
+  if (now - last_refusal_log_ >= std::chrono::seconds(10)) {
+    last_refusal_log_ = now;
+    refusals_logged_ = 0;
+  }
+  if (refusals_logged_ < k_lines_per_interval) {
+    ++refusals_logged_;
     spdlog::warn("link from {} refused: {} ({} link(s) refused so far)", remote, reason,
                  links_refused_);
-    last_refusal_log_ = now;
   }
 }
 

@@ -155,6 +155,7 @@ class gateway_server {
   std::atomic<std::size_t> unauthenticated_links_{0};
   std::uint64_t links_refused_ = 0;  ///< under accept_log_mutex_
   std::chrono::steady_clock::time_point last_refusal_log_{};
+  unsigned refusals_logged_ = 0;
   std::mutex accept_log_mutex_;
   std::uint64_t accept_errors_ = 0;
   std::chrono::steady_clock::time_point last_accept_log_{};

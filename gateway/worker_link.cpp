@@ -212,7 +212,11 @@ void worker_link::on_handshake(const link::v2::Frame& frame) {
     stream_->send(*step.reply);
   }
   if (step.result == link_handshake::step::outcome::failed) {
-    server_.link_refused(stream_->remote_address(), step.reason);
+    server_.link_refused(
+        frame.has_hello()
+            ? stream_->remote_address() + " (name '" + frame.hello().name().substr(0, 64) + "')"
+            : stream_->remote_address(),
+        step.reason);
     stream_->close("refused");
     return;
   }
