@@ -71,9 +71,12 @@ std::size_t client_session::max_pending() const {
     default:
       break;
   }
-  // A fragmented WebSocket message keeps its fragments in the buffer until it is complete.
-  return listener_.kind == framing::websocket ? 2 * listener_.max_message + 4096 + k_frame_overhead
-                                              : listener_.max_message + k_frame_overhead + 2;
+  // A fragmented WebSocket message keeps its fragments in the buffer until it is complete;
+  // paused mid-read, the rest of that read waits too (no more is read until resumed).
+  const std::size_t unread = paused_ ? k_read_scratch : 0;
+  return unread + (listener_.kind == framing::websocket
+                       ? 2 * listener_.max_message + 4096 + k_frame_overhead
+                       : listener_.max_message + k_frame_overhead + 2);
 }
 
 void client_session::arm_read() {
@@ -103,7 +106,20 @@ void client_session::resume_reading() {
     return;
   }
   paused_ = false;
-  arm_read();
+  if (pending_.empty()) {
+    arm_read();
+    return;
+  }
+  // Messages read before the pause go first; posted, so whoever resumed us is not re-entered.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (self->paused_ || self->state_ != client_state::open) {
+      return;
+    }
+    self->consume_pending();
+    if (self->state_ != client_state::closed) {
+      self->arm_read();
+    }
+  });
 }
 
 void client_session::on_readable() {
@@ -253,7 +269,8 @@ std::size_t client_session::handle_websocket(char* data, std::size_t size) {
     frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
   }
   std::size_t offset = 0;
-  while (state_ == client_state::open) {
+  // Paused (its events must wait): the rest stays unparsed until resume_reading().
+  while (state_ == client_state::open && !paused_) {
     const auto ev = frames_->next(data + offset, size - offset);
     if (ev.type == kind::need_more) {
       break;
@@ -297,14 +314,17 @@ std::size_t client_session::handle_websocket(char* data, std::size_t size) {
 std::size_t client_session::handle_stream(const char* data, std::size_t size) {
   if (listener_.kind == framing::raw) {
     // Each read is a message; a read larger than the limit is cut into several, never lost.
-    for (std::size_t off = 0; off < size && state_ == client_state::open;
-         off += listener_.max_message) {
-      deliver(std::string_view(data + off, std::min(size - off, listener_.max_message)), false);
+    std::size_t off = 0;
+    while (off < size && state_ == client_state::open && !paused_) {
+      const std::size_t n = std::min(size - off, listener_.max_message);
+      deliver(std::string_view(data + off, n), false);
+      off += n;
     }
-    return size;
+    return state_ == client_state::open ? off : size;
   }
+  // Paused (its events must wait): the rest stays unparsed until resume_reading().
   std::size_t offset = 0;
-  while (state_ == client_state::open) {
+  while (state_ == client_state::open && !paused_) {
     const std::string_view view(data + offset, size - offset);
     const auto r = listener_.kind == framing::line
                        ? codec::line::decode(view, listener_.max_message)
@@ -544,6 +564,11 @@ void client_session::on_tick() {
   }
   if (state_ != client_state::open) {
     return;
+  }
+  if (paused_) {
+    // Not read because its events wait for a worker: its silence is ours, not the client's.
+    last_heard_ = now;
+    missed_beats_ = 0;
   }
   const auto silent = now - last_heard_;
   if (listener_.idle_timeout.count() > 0 && silent >= listener_.idle_timeout) {

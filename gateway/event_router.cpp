@@ -11,6 +11,7 @@ constexpr auto k_warn_interval = std::chrono::seconds(10);
 // RFC 6455 registry: the server is overloaded or unable to serve now; retry later.
 constexpr std::uint16_t k_close_try_again_later = 1013;
 constexpr const char* k_no_worker = "no worker available: client events are queued";
+constexpr const char* k_quarantined = "event quarantined";
 
 }  // namespace
 
@@ -74,17 +75,55 @@ bool event_router::dispatch(client_record& c, event_ptr event, clock::time_point
     hold(c, std::move(event), now);
     return false;
   }
-  send_to(c, *w, std::move(event), now);
+  const std::size_t bytes = event_size(event);
+  if (!room_for(c, *w, bytes)) {
+    hold(c, std::move(event), now);
+    throttle(c);
+    return false;
+  }
+  send_to(c, *w, std::move(event), bytes, 1, now);
   return true;
 }
 
-void event_router::send_to(client_record& c, worker_port& w, event_ptr event,
-                           clock::time_point now) {
+bool event_router::room_for(const client_record& c, const worker_port& w, std::size_t bytes) const {
+  if (w.backpressured()) {
+    return false;
+  }
+  const auto& d = c.delivery();
+  if (config_.at_most_once || d.unacked_.empty()) {
+    return true;  // one event always fits, however large: the client cannot get stuck
+  }
+  return d.unacked_.size() < config_.inflight_max_events &&
+         d.unacked_bytes_ + bytes <= config_.inflight_max_bytes;
+}
+
+void event_router::send_to(client_record& c, worker_port& w, event_ptr event, std::size_t bytes,
+                           std::uint8_t attempts, clock::time_point now) {
   if (!config_.at_most_once) {
-    c.delivery().unacked_.push_back({event, now});
+    auto& d = c.delivery();
+    d.unacked_.push_back({event, now, bytes, attempts});
+    d.unacked_bytes_ += bytes;
     metrics_.in_flight.inc();
   }
   w.send_event(event);
+}
+
+void event_router::throttle(client_record& c) {
+  throttled_.insert(c.connection());
+  auto& d = c.delivery();
+  if (!d.paused_) {
+    d.paused_ = true;
+    c.port().pause_reading();
+  }
+}
+
+void event_router::unthrottle(client_record& c) {
+  throttled_.erase(c.connection());
+  auto& d = c.delivery();
+  if (d.paused_) {
+    d.paused_ = false;
+    c.port().resume_reading();
+  }
 }
 
 void event_router::hold(client_record& c, event_ptr event, clock::time_point now) {
@@ -127,18 +166,25 @@ void event_router::flush_held(client_record& c, clock::time_point now) {
     if (w == nullptr) {
       return;
     }
+    if (!room_for(c, *w, d.held_.front().bytes)) {
+      throttle(c);
+      return;
+    }
     auto item = d.held_.pop_front();
     metrics_.queued.dec();
     d.held_bytes_ -= item.bytes;
-    send_to(c, *w, std::move(item.event), now);
+    send_to(c, *w, std::move(item.event), item.bytes, static_cast<std::uint8_t>(item.attempts + 1),
+            now);
   }
   waiting_.erase(c.connection());
+  unthrottle(c);
   forget_if_done(c);
 }
 
 void event_router::forget_if_done(client_record& c) {
   if (c.closed() && c.delivery().idle()) {
     waiting_.erase(c.connection());
+    throttled_.erase(c.connection());
     clients_.erase(c.connection());
   }
 }
@@ -154,17 +200,30 @@ void event_router::on_acks(const std::vector<std::uint64_t>& event_ids, clock::t
       if (event_id_of(e.event) != id) {
         return false;
       }
+      d.unacked_bytes_ -= e.bytes;
       metrics_.in_flight.dec();
       metrics_.round_trip.observe(now - e.sent);
       return true;
     });
-    if (d.unacked_.empty()) {
-      if (!d.held_.empty()) {
-        flush_held(*c, now);
-      } else {
-        forget_if_done(*c);
-      }
+    if (!d.held_.empty()) {
+      flush_held(*c, now);  // room was made (a draining worker's wait is kept by pick)
+    } else if (d.unacked_.empty()) {
+      forget_if_done(*c);
     }
+  }
+}
+
+void event_router::quarantine(const client_record& c, const sent_event& e, clock::time_point now) {
+  ++dropped_;
+  metrics_.dropped_quarantined.inc();
+  auto& w = queue_warnings_[k_quarantined];
+  ++w.count;
+  if (w.last_log == clock::time_point{} || now - w.last_log >= k_warn_interval) {
+    spdlog::warn(
+        "loop {}: event {} of client {} quarantined (dropped): its worker vanished before "
+        "acknowledging it {} times ({} event(s) quarantined so far)",
+        loop_, event_id_of(e.event), c.id(), e.attempts, w.count);
+    w.last_log = now;
   }
 }
 
@@ -234,8 +293,19 @@ void event_router::sweep(clock::time_point now) {
     }
     if (d.held_.empty()) {
       waiting_.erase(c->connection());
+      unthrottle(*c);
       forget_if_done(*c);
     }
+  }
+  // Held back by a link's backpressure (or a bound): try again, the link may have drained.
+  std::vector<client_record*> throttled;
+  for (const auto conn : throttled_) {
+    if (auto* c = clients_.find_connection(conn)) {
+      throttled.push_back(c);
+    }
+  }
+  for (auto* c : throttled) {
+    flush_held(*c, now);
   }
 }
 
@@ -268,15 +338,20 @@ void event_router::set_workers(std::vector<std::shared_ptr<worker_port>> workers
       auto lost = d.unacked_.take_all();
       if (!lost.empty()) {
         auto rest = d.held_.take_all();
+        d.unacked_bytes_ = 0;
         metrics_.in_flight.dec(static_cast<std::int64_t>(lost.size()));
-        metrics_.queued.inc(static_cast<std::int64_t>(lost.size()));
-        metrics_.redelivered.inc(lost.size());
         for (auto& e : lost) {
+          if (e.attempts >= config_.max_attempts) {
+            quarantine(*c, e, now);
+            continue;
+          }
           auto copy = redelivered_copy(e.event);
           ++redelivered_;
+          metrics_.redelivered.inc();
+          metrics_.queued.inc();
           const std::size_t bytes = event_size(copy);
           d.held_bytes_ += bytes;
-          d.held_.push_back({std::move(copy), bytes, now});
+          d.held_.push_back({std::move(copy), bytes, now, e.attempts});
         }
         for (auto& item : rest) {
           d.held_.push_back(std::move(item));
@@ -287,6 +362,11 @@ void event_router::set_workers(std::vector<std::shared_ptr<worker_port>> workers
     }
     if (!d.held_.empty()) {
       flush_held(*c, now);
+    } else {
+      // Everything it had was quarantined (or nothing was pending).
+      waiting_.erase(c->connection());
+      unthrottle(*c);
+      forget_if_done(*c);
     }
   }
 }

@@ -24,6 +24,8 @@ class worker_port {
   virtual bool draining() const = 0;
   /// Hands one event to the link (from the router's loop).
   virtual void send_event(const event_ptr& event) = 0;
+  /// The link's send queue is past its high-water mark: hold events back.
+  virtual bool backpressured() const { return false; }
 };
 
 /// Event figures of one loop, for stats.
@@ -45,13 +47,25 @@ struct delivery_config {
   std::chrono::milliseconds queue_max_age{60000};
   /// Past a bound: close the client (true) or drop its oldest events (false).
   bool queue_close_client = false;
+  /// Per-client bounds of events sent and not yet acknowledged (at-least-once). Past one, or
+  /// while the worker's link is backpressured, the client's events are held and reading from
+  /// it is paused until acknowledgements make room.
+  std::size_t inflight_max_events = 64;
+  std::size_t inflight_max_bytes = 1 << 20;
+  /// Times an event may be handed to a worker: one that was the oldest unacknowledged event
+  /// of its client whenever its worker vanished that often is dropped (quarantined), not
+  /// replayed forever.
+  unsigned max_attempts = 3;
 };
 
 /// Delivers one loop's client events to workers: a client sticks to one worker; new clients go
 /// round-robin to non-draining workers; events wait per client (bounded by count, bytes and
 /// age) while no worker can take them; sent events are kept until acknowledged and handed,
 /// flagged, to another worker if theirs vanishes; a client's order holds across a drain
-/// switch-over. Time comes in as `now`. No sockets or timers; one loop only, not thread-safe.
+/// switch-over. Events in flight are bounded per client (count, bytes) and per link (its
+/// backpressure): past a bound a client's events are held and its reading paused. An event
+/// whose workers keep vanishing before acknowledging it is quarantined after a bounded number
+/// of attempts. Time comes in as `now`. No sockets or timers; one loop only, not thread-safe.
 class event_router {
  public:
   using clock = std::chrono::steady_clock;
@@ -83,7 +97,8 @@ class event_router {
   bool has_workers() const { return !workers_.empty(); }
   /// Acknowledgements from a worker for events of this loop's clients.
   void on_acks(const std::vector<std::uint64_t>& event_ids, clock::time_point now);
-  /// Applies the age bound to held events (called periodically).
+  /// Applies the age bound to held events and retries clients held back by link
+  /// backpressure (called periodically).
   void sweep(clock::time_point now);
 
   /// Held plus unacknowledged events of every client.
@@ -99,8 +114,17 @@ class event_router {
   /// The worker for the client's next event; null with `wait` set while the previous
   /// (draining) worker still has unacknowledged events of it, null alone when none is linked.
   worker_port* pick(client_record& c, bool& wait);
-  void send_to(client_record& c, worker_port& w, event_ptr event, clock::time_point now);
+  /// Whether an event of `bytes` may go to `w` now within the in-flight bounds.
+  bool room_for(const client_record& c, const worker_port& w, std::size_t bytes) const;
+  /// `attempts`: times the event was handed to a worker, this one included.
+  void send_to(client_record& c, worker_port& w, event_ptr event, std::size_t bytes,
+               std::uint8_t attempts, clock::time_point now);
+  /// Drops an event handed out `max_attempts` times to workers that all vanished.
+  void quarantine(const client_record& c, const sent_event& e, clock::time_point now);
   void hold(client_record& c, event_ptr event, clock::time_point now);
+  /// Holds the client back: pauses its reading until its held events went out.
+  void throttle(client_record& c);
+  void unthrottle(client_record& c);
   void flush_held(client_record& c, clock::time_point now);
   void drop_held(client_record& c, std::size_t count, const char* why, clock::time_point now);
   bool linked(std::uint64_t worker_id) const;
@@ -113,7 +137,8 @@ class event_router {
   std::vector<std::shared_ptr<worker_port>> ports_;
   std::vector<worker_slot> workers_;
   std::size_t next_worker_ = 0;
-  std::unordered_set<std::uint64_t> waiting_;  ///< connections with held events
+  std::unordered_set<std::uint64_t> waiting_;    ///< connections with held events
+  std::unordered_set<std::uint64_t> throttled_;  ///< connections paused by an in-flight bound
   std::uint64_t redelivered_ = 0;
   std::uint64_t dropped_ = 0;
   /// Rate limit per kind of queue warning (keyed by the message's static text), so one kind

@@ -75,9 +75,10 @@ void event_metrics::attach(metrics::registry& reg) {
                     .with();
   auto& dropped =
       reg.add_counter("gwx_gateway_events_dropped_total",
-                      "Client events dropped by the queue policy, by reason.", {"reason"});
+                      "Client events dropped (queue policy, quarantine), by reason.", {"reason"});
   dropped_queue_bound = dropped.with({"queue_bound"});
   dropped_queue_age = dropped.with({"queue_age"});
+  dropped_quarantined = dropped.with({"quarantined"});
   round_trip = reg.add_histogram("gwx_gateway_event_round_trip_seconds",
                                  "Time from sending a client event to a worker until its "
                                  "acknowledgement.",

@@ -44,6 +44,8 @@ struct event_metrics {
   metrics::counter redelivered;
   metrics::counter dropped_queue_bound;
   metrics::counter dropped_queue_age;
+  /// Handed to workers that all vanished before acknowledging it, max-attempts times.
+  metrics::counter dropped_quarantined;
   metrics::histogram round_trip;  ///< sent to a worker until acknowledged
 
   void attach(metrics::registry& reg);

@@ -50,6 +50,11 @@ struct gateway_config {
   std::size_t queue_max_events = 1000;
   std::size_t queue_max_bytes = 1 << 20;
   std::chrono::milliseconds queue_max_age{60000};
+  /// Per-client bounds of events sent and not yet acknowledged (past one: held, reading paused).
+  std::size_t inflight_max_events = 64;
+  std::size_t inflight_max_bytes = 1 << 20;
+  /// Deliveries of an event to workers that all vanished before it is quarantined.
+  unsigned event_max_attempts = 3;
   /// Shutdown: what TCP clients are told (WebSocket clients get close 1001) and how long the
   /// gateway waits for clients to go and workers to acknowledge their last events.
   std::string goodbye;

@@ -92,6 +92,14 @@ int main(int argc, char** argv) {
        "bytes of events one client may have queued")
       ("queue-max-age-ms", value<std::size_t>()->default_value(60000)->value_name("MS"),
        "age past which a queued event is over its bound")
+      ("inflight-max-events", value<std::size_t>()->default_value(64)->value_name("N"),
+       "events of one client sent to its worker and not yet acknowledged; past it (or while the "
+       "worker's link is backpressured) the client's events wait and reading from it pauses")
+      ("inflight-max-bytes", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
+       "bytes of one client's events sent and not yet acknowledged (one event always fits)")
+      ("event-max-attempts", value<unsigned>()->default_value(3)->value_name("N"),
+       "an event handed out this many times to workers that all went away before acknowledging "
+       "it is dropped (quarantined: counted, logged), never replayed forever")
       ("queue-policy", value<std::string>()->default_value("drop-oldest")->value_name("POLICY"),
        "past a queue bound: drop-oldest (counted, logged once per interval) or close (that "
        "client, with a reason)")
@@ -133,6 +141,14 @@ int main(int argc, char** argv) {
     cfg.queue_max_events = vm["queue-max-events"].as<std::size_t>();
     cfg.queue_max_bytes = vm["queue-max-bytes"].as<std::size_t>();
     cfg.queue_max_age = std::chrono::milliseconds(vm["queue-max-age-ms"].as<std::size_t>());
+    cfg.inflight_max_events = vm["inflight-max-events"].as<std::size_t>();
+    cfg.inflight_max_bytes = vm["inflight-max-bytes"].as<std::size_t>();
+    cfg.event_max_attempts = vm["event-max-attempts"].as<unsigned>();
+    if (cfg.inflight_max_events == 0 || cfg.inflight_max_bytes == 0 ||
+        cfg.event_max_attempts == 0 || cfg.event_max_attempts > 255) {
+      throw std::invalid_argument(
+          "--inflight-max-* must be positive and --event-max-attempts within 1..255");
+    }
     const auto policy = vm["queue-policy"].as<std::string>();
     if (policy != "drop-oldest" && policy != "close") {
       throw std::invalid_argument("--queue-policy must be drop-oldest or close");

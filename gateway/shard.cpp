@@ -20,6 +20,9 @@ delivery_config delivery_of(const gateway_config& cfg) {
   out.queue_max_bytes = cfg.queue_max_bytes;
   out.queue_max_age = cfg.queue_max_age;
   out.queue_close_client = cfg.queue_close_client;
+  out.inflight_max_events = cfg.inflight_max_events;
+  out.inflight_max_bytes = cfg.inflight_max_bytes;
+  out.max_attempts = cfg.event_max_attempts;
   return out;
 }
 
@@ -36,6 +39,7 @@ class linked_worker final : public worker_port {
 
   std::uint64_t id() const override { return id_; }
   bool draining() const override { return draining_; }
+  bool backpressured() const override { return link_->backpressured(); }
   void send_event(const event_ptr& event) override {
     if (local_) {
       link_->send_event(event);

@@ -26,6 +26,8 @@ struct gather_state {
 namespace {
 
 constexpr auto k_hello_timeout = std::chrono::seconds(5);
+// How often a backpressured link's send queue is rechecked (its clients wait meanwhile).
+constexpr auto k_congestion_recheck = std::chrono::milliseconds(20);
 
 void sort_unique(google::protobuf::RepeatedPtrField<std::string>& list) {
   std::sort(list.begin(), list.end());
@@ -100,7 +102,8 @@ worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id
       loop_(loop),
       id_(id),
       stream_(std::make_shared<link_stream>(std::move(socket), server.config().max_link_frame)),
-      hello_timer_(stream_->get_executor()) {}
+      hello_timer_(stream_->get_executor()),
+      congestion_timer_(stream_->get_executor()) {}
 
 void worker_link::start() {
   handshake_.emplace(server_.config().secret, server_.gateway_id(), server_.advertised());
@@ -132,7 +135,26 @@ void worker_link::send_event(const event_ptr& frame) {
   }
   ++events_sent_;
   routed_.inc();
-  stream_->send_encoded(frame->wire);
+  if (stream_->send_encoded(frame->wire) == net::send_status::backpressured) {
+    congested_.store(true, std::memory_order_relaxed);
+    watch_congestion();
+  }
+}
+
+void worker_link::watch_congestion() {
+  if (watching_congestion_) {
+    return;
+  }
+  watching_congestion_ = true;
+  congestion_timer_.expires_after(k_congestion_recheck);
+  congestion_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    self->watching_congestion_ = false;
+    const bool congested = !ec && self->stream_->is_open() && self->stream_->backpressured();
+    self->congested_.store(congested, std::memory_order_relaxed);
+    if (congested) {
+      self->watch_congestion();
+    }
+  });
 }
 
 void worker_link::request_drain(const std::string& reason) {
@@ -248,6 +270,7 @@ void worker_link::on_handshake(const link::v2::Frame& frame) {
 
 void worker_link::on_closed(const std::string& reason) {
   hello_timer_.cancel();
+  congestion_timer_.cancel();
   if (!authenticated_) {
     server_.link_handshake_over();
     return;

@@ -1,13 +1,14 @@
 #pragma once
 
 #include <asio.hpp>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 
-#include "common/metrics/counter.hpp"
 #include "common/link/link_handshake.hpp"
+#include "common/metrics/counter.hpp"
 #include "common/net/link_stream.hpp"
 #include "gateway/client_event.hpp"
 #include "gwx/link/v2/link.pb.h"
@@ -34,6 +35,9 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   /// Queues any frame (must be called on this link's loop).
   void send(const link::v2::Frame& frame);
 
+  /// The link's send queue is past its high-water mark (readable from any loop).
+  bool backpressured() const { return congested_.load(std::memory_order_relaxed); }
+
   unsigned loop() const { return loop_; }
   std::uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
@@ -47,12 +51,17 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   void on_acks(const link::v2::EventAck& ack);
   void on_drain();
   void merge(gather_state& state, const link::v2::Reply& part);
+  /// While congested, rechecks the send queue until it fell below its high-water mark.
+  void watch_congestion();
 
   gateway_server& server_;
   unsigned loop_;
   std::uint64_t id_;
   std::shared_ptr<link_stream> stream_;
   asio::steady_timer hello_timer_;
+  asio::steady_timer congestion_timer_;
+  std::atomic<bool> congested_{false};
+  bool watching_congestion_ = false;
   std::optional<link_handshake::gateway_side> handshake_;
   std::string name_;
   link::v2::PeerRole role_ = link::v2::PEER_ROLE_UNSPECIFIED;

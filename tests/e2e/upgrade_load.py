@@ -2,8 +2,8 @@
 `gwxctl stats` parsing.
 
 `EchoLoad` connects many clients (WebSocket via python3-websockets and tcp+line, spread over the
-gateways) to the `echo` app. Each client sends numbered messages "<client>:<n>" with a bounded
-number of unanswered ones (its window) and checks every echo as it arrives:
+gateways) to the `echo` app. Each client sends numbered messages "<client>:<n>" (optionally
+followed by "|" and `pad` filler bytes) with a bounded number of unanswered ones (its window) and checks every echo as it arrives:
 - the next expected number: counted as echoed, the expected number moves on;
 - a number already seen: a duplicate (allowed only where the test says so);
 - a number beyond the expected one (a gap: something lost or reordered), a message of another
@@ -53,7 +53,7 @@ class LoadClient:
             self.errors.append(f"{self.name} got a message not its own: {msg!r}")
             return
         try:
-            n = int(msg[len(self.prefix):])
+            n = int(msg[len(self.prefix):].split("|", 1)[0])
         except ValueError:
             self.errors.append(f"{self.name} got an unparsable echo {msg!r}")
             return
@@ -76,13 +76,14 @@ class EchoLoad:
     """Counted echo traffic from `n_clients` clients spread over `gateways` and `schemes`."""
 
     def __init__(self, gateways, n_clients=200, window=8, schemes=("ws", "tcp+line"),
-                 pause=0.0, prefix="c"):
+                 pause=0.0, prefix="c", pad=0):
         self.gateways = list(gateways)
         self.n_clients = n_clients
         self.window = window
         self.schemes = schemes
         self.pause = pause  # seconds a client waits after each send (0: only the window limits)
         self.prefix = prefix
+        self.filler = "|" + "x" * pad if pad > 0 else ""
         self.clients: list[LoadClient] = []
         self.sending = False
         self._tasks: list[asyncio.Task] = []
@@ -120,7 +121,7 @@ class EchoLoad:
                     continue
                 n = lc.sent
                 lc.sent += 1
-                await lc.client.send(f"{lc.name}:{n}")
+                await lc.client.send(f"{lc.name}:{n}{self.filler}")
                 if self.pause > 0:
                     await asyncio.sleep(self.pause)
                 else:

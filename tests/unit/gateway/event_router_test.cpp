@@ -247,5 +247,121 @@ TEST_F(EventRouterTest, TheAgeSweepWithTheClosePolicyClosesAndAClosedClientIsFor
   EXPECT_EQ(dir_.find_connection(connection), nullptr);
 }
 
+TEST_F(EventRouterTest, TheInFlightCountBoundHoldsEventsAndPausesReading) {
+  config_.inflight_max_events = 2;
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  EXPECT_FALSE(port_of(a).paused);
+  const auto e3 = send(a);
+  const auto e4 = send(a);
+  EXPECT_EQ(w->ids(), (ids{e1, e2}));
+  EXPECT_EQ(a.delivery().held_count(), 2U);
+  EXPECT_TRUE(port_of(a).paused);
+  EXPECT_TRUE(a.delivery().paused());
+  EXPECT_EQ(port_of(a).reading, (std::vector<std::string>{"pause"}));  // paused once
+
+  // One ack makes room for one event: still paused while one waits.
+  router().on_acks({e1}, now_);
+  EXPECT_EQ(w->ids(), (ids{e1, e2, e3}));
+  EXPECT_TRUE(port_of(a).paused);
+  // The next ack empties the queue: reading resumes, order kept.
+  router().on_acks({e2}, now_);
+  EXPECT_EQ(w->ids(), (ids{e1, e2, e3, e4}));
+  EXPECT_EQ(a.delivery().held_count(), 0U);
+  EXPECT_FALSE(port_of(a).paused);
+  EXPECT_EQ(port_of(a).reading, (std::vector<std::string>{"pause", "resume"}));
+  EXPECT_EQ(router().counts().dropped, 0U);
+}
+
+TEST_F(EventRouterTest, TheInFlightByteBoundHoldsButOneEventAlwaysFits) {
+  config_.inflight_max_bytes = 1000;
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  auto& b = add();
+  const auto big = send(a, std::string(5000, 'x'));  // over the bound alone: still goes out
+  const auto small = send(a, "s");
+  EXPECT_EQ(w->ids(), (ids{big}));
+  EXPECT_TRUE(port_of(a).paused);
+  const auto other = send(b, "b");  // the bound is per client: b is not held back
+  EXPECT_EQ(w->ids(), (ids{big, other}));
+  EXPECT_FALSE(port_of(b).paused);
+  router().on_acks({big}, now_);
+  EXPECT_EQ(w->ids(), (ids{big, other, small}));
+  EXPECT_FALSE(port_of(a).paused);
+}
+
+TEST_F(EventRouterTest, ALinkUnderBackpressureHoldsEventsUntilItDrains) {
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  const auto e1 = send(a);
+  w->congested = true;
+  const auto e2 = send(a);
+  const auto e3 = send(a);
+  EXPECT_EQ(w->ids(), (ids{e1}));
+  EXPECT_EQ(a.delivery().held_count(), 2U);
+  EXPECT_TRUE(port_of(a).paused);
+  router().sweep(now_ + 1ms);  // still congested: nothing moves
+  EXPECT_EQ(w->ids(), (ids{e1}));
+  w->congested = false;
+  router().sweep(now_ + 2ms);  // the periodic sweep retries
+  EXPECT_EQ(w->ids(), (ids{e1, e2, e3}));
+  EXPECT_FALSE(port_of(a).paused);
+  EXPECT_EQ(a.delivery().unacked_count(), 3U);
+}
+
+TEST_F(EventRouterTest, HeldBackEventsStillGoFirstToTheNextWorker) {
+  config_.inflight_max_events = 1;
+  auto& a = add();
+  auto w1 = worker(1);
+  set_workers({w1});
+  auto w2 = worker(2);
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  const auto e3 = send(a);
+  set_workers({w2});  // w1 vanished with e1: e1 first (flagged), then e2 once e1 is acked
+  EXPECT_EQ(w2->ids(), (ids{e1}));
+  EXPECT_TRUE(is_redelivered(w2->events[0]));
+  router().on_acks({e1}, now_);
+  router().on_acks({e2}, now_);
+  EXPECT_EQ(w2->ids(), (ids{e1, e2, e3}));
+  EXPECT_FALSE(port_of(a).paused);
+}
+
+TEST_F(EventRouterTest, AnEventWhoseWorkersKeepVanishingIsQuarantined) {
+  config_.max_attempts = 3;
+  auto& a = add();
+  auto& b = add();
+  std::vector<std::shared_ptr<fake_worker_port>> seen;
+  auto next_worker = [&] {
+    seen.push_back(worker(seen.size() + 1));
+    set_workers({seen.back()});
+    return seen.back();
+  };
+  auto first = next_worker();
+  const auto poison = send(a);
+  const auto fine = send(b);
+  router().on_acks({fine}, now_);
+  // Attempts 2 and 3: each new worker gets it and vanishes without acknowledging it.
+  EXPECT_EQ(next_worker()->ids(), (ids{poison}));
+  EXPECT_EQ(next_worker()->ids(), (ids{poison}));
+  EXPECT_EQ(router().counts().dropped, 0U);
+  // The third vanishing: dropped, not handed out a fourth time; the client goes on.
+  auto last = next_worker();
+  EXPECT_TRUE(last->events.empty());
+  EXPECT_EQ(router().counts().dropped, 1U);
+  EXPECT_EQ(router().counts().redelivered, 2U);
+  EXPECT_EQ(a.delivery().unacked_count(), 0U);
+  EXPECT_EQ(a.delivery().held_count(), 0U);
+  const auto after = send(a);
+  EXPECT_EQ(last->ids(), (ids{after}));
+  EXPECT_TRUE(port_of(a).closes.empty());
+  EXPECT_EQ(first->ids(), (ids{poison, fine}));
+}
+
 }  // namespace
 }  // namespace gwx::gateway

@@ -23,6 +23,10 @@ class fake_client_port final : public gateway::client_port {
   std::vector<gateway::wire_bytes> sent;
   /// "graceful", "graceful+<final message>", "destroy: <reason>", "reason <code>: <reason>".
   std::vector<std::string> closes;
+  /// Reading paused by pause_reading() and not resumed since.
+  bool paused = false;
+  /// pause_reading() / resume_reading() calls, in order: "pause", "resume".
+  std::vector<std::string> reading;
 
   gateway::client_state current_state() const override { return state; }
   gateway::send_status send(const gateway::wire_bytes& bytes) override {
@@ -33,6 +37,14 @@ class fake_client_port final : public gateway::client_port {
       sent.push_back(bytes);
     }
     return answer;
+  }
+  void pause_reading() override {
+    paused = true;
+    reading.emplace_back("pause");
+  }
+  void resume_reading() override {
+    paused = false;
+    reading.emplace_back("resume");
   }
   void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override {
     closes.push_back(final_message ? "graceful+" + std::string(final_message->first)
@@ -67,6 +79,7 @@ class fake_worker_port final : public gateway::worker_port {
   std::uint64_t id() const override { return id_; }
   bool draining() const override { return draining_; }
   void send_event(const gateway::event_ptr& event) override { events.push_back(event); }
+  bool backpressured() const override { return congested; }
 
   /// Ids of the events received, in order.
   std::vector<std::uint64_t> ids() const {
@@ -78,6 +91,8 @@ class fake_worker_port final : public gateway::worker_port {
   }
 
   std::vector<gateway::event_ptr> events;
+  /// What backpressured() answers.
+  bool congested = false;
 
  private:
   std::uint64_t id_;
