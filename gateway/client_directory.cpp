@@ -4,6 +4,7 @@
 #include <set>
 
 #include "common/client_id.hpp"
+#include "common/link/link_entries.hpp"
 
 namespace gwx::gateway {
 namespace {
@@ -20,7 +21,8 @@ void remove_from(std::unordered_map<std::string, std::unordered_set<client_recor
 
 void add_session(link::v2::QueryResult& r, const client_record& c) {
   auto& s = (*r.mutable_sessions())[c.id()];
-  s.mutable_values()->insert(c.session().begin(), c.session().end());
+  s.clear_values();
+  link_entries::append(*s.mutable_values(), c.session());
 }
 
 }  // namespace
@@ -161,8 +163,8 @@ void client_directory::write_session(client_record& c, const link::v2::SessionWr
   if (!op.merge()) {
     c.session_.clear();
   }
-  for (const auto& [k, v] : op.session()) {
-    c.session_[k] = v;
+  for (const auto& e : op.session()) {
+    c.session_[e.key()] = e.value();
   }
   for (const auto& k : op.erase_keys()) {
     c.session_.erase(k);
@@ -179,9 +181,11 @@ void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r)
       r.set_count(addressable_count());
       break;
     case link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS:
-      for (const auto& g : q.groups()) {
+      for (const auto& g : std::set<std::string>(q.groups().begin(), q.groups().end())) {
         const auto* members = group(g);
-        (*r.mutable_counts())[g] = members == nullptr ? 0 : members->size();
+        auto* e = r.add_counts();
+        e->set_key(g);
+        e->set_value(members == nullptr ? 0 : members->size());
       }
       break;
     case link::v2::QUERY_KIND_CLIENT_IDS_BY_GROUP:
@@ -251,11 +255,12 @@ void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r)
       }
       break;
     case link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS:
-      for (const auto& u : q.uids()) {
+      for (const auto& u : std::set<std::string>(q.uids().begin(), q.uids().end())) {
         if (const auto* members = uid(u)) {
-          auto& list = (*r.mutable_clients_by_uid())[u];
+          auto* e = r.add_clients_by_uid();
+          e->set_key(u);
           for (const auto* c : *members) {
-            list.add_values(c->id());
+            e->mutable_value()->add_values(c->id());
           }
         }
       }

@@ -2,6 +2,7 @@
 
 #include "common/codec/ws_handshake.hpp"
 #include "common/link/link_codec.hpp"
+#include "common/link/link_entries.hpp"
 #include "gateway/client_directory.hpp"
 
 namespace gwx::gateway {
@@ -23,7 +24,7 @@ link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
   info.set_listener(c.listener().bound_url);
   info.set_uid(c.uid());
   if (!c.session().empty()) {
-    info.mutable_session()->insert(c.session().begin(), c.session().end());
+    link_entries::append(*info.mutable_session(), c.session());
   }
   info.set_session_seq(c.session_seq());
   // Written last (highest field number, explicit presence): see redelivered_copy().

@@ -3,8 +3,10 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <map>
 
 #include "common/client_id.hpp"
+#include "common/link/link_entries.hpp"
 #include "gateway/gateway_server.hpp"
 
 namespace gwx::gateway {
@@ -36,8 +38,14 @@ void sort_unique(google::protobuf::RepeatedPtrField<std::string>& list) {
 
 void merge_into(link::v2::QueryResult& into, const link::v2::QueryResult& part) {
   into.set_count(into.count() + part.count());
-  for (const auto& [k, v] : part.counts()) {
-    (*into.mutable_counts())[k] += v;
+  // Each part lists a key once (client_directory::query); parts add up per key.
+  if (part.counts_size() > 0) {
+    auto counts = link_entries::to_map<std::map<std::string, std::uint64_t>>(into.counts());
+    for (const auto& e : part.counts()) {
+      counts[e.key()] += e.value();
+    }
+    into.clear_counts();
+    link_entries::append(*into.mutable_counts(), counts);
   }
   into.mutable_client_ids()->MergeFrom(part.client_ids());
   into.mutable_uids()->MergeFrom(part.uids());
@@ -45,8 +53,11 @@ void merge_into(link::v2::QueryResult& into, const link::v2::QueryResult& part) 
   for (const auto& [k, v] : part.sessions()) {
     (*into.mutable_sessions())[k] = v;
   }
-  for (const auto& [k, v] : part.clients_by_uid()) {
-    (*into.mutable_clients_by_uid())[k].mutable_values()->MergeFrom(v.values());
+  for (const auto& e : part.clients_by_uid()) {
+    link_entries::find_or_add(*into.mutable_clients_by_uid(), e.key())
+        ->mutable_value()
+        ->mutable_values()
+        ->MergeFrom(e.value().values());
   }
   if (part.has_stats()) {
     auto* s = into.mutable_stats();

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/cluster/transport.hpp"
+#include "common/link/link_entries.hpp"
 
 namespace gwx {
 namespace {
@@ -95,7 +96,7 @@ void append(string_list& out, const google::protobuf::RepeatedPtrField<std::stri
 }
 
 session_map to_session(const link::v2::Session& s) {
-  return session_map(s.values().begin(), s.values().end());
+  return link_entries::to_map<session_map>(s.values());
 }
 
 template <typename T>
@@ -314,7 +315,7 @@ void gateway_api::set_session(std::string_view client_id, const session_map& ses
   Command cmd;
   auto* op = cmd.mutable_session_write();
   op->set_client_id(std::string(client_id));
-  op->mutable_session()->insert(session.begin(), session.end());
+  link_entries::append(*op->mutable_session(), session);
   transport_->send_to_holder(std::string(client_id), std::move(cmd));
 }
 
@@ -324,7 +325,7 @@ void gateway_api::update_session(std::string_view client_id, const session_map& 
   auto* op = cmd.mutable_session_write();
   op->set_client_id(std::string(client_id));
   op->set_merge(true);
-  op->mutable_session()->insert(changes.begin(), changes.end());
+  link_entries::append(*op->mutable_session(), changes);
   op->mutable_erase_keys()->Add(erase_keys.begin(), erase_keys.end());
   transport_->send_to_holder(std::string(client_id), std::move(cmd));
 }
@@ -397,8 +398,8 @@ void gateway_api::async_is_uid_online(std::string_view uid, result_handler<bool>
       *transport_,
       everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
       timeout, std::move(done), [u = std::string(uid)](bool& v, const QueryResult& r) {
-        const auto it = r.clients_by_uid().find(u);
-        v = v || (it != r.clients_by_uid().end() && it->second.values_size() > 0);
+        const auto* e = link_entries::find(r.clients_by_uid(), u);
+        v = v || (e != nullptr && e->value().values_size() > 0);
       });
 }
 
@@ -414,9 +415,9 @@ void gateway_api::async_is_uid_online_batch(const string_list& uids,
       *transport_, everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
       timeout, std::move(done),
       [](std::map<std::string, bool>& v, const QueryResult& r) {
-        for (const auto& [uid, ids] : r.clients_by_uid()) {
-          if (ids.values_size() > 0) {
-            v[uid] = true;
+        for (const auto& e : r.clients_by_uid()) {
+          if (e.value().values_size() > 0) {
+            v[e.key()] = true;
           }
         }
       },
@@ -442,9 +443,8 @@ void gateway_api::async_get_client_ids_by_uid(std::string_view uid,
       everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {std::string(uid)})),
       timeout, std::move(done),
       [u = std::string(uid)](string_list& v, const QueryResult& r) {
-        const auto it = r.clients_by_uid().find(u);
-        if (it != r.clients_by_uid().end()) {
-          append(v, it->second.values());
+        if (const auto* e = link_entries::find(r.clients_by_uid(), u)) {
+          append(v, e->value().values());
         }
       },
       sort_unique);
@@ -463,8 +463,8 @@ void gateway_api::async_get_client_ids_by_uids(
       *transport_, everywhere(make_query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, uids)),
       timeout, std::move(done),
       [](std::map<std::string, string_list>& v, const QueryResult& r) {
-        for (const auto& [uid, ids] : r.clients_by_uid()) {
-          append(v[uid], ids.values());
+        for (const auto& e : r.clients_by_uid()) {
+          append(v[e.key()], e.value().values());
         }
       },
       [uids](std::map<std::string, string_list>& v) {
@@ -524,9 +524,8 @@ void gateway_api::async_get_client_count_by_group(std::string_view group,
                                                  {}, {std::string(group)})),
                            timeout, std::move(done),
                            [g = std::string(group)](std::uint64_t& v, const QueryResult& r) {
-                             const auto it = r.counts().find(g);
-                             if (it != r.counts().end()) {
-                               v += it->second;
+                             if (const auto* e = link_entries::find(r.counts(), g)) {
+                               v += e->value();
                              }
                            });
 }
@@ -546,8 +545,8 @@ void gateway_api::async_get_client_count_by_groups(
       everywhere(make_query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {}, groups)), timeout,
       std::move(done),
       [](std::map<std::string, std::uint64_t>& v, const QueryResult& r) {
-        for (const auto& [group, n] : r.counts()) {
-          v[group] += n;
+        for (const auto& e : r.counts()) {
+          v[e.key()] += e.value();
         }
       },
       [groups](std::map<std::string, std::uint64_t>& v) {

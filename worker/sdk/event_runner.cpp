@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/link/link_entries.hpp"
+
 namespace gwx::sdk {
 namespace {
 
@@ -42,8 +44,8 @@ void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& eve
                        event_sink& sink) {
   auto& c = *event.mutable_client();
   const std::string client_id = c.client_id();
-  session_map before = sessions_.resolve(client_id, c.session_seq(),
-                                         session_map(c.session().begin(), c.session().end()));
+  session_map before =
+      sessions_.resolve(client_id, c.session_seq(), link_entries::to_map<session_map>(c.session()));
   context ctx(api_, info_of(c), before, event.redelivered());
   bool handled = true;
   try {

@@ -34,7 +34,9 @@ std::optional<link::v2::SessionWrite> session_diff(const std::string& client_id,
   for (const auto& [key, value] : after) {
     const auto it = before.find(key);
     if (it == before.end() || it->second != value) {
-      (*write.mutable_session())[key] = value;
+      auto* e = write.add_session();
+      e->set_key(key);
+      e->set_value(value);
     }
   }
   for (const auto& [key, value] : before) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "common/client_id.hpp"
+#include "common/link/link_entries.hpp"
 #include "tests/unit/gateway/fake_ports.hpp"
 
 namespace gwx::gateway {
@@ -157,8 +158,8 @@ TEST_F(ClientDirectoryTest, ForgettingMembershipAndErasingLeaveNoTraceInTheIndic
 TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSequence) {
   auto& a = add();
   link::v2::SessionWrite w;
-  (*w.mutable_session())["color"] = "blue";
-  (*w.mutable_session())["size"] = "L";
+  link_entries::find_or_add(*w.mutable_session(), "color")->set_value("blue");
+  link_entries::find_or_add(*w.mutable_session(), "size")->set_value("L");
   w.set_writer_seq(5);
   dir_.write_session(a, w);
   EXPECT_EQ(a.session(), (session_values{{"color", "blue"}, {"size", "L"}}));
@@ -166,7 +167,7 @@ TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSeque
 
   link::v2::SessionWrite merge;
   merge.set_merge(true);
-  (*merge.mutable_session())["color"] = "red";
+  link_entries::find_or_add(*merge.mutable_session(), "color")->set_value("red");
   merge.add_erase_keys("size");
   merge.set_writer_seq(3);  // an older writer: the sequence stays
   dir_.write_session(a, merge);
@@ -174,11 +175,44 @@ TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSeque
   EXPECT_EQ(a.session_seq(), 5U);
 
   link::v2::SessionWrite replace;
-  (*replace.mutable_session())["only"] = "this";
+  link_entries::find_or_add(*replace.mutable_session(), "only")->set_value("this");
   replace.set_writer_seq(9);
   dir_.write_session(a, replace);
   EXPECT_EQ(a.session(), (session_values{{"only", "this"}}));
   EXPECT_EQ(a.session_seq(), 9U);
+}
+
+// Uids, groups and session keys a client chose may be any bytes: the answers that carry them
+// (as values and as keys) still parse, and a key asked for twice is answered once.
+TEST_F(ClientDirectoryTest, NonUtf8UidsGroupsAndSessionKeysMakeParsableAnswers) {
+  const std::string uid = "u\xff";
+  const std::string grp = "g\xfe\xc3(";
+  auto& a = add();
+  dir_.bind(a, uid);
+  dir_.join(a, grp);
+  link::v2::SessionWrite w;
+  link_entries::find_or_add(*w.mutable_session(), "k\xff")->set_value("v\xfe");
+  dir_.write_session(a, w);
+
+  const auto reparsed = [](const link::v2::QueryResult& r) {
+    link::v2::QueryResult out;
+    EXPECT_TRUE(out.ParseFromString(r.SerializeAsString()));
+    return out;
+  };
+  const auto counts =
+      reparsed(query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {grp, grp, "none"}));
+  ASSERT_EQ(counts.counts_size(), 2);
+  EXPECT_EQ(link_entries::find(counts.counts(), grp)->value(), 1U);
+  const auto by_uid = reparsed(query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {}, {uid, uid}));
+  ASSERT_EQ(by_uid.clients_by_uid_size(), 1);
+  EXPECT_EQ(by_uid.clients_by_uid(0).key(), uid);
+  EXPECT_EQ(by_uid.clients_by_uid(0).value().values(0), a.id());
+  const auto session = reparsed(query(link::v2::QUERY_KIND_SESSION, {a.id()}));
+  EXPECT_EQ(link_entries::find(session.sessions().at(a.id()).values(), "k\xff")->value(), "v\xfe");
+  EXPECT_EQ(sorted(reparsed(query(link::v2::QUERY_KIND_ALL_UIDS)).uids()),
+            std::vector<std::string>{uid});
+  EXPECT_EQ(sorted(reparsed(query(link::v2::QUERY_KIND_GROUPS_OF_CLIENT, {a.id()})).groups()),
+            std::vector<std::string>{grp});
 }
 
 TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
@@ -193,7 +227,7 @@ TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
   dir_.join(b, "g1");
   dir_.join(b, "g2");
   link::v2::SessionWrite w;
-  (*w.mutable_session())["k"] = "v";
+  link_entries::find_or_add(*w.mutable_session(), "k")->set_value("v");
   dir_.write_session(b, w);
   port_of(closing).state = client_state::closing;
 
@@ -201,16 +235,16 @@ TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
   EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT).count(), 3U);
 
   const auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"g1", "g2", "none"});
-  EXPECT_EQ(counts.counts().at("g1"), 2U);
-  EXPECT_EQ(counts.counts().at("g2"), 1U);
-  EXPECT_EQ(counts.counts().at("none"), 0U);
+  EXPECT_EQ(link_entries::find(counts.counts(), "g1")->value(), 2U);
+  EXPECT_EQ(link_entries::find(counts.counts(), "g2")->value(), 1U);
+  EXPECT_EQ(link_entries::find(counts.counts(), "none")->value(), 0U);
 
   EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_CLIENT_IDS_BY_GROUP, {}, {"g1"}).client_ids()),
             (std::vector<std::string>{std::min(a.id(), b.id()), std::max(a.id(), b.id())}));
 
   const auto sessions = query(link::v2::QUERY_KIND_CLIENT_SESSIONS_BY_GROUP, {}, {"g2"});
   ASSERT_EQ(sessions.sessions_size(), 1);
-  EXPECT_EQ(sessions.sessions().at(b.id()).values().at("k"), "v");
+  EXPECT_EQ(link_entries::find(sessions.sessions().at(b.id()).values(), "k")->value(), "v");
 
   auto all = sorted(query(link::v2::QUERY_KIND_ALL_CLIENT_IDS).client_ids());
   std::vector<std::string> expected{a.id(), b.id(), c.id()};
@@ -225,7 +259,9 @@ TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
             (std::vector<std::string>{"g1", "g2"}));
   EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_GROUPS_OF_CLIENT, {b.id()}).groups()),
             (std::vector<std::string>{"g1", "g2"}));
-  EXPECT_EQ(query(link::v2::QUERY_KIND_SESSION, {b.id()}).sessions().at(b.id()).values().at("k"),
+  EXPECT_EQ(link_entries::find(
+                query(link::v2::QUERY_KIND_SESSION, {b.id()}).sessions().at(b.id()).values(), "k")
+                ->value(),
             "v");
   EXPECT_EQ(query(link::v2::QUERY_KIND_SESSION, {closing.id()}).sessions_size(), 0);
 
@@ -234,8 +270,8 @@ TEST_F(ClientDirectoryTest, AnswersEveryQueryKindFromAddressableClients) {
   EXPECT_EQ(sorted(online.client_ids()), (std::vector<std::string>{a.id()}));
 
   const auto by_uid = query(link::v2::QUERY_KIND_CLIENT_IDS_BY_UIDS, {}, {}, {"alice", "nobody"});
-  EXPECT_EQ(by_uid.clients_by_uid().at("alice").values_size(), 2);
-  EXPECT_EQ(by_uid.clients_by_uid().count("nobody"), 0U);
+  EXPECT_EQ(link_entries::find(by_uid.clients_by_uid(), "alice")->value().values_size(), 2);
+  EXPECT_EQ(link_entries::find(by_uid.clients_by_uid(), "nobody"), nullptr);
 
   EXPECT_EQ(sorted(query(link::v2::QUERY_KIND_UID_OF_CLIENT, {c.id()}).uids()),
             (std::vector<std::string>{"alice"}));

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "common/client_id.hpp"
+#include "common/link/link_entries.hpp"
 #include "tests/unit/gateway/fake_ports.hpp"
 
 namespace gwx::gateway {
@@ -165,7 +166,7 @@ TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
 
   link::v2::Command write;
   write.mutable_session_write()->set_client_id(a->id());
-  (*write.mutable_session_write()->mutable_session())["k"] = "v";
+  link_entries::find_or_add(*write.mutable_session_write()->mutable_session(), "k")->set_value("v");
   write.mutable_session_write()->set_writer_seq(2);
   run(write);
   EXPECT_EQ(a->session().at("k"), "v");

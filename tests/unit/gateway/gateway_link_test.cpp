@@ -10,6 +10,7 @@
 
 #include "common/client_id.hpp"
 #include "common/link/link_codec.hpp"
+#include "common/link/link_entries.hpp"
 #include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "gateway/gateway_server.hpp"
@@ -108,9 +109,8 @@ class GatewayLinkTest : public ::testing::Test {
           p->frames.push_back(f);
         },
         [p](const std::string&) { p->closed = true; });
-    link_handshake::peer_side handshake(secret, role,
-                                        "fake-worker-" + std::to_string(peers_.size()),
-                                        server_->gateway_id());
+    link_handshake::peer_side handshake(
+        secret, role, "fake-worker-" + std::to_string(peers_.size()), server_->gateway_id());
     for (;;) {
       if (!run_until([&] { return !p->frames.empty() || p->closed; }) || p->frames.empty()) {
         return false;
@@ -247,13 +247,14 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   EXPECT_EQ(request(join).error(), "");
   link::v2::Command session;
   session.mutable_session_write()->set_client_id(id);
-  (*session.mutable_session_write()->mutable_session())["k"] = "v";
+  link_entries::find_or_add(*session.mutable_session_write()->mutable_session(), "k")
+      ->set_value("v");
   session.mutable_session_write()->set_writer_seq(7);
   EXPECT_EQ(request(session).error(), "");
 
   auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, {"room", "empty"});
-  EXPECT_EQ(counts.result().counts().at("room"), 1U);
-  EXPECT_EQ(counts.result().counts().at("empty"), 0U);
+  EXPECT_EQ(link_entries::find(counts.result().counts(), "room")->value(), 1U);
+  EXPECT_EQ(link_entries::find(counts.result().counts(), "empty")->value(), 0U);
   EXPECT_EQ(query(link::v2::QUERY_KIND_ALL_CLIENT_COUNT).result().count(), 1U);
 
   link::v2::Command push;
@@ -266,7 +267,7 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   asio::write(client, asio::buffer(std::string("again\n")));
   auto again = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(again.event().client().uid(), "alice");
-  EXPECT_EQ(again.event().client().session().at("k"), "v");
+  EXPECT_EQ(link_entries::find(again.event().client().session(), "k")->value(), "v");
   EXPECT_EQ(again.event().client().session_seq(), 7U);
 
   // A client_id of another epoch (a restarted gateway) is offline, never this client.
@@ -331,7 +332,7 @@ TEST_F(GatewayLinkTest, ClosingClientLeavesEveryGroupWhateverTheNameLength) {
   EXPECT_TRUE(query(link::v2::QUERY_KIND_ALL_GROUP_IDS).result().groups().empty());
   const auto counts = query(link::v2::QUERY_KIND_CLIENT_COUNT_BY_GROUPS, {}, groups);
   for (const auto& g : groups) {
-    EXPECT_EQ(counts.result().counts().at(g), 0U) << g;
+    EXPECT_EQ(link_entries::find(counts.result().counts(), g)->value(), 0U) << g;
   }
 }
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/link/link_entries.hpp"
+
 namespace gwx::link_codec {
 namespace {
 
@@ -181,7 +183,8 @@ TEST(link_codec, redelivered_flag_is_the_last_byte_of_an_event_header) {
   auto f = event_frame(42);
   f.mutable_event()->set_binary(true);
   f.mutable_event()->set_close_reason("x");
-  f.mutable_event()->mutable_client()->mutable_session()->insert({"k", "v"});
+  link_entries::find_or_add(*f.mutable_event()->mutable_client()->mutable_session(), "k")
+      ->set_value("v");
   const std::string bytes = encoded(f, "payload");
   const auto r = decode(bytes, limits{});
   ASSERT_EQ(r.status, decode_status::message);
@@ -194,7 +197,7 @@ TEST(link_codec, redelivered_flag_is_the_last_byte_of_an_event_header) {
   ASSERT_EQ(decode(flipped, limits{}, g).status, decode_status::message);
   EXPECT_TRUE(g.event().redelivered());
   EXPECT_EQ(g.event().event_id(), 42U);
-  EXPECT_EQ(g.event().client().session().at("k"), "v");
+  EXPECT_EQ(link_entries::find(g.event().client().session(), "k")->value(), "v");
 }
 
 }  // namespace

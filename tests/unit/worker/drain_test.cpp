@@ -8,6 +8,7 @@
 #include <future>
 #include <numeric>
 
+#include "common/link/link_entries.hpp"
 #include "tests/unit/cluster/fake_gateway.hpp"
 #include "worker/sdk/worker.hpp"
 
@@ -199,7 +200,7 @@ TEST_F(DrainTest, HandlesEventsUntilDrainAckThenFlushesEverythingBeforeClosing) 
   const auto write =
       std::find_if(cmds.begin(), cmds.end(), [](const auto& c) { return c.has_session_write(); });
   ASSERT_NE(write, cmds.end());
-  EXPECT_EQ(write->session_write().session().at("left"), "yes");
+  EXPECT_EQ(link_entries::find(write->session_write().session(), "left")->value(), "yes");
 
   worker_->stop();  // already stopped: nothing more happens
   EXPECT_EQ(app_->stops, 1);

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/link/link_entries.hpp"
 #include "tests/unit/cluster/fake_cluster.hpp"
 
 namespace gwx::sdk {
@@ -75,7 +76,7 @@ class EventRunnerTest : public ::testing::Test, protected fakes::fake_api {
     c->set_remote_port(5000);
     c->set_gateway_address(gw_.address);
     c->set_session_seq(session_seq);
-    c->mutable_session()->insert(session.begin(), session.end());
+    link_entries::append(*c->mutable_session(), session);
     return ev;
   }
 
@@ -109,7 +110,7 @@ TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlig
   EXPECT_TRUE(writes[0].merge());
   EXPECT_EQ(writes[0].writer_seq(), 1U);
   EXPECT_EQ(writes[0].session().size(), 1U);  // only the change: others' keys stay
-  EXPECT_EQ(writes[0].session().at("color"), "blue");
+  EXPECT_EQ(link_entries::find(writes[0].session(), "color")->value(), "blue");
   EXPECT_EQ(cluster->find(id_)->session_seq, 1U);
 
   // Left the gateway before our write arrived: stamped with the old seq and old session.
@@ -188,6 +189,38 @@ TEST_F(EventRunnerTest, AcceptedUpgradeAnswers101AndConnects) {
   EXPECT_EQ(r.remote_port, 5000);
 }
 
+// Client-chosen bytes that are not UTF-8 survive the wire both ways: the event as the worker's
+// link parses it, and the session write the handler's change produces.
+TEST_F(EventRunnerTest, NonUtf8BytesTravelInEventsAndSessionWrites) {
+  const std::string bad = "\xff\xfe\xc3(";
+  auto ev = event(link::v2::EVENT_KIND_CONNECT, {}, 0, {{"k" + bad, "v" + bad}});
+  ev.mutable_client()->set_uid("u" + bad);
+  ev.set_decision_required(true);
+  auto* ws = ev.mutable_websocket();
+  ws->set_method("GET");
+  ws->set_path("/p" + bad);
+  ws->set_query("q=" + bad);
+  (*ws->mutable_headers())["x-bytes"] = bad;
+  link::v2::Frame frame;
+  *frame.mutable_event() = std::move(ev);
+  link::v2::Frame parsed;
+  ASSERT_TRUE(parsed.ParseFromString(frame.SerializeAsString()));
+  run(std::move(*parsed.mutable_event()));
+  EXPECT_EQ(app_.calls, (std::vector<std::string>{"websocket /p" + bad, "connect " + id_}));
+  EXPECT_EQ(app_.last_request.query, "q=" + bad);
+  EXPECT_EQ(app_.last_request.header("x-bytes"), bad);
+
+  run(event(link::v2::EVENT_KIND_MESSAGE, "set " + bad + " " + bad, 0, {{"k" + bad, "v" + bad}}));
+  EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"k" + bad, "v" + bad}}));
+  const auto writes = session_writes();
+  ASSERT_EQ(writes.size(), 1U);
+  link::v2::SessionWrite write;
+  ASSERT_TRUE(write.ParseFromString(writes[0].SerializeAsString()));
+  ASSERT_EQ(write.session_size(), 1);
+  EXPECT_EQ(write.session(0).key(), bad);
+  EXPECT_EQ(write.session(0).value(), bad);
+}
+
 TEST_F(EventRunnerTest, RefusalWithoutAWaitingGatewayClosesTheClient) {
   app_.decision = connect_decision::reject(403);
   auto ev = event(link::v2::EVENT_KIND_CONNECT);
@@ -217,8 +250,8 @@ TEST(SessionDiffTest, EqualSessionsNeedNoWrite) {
   const auto w = session_diff("c", {{"a", "1"}, {"b", "2"}}, {{"a", "9"}, {"c", "3"}});
   ASSERT_TRUE(w.has_value());
   EXPECT_EQ(w->session().size(), 2U);
-  EXPECT_EQ(w->session().at("a"), "9");
-  EXPECT_EQ(w->session().at("c"), "3");
+  EXPECT_EQ(link_entries::find(w->session(), "a")->value(), "9");
+  EXPECT_EQ(link_entries::find(w->session(), "c")->value(), "3");
   ASSERT_EQ(w->erase_keys_size(), 1);
   EXPECT_EQ(w->erase_keys(0), "b");
 }

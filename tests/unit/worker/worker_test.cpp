@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "common/link/link_entries.hpp"
 #include "tests/unit/cluster/fake_gateway.hpp"
 
 namespace gwx {
@@ -165,7 +166,7 @@ TEST_F(WorkerTest, SessionIsWrittenBackAndSeenByTheNextEventAlreadyOnItsWay) {
     if (cmd.has_session_write()) {
       EXPECT_EQ(cmd.session_write().client_id(), c);
       EXPECT_TRUE(cmd.session_write().merge());
-      EXPECT_EQ(cmd.session_write().session().at("memo"), "tea");
+      EXPECT_EQ(link_entries::find(cmd.session_write().session(), "memo")->value(), "tea");
       seq = cmd.session_write().writer_seq();
     }
   }
@@ -174,7 +175,8 @@ TEST_F(WorkerTest, SessionIsWrittenBackAndSeenByTheNextEventAlreadyOnItsWay) {
   gw_.send_event(message_event(2, c, "what"));
   // After: the gateway's session is authoritative again.
   auto later = message_event(3, c, "again", seq);
-  (*later.mutable_client()->mutable_session())["memo"] = "coffee";
+  link_entries::find_or_add(*later.mutable_client()->mutable_session(), "memo")
+      ->set_value("coffee");
   gw_.send_event(later);
   ASSERT_TRUE(gw_.wait([&](auto& g) { return count_sends(g) == 3; }));
   EXPECT_EQ(replies_to(gw_.commands_copy(), c),
