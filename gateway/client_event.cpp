@@ -62,7 +62,6 @@ event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
     }
   }
   ev.set_decision_required(decision_required);
-  ev.set_redelivered(false);
   return finish(event_id, {});
 }
 

@@ -338,7 +338,7 @@ void gateway_server::accept_internal() {
         if (!ec && unauthenticated_links_.load() >= k_max_unauthenticated_links) {
           // Bounded before anyone proved the secret: each such link may hold a few KiB only,
           // and only this many at once.
-          link_refused(format_remote(sock), "too many links still authenticating");
+          link_refused(format_remote(sock), "", "too many links still authenticating");
           std::error_code ignored;
           sock.close(ignored);
         } else if (!ec) {
@@ -359,21 +359,21 @@ void gateway_server::accept_internal() {
       });
 }
 
-void gateway_server::link_refused(const std::string& remote, const std::string& reason) {
-  // A few lines per interval, then silence until the next one: a flood of bad hellos costs
-  // one line per interval, an operator still sees the first ones by name.
-  constexpr unsigned k_lines_per_interval = 5;
+void gateway_server::link_refused(const std::string& remote, const std::string& name,
+                                  const std::string& reason) {
+  // Each peer name is logged once per interval (at most 64 names): a flood of bad hellos costs
+  // a few lines, and every peer that is refused is still seen by name.
+  constexpr std::size_t k_names_per_interval = 64;
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(accept_log_mutex_);
   ++links_refused_;
   if (now - last_refusal_log_ >= std::chrono::seconds(10)) {
     last_refusal_log_ = now;
-    refusals_logged_ = 0;
+    refused_names_.clear();
   }
-  if (refusals_logged_ < k_lines_per_interval) {
-    ++refusals_logged_;
-    spdlog::warn("link from {} refused: {} ({} link(s) refused so far)", remote, reason,
-                 links_refused_);
+  if (refused_names_.size() < k_names_per_interval && refused_names_.insert(name).second) {
+    spdlog::warn("link from {}{} refused: {} ({} link(s) refused so far)", remote,
+                 name.empty() ? "" : " (name '" + name + "')", reason, links_refused_);
   }
 }
 

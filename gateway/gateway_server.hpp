@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -113,8 +114,9 @@ class gateway_server {
   void worker_up(const std::shared_ptr<worker_link>& link);
   /// Most internal connections that have not proven the secret yet; more are closed at once.
   static constexpr std::size_t k_max_unauthenticated_links = 64;
-  /// A link was refused (bad proof, no hello, too many pending): one log line per interval.
-  void link_refused(const std::string& remote, const std::string& reason);
+  /// A link was refused (bad proof, no hello, too many pending): logged once per peer name per
+  /// interval.
+  void link_refused(const std::string& remote, const std::string& name, const std::string& reason);
   /// A link accepted on the internal port authenticated or went away before it did.
   void link_handshake_over();
   void worker_down(std::uint64_t link_id);
@@ -160,7 +162,7 @@ class gateway_server {
   std::atomic<std::size_t> unauthenticated_links_{0};
   std::uint64_t links_refused_ = 0;  ///< under accept_log_mutex_
   std::chrono::steady_clock::time_point last_refusal_log_{};
-  unsigned refusals_logged_ = 0;
+  std::set<std::string> refused_names_;  ///< under accept_log_mutex_
   std::mutex accept_log_mutex_;
   std::uint64_t accept_errors_ = 0;
   std::chrono::steady_clock::time_point last_accept_log_{};

@@ -128,7 +128,7 @@ void worker_link::start() {
   hello_timer_.expires_after(k_hello_timeout);
   hello_timer_.async_wait([self](std::error_code ec) {
     if (!ec && !self->authenticated_) {
-      self->server_.link_refused(self->stream_->remote_address(), "no hello within 5 s");
+      self->server_.link_refused(self->stream_->remote_address(), "", "no hello within 5 s");
       self->stream_->close("no hello");
     }
   });
@@ -245,11 +245,9 @@ void worker_link::on_handshake(const link::v2::Frame& frame) {
     stream_->send(*step.reply);
   }
   if (step.result == link_handshake::step::outcome::failed) {
-    server_.link_refused(
-        frame.has_hello()
-            ? stream_->remote_address() + " (name '" + frame.hello().name().substr(0, 64) + "')"
-            : stream_->remote_address(),
-        step.reason);
+    server_.link_refused(stream_->remote_address(),
+                         frame.has_hello() ? frame.hello().name().substr(0, 64) : std::string(),
+                         step.reason);
     stream_->close("refused");
     return;
   }

@@ -220,14 +220,14 @@ class fake_gateway {
             link_codec::attach_payload(f, payload);
             on_frame(n, f);
           },
-                    [this, n](const std::string&) {
-                      streams_.erase(n);
-                      handshakes_.erase(n);
-                      record([](fake_gateway& g) {
-                        ++g.closed;
-                        g.timeline.emplace_back("closed");
-                      });
-                    });
+          [this, n](const std::string&) {
+            streams_.erase(n);
+            handshakes_.erase(n);
+            record([](fake_gateway& g) {
+              ++g.closed;
+              g.timeline.emplace_back("closed");
+            });
+          });
       stream->send(handshake.challenge());
       accept();
     });
