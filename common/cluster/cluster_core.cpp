@@ -473,6 +473,7 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
   std::set<std::string> wanted;
   for (const auto& entry : gateways) {
     wanted.insert(entry.gateway_id);
+    unlisted_.erase(entry.gateway_id);
     const auto it = links_.find(entry.gateway_id);
     if (it != links_.end()) {
       it->second->update_entry(entry);
@@ -489,33 +490,33 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
     spdlog::debug("gateway {} ({}) joined the cluster", entry.internal_address, entry.gateway_id);
     link->start();
   }
-  std::vector<std::string> unlinked;
   for (auto it = links_.begin(); it != links_.end();) {
     if (wanted.count(it->first) != 0) {
       ++it;
       continue;
     }
     auto link = it->second;
+    if (link->is_up()) {
+      // A lapsed lease says the gateway did not reach the registers, not that it is gone: a
+      // gateway that stops closes its links, and the keepalive finds one that vanished.
+      if (unlisted_.insert(it->first).second) {
+        spdlog::info(
+            "gateway {} ({}) is no longer listed by the registers; its link stays "
+            "until it closes",
+            link->address(), link->gateway_id());
+      }
+      ++it;
+      continue;
+    }
     it = links_.erase(it);
-    const bool was_up = link->is_up();
     spdlog::info("gateway {} ({}) left the cluster", link->address(), link->gateway_id());
     link->stop();
-    if (was_up) {
-      drop_requests_of(link->gateway_id(), link->serial());
-      drain_answered(link->gateway_id(), link->serial());
-      unlinked.push_back(link->address());
-    }
   }
   {
     std::lock_guard lock(status_mutex_);
     set_applied_ = true;
   }
   publish_status();
-  for (const auto& address : unlinked) {
-    if (on_link_change_) {
-      on_link_change_(address, false);
-    }
-  }
 }
 
 void cluster_core::on_link_up(gateway_link& link) {
@@ -533,6 +534,15 @@ void cluster_core::on_link_up(gateway_link& link) {
 void cluster_core::on_link_down(gateway_link& link) {
   drop_requests_of(link.gateway_id(), link.serial());
   drain_answered(link.gateway_id(), link.serial());
+  if (unlisted_.erase(link.gateway_id()) != 0) {
+    // No longer listed and now gone: no reconnect.
+    spdlog::info("gateway {} ({}) left the cluster", link.address(), link.gateway_id());
+    link.stop();
+    const auto it = links_.find(link.gateway_id());
+    if (it != links_.end() && it->second.get() == &link) {
+      links_.erase(it);
+    }
+  }
   publish_status();
   if (on_link_change_) {
     on_link_change_(link.address(), false);

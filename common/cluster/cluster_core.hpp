@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -38,8 +39,10 @@ struct core_options {
 core_options make_core_options(cluster_options options, link::v2::PeerRole role);
 
 /// One network thread with a link to every gateway the registers list: follows the watched set
-/// (links gateways that appear, drops those that leave), routes commands by client_id, fans
-/// requests out to every gateway at once and gathers the replies with a timeout.
+/// (links gateways that appear; a gateway that leaves it is dropped, at once if it is not linked,
+/// else when its link goes down — the registers are not on the data path, so a register that was
+/// partitioned away and let leases lapse never cuts a working link), routes commands by
+/// client_id, fans requests out to every gateway at once and gathers the replies with a timeout.
 ///
 /// Thread-safe. Hooks and request handlers run on the network thread. Create with
 /// std::make_shared; set hooks before start().
@@ -170,6 +173,8 @@ class cluster_core final : public transport {
 
   // Network thread only.
   std::map<std::string, std::shared_ptr<gateway_link>, std::less<>> links_;
+  // Linked gateways the registers no longer list: dropped when their link goes down.
+  std::set<std::string, std::less<>> unlisted_;
   std::unordered_map<std::uint64_t, pending_request> pending_;
   std::uint64_t next_request_id_ = 1;
   // Set by start_drain(); the links sent Drain and not answered yet: gateway_id -> serial.

@@ -305,7 +305,9 @@ class Cluster:
                                         f"(build it first: cmake --build <dir>)")
         return path
 
-    async def _spawn(self, cls, name, argv):
+    async def _spawn(self, cls, name, argv, launcher=()):
+        """`launcher`: words put before argv (e.g. `ip netns exec NS` to run it on another host)."""
+        argv = list(launcher) + list(argv)
         used = {q.name for q in self.procs}
         if name in used:
             n = 2
@@ -317,13 +319,13 @@ class Cluster:
         await p.start()
         return p
 
-    async def spawn(self, name, argv):
+    async def spawn(self, name, argv, launcher=()):
         """Starts any other process (HTTP server, browser, gwxctl…) under the same supervision."""
-        return await self._spawn(Proc, name, argv)
+        return await self._spawn(Proc, name, argv, launcher)
 
-    async def run(self, name, argv, timeout=REPLY_TIMEOUT):
+    async def run(self, name, argv, timeout=REPLY_TIMEOUT, launcher=()):
         """Runs a short-lived command to completion; returns (exit status, stdout, stderr)."""
-        p = await self._spawn(Proc, name, argv)
+        p = await self._spawn(Proc, name, argv, launcher)
         try:
             status = await asyncio.wait_for(p.proc.wait(), timeout)
         except asyncio.TimeoutError:
@@ -337,18 +339,19 @@ class Cluster:
         with open(proc.stderr_path, "r", encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    async def start_register(self, name=None, token=None, listen="127.0.0.1:0"):
+    async def start_register(self, name=None, token=None, listen="127.0.0.1:0", launcher=()):
         argv = [self.binary("gwx-register"), "--listen", listen]
         if token:
             argv += ["--token", token]
-        p = await self._spawn(Register, self._name("register", name), argv)
+        p = await self._spawn(Register, self._name("register", name), argv, launcher)
         m, _ = await p.wait_line(r"^listening grpc://(\S+)\s*$")
         p.addr = m.group(1)
         log(f"[{p.name}] listening on {p.addr}")
         return p
 
     async def start_gateway(self, registers, name=None, listeners=DEFAULT_LISTENERS,
-                            internal="127.0.0.1:0", threads=2, lease_ttl_ms=None, extra=()):
+                            internal="127.0.0.1:0", threads=2, lease_ttl_ms=None, extra=(),
+                            launcher=()):
         argv = [self.binary("gwx-gateway"), "--register", ",".join(registers),
                 "--secret", self.secret, "--internal", internal, "--threads", str(threads)]
         for url in listeners:
@@ -356,7 +359,7 @@ class Cluster:
         if lease_ttl_ms is not None:
             argv += ["--lease-ttl-ms", str(lease_ttl_ms)]
         argv += list(extra)
-        p = await self._spawn(Gateway, self._name("gateway", name), argv)
+        p = await self._spawn(Gateway, self._name("gateway", name), argv, launcher)
         m, idx = await p.wait_line(r"^listening internal://(\S+)\s*$")
         p.internal = m.group(1)
         p.urls = {}
@@ -375,7 +378,8 @@ class Cluster:
         log(f"[{p.name}] internal {p.internal}, listeners {p.urls}")
         return p
 
-    async def start_worker(self, registers, app, name=None, threads=None, extra=(), secret=None):
+    async def start_worker(self, registers, app, name=None, threads=None, extra=(), secret=None,
+                           launcher=()):
         """`threads`: None runs the binary's default (handlers on the network thread)."""
         name = self._name("worker", name)
         argv = [self.binary("gwx-worker"), "--register", ",".join(registers),
@@ -383,7 +387,7 @@ class Cluster:
         if threads is not None:
             argv += ["--threads", str(threads)]
         argv += list(extra)
-        return await self._spawn(Worker, name, argv)
+        return await self._spawn(Worker, name, argv, launcher)
 
     async def wait_linked(self, workers, gateways, timeout=START_TIMEOUT, start=None):
         """Waits until every worker printed `linked <internal>` for every gateway.

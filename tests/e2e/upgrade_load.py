@@ -76,7 +76,7 @@ class EchoLoad:
     """Counted echo traffic from `n_clients` clients spread over `gateways` and `schemes`."""
 
     def __init__(self, gateways, n_clients=200, window=8, schemes=("ws", "tcp+line"),
-                 pause=0.0, prefix="c", pad=0):
+                 pause=0.0, prefix="c", pad=0, command=""):
         self.gateways = list(gateways)
         self.n_clients = n_clients
         self.window = window
@@ -84,6 +84,8 @@ class EchoLoad:
         self.pause = pause  # seconds a client waits after each send (0: only the window limits)
         self.prefix = prefix
         self.filler = "|" + "x" * pad if pad > 0 else ""
+        # Put before each message: "echo " makes the `commands` app answer like `echo`.
+        self.command = command
         self.clients: list[LoadClient] = []
         self.sending = False
         self._tasks: list[asyncio.Task] = []
@@ -121,7 +123,7 @@ class EchoLoad:
                     continue
                 n = lc.sent
                 lc.sent += 1
-                await lc.client.send(f"{lc.name}:{n}{self.filler}")
+                await lc.client.send(f"{self.command}{lc.name}:{n}{self.filler}")
                 if self.pause > 0:
                     await asyncio.sleep(self.pause)
                 else:

@@ -273,7 +273,38 @@ TEST(ClusterCoreTest, BlockingQueryOnTheNetworkThreadIsAnswered) {
   EXPECT_EQ(api.get_all_client_count().error, api_errc::stopped);
 }
 
-TEST(ClusterCoreTest, GatewayLeavingTheSetIsUnlinkedAndNotRetried) {
+TEST(ClusterCoreTest, LinkedGatewayLeavingTheSetKeepsItsLinkUntilItClosesThenIsNotRetried) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(3); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  link_log links;
+  links.attach(*core);
+  gateway_api api(core);
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(links.wait(a.address(), true));
+  // The registers stop listing it (its lease lapsed while a register was cut off): the link is
+  // the truth, it stays and keeps answering.
+  core->set_gateways({});
+  const auto r = api.get_all_client_count();
+  EXPECT_FALSE(r.error) << r.error.message();
+  EXPECT_EQ(r.value, 3U);
+  EXPECT_EQ(links.count(a.address(), false), 0);
+  ASSERT_EQ(core->gateways().size(), 1U);
+  EXPECT_TRUE(core->gateways()[0].linked);
+  // Once the link goes down it is dropped, not retried.
+  a.drop_links();
+  ASSERT_TRUE(links.wait(a.address(), false));
+  EXPECT_TRUE(core->gateways().empty());
+  EXPECT_TRUE(core->wait_ready(1s));  // nothing listed: nothing to wait for
+  core->stop();
+  a.wait([](auto& g) {
+    EXPECT_EQ(g.hellos, 1);
+    return true;
+  });
+}
+
+TEST(ClusterCoreTest, ListedAgainBeforeItsLinkClosesTheGatewayIsRelinked) {
   fake_gateway a(k_secret);
   auto core = std::make_shared<cluster_core>(test_options());
   link_log links;
@@ -282,15 +313,23 @@ TEST(ClusterCoreTest, GatewayLeavingTheSetIsUnlinkedAndNotRetried) {
   core->set_gateways({a.entry()});
   ASSERT_TRUE(links.wait(a.address(), true));
   core->set_gateways({});
+  core->set_gateways({a.entry()});
+  a.drop_links();
   ASSERT_TRUE(links.wait(a.address(), false));
-  ASSERT_TRUE(a.wait([](auto& g) { return g.closed == 1; }));
-  EXPECT_TRUE(core->gateways().empty());
-  EXPECT_TRUE(core->wait_ready(1s));  // nothing listed: nothing to wait for
+  ASSERT_TRUE(links.wait(a.address(), true, 2));  // listed: reconnected
   core->stop();
-  a.wait([](auto& g) {
-    EXPECT_EQ(g.hellos, 1);
-    return true;
-  });
+}
+
+TEST(ClusterCoreTest, UnlinkedGatewayLeavingTheSetIsNotRetried) {
+  fake_gateway a(k_secret);
+  auto core = std::make_shared<cluster_core>(test_options("wrong secret"));
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(a.wait([](auto& g) { return g.hellos >= 1; }));
+  core->set_gateways({});
+  ASSERT_TRUE(core->wait_ready(2s));
+  EXPECT_TRUE(core->gateways().empty());
+  core->stop();
 }
 
 TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
