@@ -27,6 +27,9 @@ and tcp+line, both gateways) sending numbered `echo` commands, at most 4 unanswe
    three gateways: the workers drop it, the register drops it when its lease lapses, a push from
    gw1 reaches gw1; its clients stay connected; after the heal it registers again, the workers
    link it and its clients' events are answered in order (lost 0).
+5. w1's host cut off under load: every gateway drops w1 within the keepalive bound, w1's
+   unacknowledged events are redelivered to w2 (counted, > 0) and every client is answered
+   again; after the heal w1 links every gateway again; lost 0, no disconnect.
 """
 
 import asyncio
@@ -64,6 +67,8 @@ DETECT_BOUND_S = 5.0 + 1.0 + 4.0
 # After a heal: the link backoff's 5 s ceiling plus a margin.
 RELINK_BOUND_S = 5.0 + 10.0
 GWXCTL_BOUND_S = 10.0
+# The worker's default query timeout (cluster_options::query_timeout).
+QUERY_TIMEOUT_S = 3.0
 
 
 def metric(text, name):
@@ -169,9 +174,23 @@ async def main(h, fabric):
         await w.wait_line(w.unlinked_pattern(gw1.internal), DETECT_BOUND_S, start=marks[w])
         detected[w.name] = time.monotonic() - t_cut
 
+    async def early_count():
+        """`count` asked before anyone noticed the cut: gw1 is silent, the answer must not wait
+        for it longer than the query timeout."""
+        t0 = time.monotonic()
+        n = await query_int(p2, "count", "count")
+        return n, time.monotonic() - t0
+
+    early = asyncio.create_task(early_count())
     await asyncio.gather(*(unlinked(w) for w in workers))
     detection = max(detected.values())
     log(f"cut: workers unlinked gw1 after {', '.join(f'{k} {v:.2f}s' for k, v in detected.items())}")
+    n_early, took_early = await early
+    check_eq(n_early, len(on_gw2) + 2, "count asked right after the cut (gw2's clients)")
+    check(took_early < QUERY_TIMEOUT_S + 3.0,
+          f"count asked right after the cut took {took_early:.1f}s (query timeout "
+          f"{QUERY_TIMEOUT_S:.0f}s)")
+    log(f"count asked right after the cut answered in {took_early:.2f}s without gw1")
 
     # gw2's clients go on (everything they sent after the cut gets answered).
     await poll_until(lambda: asyncio.sleep(0, [lc for lc in on_gw2
@@ -306,6 +325,46 @@ async def main(h, fabric):
     load.check_no_loss("gw2's host cut off for 10 s", allow_duplicates=True)
     check_eq(after["dropped"] - before["dropped"], 0, "events dropped by the gateways")
     await assert_quiet(probes, "after gw2's host healed")
+    await load.close()
+
+    # ---- 5. a worker's host cut off ----------------------------------------------------------
+    w1 = workers[0]
+    load = EchoLoad(gws, n_clients=CLIENTS, window=WINDOW, command="echo ", prefix="d")
+    await load.connect()
+    load.start()
+    await load.wait_progress(2 * CLIENTS, "load before w1's host is cut off")
+    before = await ctl.stats_sum(gws)
+    err_marks = {g: len(c.stderr_of(g)) for g in gws}
+    fabric.cut(hosts["w1"], "data", "ctl")
+    t_cut = time.monotonic()
+    sent_at_cut = {lc.name: lc.sent for lc in load.clients}
+
+    async def gateways_dropped_w1():
+        return [g.name for g in gws
+                if "worker 'w1' unlinked" not in c.stderr_of(g)[err_marks[g]:]]
+    await poll_until(gateways_dropped_w1, lambda v: not v, DETECT_BOUND_S,
+                     "every gateway drops w1 (link keepalive)", interval=0.1)
+    detection = time.monotonic() - t_cut
+    # Every client is answered again (w1's clients by w2, their unacknowledged events redelivered).
+    await poll_until(lambda: asyncio.sleep(0, [lc.name for lc in load.clients
+                                               if lc.next <= sent_at_cut[lc.name]]),
+                     lambda v: not v, 15.0, "every client answered while w1 is cut off")
+    resumed = time.monotonic() - t_cut
+    marks = {w1: len(w1.lines)}
+    fabric.heal(hosts["w1"], "data", "ctl")
+    t_heal = time.monotonic()
+    await c.wait_linked([w1], gws, RELINK_BOUND_S, start=marks)
+    relink = time.monotonic() - t_heal
+    await load.wait_progress(CLIENTS, "load after w1 is back")
+    await load.settle()
+    after = await ctl.stats_sum(gws)
+    load.report("netns worker host cut", {
+        "detection_s": f"{detection:.2f}", "all_answered_again_s": f"{resumed:.2f}",
+        "relink_s": f"{relink:.2f}", "redelivered": after["redelivered"] - before["redelivered"],
+        "dropped": after["dropped"] - before["dropped"]})
+    load.check_no_loss("w1's host cut off", allow_duplicates=True)
+    check(after["redelivered"] > before["redelivered"],
+          "no event was redelivered although w1 vanished with events in flight")
     await load.close()
 
 
