@@ -30,14 +30,19 @@ std::uint64_t get_u64(const unsigned char* p) {
   return v;
 }
 
+// Value of each lowercase hex digit, -1 for every other byte: client ids are parsed on every
+// command, so a digit costs one load instead of two range checks.
+constexpr std::array<std::int8_t, 256> k_hex_values = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  for (int i = 0; i < 16; ++i) {
+    t[static_cast<unsigned char>(k_hex[i])] = static_cast<std::int8_t>(i);
+  }
+  return t;
+}();
+
 int hex_value(char c) {
-  if (c >= '0' && c <= '9') {
-    return c - '0';
-  }
-  if (c >= 'a' && c <= 'f') {
-    return c - 'a' + 10;
-  }
-  return -1;
+  return k_hex_values[static_cast<unsigned char>(c)];
 }
 
 }  // namespace
@@ -109,15 +114,16 @@ std::optional<client_id_tail> parse_client_id_tail(std::string_view id) {
     return std::nullopt;
   }
   const auto hex_u64 = [](std::string_view digits, std::uint64_t& out) {
-    out = 0;
+    // Digits are checked all at once (any -1 sets the sign bit of `bad`): no branch per digit.
+    std::uint64_t v = 0;
+    int bad = 0;
     for (const char c : digits) {
-      const int v = hex_value(c);
-      if (v < 0) {
-        return false;
-      }
-      out = (out << 4) | static_cast<std::uint64_t>(v);
+      const int d = hex_value(c);
+      bad |= d;
+      v = (v << 4) | static_cast<std::uint64_t>(d & 0xf);
     }
-    return true;
+    out = v;
+    return bad >= 0;
   };
   client_id_tail out;
   if (!hex_u64(id.substr(id.size() - 32, 16), out.epoch) ||

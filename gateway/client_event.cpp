@@ -8,12 +8,20 @@
 namespace gwx::gateway {
 namespace {
 
-// One scratch header per loop thread: building an event allocates only its own bytes.
+// One scratch header per loop thread: building an event allocates only its own bytes. Every
+// field is overwritten rather than the event Clear()ed, which would free the ClientInfo and its
+// strings and allocate them again for the next event.
 link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
                                const std::string& gateway_address, link::v2::EventKind kind,
                                link::v2::Frame& frame) {
   auto* ev = frame.mutable_event();
-  ev->Clear();
+  if (ev->has_websocket()) {
+    ev->clear_websocket();
+  }
+  ev->clear_payload();
+  ev->set_binary(false);
+  ev->set_decision_required(false);
+  ev->clear_close_reason();
   ev->set_event_id(event_id);
   ev->set_kind(kind);
   auto& info = *ev->mutable_client();
@@ -23,6 +31,8 @@ link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
   info.set_gateway_address(gateway_address);
   info.set_listener(c.listener().bound_url);
   info.set_uid(c.uid());
+  // Clear() keeps the entries allocated; append() reuses them.
+  info.mutable_session()->Clear();
   if (!c.session().empty()) {
     link_entries::append(*info.mutable_session(), c.session());
   }
