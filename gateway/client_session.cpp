@@ -7,6 +7,7 @@
 #include "common/codec/length_prefix.hpp"
 #include "common/codec/line.hpp"
 #include "common/net/endpoint.hpp"
+#include "gateway/client_loop.hpp"
 #include "gateway/session_events.hpp"
 
 namespace gwx::gateway {
@@ -35,17 +36,13 @@ std::string& client_session::control_scratch() {
   return buf;
 }
 
-client_session::client_session(session_events& events, const listener_config& listener,
-                               asio::ip::tcp::socket socket)
-    : events_(events),
-      listener_(listener),
-      socket_(std::move(socket)),
-      timer_(socket_.get_executor()),
-      out_(listener.send_buffer) {
+client_session::client_session(client_loop& loop, const listener_config& listener,
+                               client_socket socket)
+    : loop_(loop), listener_(listener), socket_(std::move(socket)) {
   std::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
-  started_ = last_heard_ = std::chrono::steady_clock::now();
+  last_heard_ = std::chrono::steady_clock::now();
 }
 
 void client_session::start(client_record& record) {
@@ -55,7 +52,7 @@ void client_session::start(client_record& record) {
     handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
   } else {
     state_ = client_state::open;
-    events_.on_connected(*record_, nullptr, false);
+    loop_.events().on_connected(*record_, nullptr, false);
   }
   arm_timer();
   arm_read();
@@ -137,7 +134,9 @@ void client_session::on_readable() {
     finish(ec == asio::error::eof ? "client closed the connection" : ec.message());
     return;
   }
-  last_heard_ = std::chrono::steady_clock::now();
+  if (watches_silence()) {
+    last_heard_ = std::chrono::steady_clock::now();
+  }
   missed_beats_ = 0;
   if (pending_.empty()) {
     const std::size_t used = process(scratch.data(), n);
@@ -219,25 +218,25 @@ std::size_t client_session::handle_handshake(const char* data, std::size_t size)
   }
   if (listener_.ask_on_connect) {
     state_ = client_state::deciding;
-    events_.on_connected(*record_, &req, true);
+    loop_.events().on_connected(*record_, &req, true);
     return r.consumed;
   }
   accept_upgrade();
-  events_.on_connected(*record_, &req, false);
+  loop_.events().on_connected(*record_, &req, false);
   handshake_.reset();
   return r.consumed;
 }
 
 void client_session::accept_upgrade() {
   state_ = client_state::open;
-  out_.force(codec::ws::make_upgrade_response(handshake_->accept_key()));
+  out().force(codec::ws::make_upgrade_response(handshake_->accept_key()));
   do_write();
   arm_timer();
 }
 
 void client_session::reject_upgrade(int status, const std::string& body, const char* reason) {
   begin_close(std::string("upgrade refused: ") + reason);
-  out_.force(codec::ws::make_error_response(status, body));
+  out().force(codec::ws::make_error_response(status, body));
   do_write();
 }
 
@@ -343,10 +342,13 @@ std::size_t client_session::handle_stream(const char* data, std::size_t size) {
 }
 
 void client_session::deliver(std::string_view payload, bool binary) {
-  events_.on_message(*record_, payload, binary);
+  loop_.events().on_message(*record_, payload, binary);
 }
 
 send_status client_session::over_cap() {
+  if (out_ && out_->empty()) {
+    loop_.give_back(std::move(out_));
+  }
   if (listener_.on_slow == slow_policy::drop) {
     listener_.metrics.messages_dropped_slow.inc();
     return send_status::dropped;
@@ -359,7 +361,7 @@ send_status client_session::send(const wire_bytes& bytes) {
   if (state_ != client_state::open) {
     return send_status::closed;
   }
-  if (out_.push(bytes) == net::send_status::dropped) {
+  if (out().push(bytes) == net::send_status::dropped) {
     return over_cap();
   }
   listener_.metrics.messages_out.inc();
@@ -375,14 +377,15 @@ send_status client_session::send_message(framing /*kind: the listener's*/, std::
   }
   // Encoded straight into the queue: no buffer of its own for a message to one client.
   const std::size_t most = payload.size() + k_frame_overhead;
-  auto* out = out_.reserve(most);
+  auto& queue = out();
+  auto* out = queue.reserve(most);
   if (out == nullptr) {
     return over_cap();
   }
   const std::size_t before = out->size();
   encode_into(*out, listener_.kind, payload, binary);
   const std::size_t written = out->size() - before;
-  out_.commit();
+  queue.commit();
   listener_.metrics.messages_out.inc();
   listener_.metrics.bytes_out.inc(written);
   do_write();
@@ -391,36 +394,89 @@ send_status client_session::send_message(framing /*kind: the listener's*/, std::
 
 void client_session::push_control(std::string_view bytes, bool always) {
   if (always) {
-    out_.force(bytes);
-  } else if (out_.push(bytes) == net::send_status::dropped) {
+    out().force(bytes);
+  } else if (out().push(bytes) == net::send_status::dropped) {
     return;
   }
   do_write();
 }
 
+net::send_queue& client_session::out() {
+  if (!out_) {
+    out_ = loop_.take_queue(listener_.send_buffer);
+  }
+  return *out_;
+}
+
 void client_session::do_write() {
-  if (state_ == client_state::closed || out_.writing()) {
+  if (state_ == client_state::closed || flush_scheduled_) {
     return;
   }
-  const auto& bufs = out_.gather();
-  if (bufs.empty()) {
-    out_.shrink();
-    if (close_after_flush_) {
-      finish(close_reason_);
+  // Written at the end of this turn of the loop: every message queued for this client until
+  // then leaves in one system call.
+  flush_scheduled_ = true;
+  loop_.flush_later(shared_from_this());
+}
+
+void client_session::flush() {
+  flush_scheduled_ = false;
+  if (state_ == client_state::closed || (out_ && out_->writing())) {
+    return;  // a write in flight calls flush() when done
+  }
+  while (out_) {
+    const auto& bufs = out_->gather();
+    if (bufs.empty()) {
+      break;
     }
-    return;
-  }
-  asio::async_write(socket_, bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
-    if (self->state_ == client_state::closed) {
+    // The socket is non-blocking: write what it takes now, the rest when it is writable.
+    std::error_code ec;
+    const std::size_t n = socket_.write_some(bufs, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      write_rest(bufs, 0);
       return;
     }
-    self->out_.written();
     if (ec) {
-      self->finish("write failed: " + ec.message());
+      finish("write failed: " + ec.message());
       return;
     }
-    self->do_write();
-  });
+    if (n < asio::buffer_size(bufs)) {
+      write_rest(bufs, n);
+      return;
+    }
+    out_->written();
+  }
+  // Everything is written: an idle client holds no queue.
+  if (out_) {
+    loop_.give_back(std::move(out_));
+  }
+  if (close_after_flush_) {
+    finish(*close_reason_);
+  }
+}
+
+void client_session::write_rest(const std::vector<asio::const_buffer>& bufs, std::size_t written) {
+  std::vector<asio::const_buffer> rest;
+  rest.reserve(bufs.size());
+  for (const auto& b : bufs) {
+    if (written >= b.size()) {
+      written -= b.size();
+      continue;
+    }
+    rest.push_back(b + written);
+    written = 0;
+  }
+  asio::async_write(socket_, std::move(rest),
+                    [self = shared_from_this()](std::error_code ec, std::size_t) {
+                      if (self->state_ == client_state::closed) {
+                        return;
+                      }
+                      self->out_->written();
+                      if (ec) {
+                        self->finish("write failed: " + ec.message());
+                        return;
+                      }
+                      self->flush();
+                    });
 }
 
 void client_session::close_gracefully(
@@ -434,12 +490,12 @@ void client_session::close_gracefully(
   if (final_message) {
     auto& data = control_scratch();
     encode_into(data, listener_.kind, final_message->first, final_message->second);
-    out_.force(data);
+    out().force(data);
   }
   if (listener_.kind == framing::websocket) {
     auto& frame = control_scratch();
     codec::ws::encode_close(frame, codec::ws::k_close_normal);
-    out_.force(frame);
+    out().force(frame);
   }
   begin_close("closed by the server");
   do_write();
@@ -468,7 +524,7 @@ void client_session::close_with_reason(std::uint16_t ws_code, const std::string&
   if (listener_.kind == framing::websocket) {
     auto& frame = control_scratch();
     codec::ws::encode_close(frame, ws_code, reason);
-    out_.force(frame);
+    out().force(frame);
   }
   begin_close(reason);
   do_write();
@@ -484,11 +540,11 @@ void client_session::go_away(const std::string& goodbye) {
   if (listener_.kind == framing::websocket) {
     auto& frame = control_scratch();
     codec::ws::encode_close(frame, codec::ws::k_close_going_away, "gateway shutting down");
-    out_.force(frame);
+    out().force(frame);
   } else if (!goodbye.empty()) {
     auto& data = control_scratch();
     encode_into(data, listener_.kind, goodbye, false);
-    out_.force(data);
+    out().force(data);
   }
   begin_close("gateway shutting down");
   do_write();
@@ -497,13 +553,8 @@ void client_session::go_away(const std::string& goodbye) {
 void client_session::begin_close(std::string reason) {
   state_ = client_state::closing;
   close_after_flush_ = true;
-  close_reason_ = std::move(reason);
-  timer_.expires_after(k_close_linger);
-  timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (!ec && self->state_ == client_state::closing) {
-      self->finish(self->close_reason_ + " (flush timed out)");
-    }
-  });
+  close_reason_ = std::make_unique<std::string>(std::move(reason));
+  loop_.schedule(*this, std::chrono::steady_clock::now() + k_close_linger);
 }
 
 void client_session::finish(const std::string& reason) {
@@ -513,12 +564,17 @@ void client_session::finish(const std::string& reason) {
   auto self = shared_from_this();
   state_ = client_state::closed;
   std::error_code ignored;
-  timer_.cancel();
+  tick_wheel::hook::cancel();
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
-  out_.clear();
+  if (out_) {
+    out_->clear();
+    if (!out_->writing()) {
+      loop_.give_back(std::move(out_));
+    }
+  }
   std::string().swap(pending_);
-  events_.on_closed(*record_, reason);
+  loop_.events().on_closed(*record_, reason);
 }
 
 std::chrono::milliseconds client_session::tick_period() const {
@@ -534,37 +590,40 @@ std::chrono::milliseconds client_session::tick_period() const {
   return period;
 }
 
-void client_session::arm_timer() {
-  const auto period = tick_period();
-  if (period.count() == 0 || state_ == client_state::closed || state_ == client_state::closing) {
-    timer_.cancel();
-    return;
-  }
-  timer_.expires_after(period);
-  timer_.async_wait([self = shared_from_this()](std::error_code ec) {
-    if (!ec) {
-      self->on_tick();
-    }
-  });
+bool client_session::watches_silence() const {
+  return listener_.heartbeat_interval.count() > 0 || listener_.idle_timeout.count() > 0;
 }
 
-void client_session::on_tick() {
-  const auto now = std::chrono::steady_clock::now();
+void client_session::arm_timer() {
+  if (state_ == client_state::closed || state_ == client_state::closing) {
+    return;  // closing keeps its linger deadline
+  }
+  const auto period = tick_period();
+  if (period.count() == 0) {
+    tick_wheel::hook::cancel();
+    return;
+  }
+  loop_.schedule(*this, std::chrono::steady_clock::now() + period);
+}
+
+void client_session::on_deadline() {
+  if (state_ == client_state::closing) {
+    finish(*close_reason_ + " (flush timed out)");
+    return;
+  }
   if (state_ == client_state::handshake || state_ == client_state::deciding) {
-    if (now - started_ >= listener_.handshake_timeout) {
-      if (state_ == client_state::deciding) {
-        reject_upgrade(503, "no decision from a worker in time", "decision timed out");
-      } else {
-        destroy("handshake timed out");
-      }
-      return;
+    // Scheduled handshake_timeout after start(): the wheel never fires early.
+    if (state_ == client_state::deciding) {
+      reject_upgrade(503, "no decision from a worker in time", "decision timed out");
+    } else {
+      destroy("handshake timed out");
     }
-    arm_timer();
     return;
   }
   if (state_ != client_state::open) {
     return;
   }
+  const auto now = std::chrono::steady_clock::now();
   if (paused_) {
     // Not read because its events wait for a worker: its silence is ours, not the client's.
     last_heard_ = now;

@@ -14,22 +14,28 @@
 #include "gateway/client_port.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
+#include "gateway/tick_wheel.hpp"
 
 namespace gwx::gateway {
 
+class client_loop;
 class client_record;
-class session_events;
+
+/// A client's socket, bound to its loop's io_context (a concrete executor: smaller than
+/// asio::ip::tcp::socket's type-erased one, and no indirection per operation).
+using client_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
 
 /// One client connection on a public listener. Lives on its shard's loop for its whole life;
 /// not thread-safe (other threads post to the shard). Moves bytes between the socket and the
 /// listener's codec and reports connect, messages and close upward through session_events;
 /// what the cluster knows of the client (uid, groups, session, delivery) is in its
-/// client_record.
+/// client_record. Its deadlines live in the loop's timer wheel (the hook it derives from), and
+/// it holds a send queue only while it has bytes to write.
 class client_session final : public client_port,
+                             public tick_wheel::hook,
                              public std::enable_shared_from_this<client_session> {
  public:
-  client_session(session_events& events, const listener_config& listener,
-                 asio::ip::tcp::socket socket);
+  client_session(client_loop& loop, const listener_config& listener, client_socket socket);
 
   /// Starts reading (and, for WebSocket, the handshake timer); `record` is this client's entry
   /// in its directory, handed back with every report until on_closed.
@@ -55,6 +61,11 @@ class client_session final : public client_port,
   /// The worker's answer to an on_websocket_connect that had to be asked.
   void on_connect_decision(std::uint32_t http_status, const std::string& body);
 
+  /// Its deadline in the loop's wheel passed (handshake, heartbeat, idle or close linger).
+  void on_deadline();
+  /// Writes what is queued (called by the loop once per turn; see client_loop::flush_later).
+  void flush();
+
  private:
   void arm_read();
   void on_readable();
@@ -74,35 +85,42 @@ class client_session final : public client_port,
   static std::string& control_scratch();
   void reject_upgrade(int status, const std::string& body, const char* reason);
   void accept_upgrade();
+  /// The send queue, taken from the loop's spares when there is none.
+  net::send_queue& out();
+  /// Has the loop flush() this session at the end of its turn.
   void do_write();
+  /// Writes the rest of a partly written gather once the socket takes more.
+  void write_rest(const std::vector<asio::const_buffer>& bufs, std::size_t written);
   void fail(std::uint16_t ws_code, const std::string& reason);
   void finish(const std::string& reason);
   /// Enters `closing`: finish once the queue is flushed, or after a bounded linger.
   void begin_close(std::string reason);
   void arm_timer();
   std::chrono::milliseconds tick_period() const;
-  void on_tick();
+  /// Heartbeat and idle checks need to know when the client was last heard.
+  bool watches_silence() const;
 
-  session_events& events_;
+  client_loop& loop_;
   client_record* record_ = nullptr;
   const listener_config& listener_;
-  asio::ip::tcp::socket socket_;
-  asio::steady_timer timer_;
+  client_socket socket_;
   client_state state_ = client_state::handshake;
+  bool reading_ = false;
+  bool paused_ = false;
+  bool close_after_flush_ = false;
+  bool flush_scheduled_ = false;
+  unsigned missed_beats_ = 0;
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).
   std::string pending_;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
-  net::send_queue out_;
-  bool reading_ = false;
-  bool paused_ = false;
-  bool close_after_flush_ = false;
-  std::string close_reason_;
+  /// Null while nothing waits to be written.
+  std::unique_ptr<net::send_queue> out_;
+  /// Why it is closing (set by begin_close).
+  std::unique_ptr<std::string> close_reason_;
 
-  std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_heard_;
-  unsigned missed_beats_ = 0;
 };
 
 }  // namespace gwx::gateway

@@ -296,7 +296,7 @@ std::atomic<std::size_t>& gateway_server::connections_of(const listener_config& 
 void gateway_server::accept_next(listener& l) {
   const auto target = next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size();
   auto& s = *shards_[target];
-  l.acceptor.async_accept(s.io(), [this, &l, &s](std::error_code ec, asio::ip::tcp::socket sock) {
+  l.acceptor.async_accept(s.io(), [this, &l, &s](std::error_code ec, client_socket sock) {
     if (ec == asio::error::operation_aborted) {
       return;
     }

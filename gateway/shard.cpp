@@ -68,6 +68,7 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
     : server_(server),
       index_(index),
       io_(io),
+      loop_(io, *this),
       clients_(server.epoch(), index),
       router_(clients_, index, delivery_of(server.config()), server.events()),
       executor_(clients_,
@@ -81,7 +82,7 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
                 }),
       sweep_timer_(io) {}
 
-void shard::accept(const listener_config& listener, asio::ip::tcp::socket socket) {
+void shard::accept(const listener_config& listener, client_socket socket) {
   const std::uint64_t connection = (next_connection_++ << 8) | index_;
   auto id = make_client_id(server_.advertised_ip(), server_.advertised_port(), server_.epoch(),
                            connection);
@@ -92,7 +93,7 @@ void shard::accept(const listener_config& listener, asio::ip::tcp::socket socket
     remote_ip = ep.address().to_string();
     remote_port = ep.port();
   }
-  auto session = std::make_shared<client_session>(*this, listener, std::move(socket));
+  auto session = std::make_shared<client_session>(loop_, listener, std::move(socket));
   auto& record =
       clients_.add(connection, std::move(id), listener, std::move(remote_ip), remote_port, session);
   session->start(record);

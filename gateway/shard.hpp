@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "gateway/client_directory.hpp"
+#include "gateway/client_loop.hpp"
+#include "gateway/client_session.hpp"
 #include "gateway/command_executor.hpp"
 #include "gateway/event_router.hpp"
 #include "gateway/session_events.hpp"
@@ -38,7 +40,7 @@ class shard final : public session_events {
   unsigned index() const { return index_; }
 
   /// A new client accepted on `listener`; the socket already belongs to this loop.
-  void accept(const listener_config& listener, asio::ip::tcp::socket socket);
+  void accept(const listener_config& listener, client_socket socket);
 
   void on_connected(client_record& c, const codec::ws::http_request* request,
                     bool decision_required) override;
@@ -89,6 +91,8 @@ class shard final : public session_events {
   asio::io_context& io_;
   std::uint64_t next_connection_ = 1;
   std::uint64_t messages_in_ = 0;
+  /// Before the clients: their sessions hook into its timer wheel.
+  client_loop loop_;
   client_directory clients_;
   event_router router_;
   command_executor executor_;

@@ -9,8 +9,9 @@ namespace {
 constexpr std::size_t k_min_owned = 64;
 }  // namespace
 
-send_queue::send_queue(std::size_t cap, std::size_t high_water)
-    : cap_(cap), high_water_(high_water != 0 ? high_water : (cap != 0 ? cap / 2 : SIZE_MAX)) {}
+send_queue::send_queue(std::size_t cap, std::size_t high_water) {
+  reset(cap, high_water);
+}
 
 send_status send_queue::status_after_push() const {
   return memory_ > high_water_ ? send_status::backpressured : send_status::ok;
@@ -123,12 +124,19 @@ void send_queue::clear() {
   spare_ = std::string();
 }
 
-void send_queue::shrink() {
-  spare_ = std::string();
-  if (segments_.empty()) {
+void send_queue::shrink(std::size_t keep) {
+  if (spare_.capacity() > keep) {
+    spare_ = std::string();
+  }
+  if (segments_.empty() && keep == 0) {
     segments_ = std::vector<segment>();
     gathered_ = std::vector<asio::const_buffer>();
   }
+}
+
+void send_queue::reset(std::size_t cap, std::size_t high_water) {
+  cap_ = cap;
+  high_water_ = high_water != 0 ? high_water : (cap != 0 ? cap / 2 : SIZE_MAX);
 }
 
 }  // namespace gwx::net

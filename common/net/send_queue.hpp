@@ -73,8 +73,12 @@ class send_queue {
   void written();
   /// Drops everything queued (the connection is going away).
   void clear();
-  /// Returns memory held by idle owned capacity (after a burst).
-  void shrink();
+  /// Returns memory held by idle owned capacity (after a burst); spare storage of at most
+  /// `keep` bytes is kept for the next segment (and, when empty, the segment lists).
+  void shrink(std::size_t keep = 0);
+  /// Changes the cap and high-water mark (as the constructor computes them) of an empty queue,
+  /// for reuse by another connection.
+  void reset(std::size_t cap, std::size_t high_water = 0);
 
  private:
   struct segment {
@@ -90,8 +94,8 @@ class send_queue {
   send_status status_after_push() const;
   segment& owned_tail(std::size_t extra);
 
-  std::size_t cap_;
-  std::size_t high_water_;
+  std::size_t cap_ = 0;
+  std::size_t high_water_ = 0;
   std::vector<segment> segments_;
   std::vector<asio::const_buffer> gathered_;
   std::size_t writing_ = 0;  ///< segments at the front in flight

@@ -1,0 +1,89 @@
+#include "gateway/client_loop.hpp"
+
+#include "gateway/client_session.hpp"
+
+namespace gwx::gateway {
+namespace {
+// Spare send queues kept per loop, and the storage each may keep (beyond it, freed).
+constexpr std::size_t k_spare_queues = 64;
+constexpr std::size_t k_spare_bytes = 4096;
+}  // namespace
+
+client_loop::client_loop(asio::io_context& io, session_events& events)
+    : io_(io), events_(events), origin_(clock::now()), timer_(io) {}
+
+std::uint64_t client_loop::tick_of(clock::time_point t) const {
+  if (t <= origin_) {
+    return 0;
+  }
+  return static_cast<std::uint64_t>((t - origin_) / k_tick);
+}
+
+void client_loop::schedule(client_session& s, clock::time_point deadline) {
+  // Rounded up: the tick that covers the deadline has fully passed when it fires.
+  wheel_.schedule(s, tick_of(deadline) + 1);
+  if (!ticking_) {
+    ticking_ = true;
+    arm();
+  }
+}
+
+void client_loop::arm() {
+  timer_.expires_at(origin_ + k_tick * static_cast<std::int64_t>(tick_of(clock::now()) + 1));
+  timer_.async_wait([this](std::error_code ec) {
+    if (!ec) {
+      on_tick();
+    }
+  });
+}
+
+void client_loop::on_tick() {
+  wheel_.advance(tick_of(clock::now()), [](tick_wheel::hook& h) {
+    auto& session = static_cast<client_session&>(h);
+    // Kept alive through its own callback (closing may erase it from its directory).
+    const auto keep = session.shared_from_this();
+    session.on_deadline();
+  });
+  if (wheel_.empty()) {
+    ticking_ = false;
+    return;
+  }
+  arm();
+}
+
+void client_loop::flush_later(std::shared_ptr<client_session> s) {
+  to_flush_.push_back(std::move(s));
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    asio::post(io_, [this] { flush_all(); });
+  }
+}
+
+void client_loop::flush_all() {
+  flush_posted_ = false;
+  flushing_.swap(to_flush_);
+  for (auto& s : flushing_) {
+    s->flush();
+  }
+  flushing_.clear();
+}
+
+std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {
+  if (spare_queues_.empty()) {
+    return std::make_unique<net::send_queue>(cap);
+  }
+  auto q = std::move(spare_queues_.back());
+  spare_queues_.pop_back();
+  q->reset(cap);
+  return q;
+}
+
+void client_loop::give_back(std::unique_ptr<net::send_queue> queue) {
+  if (spare_queues_.size() >= k_spare_queues) {
+    return;
+  }
+  queue->shrink(k_spare_bytes);
+  spare_queues_.push_back(std::move(queue));
+}
+
+}  // namespace gwx::gateway
