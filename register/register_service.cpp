@@ -87,6 +87,12 @@ void register_service::register_metrics(metrics::registry& reg) {
                             "Leases dropped because they lapsed without a heartbeat.");
   watch_overflows_ = counter("gwx_register_watch_overflows_total",
                              "Watch streams ended because the watcher fell too far behind.");
+  watch_fanout_ =
+      reg.add_histogram("gwx_register_watch_fanout_seconds",
+                        "Time from a change (a gateway joining, leaving or lapsing) until every "
+                        "Watch stream open then has written it to its connection, or ended.",
+                        {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10})
+          .with();
   auto& rejected =
       reg.add_counter("gwx_register_rpc_rejected_total", "Calls refused, by reason.", {"reason"});
   // Every reason exists from the start, so that it reads 0 rather than being absent.
@@ -226,11 +232,19 @@ void register_service::log_rejection(const std::string& peer, const char* method
 
 void register_service::publish_locked(v1::WatchEvent event) {
   snapshot_cache_.reset();
+  prune_watchers_locked();
   if (watchers_.empty()) {
     return;
   }
-  const auto bytes = event.ByteSizeLong();
-  const auto change = std::make_shared<const watch_change>(watch_change{std::move(event), bytes});
+  auto fresh = std::make_shared<watch_change>();
+  fresh->bytes = event.ByteSizeLong();
+  fresh->event = std::move(event);
+  // One share per stream and one for this loop, so it cannot settle before every push.
+  fresh->pending.store(watchers_.size() + 1, std::memory_order_relaxed);
+  fresh->on_settled = [fanout = watch_fanout_, at = std::chrono::steady_clock::now()] {
+    fanout.observe(std::chrono::steady_clock::now() - at);
+  };
+  const watch_stream::change_ptr change = std::move(fresh);
   for (const auto& stream : watchers_) {
     if (!stream->push(change)) {
       // Cut rather than hold more: it resyncs from a snapshot when it reconnects.
@@ -242,6 +256,7 @@ void register_service::publish_locked(v1::WatchEvent event) {
           stream->label(), config_.max_watch_backlog, config_.max_watch_backlog_bytes);
     }
   }
+  change->settle();
 }
 
 watch_stream::snapshot_ptr register_service::snapshot_locked() {

@@ -188,6 +188,7 @@ class register_service final : public v1::RegisterService::CallbackService {
   metrics::counter leases_withdrawn_;
   metrics::counter leases_expired_;
   metrics::counter watch_overflows_;
+  metrics::histogram watch_fanout_;
   std::array<metrics::counter, static_cast<std::size_t>(rejection::count)> rejected_;
   std::vector<metrics::callback_registration> metric_callbacks_;
 };

@@ -16,17 +16,35 @@ void watch_stream::start(snapshot_ptr snapshot) {
   pump(lock);
 }
 
+namespace {
+void settle_all(const std::deque<watch_stream::change_ptr>& changes) {
+  for (const auto& c : changes) {
+    c->settle();
+  }
+}
+}  // namespace
+
+std::deque<watch_stream::change_ptr> watch_stream::take_queue_locked() {
+  std::deque<change_ptr> out;
+  out.swap(queue_);
+  queued_bytes_ = 0;
+  return out;
+}
+
 bool watch_stream::push(const change_ptr& change) {
   std::unique_lock lock(mutex_);
   if (end_status_ || done_) {
+    lock.unlock();
+    change->settle();
     return true;
   }
   if (queue_.size() >= max_events_ || queued_bytes_ + change->bytes > max_bytes_) {
-    queue_.clear();
-    queued_bytes_ = 0;
+    const auto dropped = take_queue_locked();
     end_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "watcher fell too far behind; reconnect for a fresh snapshot");
     pump(lock);
+    settle_all(dropped);
+    change->settle();
     return false;
   }
   queue_.push_back(change);
@@ -89,7 +107,10 @@ void watch_stream::pump(std::unique_lock<std::mutex>& lock) {
 void watch_stream::OnWriteDone(bool ok) {
   std::unique_lock lock(mutex_);
   writing_ = false;
-  in_flight_.reset();
+  if (in_flight_) {
+    in_flight_->settle();
+    in_flight_.reset();
+  }
   if (!ok && !end_status_) {
     // The stream broke (the watcher went away); Finish still has to be called.
     end_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "watcher gone");
@@ -103,14 +124,18 @@ void watch_stream::OnCancel() {
 
 void watch_stream::OnDone() {
   bool overflowed = false;
+  std::deque<change_ptr> dropped;
   {
     std::lock_guard lock(mutex_);
     done_ = true;
     snapshot_.reset();
-    queue_.clear();
-    queued_bytes_ = 0;
+    dropped = take_queue_locked();
+    if (in_flight_) {
+      dropped.push_back(std::move(in_flight_));
+    }
     overflowed = end_status_ && end_status_->error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
   }
+  settle_all(dropped);
   if (!overflowed) {
     spdlog::info("watcher {} disconnected", label_);
   }

@@ -2,8 +2,10 @@
 
 #include <grpcpp/support/server_callback.h>
 
+#include <atomic>
 #include <cstddef>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -19,6 +21,17 @@ struct watch_change {
   v1::WatchEvent event;
   /// Serialized size, counted against each stream's backlog.
   std::size_t bytes = 0;
+  /// Streams (plus the publisher's own share) that have not yet written or dropped it.
+  mutable std::atomic<std::size_t> pending{0};
+  /// Runs once, on whichever thread settles the last share: every stream is done with it.
+  std::function<void()> on_settled;
+
+  /// One stream (or the publisher) is done with the change: written, refused or dropped.
+  void settle() const {
+    if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1 && on_settled) {
+      on_settled();
+    }
+  }
 };
 
 /// One Watch stream on gRPC's callback API: it writes the snapshot pieces, then each change
@@ -39,7 +52,8 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   /// Starts writing: the snapshot pieces, then the changes pushed since construction.
   void start(snapshot_ptr snapshot);
 
-  /// Queues a change. False when this push cut the stream for falling behind.
+  /// Queues a change. False when this push cut the stream for falling behind. Settles the
+  /// change exactly once: when it is written, or when the stream drops or refuses it.
   bool push(const change_ptr& change);
 
   /// Ends the stream with `status` once the write in flight is done; later calls do nothing.
@@ -61,6 +75,8 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
  private:
   // Starts the next write or the finish unless one is under way; unlocks before calling gRPC.
   void pump(std::unique_lock<std::mutex>& lock);
+  // Empties the queue; the caller settles what it returns once unlocked.
+  std::deque<change_ptr> take_queue_locked();
 
   const std::string label_;
   const std::size_t max_events_;

@@ -254,11 +254,12 @@ TEST(RegisterLimits, FloodFromOneCallerIsLimitedWhileARealGatewayGetsIn) {
 // The review: watchers that stop reading buffered up to 65,536 events each (3: 733 MB). Now the
 // backlog is bounded in bytes, and a watcher past it is cut.
 TEST(RegisterLimits, WatcherThatStopsReadingIsCutAndMemoryStaysBounded) {
+  metrics::registry metrics;
   register_config config;
   config.max_entry_bytes = 34000;
   config.max_watch_backlog_bytes = 256 << 10;
   config.peer_rate = 0;
-  auto server = start_register(config);
+  auto server = std::make_unique<register_server>(host_port{"127.0.0.1", 0}, config, &metrics);
   auto stub = make_stub(server->port());
   auto stuck = open_watch(*stub, {}, "stuck");
   ASSERT_TRUE(stuck.ok);
@@ -267,10 +268,12 @@ TEST(RegisterLimits, WatcherThatStopsReadingIsCutAndMemoryStaysBounded) {
   const v1::GatewayInfo variants[] = {big_info("gw-1", 30000, 'a'), big_info("gw-1", 30000, 'b')};
   std::size_t sent = 0;
   std::size_t peak = 0;
+  int changes = 0;
   for (int i = 0; i < 4000 && server->service().watch_overflow_count() == 0; ++i) {
     ASSERT_TRUE(heartbeat(*stub, variants[i % 2], 60000).ok());
     sent += variants[i % 2].ByteSizeLong();
     peak = std::max(peak, server->service().watch_backlog_bytes());
+    ++changes;
   }
   EXPECT_EQ(server->service().watch_overflow_count(), 1U) << "sent " << sent << " bytes";
   EXPECT_LE(peak, config.max_watch_backlog_bytes);
@@ -282,6 +285,42 @@ TEST(RegisterLimits, WatcherThatStopsReadingIsCutAndMemoryStaysBounded) {
   }
   EXPECT_EQ(stuck.reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_TRUE(eventually([&] { return server->service().watcher_count() == 0; }));
+  // Every change was settled once — written, or dropped with the cut stream's backlog — so
+  // each gave one fan-out time, none is left pending.
+  EXPECT_TRUE(eventually([&] {
+    return metric_value(metrics, "gwx_register_watch_fanout_seconds_count") == changes;
+  })) << metric_value(metrics, "gwx_register_watch_fanout_seconds_count")
+      << " of " << changes;
+  // A change with no watcher left has no fan-out to time.
+  ASSERT_TRUE(heartbeat(*stub, make_info("gw-2"), 60000).ok());
+  EXPECT_EQ(metric_value(metrics, "gwx_register_watch_fanout_seconds_count"), changes);
+}
+
+TEST(RegisterLimits, EveryChangeIsTimedOnceWhenEveryWatcherHasWrittenIt) {
+  metrics::registry metrics;
+  register_config config;
+  config.peer_rate = 0;
+  auto server = std::make_unique<register_server>(host_port{"127.0.0.1", 0}, config, &metrics);
+  auto stub = make_stub(server->port());
+  auto a = open_watch(*stub, {}, "a");
+  auto b = open_watch(*stub, {}, "b");
+  ASSERT_TRUE(a.ok && b.ok);
+  ASSERT_TRUE(eventually([&] { return server->service().watcher_count() == 2; }));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(heartbeat(*stub, make_info("gw-" + std::to_string(i)), 60000).ok());
+  }
+  // Both read everything: the snapshot, then three `added`.
+  for (auto* w : {&a, &b}) {
+    v1::WatchEvent event;
+    int added = 0;
+    while (added < 3 && w->reader->Read(&event)) {
+      added += event.has_added() ? 1 : 0;
+    }
+    EXPECT_EQ(added, 3);
+  }
+  EXPECT_TRUE(eventually(
+      [&] { return metric_value(metrics, "gwx_register_watch_fanout_seconds_count") == 3; }));
+  EXPECT_GE(metric_value(metrics, "gwx_register_watch_fanout_seconds_sum"), 0);
 }
 
 // A worker whose watcher stalls (its handler blocks) is cut, then resyncs from a fresh snapshot
