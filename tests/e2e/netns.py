@@ -73,8 +73,9 @@ def unavailable_reason():
         return f"cannot create a network namespace: {e}"
     try:
         ip("-n", probe, "link", "add", "probe0", "type", "bridge")
+        ip("-n", probe, "link", "add", "probe1", "type", "veth", "peer", "name", "probe2")
     except NetnsError as e:
-        return f"cannot create a bridge in a network namespace: {e}"
+        return f"cannot create a bridge and a veth pair in a network namespace: {e}"
     finally:
         ip("netns", "del", probe, check=False)
     return None
