@@ -109,28 +109,22 @@ std::optional<client_id_parts> parse_client_id(std::string_view id) {
   return out;
 }
 
-std::optional<client_id_tail> parse_client_id_tail(std::string_view id) {
+std::optional<std::uint64_t> client_id_connection(std::string_view id) {
   if (id.size() != 48 && id.size() != 72) {
     return std::nullopt;
   }
-  const auto hex_u64 = [](std::string_view digits, std::uint64_t& out) {
-    // Digits are checked all at once (any -1 sets the sign bit of `bad`): no branch per digit.
-    std::uint64_t v = 0;
-    int bad = 0;
-    for (const char c : digits) {
-      const int d = hex_value(c);
-      bad |= d;
-      v = (v << 4) | static_cast<std::uint64_t>(d & 0xf);
-    }
-    out = v;
-    return bad >= 0;
-  };
-  client_id_tail out;
-  if (!hex_u64(id.substr(id.size() - 32, 16), out.epoch) ||
-      !hex_u64(id.substr(id.size() - 16), out.connection)) {
+  // Digits are checked all at once (any -1 sets the sign bit of `bad`): no branch per digit.
+  std::uint64_t v = 0;
+  int bad = 0;
+  for (const char c : id.substr(id.size() - 16)) {
+    const int d = hex_value(c);
+    bad |= d;
+    v = (v << 4) | static_cast<std::uint64_t>(d & 0xf);
+  }
+  if (bad < 0) {
     return std::nullopt;
   }
-  return out;
+  return v;
 }
 
 std::string client_id_prefix(std::string_view ip, std::uint16_t port, std::uint64_t epoch) {

@@ -31,15 +31,11 @@ std::string make_client_id(std::string_view ip, std::uint16_t port, std::uint64_
 /// Parses a client_id; nullopt when it is not one (wrong length, bad hex, unknown version).
 std::optional<client_id_parts> parse_client_id(std::string_view id);
 
-/// Epoch and connection of a client_id, read from its last 32 hex digits only: the lookup on
-/// every command, without formatting the gateway's address. The caller compares the rest of
-/// the id (see client_id_prefix()). nullopt when the length or the hex is wrong.
-struct client_id_tail {
-  std::uint64_t epoch = 0;
-  std::uint64_t connection = 0;
-  unsigned loop() const { return static_cast<unsigned>(connection & 0xff); }
-};
-std::optional<client_id_tail> parse_client_id_tail(std::string_view id);
+/// Connection number of a client_id, read from its last 16 hex digits only: the lookup on every
+/// command, without parsing the rest. The caller compares the rest of the id (with the
+/// gateway's client_id_prefix(), which holds the epoch, or with the whole id of the client it
+/// found). nullopt when the length or the hex is wrong.
+std::optional<std::uint64_t> client_id_connection(std::string_view id);
 
 /// What every client_id issued by the gateway at ip:port in process `epoch` starts with (all
 /// but the 16 hex digits of the connection). Empty on a bad address.

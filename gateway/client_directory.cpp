@@ -59,12 +59,13 @@ void client_directory::erase(std::uint64_t connection) {
 }
 
 client_record* client_directory::find_pending(const std::string& client_id) {
-  // The tail names the connection; comparing the whole id with the record's covers the rest.
-  const auto parts = parse_client_id_tail(client_id);
-  if (!parts || parts->epoch != epoch_ || parts->loop() != loop_) {
+  // The tail names the connection; comparing the whole id with the record's covers the rest
+  // (gateway address and epoch).
+  const auto connection = client_id_connection(client_id);
+  if (!connection || (*connection & 0xff) != loop_) {
     return nullptr;
   }
-  const auto it = clients_.find(parts->connection);
+  const auto it = clients_.find(*connection);
   return it == clients_.end() || it->second.id() != client_id ? nullptr : &it->second;
 }
 

@@ -275,13 +275,17 @@ std::vector<std::string> gateway_server::bound_urls() const {
 }
 
 std::optional<unsigned> gateway_server::shard_of(const std::string& client_id) const {
-  const auto parts = parse_client_id_tail(client_id);
-  if (!parts || parts->epoch != epoch_ || parts->loop() >= shards_.size() ||
-      client_id.compare(0, id_prefix_.size(), id_prefix_) != 0 ||
-      client_id.size() != id_prefix_.size() + 16) {
+  // The prefix holds this gateway's address and epoch; only the connection is parsed.
+  const auto connection = client_id_connection(client_id);
+  if (!connection || client_id.size() != id_prefix_.size() + 16 ||
+      client_id.compare(0, id_prefix_.size(), id_prefix_) != 0) {
     return std::nullopt;
   }
-  return parts->loop();
+  const auto loop = static_cast<unsigned>(*connection & 0xff);
+  if (loop >= shards_.size()) {
+    return std::nullopt;
+  }
+  return loop;
 }
 
 std::atomic<std::size_t>& gateway_server::connections_of(const listener_config& l) {

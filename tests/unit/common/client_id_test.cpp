@@ -25,6 +25,18 @@ TEST(ClientId, RoundTripsIpv4AndIpv6) {
   EXPECT_EQ(p6->gateway_address, "[::1]:65535");
 }
 
+TEST(ClientId, ConnectionFromTheTail) {
+  const auto v4 = make_client_id("127.0.0.1", 9000, 0x1122334455667788ULL, (42ULL << 8) | 3);
+  EXPECT_EQ(client_id_connection(v4), (42ULL << 8) | 3);
+  EXPECT_EQ(client_id_connection(make_client_id("::1", 1, 7, ~0ULL)), ~0ULL);
+  EXPECT_EQ(client_id_connection(v4.substr(1)), std::nullopt);
+  auto bad = v4;
+  bad.back() = 'g';
+  EXPECT_EQ(client_id_connection(bad), std::nullopt);
+  bad.back() = 'A';  // upper case is not a client_id
+  EXPECT_EQ(client_id_connection(bad), std::nullopt);
+}
+
 TEST(ClientId, DifferentEpochsNeverCollide) {
   EXPECT_NE(make_client_id("10.0.0.1", 1, 1, 1), make_client_id("10.0.0.1", 1, 2, 1));
   EXPECT_NE(new_epoch(), new_epoch());
