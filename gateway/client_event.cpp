@@ -75,12 +75,120 @@ event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
   return finish(event_id, {});
 }
 
+namespace {
+
+// The protobuf wire format, for the one header written without a message object: the MESSAGE
+// event, built once per client message. Byte for byte what protobuf writes for the same
+// ClientEvent (fields in number order, proto3 leaves out empty and zero values; the unit tests
+// compare the two).
+namespace pb {
+constexpr std::uint8_t k_varint = 0;
+constexpr std::uint8_t k_len = 2;
+
+constexpr char tag(int field, std::uint8_t type) {
+  return static_cast<char>((field << 3) | type);
+}
+
+std::size_t varint_size(std::uint64_t v) {
+  std::size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void put_varint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+std::size_t len_field_size(std::size_t len) {
+  return 1 + varint_size(len) + len;
+}
+std::size_t bytes_size(std::string_view s) {
+  return s.empty() ? 0 : len_field_size(s.size());
+}
+std::size_t uint_size(std::uint64_t v) {
+  return v == 0 ? 0 : 1 + varint_size(v);
+}
+
+void put_len(std::string& out, int field, std::size_t len) {
+  out.push_back(tag(field, k_len));
+  put_varint(out, len);
+}
+void put_bytes(std::string& out, int field, std::string_view s) {
+  if (!s.empty()) {
+    put_len(out, field, s.size());
+    out.append(s);
+  }
+}
+void put_uint(std::string& out, int field, std::uint64_t v) {
+  if (v != 0) {
+    out.push_back(tag(field, k_varint));
+    put_varint(out, v);
+  }
+}
+}  // namespace pb
+
+using link::v2::ClientEvent;
+using link::v2::ClientInfo;
+using link::v2::SessionEntry;
+// One-byte tags only.
+static_assert(ClientEvent::kRedeliveredFieldNumber < 16 && link::v2::Frame::kEventFieldNumber < 16);
+
+std::size_t entry_size(const std::string& key, const std::string& value) {
+  return pb::bytes_size(key) + pb::bytes_size(value);
+}
+
+}  // namespace
+
 event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address, std::string_view payload,
                              bool binary) {
-  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_MESSAGE, t_frame);
-  ev.set_binary(binary);
-  return finish(event_id, payload);
+  const auto& listener = c.listener().bound_url;
+  std::size_t info = pb::bytes_size(c.id()) + pb::bytes_size(c.remote_ip()) +
+                     pb::uint_size(c.remote_port()) + pb::bytes_size(gateway_address) +
+                     pb::bytes_size(listener) + pb::bytes_size(c.uid()) +
+                     pb::uint_size(c.session_seq());
+  for (const auto& [key, value] : c.session()) {
+    info += pb::len_field_size(entry_size(key, value));
+  }
+  // event_id, kind, client, binary, then redelivered (explicit presence: always, 2 bytes).
+  const std::size_t event = pb::uint_size(event_id) + pb::uint_size(link::v2::EVENT_KIND_MESSAGE) +
+                            pb::len_field_size(info) + (binary ? 2 : 0) + 2;
+  const std::size_t header = pb::len_field_size(event);
+
+  auto e = std::make_shared<encoded_event>();
+  e->id = event_id;
+  auto& w = e->wire;
+  w.reserve(link_codec::k_prefix_size + header + payload.size());
+  link_codec::append_prefix(w, header, payload.size());
+  pb::put_len(w, link::v2::Frame::kEventFieldNumber, event);
+  pb::put_uint(w, ClientEvent::kEventIdFieldNumber, event_id);
+  pb::put_uint(w, ClientEvent::kKindFieldNumber, link::v2::EVENT_KIND_MESSAGE);
+  pb::put_len(w, ClientEvent::kClientFieldNumber, info);
+  pb::put_bytes(w, ClientInfo::kClientIdFieldNumber, c.id());
+  pb::put_bytes(w, ClientInfo::kRemoteAddressFieldNumber, c.remote_ip());
+  pb::put_uint(w, ClientInfo::kRemotePortFieldNumber, c.remote_port());
+  pb::put_bytes(w, ClientInfo::kGatewayAddressFieldNumber, gateway_address);
+  pb::put_bytes(w, ClientInfo::kListenerFieldNumber, listener);
+  pb::put_bytes(w, ClientInfo::kUidFieldNumber, c.uid());
+  for (const auto& [key, value] : c.session()) {
+    pb::put_len(w, ClientInfo::kSessionFieldNumber, entry_size(key, value));
+    pb::put_bytes(w, SessionEntry::kKeyFieldNumber, key);
+    pb::put_bytes(w, SessionEntry::kValueFieldNumber, value);
+  }
+  pb::put_uint(w, ClientInfo::kSessionSeqFieldNumber, c.session_seq());
+  pb::put_uint(w, ClientEvent::kBinaryFieldNumber, binary ? 1 : 0);
+  // Last, so that redelivered_copy() finds it in the header's last byte.
+  w.push_back(pb::tag(ClientEvent::kRedeliveredFieldNumber, pb::k_varint));
+  w.push_back(0);
+  w.append(payload);
+  return e;
 }
 
 event_ptr make_close_event(const client_record& c, std::uint64_t event_id,

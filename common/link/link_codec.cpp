@@ -109,6 +109,13 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
   return r;
 }
 
+void append_prefix(std::string& out, std::size_t header_len, std::size_t payload_len) {
+  char prefix[k_prefix_size];
+  write_u32(prefix, static_cast<std::uint32_t>(header_len + payload_len));
+  write_u32(prefix + 4, static_cast<std::uint32_t>(header_len));
+  out.append(prefix, k_prefix_size);
+}
+
 std::size_t encoded_size(const link::v2::Frame& header, std::size_t payload_size) {
   return k_prefix_size + header.ByteSizeLong() + payload_size;
 }

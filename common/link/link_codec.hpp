@@ -63,6 +63,10 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
 /// Appends one frame (header serialized in place, then the payload) to `out`.
 void encode(std::string& out, const link::v2::Frame& header, std::string_view payload = {});
 
+/// Appends the 8-byte prefix of a frame whose `header_len` header bytes the caller appends next,
+/// then its `payload_len` payload bytes (for a header encoded without a Frame object).
+void append_prefix(std::string& out, std::size_t header_len, std::size_t payload_len);
+
 /// Bytes encode() appends for this header and payload.
 std::size_t encoded_size(const link::v2::Frame& header, std::size_t payload_size);
 

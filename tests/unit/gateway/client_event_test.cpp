@@ -1,0 +1,94 @@
+// client_event: the MESSAGE event's header, written by hand, is byte for byte what protobuf
+// writes for the same ClientEvent, and the worker's parser reads it back.
+#include "gateway/client_event.hpp"
+
+#include <gtest/gtest.h>
+
+#include "common/client_id.hpp"
+#include "common/link/link_codec.hpp"
+#include "common/link/link_entries.hpp"
+#include "gateway/client_directory.hpp"
+#include "tests/unit/gateway/fake_ports.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+constexpr std::uint64_t k_epoch = 0x1234;
+constexpr unsigned k_loop = 1;
+const std::string k_gateway = "127.0.0.1:7800";
+
+class ClientEventTest : public ::testing::Test {
+ protected:
+  client_record& add(std::uint16_t remote_port) {
+    const std::uint64_t connection = (7ULL << 8) | k_loop;
+    listener_.bound_url = "ws://127.0.0.1:8080/chat";
+    return dir_.add(connection, make_client_id("127.0.0.1", 7800, k_epoch, connection), listener_,
+                    "10.1.2.3", remote_port, std::make_shared<fakes::fake_client_port>());
+  }
+
+  /// What protobuf writes for the same event.
+  static std::string expected(const client_record& c, std::uint64_t id, std::string_view payload,
+                              bool binary) {
+    link::v2::Frame f;
+    auto* ev = f.mutable_event();
+    ev->set_event_id(id);
+    ev->set_kind(link::v2::EVENT_KIND_MESSAGE);
+    auto* info = ev->mutable_client();
+    info->set_client_id(c.id());
+    info->set_remote_address(c.remote_ip());
+    info->set_remote_port(c.remote_port());
+    info->set_gateway_address(k_gateway);
+    info->set_listener(c.listener().bound_url);
+    info->set_uid(c.uid());
+    link_entries::append(*info->mutable_session(), c.session());
+    info->set_session_seq(c.session_seq());
+    ev->set_binary(binary);
+    ev->set_redelivered(false);
+    std::string out;
+    link_codec::encode(out, f, payload);
+    return out;
+  }
+
+  listener_config listener_;
+  client_directory dir_{k_epoch, k_loop};
+};
+
+TEST_F(ClientEventTest, BareClientAsProtobufWritesIt) {
+  auto& c = add(0);  // a zero port is left out, as protobuf does
+  const auto e = make_message_event(c, 0x0102030405ULL, k_gateway, "hello", false);
+  EXPECT_EQ(e->wire, expected(c, 0x0102030405ULL, "hello", false));
+  EXPECT_FALSE(is_redelivered(e));
+}
+
+TEST_F(ClientEventTest, UidSessionBinaryAndLongFieldsAsProtobufWritesThem) {
+  auto& c = add(54321);
+  dir_.bind(c, std::string("dev\xff\x00ice", 9));  // any bytes, not UTF-8
+  link::v2::SessionWrite w;
+  w.set_writer_seq(300);  // a two-byte varint
+  auto* a = w.add_session();
+  a->set_key("nick");
+  a->set_value(std::string(200, 'n'));  // a two-byte length
+  auto* b = w.add_session();
+  b->set_key("empty");  // an empty value is left out of its entry
+  dir_.write_session(c, w);
+  const std::string payload(70000, '\x01');  // a three-byte length (not in the header)
+  const auto e = make_message_event(c, 99, k_gateway, payload, true);
+  EXPECT_EQ(e->wire, expected(c, 99, payload, true));
+
+  // Read back as the worker does, then flagged in place.
+  link::v2::Frame f;
+  const auto r = link_codec::decode(e->wire, link_codec::limits{}, f);
+  ASSERT_EQ(r.status, codec::decode_status::message);
+  EXPECT_EQ(r.payload, payload);
+  EXPECT_EQ(f.event().client().uid(), c.uid());
+  EXPECT_EQ(f.event().client().session_size(), 2);
+  EXPECT_TRUE(f.event().binary());
+  const auto again = redelivered_copy(e);
+  EXPECT_TRUE(is_redelivered(again));
+  ASSERT_EQ(link_codec::decode(again->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  EXPECT_TRUE(f.event().redelivered());
+}
+
+}  // namespace
+}  // namespace gwx::gateway
