@@ -38,6 +38,11 @@ int main(int argc, char** argv) {
       "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101).\n"
       "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'");
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
+  // One loop per core, except on one or two cores: there a second loop costs more than it
+  // brings (measured, docs/benchmarks.md: half the messages cross between the client's loop and
+  // the link's loop twice, and the loops compete with the workers and everything else for the
+  // same two cores), so one loop serves every client.
+  const unsigned default_threads = cores > 2 ? cores : 1;
   // clang-format off
   parser.options().add_options()
       ("register", value<std::string>()->default_value("127.0.0.1:7700")->value_name("LIST"),
@@ -57,8 +62,8 @@ int main(int argc, char** argv) {
        "over the command line, which other users can see)")
       ("name", value<std::string>()->default_value(host_name())->value_name("NAME"),
        "name shown to operators")
-      ("threads", value<std::size_t>()->default_value(cores)->value_name("N"),
-       "event loops (one thread each)")
+      ("threads", value<std::size_t>()->default_value(default_threads)->value_name("N"),
+       "event loops (one thread each; default: one per core, 1 on a machine with 1 or 2 cores)")
       ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
        "largest client message (WebSocket: larger closes with 1009)")
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
