@@ -71,6 +71,7 @@ register_service::register_service(register_config config, metrics::registry* me
     register_metrics(*metrics);
   }
   sweeper_ = std::thread([this] { sweep(); });
+  fanout_ = std::thread([this] { fan_out(); });
 }
 
 void register_service::register_metrics(metrics::registry& reg) {
@@ -136,9 +137,32 @@ void register_service::shutdown() {
       stream->end({grpc::StatusCode::UNAVAILABLE, "register shutting down"});
     }
     sweeper_wake_.notify_all();
+    fanout_wake_.notify_all();
   }
   if (sweeper_.joinable()) {
     sweeper_.join();
+  }
+  if (fanout_.joinable()) {
+    fanout_.join();
+  }
+}
+
+void register_service::fan_out() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    fanout_wake_.wait(lock, [&] { return fanout_pending_ || shutting_down_; });
+    if (!fanout_pending_ && shutting_down_) {
+      return;
+    }
+    fanout_pending_ = false;
+    // Each stream's queue already holds the changes in order: starting writes late or twice
+    // changes nothing but when the first byte leaves.
+    const auto streams = watchers_;
+    lock.unlock();
+    for (const auto& stream : streams) {
+      stream->flush();
+    }
+    lock.lock();
   }
 }
 
@@ -257,6 +281,8 @@ void register_service::publish_locked(v1::WatchEvent event) {
     }
   }
   change->settle();
+  fanout_pending_ = true;
+  fanout_wake_.notify_one();
 }
 
 watch_stream::snapshot_ptr register_service::snapshot_locked() {

@@ -42,15 +42,19 @@ bool watch_stream::push(const change_ptr& change) {
     const auto dropped = take_queue_locked();
     end_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "watcher fell too far behind; reconnect for a fresh snapshot");
-    pump(lock);
+    lock.unlock();
     settle_all(dropped);
     change->settle();
     return false;
   }
   queue_.push_back(change);
   queued_bytes_ += change->bytes;
-  pump(lock);
   return true;
+}
+
+void watch_stream::flush() {
+  std::unique_lock lock(mutex_);
+  pump(lock);
 }
 
 void watch_stream::end(grpc::Status status) {

@@ -36,9 +36,9 @@ struct watch_change {
 
 /// One Watch stream on gRPC's callback API: it writes the snapshot pieces, then each change
 /// pushed to it, with one write in flight and no thread of its own (gRPC's completion threads
-/// drive it). Its backlog of changes is bounded in count and bytes: a push past either bound
-/// cuts the stream (RESOURCE_EXHAUSTED) and drops the backlog; the watcher reconnects and
-/// resyncs from a snapshot.
+/// drive it; the first write of a change is started by flush(), from whoever calls it). Its backlog
+/// of changes is bounded in count and bytes: a push past either bound cuts the stream
+/// (RESOURCE_EXHAUSTED) and drops the backlog; the watcher reconnects and resyncs from a snapshot.
 ///
 /// Owned by a shared_ptr (the register's list of streams) that must outlive OnDone(); never
 /// calls back into its owner, so the owner may push and end under its own lock. Thread-safe.
@@ -52,9 +52,14 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   /// Starts writing: the snapshot pieces, then the changes pushed since construction.
   void start(snapshot_ptr snapshot);
 
-  /// Queues a change. False when this push cut the stream for falling behind. Settles the
-  /// change exactly once: when it is written, or when the stream drops or refuses it.
+  /// Queues a change without starting its write (see flush()). False when this push cut the
+  /// stream for falling behind. Settles the change exactly once: when it is written, or when
+  /// the stream drops or refuses it.
   bool push(const change_ptr& change);
+
+  /// Starts writing what push() queued (or the end it decided), unless a write is under way —
+  /// then the write's completion goes on by itself. Cheap when there is nothing to do.
+  void flush();
 
   /// Ends the stream with `status` once the write in flight is done; later calls do nothing.
   void end(grpc::Status status);
