@@ -356,6 +356,9 @@ po::variables_map option_parser::parse(int argc, char** argv) {
       // The logging options are checked like any start-up; everything else is as printed.
       init_logging(program_, parsed.values["log-level"].as<std::string>(),
                    parsed.values["log-format"].as<std::string>());
+      for (const auto& check : print_checks_) {
+        check(parsed.values);
+      }
       std::cout << effective_config(parsed) << std::flush;
       std::exit(0);
     }
@@ -366,6 +369,10 @@ po::variables_map option_parser::parse(int argc, char** argv) {
     die(program_, std::string(e.what()) + " (see --help)", 2);
   }
   return std::move(parsed.values);
+}
+
+void option_parser::add_print_check(std::function<void(const po::variables_map&)> check) {
+  print_checks_.push_back(std::move(check));
 }
 
 void die(const std::string& program, const std::string& message, int code) {

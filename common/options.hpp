@@ -1,6 +1,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <functional>
 #include <istream>
 #include <map>
 #include <string>
@@ -67,6 +68,11 @@ class option_parser {
   /// `<unset>`; an option with no value at all reads `<unset>`.
   std::string effective_config(const result& parsed) const;
 
+  /// A check that --print-config runs before printing (a normal start runs the binary's own
+  /// checks after parse()): it throws std::exception with a one-line reason for a value that
+  /// would not start, and --print-config then prints that line and exits 2.
+  void add_print_check(std::function<void(const po::variables_map&)> check);
+
   /// For positional words after the options (gwxctl's VERB ARGS…).
   void allow_positional(const std::string& name);
 
@@ -78,6 +84,7 @@ class option_parser {
   std::string about_;
   po::options_description options_;
   std::string positional_;
+  std::vector<std::function<void(const po::variables_map&)>> print_checks_;
 };
 
 /// Whether the option `name` holds a secret (its name contains "secret" or "token"): never

@@ -68,12 +68,10 @@ std::size_t client_session::max_pending() const {
     default:
       break;
   }
-  // A fragmented WebSocket message keeps its fragments in the buffer until it is complete;
+  // One unfinished message or frame (the frame parser takes whole fragments in as they come);
   // paused mid-read, the rest of that read waits too (no more is read until resumed).
   const std::size_t unread = paused_ ? k_read_scratch : 0;
-  return unread + (listener_.kind == framing::websocket
-                       ? 2 * listener_.max_message + 4096 + k_frame_overhead
-                       : listener_.max_message + k_frame_overhead + 2);
+  return unread + listener_.max_message + k_frame_overhead + 2;
 }
 
 void client_session::arm_read() {
@@ -271,10 +269,10 @@ std::size_t client_session::handle_websocket(char* data, std::size_t size) {
   // Paused (its events must wait): the rest stays unparsed until resume_reading().
   while (state_ == client_state::open && !paused_) {
     const auto ev = frames_->next(data + offset, size - offset);
+    offset += ev.consumed;  // need_more too: whole fragments already taken in
     if (ev.type == kind::need_more) {
       break;
     }
-    offset += ev.consumed;
     switch (ev.type) {
       case kind::message:
         deliver(ev.data, ev.binary);
@@ -631,7 +629,7 @@ void client_session::on_deadline() {
   }
   const auto silent = now - last_heard_;
   if (listener_.idle_timeout.count() > 0 && silent >= listener_.idle_timeout) {
-    fail(codec::ws::k_close_going_away, "idle timeout");
+    close_with_reason(codec::ws::k_close_going_away, "idle timeout");
     return;
   }
   if (listener_.heartbeat_interval.count() > 0) {
@@ -639,7 +637,7 @@ void client_session::on_deadline() {
       ++missed_beats_;
     }
     if (listener_.heartbeat_missed > 0 && missed_beats_ >= listener_.heartbeat_missed) {
-      fail(codec::ws::k_close_going_away, "heartbeat timeout");
+      close_with_reason(codec::ws::k_close_going_away, "heartbeat timeout");
       return;
     }
     if (listener_.kind == framing::websocket) {

@@ -12,9 +12,19 @@ bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
+/// False (and counted as dropped) when `payload` cannot be framed for `c`'s listener.
+bool can_frame(const client_record& c, std::string_view payload) {
+  if (frameable(c.listener().kind, payload)) {
+    return true;
+  }
+  c.listener().metrics.messages_dropped_unframeable.inc();
+  return false;
+}
+
 /// Queues the message for `c`, framed for its listener; true when queued.
 bool deliver(client_record& c, encode_cache& cache) {
-  return c.port().send(cache.get(c.listener().kind)) == send_status::ok;
+  return can_frame(c, cache.payload()) &&
+         c.port().send(cache.get(c.listener().kind)) == send_status::ok;
 }
 
 }  // namespace
@@ -60,8 +70,12 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       if (op.client_ids_size() == 1) {
         // One recipient: framed straight into its queue, no shared buffer.
         auto* c = clients_.find(op.client_ids(0));
-        if (c != nullptr && c->port().send_message(c->listener().kind, message,
-                                                   op.message().binary()) == send_status::ok) {
+        if (c == nullptr) {
+          offline();
+        } else if (!can_frame(*c, message)) {
+          reply.set_error("unframeable: a tcp+line client cannot receive a newline");
+        } else if (c->port().send_message(c->listener().kind, message, op.message().binary()) ==
+                   send_status::ok) {
           ++messages_out_;
         } else {
           offline();
@@ -182,7 +196,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         offline();
       } else if (op.immediate()) {
         c->port().destroy("destroyed by a worker");
-      } else if (op.has_final_message()) {
+      } else if (op.has_final_message() && can_frame(*c, message)) {
         c->port().close_gracefully(std::make_pair(message, op.final_message().binary()));
       } else {
         c->port().close_gracefully(std::nullopt);

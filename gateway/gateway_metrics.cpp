@@ -19,6 +19,8 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
   closed_by_server = closed.with({listener, "server"});
   closed_protocol_error = closed.with({listener, "protocol_error"});
   closed_timeout = closed.with({listener, "timeout"});
+  closed_idle_timeout = closed.with({listener, "idle_timeout"});
+  closed_heartbeat_timeout = closed.with({listener, "heartbeat_timeout"});
   closed_slow_client = closed.with({listener, "slow_client"});
   closed_queue_policy = closed.with({listener, "queue_policy"});
   closed_shutdown = closed.with({listener, "shutdown"});
@@ -35,10 +37,11 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
       {"listener", "direction"});
   bytes_in = bytes.with({listener, "in"});
   bytes_out = bytes.with({listener, "out"});
-  messages_dropped_slow = reg.add_counter("gwx_gateway_messages_dropped_total",
-                                          "Messages to clients dropped, by listener and reason.",
-                                          {"listener", "reason"})
-                              .with({listener, "slow_client"});
+  auto& dropped = reg.add_counter("gwx_gateway_messages_dropped_total",
+                                  "Messages to clients dropped, by listener and reason.",
+                                  {"listener", "reason"});
+  messages_dropped_slow = dropped.with({listener, "slow_client"});
+  messages_dropped_unframeable = dropped.with({listener, "unframeable"});
 }
 
 void listener_metrics::count_close(const std::string& reason) const {
@@ -47,6 +50,10 @@ void listener_metrics::count_close(const std::string& reason) const {
     closed_shutdown.inc();
   } else if (has("protocol error") || has("upgrade refused")) {
     closed_protocol_error.inc();
+  } else if (has("idle timeout")) {
+    closed_idle_timeout.inc();
+  } else if (has("heartbeat timeout")) {
+    closed_heartbeat_timeout.inc();
   } else if (has("timed out") || has("timeout")) {
     closed_timeout.inc();
   } else if (has("slow client")) {

@@ -20,7 +20,9 @@ struct listener_metrics {
   metrics::counter closed_by_client;
   metrics::counter closed_by_server;
   metrics::counter closed_protocol_error;
-  metrics::counter closed_timeout;
+  metrics::counter closed_timeout;  ///< the handshake (or a close's flush) took too long
+  metrics::counter closed_idle_timeout;
+  metrics::counter closed_heartbeat_timeout;
   metrics::counter closed_slow_client;
   metrics::counter closed_queue_policy;
   metrics::counter closed_shutdown;
@@ -30,6 +32,8 @@ struct listener_metrics {
   metrics::counter bytes_in;
   metrics::counter bytes_out;
   metrics::counter messages_dropped_slow;
+  /// A message the listener's framing cannot carry (a newline to a tcp+line client).
+  metrics::counter messages_dropped_unframeable;
 
   /// Resolves every handle of `listener` in `reg`.
   void attach(metrics::registry& reg, const std::string& listener);

@@ -11,6 +11,7 @@
 #include "common/client_id.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
+#include "gateway/refused_connection.hpp"
 #include "gateway/worker_link.hpp"
 
 namespace gwx::gateway {
@@ -25,6 +26,11 @@ struct gateway_server::listener {
 };
 
 namespace {
+
+// Connections over max_connections: how long each may take to read its refusal, and how many
+// may be doing so at once (past that, a plain close).
+constexpr auto k_refusal_linger = std::chrono::seconds(2);
+constexpr std::size_t k_max_refusing = 256;
 
 asio::ip::tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
   std::error_code ec;
@@ -320,8 +326,11 @@ void gateway_server::accept_next(listener& l) {
                      l.config.max_connections);
         l.last_full_log = now;
       }
-      std::error_code ignored;
-      sock.close(ignored);
+      // Told so (WebSocket: 503; TCP: a clean close), never a bare reset.
+      asio::post(s.io(), [&l, this, sock = std::move(sock)]() mutable {
+        refused_connection::start(std::move(sock), l.config.kind == framing::websocket,
+                                  k_refusal_linger, refusing_, k_max_refusing);
+      });
     } else {
       l.config.metrics.accepted.inc();
       asio::post(s.io(), [&s, &l, sock = std::move(sock)]() mutable {

@@ -152,6 +152,9 @@ class gateway_server {
   io_context_pool pool_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::vector<std::unique_ptr<listener>> listeners_;
+  /// Refused connections still being told so (see refused_connection).
+  std::shared_ptr<std::atomic<std::size_t>> refusing_ =
+      std::make_shared<std::atomic<std::size_t>>(0);
   std::unique_ptr<asio::ip::tcp::acceptor> internal_;
   std::string internal_bound_;
   std::unique_ptr<registry::lease_keeper> lease_;

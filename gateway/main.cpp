@@ -118,6 +118,14 @@ int main(int argc, char** argv) {
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
        "events");
   // clang-format on
+  // --print-config refuses what would not start: an unknown scheme, a bad address or option.
+  parser.add_print_check([](const boost::program_options::variables_map& values) {
+    if (values.count("listen") != 0U) {
+      for (const auto& url : values["listen"].as<std::vector<std::string>>()) {
+        (void)gwx::gateway::parse_listener_url(url, gwx::gateway::listener_config{});
+      }
+    }
+  });
   const auto vm = parser.parse(argc, argv);
 
   gwx::gateway::gateway_config cfg;

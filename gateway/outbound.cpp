@@ -6,6 +6,14 @@
 
 namespace gwx::gateway {
 
+bool frameable(framing kind, std::string_view payload) {
+  if (kind != framing::line) {
+    return true;
+  }
+  return payload.find('\n') == std::string_view::npos &&
+         (payload.empty() || payload.back() != '\r');
+}
+
 void encode_into(std::string& out, framing kind, std::string_view payload, bool binary) {
   switch (kind) {
     case framing::websocket:

@@ -12,6 +12,12 @@ namespace gwx::gateway {
 /// Encoded bytes ready for a client socket, shared by every recipient of a broadcast.
 using wire_bytes = std::shared_ptr<const std::string>;
 
+/// Whether `payload` can be framed for `kind` as one message. tcp+line cannot carry a "\n" (the
+/// client would read two messages) nor a final "\r" (it would be taken for a CRLF's): such a
+/// message is refused for tcp+line clients, never split or altered. Every other framing carries
+/// any bytes.
+bool frameable(framing kind, std::string_view payload);
+
 /// Frames `payload` for one framing (WebSocket text/binary frame, line, length prefix, raw).
 wire_bytes encode_for(framing kind, std::string_view payload, bool binary);
 
@@ -24,6 +30,8 @@ class encode_cache {
  public:
   encode_cache(std::string_view payload, bool binary) : payload_(payload), binary_(binary) {}
   const wire_bytes& get(framing kind);
+  /// The message, unframed.
+  std::string_view payload() const { return payload_; }
 
  private:
   std::string_view payload_;

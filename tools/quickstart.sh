@@ -2,6 +2,10 @@
 # gwx quick start. Run as root on Debian 12 (or with sudo):
 #   bash tools/quickstart.sh demo   install what is missing, build, run a demo cluster on localhost
 #   bash tools/quickstart.sh test   install what is missing, build, run the whole test suite
+#   bash tools/quickstart.sh sanitize   the unit and end-to-end tests (not the load tests) built
+#                                       with ASan+UBSan (build-asan/)
+#   bash tools/quickstart.sh fuzz   every libFuzzer target in tests/fuzz, its seeds and a fixed
+#                                   number of runs (clang, build-fuzz/)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -84,9 +88,43 @@ run_tests() {
   ctest --preset default --output-on-failure --timeout 600 -j2
 }
 
+# The end-to-end tests left out of the sanitizer run: load and soak tests (minutes each under a
+# sanitizer, and what they assert is throughput and memory figures that a sanitizer's allocator
+# changes), the browser, the install and the deploy-file checks (no gwx code of their own runs
+# longer than in other tests).
+sanitize_skip='e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|install|browser_chat|deploy|config|netns_.*)$'
+
+sanitize() {
+  install_packages "${build_packages[@]}"
+  install_packages "${test_packages[@]}" ||
+    echo "quickstart: warning: some test packages did not install cleanly" >&2
+  cmake --preset asan >/dev/null
+  # Only what the tests run: the binaries, the unit tests, the example app.
+  cmake --build --preset asan -j"$(nproc)" --target gwx_unit_tests gwx-register gwx-gateway \
+    gwx-worker gwxctl gwx_example_app
+  # A sanitizer report fails the process that found it (and so the test): UBSan stops at the
+  # first error too. Leaks are reported by processes that exit normally (SIGTERM, drain).
+  # GWX_E2E_SANITIZER tells the e2e tests that memory figures (RSS) mean nothing here.
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0" \
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
+  GWX_E2E_SANITIZER=asan \
+    ctest --preset asan --output-on-failure --timeout 900 -j2 -L 'unit|e2e' -E "$sanitize_skip"
+}
+
+fuzz() {
+  install_packages "${build_packages[@]}" clang
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DGWX_FUZZ=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build build-fuzz -j"$(nproc)" --target fuzz
+  # Each target: its seeds replayed (label fuzz), then GWX_FUZZ_RUNS mutations (fuzz_run).
+  ctest --test-dir build-fuzz --output-on-failure -j"$(nproc)" -L '^fuzz'
+}
+
 case "${1:-}" in
   demo) demo ;;
   test) run_tests ;;
+  sanitize) sanitize ;;
+  fuzz) fuzz ;;
   build) install_packages "${build_packages[@]}"; build ;;
-  *) echo "usage: bash tools/quickstart.sh demo|test|build" >&2; exit 2 ;;
+  *) echo "usage: bash tools/quickstart.sh demo|test|sanitize|fuzz|build" >&2; exit 2 ;;
 esac

@@ -20,7 +20,6 @@ constexpr std::size_t k_max_close_reason = k_max_control_payload - 2;
 // A fragment buffer grown past this is given back once its message has been delivered, so an
 // idle connection does not keep the memory of its largest message.
 constexpr std::size_t k_keep_fragment_capacity = 4096;
-constexpr std::size_t k_fragment_slack = 4096;
 
 bool is_known_opcode(unsigned op) {
   switch (static_cast<opcode>(op)) {
@@ -63,19 +62,12 @@ bool is_valid_close_code(std::uint16_t code) {
 }
 
 frame_parser::frame_parser(std::size_t max_message, role side)
-    : max_message_(max_message),
-      // Fragments wait in the caller's buffer with their headers: allow as much framing as payload
-      // (and some more for small limits), so many tiny fragments cannot grow it without bound.
-      max_absorbed_(max_message > (SIZE_MAX - k_fragment_slack) / 2
-                        ? SIZE_MAX
-                        : 2 * max_message + k_fragment_slack),
-      role_(side) {}
+    : max_message_(max_message), role_(side) {}
 
 frame_event frame_parser::fail(std::uint16_t code, const char* reason) {
   error_code_ = code;
   error_reason_ = reason;
   in_message_ = false;
-  absorbed_ = 0;
   std::string().swap(fragments_);
   frame_event ev;
   ev.type = frame_event::kind::error;
@@ -92,9 +84,6 @@ frame_event frame_parser::next(char* data, std::size_t size) {
   if (closed_) {
     return ev;
   }
-  if (absorbed_ > size) {
-    return fail(k_close_internal, "input shorter than the fragments already taken from it");
-  }
   if (release_fragments_) {
     release_fragments_ = false;
     fragments_.clear();
@@ -103,12 +92,14 @@ frame_event frame_parser::next(char* data, std::size_t size) {
     }
   }
 
-  // Start of the frame being looked at. Fragments before it are already in fragments_; they stay
-  // in the caller's buffer (so need_more never consumes) until the next event consumes them.
-  std::size_t pos = absorbed_;
+  // Start of the frame being looked at. Whole fragments before it are already copied into
+  // fragments_: every return consumes them, need_more too, so the caller never keeps their
+  // framing (many tiny fragments cost the caller nothing, only their payload counts).
+  std::size_t pos = 0;
   const auto need_more = [&] {
-    absorbed_ = pos;
-    return frame_event{};
+    frame_event more;
+    more.consumed = pos;
+    return more;
   };
   for (;;) {
     auto* p = reinterpret_cast<unsigned char*>(data + pos);
@@ -198,7 +189,6 @@ frame_event frame_parser::next(char* data, std::size_t size) {
       if (key != nullptr) {
         apply_mask(payload, payload_size, key, 0);
       }
-      absorbed_ = 0;
       ev.consumed = pos + header + payload_size;
       const std::string_view body(reinterpret_cast<const char*>(payload), payload_size);
       switch (static_cast<opcode>(op)) {
@@ -264,9 +254,6 @@ frame_event frame_parser::next(char* data, std::size_t size) {
       fragments_.append(body);
       in_message_ = true;
       pos += header + payload_size;
-      if (pos > max_absorbed_) {
-        return fail(k_close_too_big, "fragmented message with too much framing overhead");
-      }
       continue;
     }
     if (!message_binary_ && !utf8_.complete()) {
@@ -274,7 +261,6 @@ frame_event frame_parser::next(char* data, std::size_t size) {
     }
     ev.type = frame_event::kind::message;
     ev.binary = message_binary_;
-    absorbed_ = 0;
     ev.consumed = pos + header + payload_size;
     if (in_message_) {
       fragments_.append(body);

@@ -41,8 +41,8 @@ struct frame_event {
   /// What the step produced.
   enum class kind { need_more, message, ping, pong, close, error };
   kind type = kind::need_more;  ///< need_more until a whole frame (or an error) is seen
-  /// Bytes of the input consumed by this step; drop them after using `data`. Always 0 with
-  /// `need_more`.
+  /// Bytes of the input consumed by this step; drop them after using `data`. With `need_more`:
+  /// whole fragments of a fragmented message, already copied into the parser.
   std::size_t consumed = 0;
   bool binary = false;  ///< message: binary (true) or text
   /// Message payload / ping-pong payload / close reason; valid until the next call and until the
@@ -61,11 +61,13 @@ struct frame_event {
 /// is buffered, and on fragment accumulation). Unmasks in place, so the input is mutable.
 ///
 /// Contract: the caller keeps one buffer per connection, passes all its unconsumed bytes on every
-/// call (the parser remembers how far it got into them), drops exactly `consumed` bytes after each
-/// event and calls again until `need_more`, which never consumes. A message in a single frame is
-/// returned as a view into that buffer (zero copy); a fragmented one is assembled in an internal
-/// buffer, and its fragments stay in the caller's buffer until the next event consumes them (at
-/// most 2 * max_message + 4 KiB of them, else 1009). Control frames may interleave fragments.
+/// call (the parser remembers how far it got into a frame that has not fully arrived), drops
+/// exactly `consumed` bytes after each event, need_more included, and calls again until
+/// `need_more`. A message in a single frame is returned as a view into that buffer (zero copy); a
+/// fragmented one is assembled in an internal buffer of at most max_message bytes, and each whole
+/// fragment is consumed as soon as it is copied there (need_more may consume), so the caller
+/// holds at most one unfinished frame however small the fragments are. Control frames may
+/// interleave fragments.
 /// After `close` every call returns need_more (stop reading); after `error` every call returns
 /// the same error. Thread-compatible.
 class frame_parser {
@@ -83,7 +85,6 @@ class frame_parser {
   frame_event fail(std::uint16_t code, const char* reason);
 
   std::size_t max_message_;
-  std::size_t max_absorbed_;  // bound on absorbed_
   role role_;
   bool in_message_ = false;      // a fragmented message is open
   bool message_binary_ = false;  // type of the current message
@@ -91,8 +92,7 @@ class frame_parser {
   bool release_fragments_ = false;  // fragments_ was handed out by the previous call
   bool frame_open_ = false;         // the data frame at the front has been looked at before
   std::size_t frame_progress_ = 0;  // payload bytes of that frame already unmasked and checked
-  std::size_t absorbed_ = 0;  // input bytes of whole fragments taken into fragments_, not consumed
-  std::uint16_t error_code_ = 0;  // non-zero once the stream is broken
+  std::uint16_t error_code_ = 0;    // non-zero once the stream is broken
   const char* error_reason_ = "";
   utf8_validator utf8_;    // text of the current message
   std::string fragments_;  // payload of the fragmented message so far

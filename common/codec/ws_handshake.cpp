@@ -250,8 +250,9 @@ handshake_result handshake_parser::finish(std::string_view head) {
   if (method != "GET") {
     return error(405, "method is not GET");
   }
-  if (version[5] == '0' || (version[5] == '1' && version[7] == '0')) {
-    return error(505, "HTTP version before 1.1");
+  // An upgrade is HTTP/1.1 (RFC 6455 4.1); HTTP/2 and later upgrade differently (RFC 8441).
+  if (version != "HTTP/1.1") {
+    return error(505, "HTTP version is not 1.1");
   }
 
   for (std::size_t n = 1; n < lines.size(); ++n) {
@@ -291,6 +292,10 @@ handshake_result handshake_parser::finish(std::string_view head) {
   }
   if (count_headers(request_, "host") != 1) {
     return error(400, "missing or repeated Host header");
+  }
+  // The Origin allow-list checks one value: a second one would go unchecked.
+  if (count_headers(request_, "origin") > 1) {
+    return error(400, "repeated Origin header");
   }
   accept_key_ = make_accept_key(*key);
   handshake_result r;

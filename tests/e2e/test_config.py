@@ -188,6 +188,22 @@ def check_errors(binary, tmp):
     one_line_error(["--config", os.path.join(tmp, "missing.conf"), "--print-config"], {},
                    ["missing.conf"], "missing config file")
     one_line_error(["--no-such-flag", "--print-config"], {}, ["no-such-flag"], "unknown flag")
+    if prog == "gwx-gateway":
+        # Listener URLs are checked like at start-up: an unknown scheme, a bad address or a bad
+        # listener option fails with one line naming the URL, whichever source it came from.
+        for url, needle, what in (
+                ("foo://127.0.0.1:9000", "foo", "unknown listener scheme"),
+                ("ws//127.0.0.1:9000", "ws//127.0.0.1:9000", "listener URL without ://"),
+                ("ws://127.0.0.1/", "ws://127.0.0.1/", "listener without a port"),
+                ("ws://127.0.0.1:99999/", "99999", "listener port out of range"),
+                ("tcp+line://127.0.0.1:9000/path", "path", "path on a TCP listener"),
+                ("ws://127.0.0.1:9000/?max_message=0", "max_message", "bad listener option"),
+                ("ws://127.0.0.1:9000/?nonsense=1", "nonsense", "unknown listener option")):
+            one_line_error(["--listen", url, "--print-config"], {}, [needle], what)
+            one_line_error(["--print-config"], {env_name("listen"): url}, [needle], what + " (env)")
+        printed, _ = print_config(binary, ["--listen", "ws://127.0.0.1:9000/?max_message=64"])
+        check(printed["listen"][0][0] == "ws://127.0.0.1:9000/?max_message=64",
+              f"{prog}: a good listener URL printed as {printed['listen']}")
     # Unknown GWX_* variables belong to other tools: ignored.
     printed, _ = print_config(binary, [], {"GWX_NO_SUCH_OPTION": "1", "GWX_BIN": "/tmp"})
     check("no-such-option" not in printed, f"{prog}: an unknown GWX_ variable became an option")

@@ -256,10 +256,10 @@ class connection : public std::enable_shared_from_this<connection> {
     in_batch_ = true;
     while (!closed_) {
       const auto ev = decoder_->next(buf_.data() + off, len_ - off);
+      off += ev.consumed;  // need_more too: whole fragments already taken in
       if (ev.type == wire_event::kind::need_more) {
         break;
       }
-      off += ev.consumed;
       switch (ev.type) {
         case wire_event::kind::message:
           on_message(ev.data, now);

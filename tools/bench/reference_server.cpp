@@ -362,10 +362,10 @@ struct reference_server::impl {
     bool close_after = false;
     while (!close_after) {
       const auto ev = c.decoder->next(data + off, size - off);
+      off += ev.consumed;  // need_more too: whole fragments already taken in
       if (ev.type == wire_event::kind::need_more) {
         break;
       }
-      off += ev.consumed;
       switch (ev.type) {
         case wire_event::kind::message:
           encode_message(wbuf_, proto, side::server, ev.data, ev.binary, 0);

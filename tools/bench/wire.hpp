@@ -29,8 +29,8 @@ struct wire_event {
 /// Splits a byte stream into messages with the project's codecs (common/codec): WebSocket frames,
 /// line, length prefix; tcp+raw has no framing, so the server takes each read as one message and
 /// the client cuts the stream into pieces of the known message size. Same contract as the codecs:
-/// pass all unconsumed bytes on every call, drop `consumed` after each event, call again until
-/// need_more. Thread-compatible.
+/// pass all unconsumed bytes on every call, drop `consumed` after each event (need_more too: the
+/// WebSocket parser takes in whole fragments), call again until need_more. Thread-compatible.
 class message_decoder {
  public:
   /// `raw_chunk`: tcp+raw on the client side, the size of each message (0: every call's whole

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <functional>
 #include <map>
 
@@ -400,6 +401,28 @@ std::string commands_app::execute(context& ctx, std::string_view line) {
   } catch (const usage_error& e) {
     return "error " + std::string(verb) + ": " + e.reason;
   }
+}
+
+connect_decision commands_app::on_websocket_connect(context& /*ctx*/,
+                                                    const websocket_request& request) {
+  // `refuse=STATUS` in the upgrade's query: refused with that status (to try out `ask=1`).
+  std::string_view query = request.query;
+  while (!query.empty()) {
+    const auto amp = std::min(query.find('&'), query.size());
+    const auto pair = query.substr(0, amp);
+    query.remove_prefix(std::min(amp + 1, query.size()));
+    constexpr std::string_view k_key = "refuse=";
+    if (pair.substr(0, k_key.size()) != k_key) {
+      continue;
+    }
+    const auto value = pair.substr(k_key.size());
+    std::uint32_t status = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), status);
+    if (ec == std::errc{} && end == value.data() + value.size() && status >= 400 && status <= 599) {
+      return connect_decision::reject(status, "refused by the commands app");
+    }
+  }
+  return connect_decision::accept();
 }
 
 void commands_app::on_message(context& ctx, const message& msg) {

@@ -15,6 +15,8 @@ namespace gwx::apps {
 /// any number of handler threads.
 class commands_app final : public handler {
  public:
+  /// Refuses an upgrade whose query has `refuse=STATUS` (400-599) with that status.
+  connect_decision on_websocket_connect(context& ctx, const websocket_request& request) override;
   void on_message(context& ctx, const message& msg) override;
 
   /// Runs one command for the client of `ctx` and returns the reply to send it.

@@ -91,7 +91,7 @@ void drain(frame_parser& parser, std::string& buf, std::vector<event>& got) {
     const frame_event ev = parser.next(buf.data(), buf.size());
     ASSERT_LE(ev.consumed, buf.size());
     if (ev.type == kind::need_more) {
-      ASSERT_EQ(ev.consumed, 0u);
+      buf.erase(0, ev.consumed);  // whole fragments, already taken in
       return;
     }
     if (ev.type != kind::need_more) {
@@ -279,27 +279,30 @@ TEST(WsFrame, FragmentedTextWithPingInterleaved) {
   expect_every_split(wire, {ping("x"), text("Hello world")});
 }
 
-TEST(WsFrame, NeedMoreNeverConsumesFragmentsGoWithTheNextEvent) {
-  // A caller that, like the other codecs' callers, drops nothing on need_more.
+TEST(WsFrame, NeedMoreConsumesWholeFragmentsOnly) {
   std::string buf = frame(opcode::text, "ab", false) + frame(opcode::continuation, "c", false);
+  const std::string partial = frame(opcode::continuation, "d", true);
   const std::size_t fragments = buf.size();
+  buf += partial.substr(0, 3);  // the start of the last fragment
   frame_parser parser(64);
   EXPECT_FALSE(parser.in_fragmented_message());
   auto ev = parser.next(buf.data(), buf.size());
   EXPECT_EQ(ev.type, kind::need_more);
-  EXPECT_EQ(ev.consumed, 0u);
+  EXPECT_EQ(ev.consumed, fragments);  // taken in; the unfinished frame stays with the caller
   EXPECT_TRUE(parser.in_fragmented_message());
+  buf.erase(0, ev.consumed);
   // Asking again without new bytes changes nothing.
   ev = parser.next(buf.data(), buf.size());
   EXPECT_EQ(ev.type, kind::need_more);
+  EXPECT_EQ(ev.consumed, 0u);
+  // A ping between fragments; then the rest of the last fragment.
   const std::string ping_frame = frame(opcode::ping, "hb");
-  buf += ping_frame;
+  buf = ping_frame + partial;
   ev = parser.next(buf.data(), buf.size());
   ASSERT_EQ(ev.type, kind::ping);
   EXPECT_EQ(ev.data, "hb");
-  EXPECT_EQ(ev.consumed, fragments + ping_frame.size());  // the fragments go with it
+  EXPECT_EQ(ev.consumed, ping_frame.size());
   buf.erase(0, ev.consumed);
-  buf += frame(opcode::continuation, "d", true);
   ev = parser.next(buf.data(), buf.size());
   ASSERT_EQ(ev.type, kind::message);
   EXPECT_EQ(ev.data, "abcd");
@@ -307,7 +310,7 @@ TEST(WsFrame, NeedMoreNeverConsumesFragmentsGoWithTheNextEvent) {
   EXPECT_FALSE(parser.in_fragmented_message());
 }
 
-TEST(WsFrame, ManyTinyFragmentsAreBoundedByFramingOverhead) {
+TEST(WsFrame, TinyFragmentsCostTheCallerNothing) {
   // One-byte fragments of a short message are fine (Autobahn 6.2.x does this).
   const std::string msg = "Hello-\xc2\xb5@\xc3\x9f\xc3\xb6\xc3\xa4-UTF-8!!";
   std::string wire;
@@ -316,12 +319,36 @@ TEST(WsFrame, ManyTinyFragmentsAreBoundedByFramingOverhead) {
         frame(i == 0 ? opcode::text : opcode::continuation, msg.substr(i, 1), i + 1 == msg.size());
   }
   expect_every_split(wire, {text(msg)}, 64);
-  // Endless empty fragments cannot grow the caller's buffer without bound.
+  // A message of exactly max_message bytes in one-byte fragments (7 wire bytes each) is
+  // accepted; one byte more is 1009. Only the payload counts against the limit.
+  constexpr std::size_t max = 1000;
+  const auto one_byte_fragments = [](std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) {
+      out += frame(i == 0 ? opcode::binary : opcode::continuation, "x", i + 1 == n);
+    }
+    return out;
+  };
+  EXPECT_EQ(parse_all(one_byte_fragments(max), max),
+            std::vector<event>{binary(std::string(max, 'x'))});
+  EXPECT_EQ(parse_all(one_byte_fragments(max + 1), max),
+            std::vector<event>{error(ws::k_close_too_big)});
+  // Endless empty fragments: each is consumed at once, so the caller's buffer never holds more
+  // than one frame.
   std::string empty = frame(opcode::binary, "", false);
-  while (empty.size() < 2 * 64 + 4096 + 6) {
+  for (int i = 0; i < 10000; ++i) {
     empty += frame(opcode::continuation, "", false);
   }
-  EXPECT_EQ(parse_all(empty, 64), std::vector<event>{error(ws::k_close_too_big)});
+  frame_parser parser(64);
+  std::string buf;
+  for (std::size_t off = 0; off < empty.size(); off += 5) {
+    buf.append(empty, off, 5);
+    const auto ev = parser.next(buf.data(), buf.size());
+    ASSERT_EQ(ev.type, kind::need_more);
+    buf.erase(0, ev.consumed);
+    ASSERT_LT(buf.size(), 6u + 5u);
+  }
+  EXPECT_TRUE(parser.in_fragmented_message());
 }
 
 TEST(WsFrame, UnmaskedClientFrameIsProtocolError) {

@@ -127,7 +127,15 @@ TEST(WsHandshake, ErrorStatuses) {
   expect_error(v10, 505);
   std::string v20 = k_request;
   v20.replace(v20.find("HTTP/1.1"), 8, "HTTP/2.0");
-  EXPECT_EQ(parse_once(v20).type, kind::upgrade);
+  expect_error(v20, 505);
+  std::string v12 = k_request;
+  v12.replace(v12.find("HTTP/1.1"), 8, "HTTP/1.2");
+  expect_error(v12, 505);
+  // Only the first Origin would be checked against an allow-list: a second one is refused.
+  expect_error(
+      with_header("Origin", "Origin: https://good.example\r\nOrigin: https://evil.example"), 400);
+  expect_error(with_header("Origin", "Origin: https://a.example\r\norigin: https://a.example"),
+               400);
   expect_error(with_header("Upgrade", ""), 426);
   expect_error(with_header("Upgrade", "Upgrade: h2c"), 426);
   expect_error(with_header("Connection", ""), 400);

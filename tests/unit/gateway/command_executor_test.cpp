@@ -70,6 +70,34 @@ TEST_F(CommandExecutorTest, SendsToNamedClientsAndSaysOfflineWhenNoneIsHere) {
   EXPECT_EQ(pa->sent.size(), 1U);
 }
 
+TEST_F(CommandExecutorTest, ANewlineIsRefusedForLineClientsNotSplit) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(ws_);
+  // One recipient: refused with a reason, nothing queued.
+  EXPECT_NE(run(to_clients({a->id()}, "two\nlines")).error(), "");
+  EXPECT_TRUE(pa->sent.empty());
+  // A final CR would be taken for the CR of a CRLF: refused too.
+  EXPECT_NE(run(to_clients({a->id()}, "cr\r")).error(), "");
+  EXPECT_TRUE(pa->sent.empty());
+  // A broadcast: the WebSocket client gets it whole, the line client nothing.
+  link::v2::Command cmd;
+  cmd.mutable_send_to_all()->mutable_message()->set_data("first\nsecond");
+  run(cmd);
+  EXPECT_TRUE(pa->sent.empty());
+  ASSERT_EQ(pb->sent.size(), 1U);
+  EXPECT_EQ(exec_.messages_out(), 1U);
+  // A graceful close with such a final message still closes, without it.
+  link::v2::Command close;
+  close.mutable_close_client()->set_client_id(a->id());
+  close.mutable_close_client()->mutable_final_message()->set_data("bye\nnow");
+  run(close);
+  EXPECT_EQ(pa->closes, std::vector<std::string>{"graceful"});
+  // Without a newline it goes through.
+  auto [c, pc] = add(line_);
+  EXPECT_EQ(run(to_clients({c->id()}, "one line")).error(), "");
+  EXPECT_EQ(pc->texts(), std::vector<std::string>{"one line\n"});
+}
+
 TEST_F(CommandExecutorTest, ABroadcastIsFramedOncePerListenerKind) {
   auto [a, pa] = add(ws_);
   auto [b, pb] = add(ws_);

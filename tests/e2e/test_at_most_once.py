@@ -1,0 +1,84 @@
+#!/usr/bin/python3
+"""`--delivery at-most-once` on a real gateway: an event whose worker dies unacknowledged is never
+handed to another worker, while the default (at-least-once) gateway next to it redelivers.
+
+Cluster: 1 register, gateway `amo` (--delivery at-most-once) and gateway `alo` (default), worker A
+with the `commands` app. Clients on both gateways (WebSocket and tcp+line) get an echo from A.
+Then A is stopped (SIGSTOP) and every client sends `echo m1`: the events go out to A and stay
+unacknowledged. Worker B starts and links, A is killed (SIGKILL).
+
+- On `alo` every client gets `m1` (redelivered to B), then `m2` for its next `echo m2`.
+- On `amo` no client ever gets `m1`: its next message is the answer to `echo m2` (events of one
+  client keep their order, so a redelivered m1 would come first), and the gateway counts no
+  redelivery (gwxctl stats), while `alo` counts one per client.
+"""
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwx_cluster import check, check_eq, connect, log, run_test  # noqa: E402
+
+CLIENTS_PER_KIND = 3
+
+
+async def main(h):
+    c = h.cluster
+    reg = await c.start_register()
+    listeners = ("ws://127.0.0.1:0/", "tcp+line://127.0.0.1:0")
+    amo = await c.start_gateway([reg.addr], name="amo", listeners=listeners,
+                                extra=["--delivery", "at-most-once"])
+    alo = await c.start_gateway([reg.addr], name="alo", listeners=listeners)
+    a = await c.start_worker([reg.addr], "commands", name="worker-a")
+    await c.wait_linked([a], [amo, alo])
+
+    clients = {}
+    for gw in (amo, alo):
+        clients[gw.name] = []
+        for kind in ("ws", "tcp+line"):
+            for i in range(CLIENTS_PER_KIND):
+                x = await connect(gw, kind, f"{gw.name}-{kind}-{i}")
+                check_eq(await x.cmd("echo hello"), "hello", f"{x.name}: echo before")
+                clients[gw.name].append(x)
+    everyone = clients["amo"] + clients["alo"]
+
+    a.send_signal(signal.SIGSTOP)
+    for x in everyone:
+        await x.send("echo m1")
+    b = await c.start_worker([reg.addr], "commands", name="worker-b")
+    await c.wait_linked([b], [amo, alo])
+    await a.kill()
+    log(f"worker A stopped with {len(everyone)} events in flight, worker B linked, A killed")
+
+    async def redelivered(x):
+        check_eq(await x.recv(), "m1", f"{x.name}: at-least-once redelivers m1 to worker B")
+        check_eq(await x.cmd("echo m2"), "m2", f"{x.name}: next echo")
+
+    async def not_redelivered(x):
+        check_eq(await x.cmd("echo m2"), "m2",
+                 f"{x.name}: at-most-once: the next message must answer 'echo m2' (m1 was lost "
+                 f"with its worker, never redelivered)")
+
+    await asyncio.gather(*(redelivered(x) for x in clients["alo"]),
+                         *(not_redelivered(x) for x in clients["amo"]))
+
+    status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
+                                              "--secret", c.secret, "stats"], timeout=30)
+    check_eq(status, 0, f"gwxctl stats ({err!r})")
+    counts = {}
+    for line in out.splitlines():
+        m = re.match(r"^(\S+) .*events_redelivered=(\d+)", line)
+        if m:
+            counts[m.group(1)] = int(m.group(2))
+    check_eq(counts.get(amo.internal), 0, f"amo: redeliveries counted ({out!r})")
+    check(counts.get(alo.internal, 0) >= len(clients["alo"]),
+          f"alo: expected >= {len(clients['alo'])} redeliveries, stats {out!r}")
+    log(f"at-most-once: {len(clients['amo'])} in-flight events lost with their worker, none "
+        f"redelivered; at-least-once next to it: {counts.get(alo.internal)} redelivered")
+
+
+if __name__ == "__main__":
+    run_test(main)
