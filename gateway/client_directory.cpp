@@ -37,6 +37,9 @@ client_record::client_record(std::uint64_t connection, std::string id,
       remote_port_(remote_port),
       port_(std::move(port)) {}
 
+// Read through member() only, never during static initialization.
+const client_record::membership client_record::k_no_membership{};
+
 client_directory::client_directory(std::uint64_t epoch, unsigned loop)
     : epoch_(epoch), loop_(loop) {}
 
@@ -98,42 +101,48 @@ const std::unordered_set<client_record*>* client_directory::uid(const std::strin
 }
 
 void client_directory::bind(client_record& c, const std::string& uid) {
-  if (c.uid_ == uid) {
+  if (c.uid() == uid) {
     return;
   }
   unbind(c);
   if (uid.empty()) {
     return;
   }
-  c.uid_ = uid;
+  c.member_to_write().uid = uid;
   uids_[uid].insert(&c);
 }
 
 void client_directory::unbind(client_record& c) {
-  if (c.uid_.empty()) {
+  if (c.uid().empty()) {
     return;
   }
-  remove_from(uids_, c.uid_, &c);
-  c.uid_.clear();
+  auto& m = c.member_to_write();
+  remove_from(uids_, m.uid, &c);
+  m.uid.clear();
 }
 
 void client_directory::join(client_record& c, const std::string& group) {
-  const auto it = std::lower_bound(c.groups_.begin(), c.groups_.end(), group);
-  if (it != c.groups_.end() && *it == group) {
+  auto& groups = c.member_to_write().groups;
+  const auto it = std::lower_bound(groups.begin(), groups.end(), group);
+  if (it != groups.end() && *it == group) {
     return;
   }
-  c.groups_.insert(it, group);
+  groups.insert(it, group);
   groups_[group].insert(&c);
 }
 
 void client_directory::leave(client_record& c, const std::string& group) {
-  const auto it = std::lower_bound(c.groups_.begin(), c.groups_.end(), group);
-  if (it == c.groups_.end() || *it != group) {
+  if (!c.member_) {
     return;
   }
-  // The index first: `group` may refer to the very string erased from c.groups_ below.
+  auto& groups = c.member_->groups;
+  const auto it = std::lower_bound(groups.begin(), groups.end(), group);
+  if (it == groups.end() || *it != group) {
+    return;
+  }
+  // The index first: `group` may refer to the very string erased from the client's list below.
   remove_from(groups_, group, &c);
-  c.groups_.erase(it);
+  groups.erase(it);
 }
 
 void client_directory::ungroup(const std::string& group) {
@@ -149,10 +158,13 @@ void client_directory::ungroup(const std::string& group) {
 }
 
 void client_directory::leave_all(client_record& c) {
-  for (const auto& group : c.groups_) {
+  if (!c.member_) {
+    return;
+  }
+  for (const auto& group : c.member_->groups) {
     remove_from(groups_, group, &c);
   }
-  c.groups_.clear();
+  c.member_->groups.clear();
 }
 
 void client_directory::forget_membership(client_record& c) {
@@ -161,16 +173,17 @@ void client_directory::forget_membership(client_record& c) {
 }
 
 void client_directory::write_session(client_record& c, const link::v2::SessionWrite& op) {
+  auto& m = c.member_to_write();
   if (!op.merge()) {
-    c.session_.clear();
+    m.session.clear();
   }
   for (const auto& e : op.session()) {
-    c.session_[e.key()] = e.value();
+    m.session[e.key()] = e.value();
   }
   for (const auto& k : op.erase_keys()) {
-    c.session_.erase(k);
+    m.session.erase(k);
   }
-  c.session_seq_ = std::max(c.session_seq_, op.writer_seq());
+  m.session_seq = std::max(m.session_seq, op.writer_seq());
 }
 
 void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r) {

@@ -34,12 +34,12 @@ class client_record {
   const std::string& remote_ip() const { return remote_ip_; }
   std::uint16_t remote_port() const { return remote_port_; }
 
-  const std::string& uid() const { return uid_; }
+  const std::string& uid() const { return member().uid; }
   /// Sorted.
-  const std::vector<std::string>& groups() const { return groups_; }
-  const session_values& session() const { return session_; }
+  const std::vector<std::string>& groups() const { return member().groups; }
+  const session_values& session() const { return member().session; }
   /// Highest writer sequence of a session write applied.
-  std::uint64_t session_seq() const { return session_seq_; }
+  std::uint64_t session_seq() const { return member().session_seq; }
 
   /// The worker has been told of this client (CONNECT sent); it will hear of its close.
   bool announced() const { return announced_; }
@@ -61,16 +61,30 @@ class client_record {
  private:
   friend class client_directory;
 
+  /// Uid, groups and session: allocated when the first of them is set, so that a client with
+  /// none (most idle connections) pays one pointer for them.
+  struct membership {
+    std::string uid;
+    std::vector<std::string> groups;
+    session_values session;
+    std::uint64_t session_seq = 0;
+  };
+  static const membership k_no_membership;
+  const membership& member() const { return member_ ? *member_ : k_no_membership; }
+  membership& member_to_write() {
+    if (!member_) {
+      member_ = std::make_unique<membership>();
+    }
+    return *member_;
+  }
+
   std::uint64_t connection_;
   std::string id_;
   const listener_config* listener_;
   std::string remote_ip_;
   std::uint16_t remote_port_;
-  std::string uid_;
-  std::vector<std::string> groups_;
-  session_values session_;
-  std::uint64_t session_seq_ = 0;
   bool announced_ = false;
+  std::unique_ptr<membership> member_;
   std::shared_ptr<client_port> port_;
   delivery_state delivery_;
 };

@@ -1,5 +1,7 @@
 #include "gateway/client_event.hpp"
 
+#include <cstring>
+
 #include "common/codec/ws_handshake.hpp"
 #include "common/link/link_codec.hpp"
 #include "common/link/link_entries.hpp"
@@ -98,12 +100,13 @@ std::size_t varint_size(std::uint64_t v) {
   return n;
 }
 
-void put_varint(std::string& out, std::uint64_t v) {
+// Writers advance `p` through a buffer sized beforehand (no capacity check per byte).
+void put_varint(char*& p, std::uint64_t v) {
   while (v >= 0x80) {
-    out.push_back(static_cast<char>(v | 0x80));
+    *p++ = static_cast<char>(v | 0x80);
     v >>= 7;
   }
-  out.push_back(static_cast<char>(v));
+  *p++ = static_cast<char>(v);
 }
 
 std::size_t len_field_size(std::size_t len) {
@@ -116,20 +119,21 @@ std::size_t uint_size(std::uint64_t v) {
   return v == 0 ? 0 : 1 + varint_size(v);
 }
 
-void put_len(std::string& out, int field, std::size_t len) {
-  out.push_back(tag(field, k_len));
-  put_varint(out, len);
+void put_len(char*& p, int field, std::size_t len) {
+  *p++ = tag(field, k_len);
+  put_varint(p, len);
 }
-void put_bytes(std::string& out, int field, std::string_view s) {
+void put_bytes(char*& p, int field, std::string_view s) {
   if (!s.empty()) {
-    put_len(out, field, s.size());
-    out.append(s);
+    put_len(p, field, s.size());
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
   }
 }
-void put_uint(std::string& out, int field, std::uint64_t v) {
+void put_uint(char*& p, int field, std::uint64_t v) {
   if (v != 0) {
-    out.push_back(tag(field, k_varint));
-    put_varint(out, v);
+    *p++ = tag(field, k_varint);
+    put_varint(p, v);
   }
 }
 }  // namespace pb
@@ -164,9 +168,11 @@ event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
 
   auto e = std::make_shared<encoded_event>();
   e->id = event_id;
-  auto& w = e->wire;
-  w.reserve(link_codec::k_prefix_size + header + payload.size());
-  link_codec::append_prefix(w, header, payload.size());
+  auto& wire = e->wire;
+  wire.reserve(link_codec::k_prefix_size + header + payload.size());
+  link_codec::append_prefix(wire, header, payload.size());
+  wire.resize(link_codec::k_prefix_size + header);
+  char* w = wire.data() + link_codec::k_prefix_size;
   pb::put_len(w, link::v2::Frame::kEventFieldNumber, event);
   pb::put_uint(w, ClientEvent::kEventIdFieldNumber, event_id);
   pb::put_uint(w, ClientEvent::kKindFieldNumber, link::v2::EVENT_KIND_MESSAGE);
@@ -185,9 +191,9 @@ event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
   pb::put_uint(w, ClientInfo::kSessionSeqFieldNumber, c.session_seq());
   pb::put_uint(w, ClientEvent::kBinaryFieldNumber, binary ? 1 : 0);
   // Last, so that redelivered_copy() finds it in the header's last byte.
-  w.push_back(pb::tag(ClientEvent::kRedeliveredFieldNumber, pb::k_varint));
-  w.push_back(0);
-  w.append(payload);
+  *w++ = pb::tag(ClientEvent::kRedeliveredFieldNumber, pb::k_varint);
+  *w++ = 0;
+  wire.append(payload);
   return e;
 }
 

@@ -7,7 +7,8 @@
 namespace gwx::gateway {
 
 /// A FIFO that costs one empty vector (no allocation) while unused — unlike std::deque, which
-/// allocates on construction — for the per-client event queues. Not thread-safe.
+/// allocates on construction — for the per-client event queues. Its storage goes as soon as it
+/// is empty: a client whose events were all acknowledged holds none. Not thread-safe.
 template <typename T>
 class event_fifo {
  public:
@@ -15,7 +16,12 @@ class event_fifo {
   std::size_t size() const { return items_.size() - head_; }
   T& front() { return items_[head_]; }
   const T& front() const { return items_[head_]; }
-  void push_back(T item) { items_.push_back(std::move(item)); }
+  void push_back(T item) {
+    if (items_.capacity() == 0) {
+      items_.reserve(k_first_capacity);  // one allocation for a small burst
+    }
+    items_.push_back(std::move(item));
+  }
 
   /// Removes and returns the first item.
   T pop_front() {
@@ -56,17 +62,15 @@ class event_fifo {
     return out;
   }
 
-  /// Empties the FIFO; gives memory back only when it grew beyond a few items, so a busy
-  /// client does not allocate per event while an idle one holds nothing large.
+  /// Empties the FIFO and gives its memory back.
   void clear() {
-    items_.clear();
-    if (items_.capacity() > 16) {
-      items_.shrink_to_fit();
-    }
+    items_ = std::vector<T>();
     head_ = 0;
   }
 
  private:
+  static constexpr std::size_t k_first_capacity = 4;
+
   std::vector<T> items_;
   std::size_t head_ = 0;
 };
