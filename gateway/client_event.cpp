@@ -5,6 +5,7 @@
 #include "common/codec/ws_handshake.hpp"
 #include "common/link/link_codec.hpp"
 #include "common/link/link_entries.hpp"
+#include "common/net/tls_context.hpp"
 #include "gateway/client_directory.hpp"
 
 namespace gwx::gateway {
@@ -19,6 +20,9 @@ link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
   auto* ev = frame.mutable_event();
   if (ev->has_websocket()) {
     ev->clear_websocket();
+  }
+  if (ev->has_tls()) {
+    ev->clear_tls();
   }
   ev->clear_payload();
   ev->set_binary(false);
@@ -58,8 +62,24 @@ event_ptr finish(std::uint64_t event_id, std::string_view payload) {
 
 event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address,
-                             const codec::ws::http_request* request, bool decision_required) {
+                             const codec::ws::http_request* request, bool decision_required,
+                             const ssl_st* tls) {
   auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_CONNECT, t_frame);
+  if (tls != nullptr) {
+    auto* info = ev.mutable_tls();
+    info->set_version(SSL_get_version(tls));
+    info->set_cipher(SSL_get_cipher_name(tls));
+    if (const char* sni = SSL_get_servername(tls, TLSEXT_NAMETYPE_host_name)) {
+      info->set_server_name(sni);
+    }
+    if (auto peer = net::verified_peer_certificate(tls)) {
+      auto* cert = info->mutable_client_certificate();
+      cert->set_subject(std::move(peer->subject));
+      for (auto& san : peer->sans) {
+        cert->add_sans(std::move(san));
+      }
+    }
+  }
   if (request != nullptr) {
     auto* ws = ev.mutable_websocket();
     ws->set_method(request->method);

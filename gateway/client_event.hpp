@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+struct ssl_st;
+
 namespace gwx::codec::ws {
 struct http_request;
 }
@@ -24,10 +26,12 @@ struct encoded_event {
 };
 using event_ptr = std::shared_ptr<const encoded_event>;
 
-/// CONNECT: with the upgrade request of WebSocket clients (null for TCP listeners).
+/// CONNECT: with the upgrade request of WebSocket clients (null for TCP listeners) and, for
+/// clients of TLS listeners, their TLS connection (version, SNI, verified certificate).
 event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address,
-                             const codec::ws::http_request* request, bool decision_required);
+                             const codec::ws::http_request* request, bool decision_required,
+                             const ssl_st* tls = nullptr);
 /// MESSAGE with its payload.
 event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
                              const std::string& gateway_address, std::string_view payload,

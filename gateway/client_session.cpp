@@ -7,7 +7,9 @@
 #include "common/codec/length_prefix.hpp"
 #include "common/codec/line.hpp"
 #include "common/net/endpoint.hpp"
+#include "gateway/client_directory.hpp"
 #include "gateway/client_loop.hpp"
+#include "gateway/listener_tls.hpp"
 #include "gateway/session_events.hpp"
 
 namespace gwx::gateway {
@@ -38,16 +40,40 @@ std::string& client_session::control_scratch() {
 
 client_session::client_session(client_loop& loop, const listener_config& listener,
                                client_socket socket)
-    : loop_(loop), listener_(listener), socket_(std::move(socket)) {
+    : client_session(loop, listener, std::move(socket), false) {}
+
+client_session::client_session(client_loop& loop, const listener_config& listener,
+                               client_socket socket, bool tls)
+    : loop_(loop), listener_(listener), socket_(std::move(socket)), tls_(tls) {
   std::error_code ec;
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   socket_.non_blocking(true, ec);
   last_heard_ = std::chrono::steady_clock::now();
 }
 
+tls_client_session::tls_client_session(client_loop& loop, const listener_config& listener,
+                                       client_socket socket)
+    : client_session(loop, listener, std::move(socket), true),
+      io_(listener.tls_state->context().new_ssl(), native_handle()) {}
+
+net::tls_io* client_session::tls_io() {
+  return tls_ ? &static_cast<tls_client_session*>(this)->io_ : nullptr;
+}
+
+const net::tls_io* client_session::tls() const {
+  return tls_ ? &static_cast<const tls_client_session*>(this)->io_ : nullptr;
+}
+
 void client_session::start(client_record& record) {
   record_ = &record;
-  if (listener_.kind == framing::websocket) {
+  if (tls_) {
+    if (tls_io()->native() == nullptr) {
+      finish("no memory for a TLS connection");
+      return;
+    }
+    // The TLS handshake first; the WebSocket upgrade or the TCP connect follows it.
+    state_ = client_state::handshake;
+  } else if (listener_.kind == framing::websocket) {
     state_ = client_state::handshake;
     handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
   } else {
@@ -102,7 +128,7 @@ void client_session::resume_reading() {
   }
   paused_ = false;
   if (pending_.empty()) {
-    arm_read();
+    read_again();
     return;
   }
   // Messages read before the pause go first; posted, so whoever resumed us is not re-entered.
@@ -112,13 +138,25 @@ void client_session::resume_reading() {
     }
     self->consume_pending();
     if (self->state_ != client_state::closed) {
-      self->arm_read();
+      self->read_again();
     }
   });
 }
 
+void client_session::read_again() {
+  if (!tls_) {
+    arm_read();
+    return;
+  }
+  asio::post(socket_.get_executor(), [self = shared_from_this()] { self->on_readable(); });
+}
+
 void client_session::on_readable() {
   if (paused_ || (state_ != client_state::handshake && state_ != client_state::open)) {
+    return;
+  }
+  if (auto* tls = tls_io()) {
+    on_tls_readable(*tls);
     return;
   }
   auto& scratch = read_scratch();
@@ -132,34 +170,119 @@ void client_session::on_readable() {
     finish(ec == asio::error::eof ? "client closed the connection" : ec.message());
     return;
   }
+  if (take(scratch.data(), n)) {
+    arm_read();
+  }
+}
+
+bool client_session::take(char* data, std::size_t n) {
   if (watches_silence()) {
     last_heard_ = std::chrono::steady_clock::now();
   }
   missed_beats_ = 0;
   if (pending_.empty()) {
-    const std::size_t used = process(scratch.data(), n);
+    const std::size_t used = process(data, n);
     if (state_ == client_state::closed) {
-      return;
+      return false;
     }
     if (used < n) {
       if (n - used > max_pending()) {
         fail(codec::ws::k_close_too_big, "message larger than the limit");
-        return;
+        return false;
       }
-      pending_.assign(scratch.data() + used, n - used);
+      pending_.assign(data + used, n - used);
     }
-  } else {
-    if (pending_.size() + n > max_pending()) {
-      fail(codec::ws::k_close_too_big, "message larger than the limit");
+    return true;
+  }
+  if (pending_.size() + n > max_pending()) {
+    fail(codec::ws::k_close_too_big, "message larger than the limit");
+    return false;
+  }
+  pending_.append(data, n);
+  consume_pending();
+  return state_ != client_state::closed;
+}
+
+void client_session::on_tls_readable(net::tls_io& tls) {
+  if (!tls.established()) {
+    const auto st = tls.handshake();
+    if (st == net::tls_status::want_read || st == net::tls_status::want_write) {
+      tls_wait(st);
       return;
     }
-    pending_.append(scratch.data(), n);
-    consume_pending();
-    if (state_ == client_state::closed) {
+    if (st != net::tls_status::ok) {
+      tls_handshake_failed(tls.failure(), tls.failure_detail());
+      return;
+    }
+    tls_established();
+    if (state_ != client_state::handshake && state_ != client_state::open) {
       return;
     }
   }
-  arm_read();
+  // Everything there is, up to the loop's buffer: after a wake-up the socket is read until it
+  // would block, so the next wake-up is sure to come.
+  auto& scratch = read_scratch();
+  std::size_t filled = 0;
+  auto st = net::tls_status::ok;
+  while (scratch.size() - filled >= net::tls_io::k_record) {
+    std::size_t n = 0;
+    st = tls.read(scratch.data() + filled, scratch.size() - filled, n);
+    if (st != net::tls_status::ok) {
+      break;
+    }
+    filled += n;
+  }
+  if (filled > 0 && !take(scratch.data(), filled)) {
+    return;
+  }
+  switch (st) {
+    case net::tls_status::ok:
+      read_again();
+      return;
+    case net::tls_status::want_read:
+    case net::tls_status::want_write:
+      tls_wait(st);
+      return;
+    case net::tls_status::closed:
+      finish("client closed the connection");
+      return;
+    case net::tls_status::failed:
+      finish("TLS error: " + tls.failure_detail());
+      return;
+  }
+}
+
+void client_session::tls_wait(net::tls_status st) {
+  if (st == net::tls_status::want_read) {
+    arm_read();
+    return;
+  }
+  socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                     [self = shared_from_this()](std::error_code ec) {
+                       if (ec) {
+                         if (ec != asio::error::operation_aborted) {
+                           self->finish(ec.message());
+                         }
+                         return;
+                       }
+                       self->on_readable();
+                     });
+}
+
+void client_session::tls_established() {
+  if (listener_.kind == framing::websocket) {
+    handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
+    return;
+  }
+  state_ = client_state::open;
+  loop_.events().on_connected(*record_, nullptr, false);
+  arm_timer();
+}
+
+void client_session::tls_handshake_failed(net::tls_failure reason, const std::string& detail) {
+  listener_.tls_state->handshake_failed(
+      reason, detail, format_host_port(record_->remote_ip(), record_->remote_port()));
+  finish(std::string("TLS handshake failed: ") + net::to_string(reason));
 }
 
 void client_session::consume_pending() {
@@ -252,7 +375,7 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
         return;
       }
     }
-    arm_read();
+    read_again();
     return;
   }
   const auto status =
@@ -421,10 +544,29 @@ void client_session::flush() {
   if (state_ == client_state::closed || (out_ && out_->writing())) {
     return;  // a write in flight calls flush() when done
   }
+  auto* tls = tls_io();
+  if (tls != nullptr && !tls->established()) {
+    return;  // nothing is sent before the handshake is done
+  }
   while (out_) {
     const auto& bufs = out_->gather();
     if (bufs.empty()) {
       break;
+    }
+    if (tls != nullptr) {
+      const auto st = tls->write(bufs);
+      if (st == net::tls_status::want_write || st == net::tls_status::want_read) {
+        tls_write_rest(bufs, st);
+        return;
+      }
+      if (st != net::tls_status::ok) {
+        out_->written();
+        finish(st == net::tls_status::closed ? "client closed the connection"
+                                             : "write failed: " + tls->failure_detail());
+        return;
+      }
+      out_->written();
+      continue;
     }
     // The socket is non-blocking: write what it takes now, the rest when it is writable.
     std::error_code ec;
@@ -475,6 +617,31 @@ void client_session::write_rest(const std::vector<asio::const_buffer>& bufs, std
                       }
                       self->flush();
                     });
+}
+
+void client_session::tls_write_rest(const std::vector<asio::const_buffer>& bufs,
+                                    net::tls_status st) {
+  // `bufs` is the queue's in-flight list: it stays as it is until written().
+  socket_.async_wait(
+      st == net::tls_status::want_write ? asio::ip::tcp::socket::wait_write
+                                        : asio::ip::tcp::socket::wait_read,
+      [self = shared_from_this(), &bufs](std::error_code ec) {
+        if (self->state_ == client_state::closed) {
+          return;
+        }
+        auto& tls = *self->tls_io();
+        const auto next = ec ? net::tls_status::failed : tls.write(bufs);
+        if (next == net::tls_status::want_write || next == net::tls_status::want_read) {
+          self->tls_write_rest(bufs, next);
+          return;
+        }
+        self->out_->written();
+        if (next != net::tls_status::ok) {
+          self->finish("write failed: " + (ec ? ec.message() : tls.failure_detail()));
+          return;
+        }
+        self->flush();
+      });
 }
 
 void client_session::close_gracefully(
@@ -563,6 +730,9 @@ void client_session::finish(const std::string& reason) {
   state_ = client_state::closed;
   std::error_code ignored;
   tick_wheel::hook::cancel();
+  if (auto* tls = tls_io()) {
+    tls->shutdown();
+  }
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   if (out_) {
@@ -611,7 +781,11 @@ void client_session::on_deadline() {
   }
   if (state_ == client_state::handshake || state_ == client_state::deciding) {
     // Scheduled handshake_timeout after start(): the wheel never fires early.
-    if (state_ == client_state::deciding) {
+    if (tls_ && !tls_io()->established()) {
+      tls_handshake_failed(
+          net::tls_failure::timeout,
+          "no handshake within " + std::to_string(listener_.handshake_timeout.count()) + " ms");
+    } else if (state_ == client_state::deciding) {
       reject_upgrade(503, "no decision from a worker in time", "decision timed out");
     } else {
       destroy("handshake timed out");

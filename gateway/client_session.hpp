@@ -11,6 +11,7 @@
 #include "common/codec/ws_frame.hpp"
 #include "common/codec/ws_handshake.hpp"
 #include "common/net/send_queue.hpp"
+#include "common/net/tls_io.hpp"
 #include "gateway/client_port.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
@@ -30,12 +31,16 @@ using client_socket = asio::basic_stream_socket<asio::ip::tcp, asio::io_context:
 /// listener's codec and reports connect, messages and close upward through session_events;
 /// what the cluster knows of the client (uid, groups, session, delivery) is in its
 /// client_record. Its deadlines live in the loop's timer wheel (the hook it derives from), and
-/// it holds a send queue only while it has bytes to write.
-class client_session final : public client_port,
-                             public tick_wheel::hook,
-                             public std::enable_shared_from_this<client_session> {
+/// it holds a send queue only while it has bytes to write. A client of a TLS listener is a
+/// tls_client_session (below): the same session with its TLS connection alongside, so plain
+/// clients carry nothing for TLS.
+class client_session : public client_port,
+                       public tick_wheel::hook,
+                       public std::enable_shared_from_this<client_session> {
  public:
   client_session(client_loop& loop, const listener_config& listener, client_socket socket);
+  client_session(const client_session&) = delete;
+  client_session& operator=(const client_session&) = delete;
 
   /// Starts reading (and, for WebSocket, the handshake timer); `record` is this client's entry
   /// in its directory, handed back with every report until on_closed.
@@ -66,9 +71,34 @@ class client_session final : public client_port,
   /// Writes what is queued (called by the loop once per turn; see client_loop::flush_later).
   void flush();
 
+  /// The TLS connection of a client on a TLS listener (null on plain ones).
+  const net::tls_io* tls() const;
+
+ protected:
+  /// For tls_client_session.
+  client_session(client_loop& loop, const listener_config& listener, client_socket socket,
+                 bool tls);
+  int native_handle() { return socket_.native_handle(); }
+
  private:
+  net::tls_io* tls_io();
   void arm_read();
   void on_readable();
+  /// Keeps the bytes read into the loop's buffer: runs them through the codec, keeps the
+  /// unfinished tail. False when the session closed meanwhile.
+  bool take(char* data, std::size_t n);
+  /// TLS: runs the handshake, then reads and decrypts all that is there.
+  void on_tls_readable(net::tls_io& tls);
+  /// TLS: the handshake is done; the WebSocket upgrade or the TCP connect follows.
+  void tls_established();
+  void tls_handshake_failed(net::tls_failure reason, const std::string& detail);
+  /// TLS: waits until the socket is readable (want_read) or writable, then reads again.
+  void tls_wait(net::tls_status st);
+  /// Reads again; TLS without waiting (OpenSSL may hold decrypted bytes, or the socket bytes
+  /// whose readiness was already reported).
+  void read_again();
+  /// TLS: writes `bufs` (the queue's gather) once the socket takes more.
+  void tls_write_rest(const std::vector<asio::const_buffer>& bufs, net::tls_status st);
   /// Runs what was read through the codec; returns the bytes used (the rest is an unfinished
   /// message, kept in pending_).
   std::size_t process(char* data, std::size_t size);
@@ -109,6 +139,8 @@ class client_session final : public client_port,
   bool paused_ = false;
   bool close_after_flush_ = false;
   bool flush_scheduled_ = false;
+  /// A tls_client_session (fits in the padding before missed_beats_).
+  bool tls_ = false;
   unsigned missed_beats_ = 0;
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).
@@ -121,6 +153,17 @@ class client_session final : public client_port,
   std::unique_ptr<std::string> close_reason_;
 
   std::chrono::steady_clock::time_point last_heard_;
+};
+
+/// A client of a TLS listener (wss://, tls+…): a client_session and its TLS connection in one
+/// allocation.
+class tls_client_session final : public client_session {
+ public:
+  tls_client_session(client_loop& loop, const listener_config& listener, client_socket socket);
+
+ private:
+  friend class client_session;
+  net::tls_io io_;
 };
 
 }  // namespace gwx::gateway

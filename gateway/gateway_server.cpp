@@ -11,6 +11,7 @@
 #include "common/client_id.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
+#include "gateway/listener_tls.hpp"
 #include "gateway/refused_connection.hpp"
 #include "gateway/worker_link.hpp"
 
@@ -66,7 +67,7 @@ void open_acceptor(asio::ip::tcp::acceptor& acceptor, const asio::ip::tcp::endpo
 }
 
 std::string with_port(const listener_config& c, std::uint16_t port) {
-  return std::string(scheme_of(c.kind)) + "://" + format_host_port(c.host, port) +
+  return std::string(scheme_of(c.kind, c.tls)) + "://" + format_host_port(c.host, port) +
          (c.kind == framing::websocket ? c.path : std::string{});
 }
 
@@ -126,7 +127,10 @@ void gateway_server::start() {
   advertised_ = format_host_port(advertised_ip_, advertised_port_);
   id_prefix_ = client_id_prefix(advertised_ip_, advertised_port_, epoch_);
 
-  for (const auto& lc : config_.listeners) {
+  for (auto& lc : config_.listeners) {
+    if (lc.tls && !lc.tls_state) {
+      load_listener_tls(lc);
+    }
     auto l = std::make_unique<listener>(lc, io0);
     open_acceptor(l->acceptor, resolve(lc.host, lc.port), lc.url);
     l->config.bound_url = with_port(lc, l->acceptor.local_endpoint().port());
@@ -230,6 +234,9 @@ void gateway_server::attach_metrics(metrics::registry& reg) {
                                       "Open client connections, by listener.", {"listener"});
   for (auto& l : listeners_) {
     l->config.metrics.attach(reg, l->config.bound_url);
+    if (l->config.tls_state) {
+      l->config.tls_state->attach(reg, l->config.bound_url);
+    }
     metric_callbacks_.push_back(open.add({l->config.bound_url}, [c = &l->connections] {
       return static_cast<double>(c->load(std::memory_order_relaxed));
     }));
@@ -269,6 +276,25 @@ metrics::counter gateway_server::routed_counter(const std::string& worker) {
       ->add_counter("gwx_gateway_events_routed_total",
                     "Client events sent to workers, by worker name.", {"worker"})
       .with({worker});
+}
+
+std::size_t gateway_server::reload_tls() {
+  std::size_t failed = 0;
+  for (const auto& l : listeners_) {
+    auto& tls = l->config.tls_state;
+    if (!tls) {
+      continue;
+    }
+    if (const auto error = tls->reload()) {
+      ++failed;
+      spdlog::error("{}: certificate reload failed, still serving the previous certificates: {}",
+                    l->config.bound_url, *error);
+    } else {
+      spdlog::info("{}: certificates reloaded ({}); new connections get them", l->config.bound_url,
+                   tls->context().describe());
+    }
+  }
+  return failed;
 }
 
 std::vector<std::string> gateway_server::bound_urls() const {

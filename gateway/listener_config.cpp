@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "common/net/endpoint.hpp"
+#include "gateway/listener_tls.hpp"
 
 namespace gwx::gateway {
 namespace {
@@ -38,20 +39,74 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+void check_tls(const listener_config& cfg, const std::string& tls_option) {
+  const auto& url = cfg.url;
+  if (!cfg.tls) {
+    if (!tls_option.empty()) {
+      throw std::invalid_argument("listener '" + url + "': " + tls_option +
+                                  " applies to wss:// and tls+… listeners only");
+    }
+    return;
+  }
+  const auto& f = cfg.tls_files;
+  if (f.certs.empty() || f.keys.empty()) {
+    throw std::invalid_argument("listener '" + url +
+                                "' needs a certificate and its key: --tls-cert and --tls-key, "
+                                "or tls_cert= and tls_key= in its URL");
+  }
+  if (f.certs.size() != f.keys.size()) {
+    throw std::invalid_argument("listener '" + url + "': " + std::to_string(f.certs.size()) +
+                                " certificate(s) but " + std::to_string(f.keys.size()) +
+                                " key(s); they pair up by position");
+  }
+  if (f.client_auth.empty() || f.client_auth == "none") {
+    return;
+  }
+  if (f.client_ca.empty()) {
+    throw std::invalid_argument("listener '" + url + "': tls_client_auth=" + f.client_auth +
+                                " needs a CA: --tls-client-ca or tls_client_ca=");
+  }
+}
+
 }  // namespace
 
-const char* scheme_of(framing kind) {
+const char* scheme_of(framing kind, bool tls) {
   switch (kind) {
     case framing::websocket:
-      return "ws";
+      return tls ? "wss" : "ws";
     case framing::line:
-      return "tcp+line";
+      return tls ? "tls+line" : "tcp+line";
     case framing::frame:
-      return "tcp+frame";
+      return tls ? "tls+frame" : "tcp+frame";
     case framing::raw:
-      return "tcp+raw";
+      return tls ? "tls+raw" : "tcp+raw";
   }
   return "?";
+}
+
+void load_listener_tls(listener_config& cfg) {
+  if (!cfg.tls) {
+    return;
+  }
+  const auto& f = cfg.tls_files;
+  net::tls_server_config tls;
+  for (std::size_t i = 0; i < f.certs.size(); ++i) {
+    tls.identities.push_back({f.certs[i], f.keys[i]});
+  }
+  tls.client_ca_file = f.client_ca;
+  const auto& auth =
+      f.client_auth.empty() ? (f.client_ca.empty() ? "none" : "require") : f.client_auth;
+  tls.client_verify = auth == "require"    ? net::tls_peer_verify::require
+                      : auth == "optional" ? net::tls_peer_verify::optional
+                                           : net::tls_peer_verify::none;
+  if (cfg.kind == framing::websocket) {
+    tls.alpn = {"http/1.1"};
+  }
+  try {
+    cfg.tls_state = std::make_shared<listener_tls>(cfg.url, std::move(tls));
+  } catch (const net::tls_config_error& e) {
+    throw std::runtime_error("listener '" + cfg.url + "': " + e.what());
+  }
 }
 
 listener_config parse_listener_url(const std::string& url, const listener_config& defaults) {
@@ -63,17 +118,19 @@ listener_config parse_listener_url(const std::string& url, const listener_config
                                 "': expected SCHEME://HOST:PORT[/path][?options]");
   }
   const auto scheme = url.substr(0, sep);
-  if (scheme == "ws") {
+  cfg.tls = scheme == "wss" || scheme.starts_with("tls+");
+  if (scheme == "ws" || scheme == "wss") {
     cfg.kind = framing::websocket;
-  } else if (scheme == "tcp+line") {
+  } else if (scheme == "tcp+line" || scheme == "tls+line") {
     cfg.kind = framing::line;
-  } else if (scheme == "tcp+frame") {
+  } else if (scheme == "tcp+frame" || scheme == "tls+frame") {
     cfg.kind = framing::frame;
-  } else if (scheme == "tcp+raw") {
+  } else if (scheme == "tcp+raw" || scheme == "tls+raw") {
     cfg.kind = framing::raw;
   } else {
     throw std::invalid_argument("listener '" + url + "': unsupported scheme '" + scheme +
-                                "' (ws, tcp+line, tcp+frame, tcp+raw)");
+                                "' (ws, wss, tcp+line, tcp+frame, tcp+raw, tls+line, "
+                                "tls+frame, tls+raw)");
   }
   auto rest = url.substr(sep + 3);
   std::string query;
@@ -88,7 +145,8 @@ listener_config parse_listener_url(const std::string& url, const listener_config
     cfg.path = rest.substr(slash);
   }
   if (cfg.kind != framing::websocket && cfg.path != "/") {
-    throw std::invalid_argument("listener '" + url + "': a path only makes sense for ws://");
+    throw std::invalid_argument("listener '" + url +
+                                "': a path only makes sense for ws:// and wss://");
   }
   try {
     const auto hp = parse_host_port(authority);
@@ -97,6 +155,7 @@ listener_config parse_listener_url(const std::string& url, const listener_config
   } catch (const std::invalid_argument& e) {
     throw std::invalid_argument("listener '" + url + "': " + e.what());
   }
+  std::string tls_option;
   for (const auto& kv : split(query, '&')) {
     const auto eq = kv.find('=');
     const auto key = kv.substr(0, eq);
@@ -126,14 +185,31 @@ listener_config parse_listener_url(const std::string& url, const listener_config
       cfg.origins = split(value, ',');
     } else if (key == "ask") {
       cfg.ask_on_connect = parse_size(url, key, value, 0, 1) == 1;
+    } else if (key == "tls_cert") {
+      cfg.tls_files.certs = split(value, ',');
+      tls_option = key;
+    } else if (key == "tls_key") {
+      cfg.tls_files.keys = split(value, ',');
+      tls_option = key;
+    } else if (key == "tls_client_ca") {
+      cfg.tls_files.client_ca = value;
+      tls_option = key;
+    } else if (key == "tls_client_auth") {
+      if (value != "none" && value != "optional" && value != "require") {
+        throw std::invalid_argument("listener '" + url +
+                                    "': tls_client_auth must be none, optional or require");
+      }
+      cfg.tls_files.client_auth = value;
+      tls_option = key;
     } else {
       throw std::invalid_argument(
           "listener '" + url + "': unknown option '" + key +
           "' (max_message, max_connections, send_buffer, slow_client, handshake_timeout_ms, "
           "idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, heartbeat_data, origins, "
-          "ask)");
+          "ask, tls_cert, tls_key, tls_client_ca, tls_client_auth)");
     }
   }
+  check_tls(cfg, tls_option);
   if ((cfg.kind != framing::websocket) && (cfg.ask_on_connect || !cfg.origins.empty())) {
     throw std::invalid_argument("listener '" + url + "': ask and origins apply to ws:// only");
   }

@@ -3,12 +3,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "gateway/gateway_metrics.hpp"
 
 namespace gwx::gateway {
+
+class listener_tls;
 
 /// How a public listener frames client messages.
 enum class framing : std::uint8_t {
@@ -20,6 +23,17 @@ enum class framing : std::uint8_t {
 
 /// What to do when a client's unsent bytes exceed its send-buffer cap.
 enum class slow_policy : std::uint8_t { close, drop };
+
+/// Certificate files of a TLS listener (gateway-wide flags, overridden per listener).
+struct listener_tls_files {
+  /// PEM chains and keys, paired by position; the first is the default, the others are chosen
+  /// by the client's SNI name (see net::tls_server_config).
+  std::vector<std::string> certs;
+  std::vector<std::string> keys;
+  std::string client_ca;
+  /// none, optional or require; empty: require when client_ca is set, else none.
+  std::string client_auth;
+};
 
 /// Per-listener settings. Defaults come from gateway-wide flags; a listener URL overrides them
 /// with query parameters, e.g. `ws://0.0.0.0:8080/chat?max_message=65536&ask=1`.
@@ -41,6 +55,10 @@ struct listener_config {
   std::string heartbeat_data;        ///< TCP framings: sent each interval (WebSocket sends a ping)
   std::vector<std::string> origins;  ///< WebSocket Origin allow-list; empty: any
   bool ask_on_connect = false;       ///< WebSocket: wait for the worker's decision before 101
+  bool tls = false;                  ///< wss:// or tls+…://
+  listener_tls_files tls_files;
+  /// The loaded TLS state of a TLS listener (load_listener_tls); null for plain ones.
+  std::shared_ptr<listener_tls> tls_state;
   /// Metric handles of this listener (no-ops without --metrics).
   listener_metrics metrics;
 };
@@ -49,7 +67,11 @@ struct listener_config {
 /// Throws std::invalid_argument with a message naming the URL and what is wrong.
 listener_config parse_listener_url(const std::string& url, const listener_config& defaults);
 
-/// Scheme of a framing, as written in URLs.
-const char* scheme_of(framing kind);
+/// Loads the certificates of a TLS listener into `cfg.tls_state` (nothing for a plain one).
+/// Throws std::runtime_error naming the listener and the file at fault.
+void load_listener_tls(listener_config& cfg);
+
+/// Scheme of a framing, as written in URLs (wss, tls+line… when `tls`).
+const char* scheme_of(framing kind, bool tls = false);
 
 }  // namespace gwx::gateway

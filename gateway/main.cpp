@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <asio.hpp>
+#include <csignal>
 #include <iostream>
 #include <thread>
 
@@ -22,6 +23,9 @@ std::string host_name() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenSSL writes TLS records with write(2): a client gone mid-write must be an error code,
+  // not a signal that ends the process.
+  std::signal(SIGPIPE, SIG_IGN);
   using gwx::po::value;
   gwx::option_parser parser(
       "gwx-gateway",
@@ -31,12 +35,21 @@ int main(int argc, char** argv) {
       "forwards their events to the workers linked to its internal listener. Registers itself\n"
       "with every register given so workers find it.\n\n"
       "Listener URLs: ws://HOST:PORT[/path], tcp+line://HOST:PORT, tcp+frame://HOST:PORT,\n"
-      "tcp+raw://HOST:PORT. Port 0 picks a free port; the bound addresses are printed as\n"
+      "tcp+raw://HOST:PORT, and over TLS wss://HOST:PORT[/path], tls+line://, tls+frame://,\n"
+      "tls+raw://. Port 0 picks a free port; the bound addresses are printed as\n"
       "'listening URL' lines. Per-listener settings override the flags below as URL query\n"
       "parameters: max_message, max_connections, send_buffer, slow_client, handshake_timeout_ms,\n"
       "idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, heartbeat_data, origins (comma\n"
-      "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101).\n"
-      "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'");
+      "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101),\n"
+      "and for TLS listeners tls_cert, tls_key (comma lists, paired by position), tls_client_ca,\n"
+      "tls_client_auth=none|optional|require.\n"
+      "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'\n\n"
+      "TLS: 1.2 and 1.3 only, ECDHE with AES-GCM or ChaCha20-Poly1305, ALPN http/1.1 on wss.\n"
+      "Several certificates (repeat --tls-cert/--tls-key, or comma lists in the URL) are chosen\n"
+      "by the name a client asks for (SNI) among each certificate's DNS names; the first one\n"
+      "answers clients that ask for no name or an unknown one. SIGHUP reads every certificate,\n"
+      "key and CA file again: new connections get the new certificates, open connections are\n"
+      "untouched, and a file that does not load keeps the previous certificates (one error line).");
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
   // One loop per core, except on one or two cores: there a second loop costs more than it
   // brings (measured, docs/benchmarks.md: half the messages cross between the client's loop and
@@ -82,6 +95,18 @@ int main(int argc, char** argv) {
        "close a client that stays silent for N heartbeat intervals (0: never)")
       ("heartbeat-data", value<std::string>()->default_value("")->value_name("TEXT"),
        "payload of each heartbeat (TCP clients get it as a message; empty: none)")
+      ("tls-cert", value<std::vector<std::string>>()->value_name("PEM"),
+       "certificate chain (leaf first) of the wss:// and tls+… listeners; repeat, paired with "
+       "--tls-key by position, for several names chosen by SNI (the first is the default)")
+      ("tls-key", value<std::vector<std::string>>()->value_name("PEM"),
+       "private key of each --tls-cert (PEM, not encrypted)")
+      ("tls-client-ca", value<std::string>()->default_value("")->value_name("PEM"),
+       "ask TLS clients for a certificate signed by this CA; its subject and SANs reach the "
+       "worker with the connect event")
+      ("tls-client-auth", value<std::string>()->default_value("")->value_name("MODE"),
+       "none, optional (a client without a certificate gets in; one with a certificate that "
+       "does not verify does not) or require; default: require with --tls-client-ca, else "
+       "none")
       ("lease-ttl-ms", value<std::size_t>()->default_value(6000)->value_name("MS"),
        "register lease; renewed every third of it")
       ("link-keepalive-interval-ms", value<std::size_t>()->default_value(1000)->value_name("MS"),
@@ -118,19 +143,54 @@ int main(int argc, char** argv) {
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
        "events");
   // clang-format on
-  // --print-config refuses what would not start: an unknown scheme, a bad address or option.
-  parser.add_print_check([](const boost::program_options::variables_map& values) {
-    if (values.count("listen") != 0U) {
-      for (const auto& url : values["listen"].as<std::vector<std::string>>()) {
-        (void)gwx::gateway::parse_listener_url(url, gwx::gateway::listener_config{});
-      }
-    }
-  });
-  const auto vm = parser.parse(argc, argv);
-
   gwx::gateway::gateway_config cfg;
   std::optional<gwx::host_port> metrics_listen;
-  try {
+  // The listeners: their URLs and per-listener settings over the gateway-wide ones, a
+  // certificate for every TLS listener. --print-config checks the URLs (`start` false: other
+  // values are shown as they are, and certificate files are not read: it may run where they
+  // are not).
+  const auto listeners_of = [](const gwx::po::variables_map& vm, bool start) {
+    std::vector<gwx::gateway::listener_config> listeners;
+    gwx::gateway::listener_config defaults;
+    defaults.max_message = vm["max-message"].as<std::size_t>();
+    defaults.max_connections = vm["max-connections"].as<std::size_t>();
+    defaults.send_buffer = vm["send-buffer"].as<std::size_t>();
+    const auto slow = vm["slow-client"].as<std::string>();
+    if (start && slow != "close" && slow != "drop") {
+      throw std::invalid_argument("--slow-client must be close or drop");
+    }
+    defaults.on_slow =
+        slow == "drop" ? gwx::gateway::slow_policy::drop : gwx::gateway::slow_policy::close;
+    defaults.handshake_timeout =
+        std::chrono::milliseconds(vm["handshake-timeout-ms"].as<std::size_t>());
+    defaults.idle_timeout = std::chrono::milliseconds(vm["idle-timeout-ms"].as<std::size_t>());
+    defaults.heartbeat_interval =
+        std::chrono::milliseconds(vm["heartbeat-interval-ms"].as<std::size_t>());
+    defaults.heartbeat_missed = vm["heartbeat-missed"].as<unsigned>();
+    defaults.heartbeat_data = vm["heartbeat-data"].as<std::string>();
+    auto& tls = defaults.tls_files;
+    if (vm.count("tls-cert") != 0U) {
+      tls.certs = vm["tls-cert"].as<std::vector<std::string>>();
+    }
+    if (vm.count("tls-key") != 0U) {
+      tls.keys = vm["tls-key"].as<std::vector<std::string>>();
+    }
+    tls.client_ca = vm["tls-client-ca"].as<std::string>();
+    tls.client_auth = vm["tls-client-auth"].as<std::string>();
+    if (start && !tls.client_auth.empty() && tls.client_auth != "none" &&
+        tls.client_auth != "optional" && tls.client_auth != "require") {
+      throw std::invalid_argument("--tls-client-auth must be none, optional or require");
+    }
+    for (const auto& url : vm["listen"].as<std::vector<std::string>>()) {
+      listeners.push_back(gwx::gateway::parse_listener_url(url, defaults));
+    }
+    return listeners;
+  };
+  // Everything the options mean, checked before the gateway starts (which loads the
+  // certificate files too).
+  const auto configure = [&cfg, &metrics_listen, &listeners_of](const gwx::po::variables_map& vm) {
+    cfg = {};
+    metrics_listen.reset();
     if (vm.count("metrics") != 0U && !vm["metrics"].as<std::string>().empty()) {
       metrics_listen = gwx::parse_host_port(vm["metrics"].as<std::string>());
     }
@@ -172,25 +232,9 @@ int main(int argc, char** argv) {
     if (cfg.queue_max_events == 0 || cfg.queue_max_bytes == 0 || cfg.queue_max_age.count() == 0) {
       throw std::invalid_argument("queue bounds must be positive");
     }
-    gwx::gateway::listener_config defaults;
-    defaults.max_message = vm["max-message"].as<std::size_t>();
-    defaults.max_connections = vm["max-connections"].as<std::size_t>();
-    defaults.send_buffer = vm["send-buffer"].as<std::size_t>();
-    const auto slow = vm["slow-client"].as<std::string>();
-    if (slow != "close" && slow != "drop") {
-      throw std::invalid_argument("--slow-client must be close or drop");
-    }
-    defaults.on_slow =
-        slow == "drop" ? gwx::gateway::slow_policy::drop : gwx::gateway::slow_policy::close;
-    defaults.handshake_timeout =
-        std::chrono::milliseconds(vm["handshake-timeout-ms"].as<std::size_t>());
-    defaults.idle_timeout = std::chrono::milliseconds(vm["idle-timeout-ms"].as<std::size_t>());
-    defaults.heartbeat_interval =
-        std::chrono::milliseconds(vm["heartbeat-interval-ms"].as<std::size_t>());
-    defaults.heartbeat_missed = vm["heartbeat-missed"].as<unsigned>();
-    defaults.heartbeat_data = vm["heartbeat-data"].as<std::string>();
-    for (const auto& url : vm["listen"].as<std::vector<std::string>>()) {
-      cfg.listeners.push_back(gwx::gateway::parse_listener_url(url, defaults));
+    cfg.listeners = listeners_of(vm, true);
+    for (auto& l : cfg.listeners) {
+      gwx::gateway::load_listener_tls(l);
     }
     if (cfg.secret.empty()) {
       throw std::invalid_argument("--secret is required (the secret shared with workers)");
@@ -198,6 +242,12 @@ int main(int argc, char** argv) {
     if (cfg.threads == 0 || cfg.threads > 255) {
       throw std::invalid_argument("--threads must be between 1 and 255");
     }
+  };
+  parser.add_print_check(
+      [&listeners_of](const gwx::po::variables_map& vm) { listeners_of(vm, false); });
+  const auto vm = parser.parse(argc, argv);
+  try {
+    configure(vm);
   } catch (const std::exception& e) {
     gwx::die(parser.program(), e.what(), 2);
   }
@@ -225,9 +275,17 @@ int main(int argc, char** argv) {
       spdlog::info("metrics at http://{}/metrics", exposer->address());
     }
     asio::io_context signals_io;
-    asio::signal_set signals(signals_io, SIGINT, SIGTERM);
-    signals.async_wait(
-        [&](std::error_code, int sig) { spdlog::info("signal {}: shutting down", sig); });
+    asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
+    std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
+      if (!ec && sig == SIGHUP) {
+        spdlog::info("SIGHUP: reloading certificates");
+        server.reload_tls();
+        signals.async_wait(on_signal);
+        return;
+      }
+      spdlog::info("signal {}: shutting down", sig);
+    };
+    signals.async_wait(on_signal);
     signals_io.run();
     if (exposer) {
       exposer->stop();

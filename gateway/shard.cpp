@@ -93,7 +93,9 @@ void shard::accept(const listener_config& listener, client_socket socket) {
     remote_ip = ep.address().to_string();
     remote_port = ep.port();
   }
-  auto session = std::make_shared<client_session>(loop_, listener, std::move(socket));
+  std::shared_ptr<client_session> session =
+      listener.tls_state ? std::make_shared<tls_client_session>(loop_, listener, std::move(socket))
+                         : std::make_shared<client_session>(loop_, listener, std::move(socket));
   auto& record =
       clients_.add(connection, std::move(id), listener, std::move(remote_ip), remote_port, session);
   session->start(record);
@@ -103,8 +105,9 @@ void shard::on_connected(client_record& c, const codec::ws::http_request* reques
                          bool decision_required) {
   clients_.announce(c);
   const auto now = std::chrono::steady_clock::now();
+  const auto* tls = session_of(c).tls();
   auto event = make_connect_event(c, router_.next_event_id(c), server_.advertised(), request,
-                                  decision_required);
+                                  decision_required, tls != nullptr ? tls->native() : nullptr);
   // Nobody can decide: answer now rather than keep the client hanging in its handshake.
   if (decision_required && !router_.has_route(c, now)) {
     session_of(c).on_connect_decision(503, "no worker available");

@@ -507,11 +507,13 @@ class WsClient(Client):
 
 class _StreamClient(Client):
     @classmethod
-    async def connect(cls, host, port, name):
+    async def connect(cls, host, port, name, ssl=None, server_hostname=None):
+        """`ssl`: an ssl.SSLContext for the tls+… listeners (TLS handshake before the first byte)."""
         self = cls(name)
         try:
             self.reader, self.writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), REPLY_TIMEOUT)
+                asyncio.open_connection(host, port, ssl=ssl, server_hostname=server_hostname),
+                REPLY_TIMEOUT)
         except Exception as e:  # noqa: BLE001
             raise TestFailure(f"{name}: TCP connect to {host}:{port} failed: {e!r}") from None
         return self
@@ -596,12 +598,17 @@ class RawClient(_StreamClient):
         return data or None
 
 
-async def connect(gateway: Gateway, scheme: str, name: str, index=0) -> Client:
-    """Connects a client of the listener's kind to `gateway`'s `scheme` listener."""
-    if scheme == "ws":
-        return await WsClient.connect(gateway.url("ws", index), name)
+async def connect(gateway: Gateway, scheme: str, name: str, index=0, ssl=None) -> Client:
+    """Connects a client of the listener's kind to `gateway`'s `scheme` listener; the TLS ones
+    (wss, tls+…) need `ssl`, an ssl.SSLContext (the name checked is "localhost")."""
+    if scheme in ("ws", "wss"):
+        return await WsClient.connect(gateway.url(scheme, index), name,
+                                      **({"ssl": ssl, "server_hostname": "localhost"} if ssl else {}))
     host, port = gateway.host_port(scheme, index)
-    cls = {"tcp+line": LineClient, "tcp+frame": FrameClient, "tcp+raw": RawClient}[scheme]
+    cls = {"tcp+line": LineClient, "tcp+frame": FrameClient, "tcp+raw": RawClient,
+           "tls+line": LineClient, "tls+frame": FrameClient, "tls+raw": RawClient}[scheme]
+    if scheme.startswith("tls+"):
+        return await cls.connect(host, port, name, ssl=ssl, server_hostname="localhost")
     return await cls.connect(host, port, name)
 
 

@@ -79,41 +79,26 @@ class DevTools:
         await self.ws.close()
 
 
-async def main(h):
-    demo_dir = os.path.abspath(h.args.demo_dir)
-    check(os.path.isfile(os.path.join(demo_dir, "index.html")), f"no index.html in {demo_dir}")
-    chromium = next((p for p in CHROMIUM_CANDIDATES if os.access(p, os.X_OK)), None)
-    check(chromium, f"no Chromium among {CHROMIUM_CANDIDATES} (apt-get install -y chromium)")
-
-    c = h.cluster
-    reg = await c.start_register()
-    gw = await c.start_gateway([reg.addr], name="gw", listeners=["ws://127.0.0.1:0/"])
-    worker = await c.start_worker([reg.addr], "chat", name="chat-worker")
-    await c.wait_linked([worker], [gw])
-    ws_url = gw.url("ws")
-
-    http = await c.spawn("http-server", ["/usr/bin/python3", "-u", "-m", "http.server", "0",
-                                         "--bind", "127.0.0.1", "--directory", demo_dir])
+async def serve_demo(h, demo_dir, ws_url):
+    """Serves `demo_dir` over HTTP on an ephemeral port; returns the demo page's URL for
+    `ws_url`."""
+    http = await h.cluster.spawn("http-server", [
+        "/usr/bin/python3", "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory",
+        demo_dir])
     m, _ = await http.wait_line(r"port (\d+)")
-    page_url = (f"http://127.0.0.1:{m.group(1)}/index.html?"
-                + urllib.parse.urlencode({"ws": ws_url}))
+    return (f"http://127.0.0.1:{m.group(1)}/index.html?"
+            + urllib.parse.urlencode({"ws": ws_url}))
 
-    # The python client joins first and learns its own nick from its own message.
-    peer = await WsClient.connect(ws_url, "python-peer")
-    await peer.send("hello from python")
-    seen = []
-    msg = await poll_until(peer.recv, lambda t: (seen.append(t) or t.endswith(": hello from python")),
-                           REPLY_TIMEOUT, "the python client's own chat message relayed back")
-    peer_nick = msg[: -len(": hello from python")]
-    check(peer_nick, f"empty nick in {msg!r}")
-    log(f"python client is {peer_nick!r} (saw {seen})")
 
-    profile = os.path.join(h.tmp, "chromium-profile")
+async def open_chromium(h, chromium, page_url, name, extra_flags=()):
+    """Starts headless Chromium (process `name`, its own profile) on `page_url` and attaches to
+    the page over the DevTools protocol; returns (DevTools, the browser's Proc)."""
+    profile = os.path.join(h.tmp, f"{name}-profile")
     os.makedirs(profile)
-    browser = await c.spawn("chromium", [
+    browser = await h.cluster.spawn(name, [
         chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-dev-shm-usage", "--no-default-browser-check",
+        "--disable-dev-shm-usage", "--no-default-browser-check", *extra_flags,
         f"--user-data-dir={profile}", "--remote-debugging-port=0", page_url])
     port_file = os.path.join(profile, "DevToolsActivePort")
 
@@ -128,8 +113,35 @@ async def main(h):
             return None
 
     port = await poll_until(devtools_port, lambda p: p, START_TIMEOUT, "DevToolsActivePort")
-    page_prefix = page_url.split("?", 1)[0]
-    dt = await DevTools.attach(port, page_prefix)
+    return await DevTools.attach(port, page_url.split("?", 1)[0]), browser
+
+
+async def main(h):
+    demo_dir = os.path.abspath(h.args.demo_dir)
+    check(os.path.isfile(os.path.join(demo_dir, "index.html")), f"no index.html in {demo_dir}")
+    chromium = next((p for p in CHROMIUM_CANDIDATES if os.access(p, os.X_OK)), None)
+    check(chromium, f"no Chromium among {CHROMIUM_CANDIDATES} (apt-get install -y chromium)")
+
+    c = h.cluster
+    reg = await c.start_register()
+    gw = await c.start_gateway([reg.addr], name="gw", listeners=["ws://127.0.0.1:0/"])
+    worker = await c.start_worker([reg.addr], "chat", name="chat-worker")
+    await c.wait_linked([worker], [gw])
+    ws_url = gw.url("ws")
+
+    page_url = await serve_demo(h, demo_dir, ws_url)
+
+    # The python client joins first and learns its own nick from its own message.
+    peer = await WsClient.connect(ws_url, "python-peer")
+    await peer.send("hello from python")
+    seen = []
+    msg = await poll_until(peer.recv, lambda t: (seen.append(t) or t.endswith(": hello from python")),
+                           REPLY_TIMEOUT, "the python client's own chat message relayed back")
+    peer_nick = msg[: -len(": hello from python")]
+    check(peer_nick, f"empty nick in {msg!r}")
+    log(f"python client is {peer_nick!r} (saw {seen})")
+
+    dt, _ = await open_chromium(h, chromium, page_url, "chromium")
     state = await poll_until(lambda: dt.evaluate("document.body ? document.body.dataset.state : 'loading'"),
                              lambda s: s in ("connected", "closed"), START_TIMEOUT,
                              "the demo page to connect")

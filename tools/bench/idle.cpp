@@ -20,7 +20,7 @@ run_result run_idle(const load_options& opt, std::size_t per_process, const std:
                     const std::string& log_dir) {
   run_result r;
   r.mode = "idle";
-  r.protocol = protocol_name(opt.url.proto);
+  r.protocol = scheme_of(opt.url);
   r.url = opt.url.to_string();
   r.threads = 1;
   const auto before = settled_rss(opt.pids, 200, 5000);

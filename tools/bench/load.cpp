@@ -11,6 +11,7 @@
 
 #include "tools/bench/latency_histogram.hpp"
 #include "tools/bench/payload.hpp"
+#include "tools/bench/tls_idle.hpp"
 #include "tools/bench/wire.hpp"
 
 namespace gwx::bench {
@@ -818,6 +819,10 @@ run_result run_connect(const load_options& opt) {
 
 void hold_idle(const load_options& opt,
                const std::function<void(std::size_t, std::size_t, const std::string&)>& keep_open) {
+  if (opt.url.tls) {
+    hold_tls_idle(opt, keep_open);
+    return;
+  }
   runner run(opt);
   run.add_connections<echo_connection>(opt.connections);
   run.start_threads();

@@ -297,6 +297,9 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       gwx::die("gwx-bench", e.what(), k_usage);
     }
+    if (opt.url.tls && mode != "idle" && mode != "idle-hold") {
+      gwx::die("gwx-bench", "TLS URLs (wss://, tls+…) are measured by idle only", k_usage);
+    }
     gwx::bench::run_result r;
     if (mode == "idle-hold") {
       opt.read_buffer = 256;

@@ -30,8 +30,16 @@ protocol parse_protocol(std::string_view name) {
                               "' (ws, tcp+line, tcp+frame, tcp+raw)");
 }
 
+std::string scheme_of(const target_url& url) {
+  if (!url.tls) {
+    return protocol_name(url.proto);
+  }
+  return url.proto == protocol::ws ? std::string("wss")
+                                   : "tls+" + std::string(protocol_name(url.proto)).substr(4);
+}
+
 std::string target_url::to_string() const {
-  return std::string(protocol_name(proto)) + "://" + format_host_port(host, port) +
+  return scheme_of(*this) + "://" + format_host_port(host, port) +
          (proto == protocol::ws ? path : "");
 }
 
@@ -43,10 +51,16 @@ target_url parse_target_url(std::string_view text, bool allow_port_zero) {
                                 "tcp+line://127.0.0.1:8081)");
   }
   target_url url;
-  if (text.substr(0, sep) == "wss" || text.substr(0, 4) == "tls+") {
-    throw std::invalid_argument("'" + std::string(text) + "': TLS listeners are not supported");
+  const auto scheme = text.substr(0, sep);
+  if (scheme == "wss") {
+    url.tls = true;
+    url.proto = protocol::ws;
+  } else if (scheme.substr(0, 4) == "tls+") {
+    url.tls = true;
+    url.proto = parse_protocol("tcp+" + std::string(scheme.substr(4)));
+  } else {
+    url.proto = parse_protocol(scheme);
   }
-  url.proto = parse_protocol(text.substr(0, sep));
   auto rest = text.substr(sep + 3);
   const auto slash = rest.find_first_of("/?");
   const auto authority = rest.substr(0, slash);

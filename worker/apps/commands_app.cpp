@@ -425,6 +425,22 @@ connect_decision commands_app::on_websocket_connect(context& /*ctx*/,
   return connect_decision::accept();
 }
 
+void commands_app::on_connect(context& ctx) {
+  const auto& tls = ctx.tls();
+  if (!tls) {
+    return;
+  }
+  ctx.session()["tls_version"] = tls->version;
+  if (tls->certificate) {
+    ctx.session()["tls_subject"] = tls->certificate->subject;
+    std::string sans;
+    for (const auto& san : tls->certificate->sans) {
+      sans += (sans.empty() ? "" : ",") + san;
+    }
+    ctx.session()["tls_sans"] = sans;
+  }
+}
+
 void commands_app::on_message(context& ctx, const message& msg) {
   ctx.send_to_current_client(execute(ctx, msg.data));
 }

@@ -17,6 +17,10 @@ class commands_app final : public handler {
  public:
   /// Refuses an upgrade whose query has `refuse=STATUS` (400-599) with that status.
   connect_decision on_websocket_connect(context& ctx, const websocket_request& request) override;
+  /// A client of a TLS listener: its TLS version and, when it presented a verified
+  /// certificate, the certificate's subject and SANs go into its session (tls_version,
+  /// tls_subject, tls_sans), where `get` reads them.
+  void on_connect(context& ctx) override;
   void on_message(context& ctx, const message& msg) override;
 
   /// Runs one command for the client of `ctx` and returns the reply to send it.

@@ -2,8 +2,13 @@
 
 namespace gwx {
 
-context::context(gateway_api& api, client_info info, session_map session, bool redelivered)
-    : api_(api), info_(std::move(info)), session_(std::move(session)), redelivered_(redelivered) {}
+context::context(gateway_api& api, client_info info, session_map session, bool redelivered,
+                 std::optional<tls_info> tls)
+    : api_(api),
+      info_(std::move(info)),
+      session_(std::move(session)),
+      redelivered_(redelivered),
+      tls_(std::move(tls)) {}
 
 void context::send_to_current_client(message msg) {
   api_.send_to_client(info_.client_id, std::move(msg));

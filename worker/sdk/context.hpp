@@ -3,11 +3,30 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/cluster/gateway_api.hpp"
 #include "common/cluster/types.hpp"
 
 namespace gwx {
+
+/// The certificate a client presented on a TLS listener that asks for one, verified against
+/// the listener's CA.
+struct client_certificate {
+  /// RFC 2253 distinguished name, e.g. "CN=device-42,O=Fleet".
+  std::string subject;
+  /// subjectAltName entries, typed: "DNS:…", "IP:…", "email:…", "URI:…".
+  std::vector<std::string> sans;
+};
+
+/// How a client on a TLS listener (wss://, tls+…) connected.
+struct tls_info {
+  std::string version;  ///< "TLSv1.3", "TLSv1.2"
+  std::string cipher;
+  std::string server_name;  ///< the SNI name it asked for (empty: none)
+  /// Present when it presented a certificate that verified.
+  std::optional<client_certificate> certificate;
+};
 
 /// Who a client is, as delivered with each of its events.
 struct client_info {
@@ -27,7 +46,9 @@ struct client_info {
 class context {
  public:
   /// A context for one event (the SDK builds these; tests may too).
-  context(gateway_api& api, client_info info, session_map session, bool redelivered = false);
+  /// `tls`: how the client connected, on the connect event of a client of a TLS listener.
+  context(gateway_api& api, client_info info, session_map session, bool redelivered = false,
+          std::optional<tls_info> tls = std::nullopt);
 
   const std::string& client_id() const { return info_.client_id; }
   const std::string& remote_address() const { return info_.remote_address; }
@@ -35,6 +56,10 @@ class context {
   const std::string& gateway_address() const { return info_.gateway_address; }
   const std::string& listener() const { return info_.listener; }
   const std::string& uid() const { return info_.uid; }
+  /// How the client connected over TLS: set in on_websocket_connect and on_connect of clients
+  /// on TLS listeners, with the verified client certificate when there is one (bind a uid from
+  /// it there); empty on other events and plain listeners.
+  const std::optional<tls_info>& tls() const { return tls_; }
   const client_info& info() const { return info_; }
 
   /// The client's session. Changes are written back to the gateway when the handler returns,
@@ -61,6 +86,7 @@ class context {
   client_info info_;
   session_map session_;
   bool redelivered_ = false;
+  std::optional<tls_info> tls_;
 };
 
 }  // namespace gwx

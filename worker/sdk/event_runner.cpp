@@ -20,6 +20,21 @@ client_info info_of(link::v2::ClientInfo& c) {
   return info;
 }
 
+tls_info tls_of(link::v2::TlsInfo& t) {
+  tls_info info;
+  info.version = t.version();
+  info.cipher = t.cipher();
+  info.server_name = std::move(*t.mutable_server_name());
+  if (t.has_client_certificate()) {
+    auto& c = *t.mutable_client_certificate();
+    client_certificate cert;
+    cert.subject = std::move(*c.mutable_subject());
+    cert.sans.assign(c.sans().begin(), c.sans().end());
+    info.certificate = std::move(cert);
+  }
+  return info;
+}
+
 websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) {
   websocket_request r;
   r.method = std::move(*w.mutable_method());
@@ -46,7 +61,9 @@ void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& eve
   const std::string client_id = c.client_id();
   session_map before =
       sessions_.resolve(client_id, c.session_seq(), link_entries::to_map<session_map>(c.session()));
-  context ctx(api_, info_of(c), before, event.redelivered());
+  context ctx(
+      api_, info_of(c), before, event.redelivered(),
+      event.has_tls() ? std::optional<tls_info>(tls_of(*event.mutable_tls())) : std::nullopt);
   bool handled = true;
   try {
     switch (event.kind()) {

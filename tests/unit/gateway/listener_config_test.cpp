@@ -53,3 +53,68 @@ TEST(ListenerConfig, RejectsBadUrlsWithTheUrlInTheMessage) {
 
 }  // namespace
 }  // namespace gwx::gateway
+
+namespace gwx::gateway {
+namespace {
+
+std::string error_of(const std::string& url, const listener_config& defaults) {
+  try {
+    parse_listener_url(url, defaults);
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(ListenerConfig, TlsSchemesTakeCertificatesFromDefaultsOrTheUrl) {
+  listener_config defaults;
+  defaults.tls_files.certs = {"gw.pem"};
+  defaults.tls_files.keys = {"gw.key"};
+  const auto wss = parse_listener_url("wss://0.0.0.0:8443/chat", defaults);
+  EXPECT_TRUE(wss.tls);
+  EXPECT_EQ(wss.kind, framing::websocket);
+  EXPECT_EQ(wss.path, "/chat");
+  EXPECT_STREQ(scheme_of(wss.kind, wss.tls), "wss");
+  for (const auto& [url, kind] : std::vector<std::pair<std::string, framing>>{
+           {"tls+line://127.0.0.1:1", framing::line},
+           {"tls+frame://127.0.0.1:1", framing::frame},
+           {"tls+raw://127.0.0.1:1", framing::raw}}) {
+    const auto c = parse_listener_url(url, defaults);
+    EXPECT_TRUE(c.tls) << url;
+    EXPECT_EQ(c.kind, kind) << url;
+    EXPECT_EQ(std::string(scheme_of(c.kind, c.tls)) + "://127.0.0.1:1", url);
+  }
+  EXPECT_FALSE(parse_listener_url("tcp+line://127.0.0.1:1", defaults).tls);
+
+  const auto own = parse_listener_url(
+      "tls+frame://127.0.0.1:1?tls_cert=a.pem,b.pem&tls_key=a.key,b.key&tls_client_ca=ca.pem"
+      "&tls_client_auth=optional",
+      defaults);
+  EXPECT_EQ(own.tls_files.certs, (std::vector<std::string>{"a.pem", "b.pem"}));
+  EXPECT_EQ(own.tls_files.keys, (std::vector<std::string>{"a.key", "b.key"}));
+  EXPECT_EQ(own.tls_files.client_ca, "ca.pem");
+  EXPECT_EQ(own.tls_files.client_auth, "optional");
+}
+
+TEST(ListenerConfig, TlsConfigurationErrorsAreClear) {
+  const listener_config none;
+  EXPECT_NE(error_of("wss://127.0.0.1:0/", none).find("needs a certificate"), std::string::npos);
+  EXPECT_NE(error_of("tls+line://127.0.0.1:0?tls_cert=a.pem", none).find("needs a certificate"),
+            std::string::npos);
+  EXPECT_NE(error_of("tls+line://127.0.0.1:0?tls_cert=a.pem,b.pem&tls_key=a.key", none)
+                .find("pair up"),
+            std::string::npos);
+  EXPECT_NE(error_of("ws://127.0.0.1:0/?tls_cert=a.pem", none).find("tls_cert applies to"),
+            std::string::npos);
+  EXPECT_NE(error_of("wss://127.0.0.1:0/?tls_cert=a&tls_key=b&tls_client_auth=require", none)
+                .find("needs a CA"),
+            std::string::npos);
+  EXPECT_NE(error_of("wss://127.0.0.1:0/?tls_cert=a&tls_key=b&tls_client_auth=maybe", none)
+                .find("none, optional or require"),
+            std::string::npos);
+  EXPECT_NE(error_of("tls+udp://127.0.0.1:0", none).find("unsupported scheme"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace gwx::gateway

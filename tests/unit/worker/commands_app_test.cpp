@@ -53,6 +53,26 @@ TEST_F(CommandsAppTest, IdAndEcho) {
   EXPECT_EQ(run(a_, "echo line\r\n"), "line");
 }
 
+TEST_F(CommandsAppTest, TlsClientCertificateLandsInTheSession) {
+  tls_info tls;
+  tls.version = "TLSv1.3";
+  tls.certificate = client_certificate{"CN=device-42,O=Fleet", {"URI:urn:dev:42", "DNS:d42"}};
+  context ctx(api, client_info{a_, "127.0.0.1", 40000, "127.0.0.1:7001", "wss://x/", ""},
+              sessions_[a_], false, tls);
+  commands_app app;
+  app.on_connect(ctx);
+  sessions_[a_] = ctx.session();
+  EXPECT_EQ(run(a_, "get tls_version"), "value TLSv1.3");
+  EXPECT_EQ(run(a_, "get tls_subject"), "value CN=device-42,O=Fleet");
+  EXPECT_EQ(run(a_, "get tls_sans"), "value URI:urn:dev:42,DNS:d42");
+
+  // A plain client's session gets nothing.
+  context plain(api, client_info{b_, "127.0.0.1", 40001, "127.0.0.1:7001", "ws://x/", ""},
+                sessions_[b_]);
+  app.on_connect(plain);
+  EXPECT_TRUE(plain.session().empty());
+}
+
 TEST_F(CommandsAppTest, EverythingMalformedGetsAnErrorWithAReason) {
   for (const char* bad : {"",
                           "   ",
