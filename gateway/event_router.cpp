@@ -250,6 +250,11 @@ event_counts event_router::counts() const {
   clients_.for_each([&out](const client_record& c) {
     out.queued += c.delivery().held_count();
     out.in_flight += c.delivery().unacked_count();
+    if (const auto w = c.delivery().worker_id(); w != 0) {
+      auto& load = out.by_worker[w];
+      load.clients += c.closed() ? 0 : 1;
+      load.in_flight += c.delivery().unacked_count();
+    }
   });
   out.redelivered = redelivered_;
   out.dropped = dropped_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
@@ -34,6 +35,12 @@ struct event_counts {
   std::uint64_t in_flight = 0;
   std::uint64_t redelivered = 0;
   std::uint64_t dropped = 0;
+  /// Per worker id: clients stuck to it, events in flight to it.
+  struct worker_load {
+    std::uint64_t clients = 0;
+    std::uint64_t in_flight = 0;
+  };
+  std::map<std::uint64_t, worker_load> by_worker;
 };
 
 /// How events are delivered and how long they may wait for a worker.

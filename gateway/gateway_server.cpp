@@ -492,6 +492,11 @@ std::vector<std::string> gateway_server::draining_names() const {
   return out;
 }
 
+std::vector<worker_ref> gateway_server::worker_refs() const {
+  std::lock_guard lock(workers_mutex_);
+  return workers_;
+}
+
 std::vector<std::string> gateway_server::worker_names() const {
   std::lock_guard lock(workers_mutex_);
   std::vector<std::string> out;

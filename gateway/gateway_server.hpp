@@ -134,6 +134,8 @@ class gateway_server {
   std::vector<std::string> draining_names() const;
   /// Names of the connected workers (any thread).
   std::vector<std::string> worker_names() const;
+  /// The connected workers (any thread).
+  std::vector<worker_ref> worker_refs() const;
   /// Connection counting against listener limits (any thread).
   std::atomic<std::size_t>& connections_of(const listener_config& l);
 

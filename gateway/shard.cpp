@@ -79,6 +79,12 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
                   st.set_events_in_flight(ev.in_flight);
                   st.set_events_redelivered(ev.redelivered);
                   st.set_events_dropped(ev.dropped);
+                  for (const auto& [id, load] : ev.by_worker) {
+                    auto* w = st.add_worker_links();
+                    w->set_link_id(id);
+                    w->set_clients(load.clients);
+                    w->set_events_in_flight(load.in_flight);
+                  }
                 }),
       sweep_timer_(io) {}
 

@@ -69,6 +69,20 @@ void merge_into(link::v2::QueryResult& into, const link::v2::QueryResult& part) 
     s->set_events_in_flight(s->events_in_flight() + p.events_in_flight());
     s->set_events_redelivered(s->events_redelivered() + p.events_redelivered());
     s->set_events_dropped(s->events_dropped() + p.events_dropped());
+    for (const auto& pw : p.worker_links()) {
+      auto* into_w = static_cast<link::v2::WorkerLinkStats*>(nullptr);
+      for (auto& w : *s->mutable_worker_links()) {
+        if (w.link_id() == pw.link_id()) {
+          into_w = &w;
+        }
+      }
+      if (into_w == nullptr) {
+        *s->add_worker_links() = pw;
+      } else {
+        into_w->set_clients(into_w->clients() + pw.clients());
+        into_w->set_events_in_flight(into_w->events_in_flight() + pw.events_in_flight());
+      }
+    }
   }
 }
 
@@ -237,6 +251,10 @@ void worker_link::on_frame(link::v2::Frame& frame, std::string_view payload) {
                     static_cast<int>(frame.body_case()));
       break;
   }
+}
+
+std::string worker_link::remote_address() const {
+  return stream_->remote_address();
 }
 
 void worker_link::on_handshake(const link::v2::Frame& frame) {
@@ -418,6 +436,23 @@ void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
     for (auto& w : server_.draining_names()) {
       stats->add_draining_workers(std::move(w));
     }
+    // Name, address and state of every linked worker; the loops' parts carry its clients. A
+    // part for a link that is gone (its clients not moved on yet) is dropped.
+    google::protobuf::RepeatedPtrField<link::v2::WorkerLinkStats> links;
+    for (const auto& ref : server_.worker_refs()) {
+      auto* w = links.Add();
+      w->set_link_id(ref.id);
+      w->set_name(ref.link->name());
+      w->set_address(ref.link->remote_address());
+      w->set_draining(ref.draining);
+      for (const auto& part : stats->worker_links()) {
+        if (part.link_id() == ref.id) {
+          w->set_clients(part.clients());
+          w->set_events_in_flight(part.events_in_flight());
+        }
+      }
+    }
+    stats->mutable_worker_links()->Swap(&links);
     result.clear_groups();
     result.clear_uids();
   }

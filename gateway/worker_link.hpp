@@ -41,6 +41,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   unsigned loop() const { return loop_; }
   std::uint64_t id() const { return id_; }
   const std::string& name() const { return name_; }
+  /// The worker's end of the link, host:port.
+  std::string remote_address() const;
 
  private:
   void on_frame(link::v2::Frame& frame, std::string_view payload);

@@ -755,6 +755,10 @@ void gateway_api::async_get_stats(result_handler<std::vector<gateway_stats>> don
         out.events_redelivered = s.events_redelivered();
         out.events_dropped = s.events_dropped();
         out.draining_workers.assign(s.draining_workers().begin(), s.draining_workers().end());
+        for (const auto& w : s.worker_links()) {
+          out.worker_links.push_back(
+              {w.name(), w.address(), w.draining(), w.clients(), w.events_in_flight()});
+        }
         v.push_back(std::move(out));
       },
       [](std::vector<gateway_stats>& v) {

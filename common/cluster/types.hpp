@@ -50,6 +50,15 @@ struct result {
 };
 
 /// What one gateway reports about itself (QUERY_KIND_STATS).
+/// A worker linked to a gateway, as that gateway sees it.
+struct worker_link_stats {
+  std::string name;     ///< the worker's --name
+  std::string address;  ///< the worker's end of the link, host:port
+  bool draining = false;
+  std::uint64_t clients = 0;  ///< clients of this gateway whose events go to it
+  std::uint64_t events_in_flight = 0;
+};
+
 struct gateway_stats {
   std::string gateway_id;
   std::string internal_address;
@@ -69,6 +78,8 @@ struct gateway_stats {
   /// Dropped by the queue policy.
   std::uint64_t events_dropped = 0;
   std::vector<std::string> draining_workers;
+  /// Every linked worker, by name.
+  std::vector<worker_link_stats> worker_links;
 };
 
 /// A gateway the registers list, and whether this process has a live link to it.

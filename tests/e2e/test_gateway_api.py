@@ -16,11 +16,14 @@ checked against what the test did:
 - sends with lists and excludes: `send_to_clients`, `send_to_group` with excludes, `send_to_all`
   with excludes;
 - `destroy_client`: the client is cut at once (no close handshake, nothing more delivered), its
-  uid, groups and presence are gone everywhere, and bystanders are untouched.
+  uid, groups and presence are gone everywhere, and bystanders are untouched;
+- `gwxctl workers`: each worker with each gateway it is linked to, the clients it holds there,
+  its address and state, and its totals.
 """
 
 import asyncio
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -187,6 +190,37 @@ async def main(h):
     await expect_reply(b_frame, f"destroy {b_ws.id}", "ok")
     await expect_reply(b_frame, f"online {b_ws.id}", "online 0")
     log("destroy_client (handler and gwxctl): cut at once, membership gone, bystanders fine")
+
+    # ---- gwxctl workers: each worker with its gateways, clients and state ----------------------
+    w2 = await c.start_worker([reg.addr], "commands", name="worker-two")
+    await c.wait_linked([w2], [ga, gb])
+    # New clients are spread over both workers (round robin on each of gw-b's loops).
+    late = [await connect(gb, "ws", f"late{i}") for i in range(6)]
+    for x in late:
+        await fetch_id(x)
+    rows = {}
+    totals = {}
+    for line in await ctl("workers"):
+        m = re.match(r"^(\S+) (\S+) gateway=(\S+) clients=(\d+) events_in_flight=(\d+) "
+                     r"state=(linked|draining)$", line)
+        t = re.match(r"^worker (\S+) gateways=(\d+) clients=(\d+) events_in_flight=(\d+) "
+                     r"state=(linked|draining)$", line)
+        check(m or t, f"gwxctl workers: unexpected line {line!r}")
+        if t:
+            totals[t.group(1)] = (int(t.group(2)), int(t.group(3)))
+        else:
+            rows[(m.group(1), m.group(3))] = (m.group(2), int(m.group(4)), m.group(6))
+    check_eq(sorted(rows), sorted((n, g.internal) for n in ("worker", "worker-two")
+                                  for g in (ga, gb)), "gwxctl workers: worker x gateway rows")
+    for (name, gw_addr), (addr, n, state) in rows.items():
+        check(re.match(r"^127\.0\.0\.1:\d+$", addr), f"worker address {addr!r}")
+        check_eq(state, "linked", f"{name} on {gw_addr}: state")
+    # 4 clients left before the late ones (each has sent events, so each is stuck to a worker).
+    check_eq(sum(n for _, n, _ in rows.values()), 10, "gwxctl workers: clients over all rows")
+    check_eq(totals.get("worker", (0, 0))[0], 2, "worker: gateways")
+    check_eq(totals["worker"][1] + totals["worker-two"][1], 10, "gwxctl workers: totals")
+    check(totals["worker-two"][1] >= 1, f"the second worker got none of the new clients: {rows}")
+    log(f"gwxctl workers: {totals}")
 
     check(not w.has_line(r"^unlinked"), "the worker's link dropped during the test")
 

@@ -89,18 +89,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     check(decode(lines, in.substr(whole_used), max).status == decode_status::need_more);
   }
 
-  // Every message re-encodes; line payloads never hold the terminator.
+  // Every message re-encodes; line payloads never hold the terminator. A line payload ending in
+  // CR is the one thing line framing cannot carry back (the CR would be taken for the
+  // terminator's): the gateway refuses to send such a message, so it is left out here.
   std::string encoded;
+  std::vector<std::string> expected;
   for (const auto& m : whole.messages) {
     if (lines) {
       check(m.find('\n') == std::string::npos);
+      if (!m.empty() && m.back() == '\r') {
+        continue;
+      }
       gwx::codec::line::encode(encoded, m);
     } else {
       gwx::codec::length_prefix::encode(encoded, m);
     }
+    expected.push_back(m);
   }
   outcome again;
   check(drain(lines, encoded, max, again) == encoded.size());
-  check(!again.error && again.messages == whole.messages);
+  check(!again.error && again.messages == expected);
   return 0;
 }

@@ -225,6 +225,48 @@ int drain(Client& c, const args_t& a, ms timeout) {
   return found ? k_ok : k_failed;
 }
 
+int workers(Client& c, const args_t&, ms timeout) {
+  auto r = c.get_stats(timeout);
+  if (r.error) {
+    std::cerr << "gwxctl: " << r.error.message() << "\n";
+    return k_failed;
+  }
+  // One line per worker and gateway it is linked to, by worker name, then a line per worker.
+  struct row {
+    std::string gateway;
+    gwx::worker_link_stats link;
+  };
+  std::map<std::string, std::vector<row>> by_name;
+  for (const auto& s : r.value) {
+    for (const auto& w : s.worker_links) {
+      by_name[w.name].push_back({s.internal_address, w});
+    }
+  }
+  for (auto& [name, rows] : by_name) {
+    std::sort(rows.begin(), rows.end(),
+              [](const row& a, const row& b) { return a.gateway < b.gateway; });
+    std::uint64_t clients = 0;
+    std::uint64_t in_flight = 0;
+    bool draining = false;
+    for (const auto& x : rows) {
+      std::cout << name << " " << x.link.address << " gateway=" << x.gateway
+                << " clients=" << x.link.clients << " events_in_flight=" << x.link.events_in_flight
+                << " state=" << (x.link.draining ? "draining" : "linked") << "\n";
+      clients += x.link.clients;
+      in_flight += x.link.events_in_flight;
+      draining = draining || x.link.draining;
+    }
+    std::cout << "worker " << name << " gateways=" << rows.size() << " clients=" << clients
+              << " events_in_flight=" << in_flight
+              << " state=" << (draining ? "draining" : "linked") << "\n";
+  }
+  for (const auto& g : r.missing_gateways) {
+    std::cout << "no answer: " << g << "\n";
+  }
+  std::cout.flush();
+  return report_missing(r.missing_gateways, "no answer from gateway");
+}
+
 std::vector<verb> make_verbs() {
   std::vector<verb> v;
   const auto add = [&v](std::string name, std::string args, std::string help, std::size_t min,
@@ -233,6 +275,10 @@ std::vector<verb> make_verbs() {
   };
   add("stats", "", "per gateway: clients, groups, uids, workers, messages; then a total line", 0,
       stats);
+  add("workers", "",
+      "one line per linked worker and gateway: name, address, gateway, clients, events in "
+      "flight, state (linked/draining); then a line per worker with its totals",
+      0, workers);
   add("top", "[SECONDS [COUNT]]",
       "refresh a per-gateway view (clients, workers, message rates, queue depths) every SECONDS "
       "(default 1), COUNT times (default: until interrupted)",

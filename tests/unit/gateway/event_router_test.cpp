@@ -84,6 +84,16 @@ TEST_F(EventRouterTest, AClientSticksToOneWorkerAndNewClientsTakeTurns) {
   EXPECT_EQ(w2->ids(), (ids{b1}));
   EXPECT_EQ(a.delivery().worker_id(), 1U);
   EXPECT_EQ(a.delivery().unacked_count(), 2U);
+  // What gwxctl workers shows: per worker, its clients and events in flight.
+  auto& c = add();
+  send(c);  // third client: w1's turn again
+  router().on_acks({b1}, now_);
+  const auto by_worker = router().counts().by_worker;
+  ASSERT_EQ(by_worker.size(), 2U);
+  EXPECT_EQ(by_worker.at(1).clients, 2U);
+  EXPECT_EQ(by_worker.at(1).in_flight, 3U);
+  EXPECT_EQ(by_worker.at(2).clients, 1U);
+  EXPECT_EQ(by_worker.at(2).in_flight, 0U);
 }
 
 TEST_F(EventRouterTest, DrainingWorkersGetNoNewClients) {
