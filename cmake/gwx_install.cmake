@@ -26,7 +26,8 @@ set(GWX_PUBLIC_HEADERS
   common/cluster/types.hpp
   common/cluster/cluster_options.hpp
   common/registry/gateway_watcher.hpp
-  common/net/endpoint.hpp)
+  common/net/endpoint.hpp
+  common/net/tls_files.hpp)
 set(GWX_INCLUDE_SUBDIR ${CMAKE_INSTALL_INCLUDEDIR}/gwx)
 
 set(GWX_INSTALLED_BINARIES gwx-register gwx-gateway gwx-worker gwxctl gwx-bench)

@@ -11,6 +11,7 @@
 #include "common/client_id.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
+#include "common/tls_options.hpp"
 #include "gateway/listener_tls.hpp"
 #include "gateway/refused_connection.hpp"
 #include "gateway/worker_link.hpp"
@@ -99,6 +100,9 @@ gateway_server::~gateway_server() {
 }
 
 void gateway_server::start() {
+  if (config_.link_tls.any()) {
+    link_tls_ = make_tls_server(config_.link_tls);
+  }
   auto& io0 = pool_.loop(0);
   internal_ = std::make_unique<asio::ip::tcp::acceptor>(io0);
   const auto internal_ep = resolve(config_.internal.host, config_.internal.port);
@@ -152,15 +156,16 @@ void gateway_server::start() {
   }
   self.name = config_.name;
   lease_ = std::make_unique<registry::lease_keeper>(config_.registers, config_.register_token, self,
-                                                    config_.lease_ttl);
+                                                    config_.lease_ttl, config_.register_tls);
   for (auto& s : shards_) {
     asio::post(s->io(), [sh = s.get()] { sh->start(); });
   }
   pool_.start();
   running_ = true;
   lease_->start();
-  spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {}", gateway_id_,
-               config_.name, pool_.size(), internal_bound_, advertised_);
+  spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {} ({} links)",
+               gateway_id_, config_.name, pool_.size(), internal_bound_, advertised_,
+               link_tls_ ? "TLS" : "plain");
 }
 
 void gateway_server::stop() {
@@ -398,10 +403,14 @@ void gateway_server::accept_internal() {
       });
 }
 
+net::ssl_ptr gateway_server::new_link_ssl() const {
+  return link_tls_ ? link_tls_->new_ssl() : nullptr;
+}
+
 void gateway_server::link_refused(const std::string& remote, const std::string& name,
                                   const std::string& reason) {
-  // Each peer name is logged once per interval (at most 64 names): a flood of bad hellos costs
-  // a few lines, and every peer that is refused is still seen by name.
+  // Each peer name and reason is logged once per interval (at most 64 of them): a flood of bad
+  // hellos costs a few lines, and every peer that is refused is still seen by name.
   constexpr std::size_t k_names_per_interval = 64;
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(accept_log_mutex_);
@@ -410,7 +419,11 @@ void gateway_server::link_refused(const std::string& remote, const std::string& 
     last_refusal_log_ = now;
     refused_names_.clear();
   }
-  if (refused_names_.size() < k_names_per_interval && refused_names_.insert(name).second) {
+  // A peer refused before it named itself (a TLS or preamble mismatch) is known by its host;
+  // each reason counts apart, so one peer's mistake does not hide another's from that host.
+  auto key = (name.empty() ? "@" + remote.substr(0, remote.rfind(':')) : name) + "\n" + reason;
+  if (refused_names_.size() < k_names_per_interval &&
+      refused_names_.insert(std::move(key)).second) {
     spdlog::warn("link from {}{} refused: {} ({} link(s) refused so far)", remote,
                  name.empty() ? "" : " (name '" + name + "')", reason, links_refused_);
   }

@@ -15,6 +15,8 @@
 #include "common/metrics/callback.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/net/io_context_pool.hpp"
+#include "common/net/tls_context.hpp"
+#include "common/net/tls_files.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/loop_mailbox.hpp"
@@ -33,6 +35,11 @@ namespace gwx::gateway {
 struct gateway_config {
   std::vector<host_port> registers;
   std::string register_token;
+  /// TLS towards the registers (empty: plaintext).
+  tls_files register_tls;
+  /// TLS on the internal listener (all three files: every link must be TLS with a certificate
+  /// signed by `ca`; empty: plain links).
+  tls_files link_tls;
   std::vector<listener_config> listeners;
   host_port internal{"127.0.0.1", 7800};
   std::string advertise;  ///< host:port in client_ids and the register; default: bound internal
@@ -105,6 +112,8 @@ class gateway_server {
 
   /// Gateway-wide event metric handles (any thread).
   const event_metrics& events() const { return events_; }
+  /// A new SSL object for an accepted link, or null when links are plain.
+  net::ssl_ptr new_link_ssl() const;
   /// Metric handles for a new worker link named `worker` (detached without --metrics).
   metrics::counter routed_counter(const std::string& worker);
 
@@ -119,8 +128,8 @@ class gateway_server {
   void worker_up(const std::shared_ptr<worker_link>& link);
   /// Most internal connections that have not proven the secret yet; more are closed at once.
   static constexpr std::size_t k_max_unauthenticated_links = 64;
-  /// A link was refused (bad proof, no hello, too many pending): logged once per peer name per
-  /// interval.
+  /// A link was refused (bad proof, no hello, too many pending, a TLS mismatch): logged once
+  /// per peer name (or host, before the peer named itself) and reason per interval.
   void link_refused(const std::string& remote, const std::string& name, const std::string& reason);
   /// A link accepted on the internal port authenticated or went away before it did.
   void link_handshake_over();
@@ -163,6 +172,7 @@ class gateway_server {
   std::shared_ptr<std::atomic<std::size_t>> refusing_ =
       std::make_shared<std::atomic<std::size_t>>(0);
   std::unique_ptr<asio::ip::tcp::acceptor> internal_;
+  std::shared_ptr<net::tls_context> link_tls_;
   std::string internal_bound_;
   std::unique_ptr<registry::lease_keeper> lease_;
   std::atomic<std::uint64_t> next_link_id_{1};

@@ -11,6 +11,7 @@
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/options.hpp"
+#include "common/tls_options.hpp"
 #include "gateway/gateway_server.hpp"
 
 namespace {
@@ -143,6 +144,8 @@ int main(int argc, char** argv) {
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
        "events");
   // clang-format on
+  gwx::add_register_tls_options(parser.options());
+  gwx::add_link_tls_options(parser.options());
   gwx::gateway::gateway_config cfg;
   std::optional<gwx::host_port> metrics_listen;
   // The listeners: their URLs and per-listener settings over the gateway-wide ones, a
@@ -196,6 +199,8 @@ int main(int argc, char** argv) {
     }
     cfg.registers = gwx::parse_host_port_list(vm["register"].as<std::string>());
     cfg.register_token = vm["token"].as<std::string>();
+    cfg.register_tls = gwx::register_tls_from(vm);
+    cfg.link_tls = gwx::link_tls_from(vm);
     cfg.internal = gwx::parse_host_port(vm["internal"].as<std::string>());
     cfg.advertise = vm["advertise"].as<std::string>();
     cfg.secret = vm["secret"].as<std::string>();

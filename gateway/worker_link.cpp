@@ -126,7 +126,9 @@ worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id
     : server_(server),
       loop_(loop),
       id_(id),
-      stream_(std::make_shared<link_stream>(std::move(socket), server.config().max_link_frame)),
+      stream_(std::make_shared<link_stream>(std::move(socket), server.config().max_link_frame,
+                                            link_stream::k_default_send_cap,
+                                            server.new_link_ssl())),
       hello_timer_(stream_->get_executor()),
       congestion_timer_(stream_->get_executor()) {}
 
@@ -142,6 +144,7 @@ void worker_link::start() {
   hello_timer_.expires_after(k_hello_timeout);
   hello_timer_.async_wait([self](std::error_code ec) {
     if (!ec && !self->authenticated_) {
+      self->refusal_logged_ = true;
       self->server_.link_refused(self->stream_->remote_address(), "", "no hello within 5 s");
       self->stream_->close("no hello");
     }
@@ -263,6 +266,7 @@ void worker_link::on_handshake(const link::v2::Frame& frame) {
     stream_->send(*step.reply);
   }
   if (step.result == link_handshake::step::outcome::failed) {
+    refusal_logged_ = true;
     server_.link_refused(stream_->remote_address(),
                          frame.has_hello() ? frame.hello().name().substr(0, 64) : std::string(),
                          step.reason);
@@ -299,6 +303,11 @@ void worker_link::on_closed(const std::string& reason) {
   hello_timer_.cancel();
   congestion_timer_.cancel();
   if (!authenticated_) {
+    if (!refusal_logged_) {
+      // A TLS handshake that failed, a plain peer on a TLS listener (or the reverse), another
+      // protocol: the peer never got as far as its hello.
+      server_.link_refused(stream_->remote_address(), "", reason);
+    }
     server_.link_handshake_over();
     return;
   }

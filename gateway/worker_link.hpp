@@ -68,6 +68,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   std::string name_;
   link::v2::PeerRole role_ = link::v2::PEER_ROLE_UNSPECIFIED;
   bool authenticated_ = false;
+  /// This link's refusal was logged already (its close needs no second line).
+  bool refusal_logged_ = false;
   bool draining_ = false;
   std::uint64_t next_event_id_ = 0;
   std::uint64_t events_sent_ = 0;

@@ -14,6 +14,7 @@
 #include "common/metrics/registry.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/options.hpp"
+#include "common/tls_options.hpp"
 #include "register/register_server.hpp"
 
 namespace {
@@ -52,17 +53,38 @@ std::chrono::milliseconds positive_ms(const gwx::po::variables_map& vm, const ch
   return std::chrono::milliseconds(value);
 }
 
+// --tls-cert/--tls-key (together) and --tls-client-ca (only with them), loaded once to check.
+gwx::tls_files server_tls_from(const gwx::po::variables_map& vm) {
+  const auto get = [&vm](const char* name) {
+    return vm.count(name) != 0U ? vm[name].as<std::string>() : std::string();
+  };
+  gwx::tls_files tls{get("tls-cert"), get("tls-key"), get("tls-client-ca")};
+  if (tls.cert.empty() != tls.key.empty()) {
+    throw std::invalid_argument("--tls-cert and --tls-key go together");
+  }
+  if (tls.cert.empty() && !tls.ca.empty()) {
+    throw std::invalid_argument("--tls-client-ca needs --tls-cert and --tls-key");
+  }
+  if (!tls.cert.empty()) {
+    gwx::check_server_tls(tls, "--tls-*");
+  }
+  return tls;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   gwx::option_parser parser(
       k_program,
       "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N] "
-      "[--max-gateways N] [--peer-rate N] [--metrics HOST:PORT]",
+      "[--max-gateways N] [--peer-rate N] [--metrics HOST:PORT] [--tls-cert FILE --tls-key FILE "
+      "[--tls-client-ca FILE]]",
       "The gwx register: gateways keep a lease here (Heartbeat), workers and push clients watch\n"
       "the live set (Watch). Run several side by side for redundancy. On start it prints\n"
       "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one),\n"
-      "and 'listening metrics://HOST:PORT' when --metrics is set.");
+      "and 'listening metrics://HOST:PORT' when --metrics is set. With --tls-cert and --tls-key\n"
+      "it serves gRPC over TLS only (callers need --register-tls-ca); the token, if set, is\n"
+      "still required.");
   // clang-format off
   parser.options().add_options()
       ("listen", gwx::po::value<std::string>()->default_value("127.0.0.1:7700")
@@ -101,7 +123,15 @@ int main(int argc, char** argv) {
        "cut and it resyncs from a fresh snapshot when it reconnects")
       ("metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
        "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
-       "default: none, no metrics endpoint");
+       "default: none, no metrics endpoint")
+      ("tls-cert", gwx::po::value<std::string>()->value_name("FILE"),
+       "serve gRPC over TLS with this certificate chain (PEM, leaf first; its SANs must hold "
+       "the names or IPs callers dial); default: none, plaintext gRPC")
+      ("tls-key", gwx::po::value<std::string>()->value_name("FILE"),
+       "private key (PEM) of --tls-cert")
+      ("tls-client-ca", gwx::po::value<std::string>()->value_name("FILE"),
+       "with --tls-cert: require every caller to present a certificate signed by this CA (PEM; "
+       "callers set --register-tls-cert/--register-tls-key); default: no client certificate");
   // clang-format on
   const auto vm = parser.parse(argc, argv);
 
@@ -136,6 +166,12 @@ int main(int argc, char** argv) {
   if (config.min_ttl > config.max_ttl) {
     gwx::die(k_program, "--min-ttl-ms must not exceed --max-ttl-ms", 2);
   }
+  gwx::tls_files tls;
+  try {
+    tls = server_tls_from(vm);
+  } catch (const std::exception& e) {
+    gwx::die(k_program, e.what(), 2);
+  }
   std::optional<gwx::host_port> metrics_listen;
   if (vm.count("metrics") != 0U && !vm["metrics"].as<std::string>().empty()) {
     const auto& text = vm["metrics"].as<std::string>();
@@ -163,8 +199,8 @@ int main(int argc, char** argv) {
     if (metrics_listen) {
       process_metrics.emplace(metrics);
     }
-    server = std::make_unique<gwx::registry::register_server>(listen, config,
-                                                              metrics_listen ? &metrics : nullptr);
+    server = std::make_unique<gwx::registry::register_server>(
+        listen, config, metrics_listen ? &metrics : nullptr, tls);
     if (metrics_listen) {
       exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
     }
@@ -179,9 +215,13 @@ int main(int argc, char** argv) {
     spdlog::info("metrics at http://{}/metrics", exposer->address());
   }
   spdlog::info(
-      "listening grpc://{} (token {}, lease {}..{} ms, at most {} gateways, {} per address, "
+      "listening grpc://{} ({}, token {}, lease {}..{} ms, at most {} gateways, {} per address, "
       "{} bytes each, {}/s per address{})",
-      address, config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count(),
+      address,
+      tls.cert.empty() ? "plaintext"
+      : tls.ca.empty() ? "TLS"
+                       : "TLS, client certificates required",
+      config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count(),
       config.max_gateways, config.max_gateways_per_peer, config.max_entry_bytes, config.peer_rate,
       config.peer_rate > 0 ? "" : " (no limit)");
   if (config.token.empty()) {

@@ -5,14 +5,34 @@
 
 #include <stdexcept>
 
+#include "common/net/tls_context.hpp"
+
 namespace gwx::registry {
+namespace {
+
+std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const tls_files& tls) {
+  if (tls.cert.empty()) {
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions options(
+      tls.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  if (!tls.ca.empty()) {
+    options.pem_root_certs = net::read_pem_file(tls.ca, "client CA");
+  }
+  options.pem_key_cert_pairs.push_back(
+      {net::read_pem_file(tls.key, "private key"), net::read_pem_file(tls.cert, "certificate")});
+  return grpc::SslServerCredentials(options);
+}
+
+}  // namespace
 
 register_server::register_server(const host_port& listen, register_config config,
-                                 metrics::registry* metrics)
+                                 metrics::registry* metrics, const tls_files& tls)
     : host_(listen.host), service_(std::make_unique<register_service>(std::move(config), metrics)) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen.to_string(), grpc::InsecureServerCredentials(), &bound_port);
+  builder.AddListeningPort(listen.to_string(), make_server_credentials(tls), &bound_port);
   builder.RegisterService(service_.get());
   // gRPC sets SO_REUSEPORT by default, which would let a second register silently share the
   // port with the first; an operator wants "address in use" instead.

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_files.hpp"
 #include "register/register_service.hpp"
 
 namespace gwx::registry {
@@ -19,10 +20,11 @@ namespace gwx::registry {
 class register_server {
  public:
   /// Binds and starts serving; keeps the service's metrics in `metrics` unless it is null (the
-  /// registry must outlive the server). Throws std::runtime_error when the address cannot be
-  /// bound.
+  /// registry must outlive the server). With `tls.cert` and `tls.key` it serves over TLS only,
+  /// and with `tls.ca` too it requires every caller to present a certificate signed by that CA.
+  /// Throws std::runtime_error when the address cannot be bound or a file cannot be read.
   register_server(const host_port& listen, register_config config,
-                  metrics::registry* metrics = nullptr);
+                  metrics::registry* metrics = nullptr, const tls_files& tls = {});
   /// Shuts down with a short grace period.
   ~register_server();
   register_server(const register_server&) = delete;

@@ -18,6 +18,7 @@
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/options.hpp"
+#include "common/tls_options.hpp"
 #include "worker/sdk/app_loader.hpp"
 #include "worker/sdk/metered_handler.hpp"
 #include "worker/sdk/worker.hpp"
@@ -113,6 +114,8 @@ int main(int argc, char** argv) {
       "metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
       "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
       "default: none, no metrics endpoint");
+  gwx::add_register_tls_options(parser.options());
+  gwx::add_link_tls_options(parser.options());
   const auto vm = parser.parse(argc, argv);
 
   gwx::worker_options options;
@@ -126,6 +129,12 @@ int main(int argc, char** argv) {
     gwx::die("gwx-worker", "--secret must not be empty", 2);
   }
   options.cluster.token = vm["token"].as<std::string>();
+  try {
+    options.cluster.register_tls = gwx::register_tls_from(vm);
+    options.cluster.link_tls = gwx::link_tls_from(vm);
+  } catch (const std::exception& e) {
+    gwx::die("gwx-worker", e.what(), 2);
+  }
   options.cluster.name = vm.count("name") != 0U ? vm["name"].as<std::string>() : default_name();
   options.threads = vm["threads"].as<unsigned>();
   options.cluster.query_timeout = std::chrono::milliseconds(vm["query-timeout-ms"].as<unsigned>());

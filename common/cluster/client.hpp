@@ -25,7 +25,8 @@ using client_options = cluster_options;
 /// Thread-safe, like gateway_api. One network thread of its own runs from start() to stop().
 class Client : public gateway_api {
  public:
-  /// A client configured by `options`; nothing happens before start().
+  /// A client configured by `options`; nothing is connected before start(). Throws
+  /// std::runtime_error (one line) when TLS files in `options` cannot be used.
   explicit Client(client_options options);
   /// Shorthand: `registers` is "host:port[,host:port…]" (throws std::invalid_argument).
   Client(std::string_view registers, std::string secret, std::string token = {},

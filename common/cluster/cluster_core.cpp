@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "common/link/link_codec.hpp"
+#include "common/tls_options.hpp"
 
 namespace gwx::cluster {
 namespace {
@@ -23,12 +24,16 @@ core_options make_core_options(cluster_options options, link::v2::PeerRole role)
   core_options o;
   o.registers = std::move(options.registers);
   o.token = std::move(options.token);
+  o.register_tls = std::move(options.register_tls);
   o.query_timeout = options.query_timeout;
   o.link.secret = std::move(options.secret);
   o.link.name = std::move(options.name);
   o.link.role = role;
   o.link.keepalive_interval = options.keepalive_interval;
   o.link.keepalive_timeout = options.keepalive_timeout;
+  if (options.link_tls.any()) {
+    o.link.tls = make_tls_client(options.link_tls);
+  }
   return o;
 }
 
@@ -66,7 +71,8 @@ void cluster_core::start() {
         options_.registers, options_.token, options_.link.name,
         [this](const std::vector<registry::gateway_entry>& set) {
           asio::post(io_, [this, set] { apply_set(set); });
-        });
+        },
+        options_.register_tls);
     watcher_->start();
   }
 }

@@ -31,11 +31,14 @@ struct core_options {
   std::vector<host_port> registers;
   /// Register access token.
   std::string token;
+  /// TLS towards the registers (empty: plaintext).
+  tls_files register_tls;
   link_settings link;
   std::chrono::milliseconds query_timeout{3000};
 };
 
-/// Core options for a process of `role` configured by `options`.
+/// Core options for a process of `role` configured by `options`. Loads the link TLS files when
+/// set; throws net::tls_config_error (one line) when they cannot be used.
 core_options make_core_options(cluster_options options, link::v2::PeerRole role);
 
 /// One network thread with a link to every gateway the registers list: follows the watched set

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_files.hpp"
 
 namespace gwx {
 
@@ -23,6 +24,12 @@ struct cluster_options {
   /// Link keepalive: ping interval, and how long a silent gateway is kept.
   std::chrono::milliseconds keepalive_interval{1000};
   std::chrono::milliseconds keepalive_timeout{5000};
+  /// TLS towards the registers: `ca` set turns it on; `cert`/`key` for registers that require a
+  /// client certificate. Empty: plaintext gRPC.
+  tls_files register_tls;
+  /// TLS on the links to the gateways: all three files set (the gateways must use TLS links too),
+  /// or none (plain links).
+  tls_files link_tls;
 };
 
 }  // namespace gwx

@@ -120,8 +120,16 @@ void gateway_link::connect() {
 void gateway_link::on_connected(asio::ip::tcp::socket socket) {
   state_ = state::handshaking;
   handshake_.emplace(settings_->secret, settings_->role, settings_->name, entry_.gateway_id);
-  stream_ =
-      std::make_shared<link_stream>(std::move(socket), settings_->max_frame, settings_->send_cap);
+  net::ssl_ptr ssl;
+  if (settings_->tls) {
+    ssl = settings_->tls->new_ssl();
+    if (!ssl) {
+      fail("cannot create a TLS connection: " + net::take_openssl_error());
+      return;
+    }
+  }
+  stream_ = std::make_shared<link_stream>(std::move(socket), settings_->max_frame,
+                                          settings_->send_cap, std::move(ssl));
   const auto attempt = attempt_;
   stream_->start(
       [weak = weak_from_this(), attempt](link::v2::Frame& frame, std::string_view payload) {

@@ -31,6 +31,8 @@ struct link_settings {
   std::size_t max_frame = link_stream::k_default_max_frame;
   /// Most bytes queued towards one gateway before its link is cut (it stopped reading).
   std::size_t send_cap = link_stream::k_default_send_cap;
+  /// TLS client context for the links (the gateways must use TLS links too); null: plain.
+  std::shared_ptr<net::tls_context> tls;
 };
 
 /// The peer side of the link to one gateway: connects, answers the challenge, checks the

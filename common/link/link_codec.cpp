@@ -39,6 +39,9 @@ frame_bytes error(const char* reason) {
 
 }  // namespace
 
+// First byte of a TLS ClientHello / ServerHello record.
+constexpr char k_tls_handshake_record = 0x16;
+
 std::string_view preamble() {
   return {k_preamble, k_preamble_size};
 }
@@ -48,6 +51,12 @@ codec::decode_result check_preamble(std::string_view in) {
   const std::size_t n = std::min(in.size(), k_magic_size);
   if (std::memcmp(in.data(), k_magic, n) != 0) {
     r.status = codec::decode_status::error;
+    if (in[0] == k_tls_handshake_record) {
+      r.reason =
+          "the peer speaks TLS, this end's links are plain (set the same --link-tls-* "
+          "options on both ends)";
+      return r;
+    }
     // A version-1 peer starts with a 4-byte length and a protobuf Frame.
     r.reason = "the peer does not speak gwx link protocol 2 (an older gwx, or not gwx at all)";
     return r;

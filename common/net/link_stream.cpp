@@ -1,14 +1,93 @@
 #include "common/net/link_stream.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_io.hpp"
 
 namespace gwx {
 namespace {
 constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr auto k_close_flush_limit = std::chrono::seconds(2);
+// First byte of a TLS record: a handshake message (ClientHello, ServerHello) or an alert.
+constexpr char k_tls_handshake_record = 0x16;
+constexpr char k_tls_alert_record = 0x15;
+
+// What an operator should check after a failed TLS handshake, by its cause.
+const char* tls_hint(net::tls_failure f) {
+  switch (f) {
+    case net::tls_failure::not_tls:
+      return " (the peer does not speak TLS: set the same --link-tls-* options on both ends)";
+    case net::tls_failure::bad_client_certificate:
+      return " (the peer's certificate is not signed by --link-tls-ca)";
+    case net::tls_failure::no_client_certificate:
+      return " (the peer sent no certificate: it needs --link-tls-cert and --link-tls-key)";
+    default:
+      return "";
+  }
+}
+
+// Why a client end's TLS link failed after its handshake when the server refused its certificate:
+// the same words whether the alert arrived or the connection closed first, so that retries keep
+// one reason (and one log line).
+constexpr const char* k_certificate_refused =
+    "TLS: the peer refused this end's certificate (is --link-tls-cert signed by the CA in the "
+    "peer's --link-tls-ca?)";
+
+std::string failure_reason(const net::tls_io& io, const char* prefix) {
+  if (io.failure() == net::tls_failure::certificate_rejected) {
+    return k_certificate_refused;
+  }
+  return prefix + io.failure_detail() + tls_hint(io.failure());
+}
+
+// Reads and drops whatever the peer sent, so that closing does not reset the connection before
+// the peer read what this end sent last.
+void drain_socket(int fd) {
+  char scrap[256];
+  while (::recv(fd, scrap, sizeof scrap, MSG_DONTWAIT) > 0) {
+  }
+}
+
+// OpenSSL writes to the descriptor with write(2), which raises SIGPIPE when the peer is gone, and
+// SIGPIPE's default action ends the process. Ignored once (unless the program handles it itself):
+// the write then fails with EPIPE and the link closes with that reason.
+void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      ::signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
 }  // namespace
 
-link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame, std::size_t send_cap)
+/// The TLS of a link: OpenSSL on the socket's descriptor, and where the stream is in it.
+struct link_stream::tls_layer {
+  tls_layer(net::ssl_ptr ssl, int fd)
+      : io(std::move(ssl), fd), server(SSL_is_server(io.native()) == 1) {}
+
+  net::tls_io io;
+  bool server;
+  /// The peer's first bytes were looked at (a plain link's preamble is refused).
+  bool peeked = false;
+  /// Some of the link itself arrived (the peer accepted this end's certificate).
+  bool plaintext_seen = false;
+  bool waiting_read = false;
+  bool waiting_write = false;
+  /// The buffers of a write OpenSSL has not finished (it must see them again).
+  const std::vector<asio::const_buffer>* pending = nullptr;
+};
+
+link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame, std::size_t send_cap,
+                         net::ssl_ptr tls)
     : socket_(std::move(socket)),
       timer_(socket_.get_executor()),
       limits_{max_frame, max_frame},
@@ -18,12 +97,25 @@ link_stream::link_stream(asio::ip::tcp::socket socket, std::size_t max_frame, st
   remote_ = ec ? "?" : format_host_port(ep.address().to_string(), ep.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   last_heard_ = std::chrono::steady_clock::now();
+  if (tls) {
+    // OpenSSL reads and writes the descriptor itself and must never block on it.
+    socket_.non_blocking(true, ec);
+    ignore_sigpipe();
+    tls_ = std::make_unique<tls_layer>(std::move(tls), socket_.native_handle());
+  }
 }
+
+link_stream::~link_stream() = default;
 
 void link_stream::start(frame_handler on_frame, close_handler on_close) {
   on_frame_ = std::move(on_frame);
   on_close_ = std::move(on_close);
   out_.force(link_codec::preamble());
+  if (tls_) {
+    // The handshake first (a client sends its hello now); the preamble waits for it.
+    tls_on_ready();
+    return;
+  }
   do_write();
   do_read();
 }
@@ -63,7 +155,7 @@ void link_stream::do_keepalive() {
   });
 }
 
-void link_stream::do_read() {
+void link_stream::prepare_read_space() {
   if (read_len_ == 0 && read_buf_.size() > k_read_chunk) {
     // A large frame came and went: give its memory back.
     std::string().swap(read_buf_);
@@ -71,6 +163,14 @@ void link_stream::do_read() {
   if (read_buf_.size() - read_len_ < k_read_chunk / 4) {
     read_buf_.resize(std::max(read_buf_.size() * 2, read_len_ + k_read_chunk));
   }
+}
+
+void link_stream::do_read() {
+  if (tls_) {
+    tls_wait(asio::socket_base::wait_read);
+    return;
+  }
+  prepare_read_space();
   socket_.async_read_some(
       asio::buffer(read_buf_.data() + read_len_, read_buf_.size() - read_len_),
       [self = shared_from_this()](std::error_code ec, std::size_t n) {
@@ -85,12 +185,18 @@ void link_stream::do_read() {
 void link_stream::on_read(std::size_t n) {
   read_len_ += n;
   last_heard_ = std::chrono::steady_clock::now();
+  if (consume()) {
+    do_read();
+  }
+}
+
+bool link_stream::consume() {
   std::size_t offset = 0;
   if (!preamble_seen_) {
     const auto r = link_codec::check_preamble(std::string_view(read_buf_.data(), read_len_));
     if (r.status == codec::decode_status::error) {
       shutdown(r.reason);
-      return;
+      return false;
     }
     if (r.status == codec::decode_status::message) {
       preamble_seen_ = true;
@@ -105,7 +211,7 @@ void link_stream::on_read(std::size_t n) {
     }
     if (r.status == codec::decode_status::error) {
       shutdown(r.reason);
-      return;
+      return false;
     }
     offset += r.consumed;
     if (frame_.has_ping()) {
@@ -122,13 +228,13 @@ void link_stream::on_read(std::size_t n) {
     }
   }
   if (!open_) {
-    return;
+    return false;
   }
   if (offset > 0) {
     read_buf_.erase(0, offset);
     read_len_ -= offset;
   }
-  do_read();
+  return true;
 }
 
 net::send_status link_stream::send(const link::v2::Frame& frame, std::string_view payload) {
@@ -168,6 +274,10 @@ net::send_status link_stream::send_encoded(std::string_view wire) {
 }
 
 void link_stream::do_write() {
+  if (tls_) {
+    tls_write();
+    return;
+  }
   const auto& bufs = out_.gather();
   if (bufs.empty()) {
     out_.shrink();
@@ -211,6 +321,9 @@ void link_stream::shutdown(const std::string& reason) {
   open_ = false;
   std::error_code ignored;
   timer_.cancel();
+  if (tls_) {
+    tls_->io.shutdown();
+  }
   socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   socket_.close(ignored);
   out_.clear();
@@ -220,6 +333,186 @@ void link_stream::shutdown(const std::string& reason) {
   if (on_close) {
     on_close(reason);
   }
+}
+
+void link_stream::tls_wait(asio::socket_base::wait_type what) {
+  const bool read = what == asio::socket_base::wait_read;
+  bool& waiting = read ? tls_->waiting_read : tls_->waiting_write;
+  if (waiting || !open_) {
+    return;
+  }
+  waiting = true;
+  socket_.async_wait(what, [self = shared_from_this(), read](std::error_code ec) {
+    if (!self->open_) {
+      return;
+    }
+    (read ? self->tls_->waiting_read : self->tls_->waiting_write) = false;
+    if (ec) {
+      self->shutdown(ec.message());
+      return;
+    }
+    if (read) {
+      self->tls_on_ready();
+    } else if (!self->tls_->io.established()) {
+      self->tls_on_ready();
+    } else {
+      self->tls_write();
+    }
+  });
+}
+
+bool link_stream::tls_handshake() {
+  if (!tls_->peeked) {
+    // A plain link starts with its preamble, a TLS peer with a handshake record: look before
+    // OpenSSL reads, so a plain peer is told what is wrong instead of "wrong version number".
+    char first[link_codec::k_preamble_size];
+    const auto n = ::recv(socket_.native_handle(), first, sizeof first, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      tls_->peeked = true;
+      if (first[0] != k_tls_handshake_record && first[0] != k_tls_alert_record) {
+        tls_refuse_plain_peer(std::string_view(first, static_cast<std::size_t>(n)));
+        return false;
+      }
+    } else if (n == 0) {
+      shutdown("peer closed the link before the TLS handshake");
+      return false;
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      shutdown(std::strerror(errno));
+      return false;
+    } else if (tls_->server) {
+      tls_wait(asio::socket_base::wait_read);
+      return false;
+    }
+    // Nothing yet and this end is the client: it speaks first.
+  }
+  switch (tls_->io.handshake()) {
+    case net::tls_status::ok:
+      return true;
+    case net::tls_status::want_read:
+      tls_wait(asio::socket_base::wait_read);
+      return false;
+    case net::tls_status::want_write:
+      tls_wait(asio::socket_base::wait_write);
+      return false;
+    default:
+      drain_socket(socket_.native_handle());
+      shutdown(failure_reason(tls_->io, "TLS handshake failed: "));
+      return false;
+  }
+}
+
+void link_stream::tls_on_ready() {
+  if (!open_) {
+    return;
+  }
+  if (!tls_->io.established()) {
+    if (!tls_handshake()) {
+      return;
+    }
+    // The preamble and whatever was queued meanwhile leave now.
+    tls_write();
+    if (!open_) {
+      return;
+    }
+  }
+  for (;;) {
+    prepare_read_space();
+    std::size_t n = 0;
+    const auto status =
+        tls_->io.read(read_buf_.data() + read_len_, read_buf_.size() - read_len_, n);
+    if (status == net::tls_status::ok) {
+      read_len_ += n;
+      tls_->plaintext_seen = true;
+      last_heard_ = std::chrono::steady_clock::now();
+      if (!consume()) {
+        return;
+      }
+      continue;
+    }
+    if (status == net::tls_status::want_read) {
+      break;
+    }
+    if (status == net::tls_status::want_write) {
+      tls_wait(asio::socket_base::wait_write);
+      break;
+    }
+    if (status == net::tls_status::closed && !tls_->server && !tls_->plaintext_seen) {
+      // TLS 1.3: the client's handshake is over before the server checked its certificate; a
+      // server that refused it closes before sending a single byte of the link.
+      shutdown(k_certificate_refused);
+    } else if (status == net::tls_status::closed) {
+      shutdown("peer closed the link");
+    } else {
+      shutdown(failure_reason(tls_->io, "TLS: "));
+    }
+    return;
+  }
+  tls_wait(asio::socket_base::wait_read);
+}
+
+void link_stream::tls_write() {
+  if (!open_ || tls_->waiting_write || !tls_->io.established()) {
+    return;
+  }
+  for (;;) {
+    if (tls_->pending == nullptr) {
+      const auto& bufs = out_.gather();
+      if (bufs.empty()) {
+        out_.shrink();
+        if (closing_) {
+          shutdown(close_reason_);
+        }
+        return;
+      }
+      tls_->pending = &bufs;
+    }
+    const auto status = tls_->io.write(*tls_->pending);
+    if (status == net::tls_status::ok) {
+      tls_->pending = nullptr;
+      out_.written();
+      continue;
+    }
+    if (status == net::tls_status::want_write || status == net::tls_status::want_read) {
+      tls_wait(asio::socket_base::wait_write);
+      return;
+    }
+    shutdown(status == net::tls_status::closed ? std::string("peer closed the link")
+                                               : failure_reason(tls_->io, "TLS: "));
+    return;
+  }
+}
+
+void link_stream::tls_refuse_plain_peer(std::string_view first_bytes) {
+  const auto magic = link_codec::preamble().substr(0, 6);
+  const bool plain_link =
+      first_bytes.substr(0, magic.size()) == magic.substr(0, first_bytes.size());
+  std::string reason = plain_link ? "the peer speaks a plain link, this end requires TLS"
+                                  : "the peer does not speak TLS, this end requires it";
+  reason += " (set the same --link-tls-* options on both ends)";
+  if (!tls_->server && plain_link) {
+    // The plain server (a gateway) spoke first. Our hello still goes out, so that it sees a TLS
+    // peer and can say so in its log; the handshake then fails on its preamble, as expected.
+    tls_->io.handshake();
+  }
+  if (!tls_->server || !plain_link) {
+    drain_socket(socket_.native_handle());
+    shutdown(reason);
+    return;
+  }
+  // A plain client (worker, push client) waits for our preamble and challenge: tell it why in a
+  // Reject frame it understands.
+  drain_socket(socket_.native_handle());
+  auto note = std::make_shared<std::string>(link_codec::preamble());
+  link::v2::Frame reject;
+  reject.mutable_reject()->set_reason(
+      "TLS is required on this link: set --link-tls-cert, --link-tls-key and --link-tls-ca on "
+      "this end too");
+  link_codec::encode(*note, reject);
+  closing_ = true;
+  asio::async_write(socket_, asio::buffer(*note),
+                    [self = shared_from_this(), note, reason](std::error_code, std::size_t) {
+                      self->shutdown(reason);
+                    });
 }
 
 }  // namespace gwx

@@ -10,9 +10,14 @@
 
 #include "common/link/link_codec.hpp"
 #include "common/net/send_queue.hpp"
+#include "common/net/tls_context.hpp"
 #include "gwx/link/v2/link.pb.h"
 
 namespace gwx {
+
+namespace net {
+class tls_io;
+}
 
 /// One gateway <-> peer link over TCP, in the link wire format (common/link/link_codec.hpp):
 /// preamble, then frames of a protobuf header and raw payload bytes, both ways. Frames sent
@@ -23,6 +28,14 @@ namespace gwx {
 /// configured limits; the outgoing queue is capped in bytes, and a peer that stops reading
 /// until the cap is reached is cut (a link cannot skip frames). The read buffer returns to its
 /// small size once a large frame has been handled.
+///
+/// With an SSL object (a link TLS context's new_ssl()) the link runs over TLS: the handshake
+/// first, then the same preamble and frames inside it. TLS is a separately allocated layer that a
+/// plain link does not have: its reads and writes take the same path as before, one branch per
+/// socket operation. A TLS end that receives a plain link's preamble refuses it; a TLS server
+/// (the gateway) tells such a peer why, in the clear, with a Reject frame it understands. The
+/// first TLS link makes the process ignore SIGPIPE unless it has a handler of its own (OpenSSL
+/// writes to the socket itself; a peer that vanished must not end the process).
 ///
 /// Not thread-safe: every call must be made on the stream's executor (post to it from
 /// elsewhere). Callbacks run on that executor.
@@ -38,9 +51,14 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Called once when the link ends, with a human-readable reason.
   using close_handler = std::function<void(const std::string& reason)>;
 
-  /// `max_frame` applies once authenticated(); `send_cap` bounds the outgoing queue.
+  /// `max_frame` applies once authenticated(); `send_cap` bounds the outgoing queue. `tls`: run
+  /// the link over TLS with this SSL object (server or client mode set by its context); null:
+  /// plain.
   explicit link_stream(asio::ip::tcp::socket socket, std::size_t max_frame = k_default_max_frame,
-                       std::size_t send_cap = k_default_send_cap);
+                       std::size_t send_cap = k_default_send_cap, net::ssl_ptr tls = nullptr);
+  ~link_stream();
+  link_stream(const link_stream&) = delete;
+  link_stream& operator=(const link_stream&) = delete;
 
   /// Sends the preamble and starts reading. Handlers are dropped after the close handler ran
   /// (breaks owner cycles).
@@ -64,6 +82,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   void close(const std::string& reason);
 
   bool is_open() const { return open_; }
+  /// Whether the link runs over TLS.
+  bool tls() const { return tls_ != nullptr; }
   /// Past the outgoing high-water mark.
   bool backpressured() const { return out_.over_high_water(); }
   /// Bytes queued and not yet written.
@@ -72,11 +92,25 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
  private:
+  struct tls_layer;
+
   void do_read();
   void on_read(std::size_t n);
+  /// Room for at least a quarter chunk after read_len_ (and a large buffer given back once
+  /// empty).
+  void prepare_read_space();
+  /// Decodes every whole frame in the read buffer; false when the link closed meanwhile.
+  bool consume();
   void do_write();
   void do_keepalive();
   void shutdown(const std::string& reason);
+
+  // TLS only.
+  void tls_wait(asio::socket_base::wait_type what);
+  void tls_on_ready();
+  bool tls_handshake();
+  void tls_write();
+  void tls_refuse_plain_peer(std::string_view first_bytes);
 
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
@@ -97,6 +131,7 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   std::chrono::milliseconds ka_timeout_{0};
   std::chrono::steady_clock::time_point last_heard_;
   std::uint64_t ping_seq_ = 0;
+  std::unique_ptr<tls_layer> tls_;
 };
 
 }  // namespace gwx

@@ -56,6 +56,8 @@ struct gateway_watcher::impl {
   };
 
   std::string token;
+  /// The registers are called over TLS (for hints in failure logs).
+  bool tls = false;
   std::string watcher_name;
   change_handler on_change;
 
@@ -209,7 +211,7 @@ struct gateway_watcher::impl {
     spdlog::warn(
         "gateway watcher: register {} unreachable ({}); its last {} gateways stay until a live "
         "register disagrees",
-        s.address.to_string(), describe(status), kept);
+        s.address.to_string(), describe_unreachable(status, tls), kept);
   }
 
   void run(source& s) {
@@ -337,14 +339,17 @@ struct gateway_watcher::impl {
 };
 
 gateway_watcher::gateway_watcher(std::vector<host_port> registers, std::string token,
-                                 std::string watcher_name, change_handler on_change)
+                                 std::string watcher_name, change_handler on_change,
+                                 const tls_files& tls)
     : impl_(std::make_unique<impl>()) {
+  const auto credentials = make_register_credentials(tls);
+  impl_->tls = tls.any();
   impl_->token = std::move(token);
   impl_->watcher_name = std::move(watcher_name);
   impl_->on_change = std::move(on_change);
   for (auto& address : registers) {
     auto s = std::make_unique<impl::source>();
-    s->stub = v1::RegisterService::NewStub(make_register_channel(address));
+    s->stub = v1::RegisterService::NewStub(make_register_channel(address, credentials));
     s->address = std::move(address);
     impl_->sources.push_back(std::move(s));
   }

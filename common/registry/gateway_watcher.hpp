@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_files.hpp"
 
 namespace gwx::registry {
 
@@ -32,8 +33,10 @@ class gateway_watcher {
  public:
   using change_handler = std::function<void(const std::vector<gateway_entry>&)>;
 
+  /// `tls`: the registers are called over TLS with these files (see make_register_credentials);
+  /// empty: plaintext. Throws std::runtime_error when a file cannot be read.
   gateway_watcher(std::vector<host_port> registers, std::string token, std::string watcher_name,
-                  change_handler on_change);
+                  change_handler on_change, const tls_files& tls = {});
   ~gateway_watcher();
   gateway_watcher(const gateway_watcher&) = delete;
   gateway_watcher& operator=(const gateway_watcher&) = delete;

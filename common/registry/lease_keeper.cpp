@@ -44,6 +44,8 @@ struct lease_keeper::impl {
   };
 
   std::string token;
+  /// The registers are called over TLS (for hints in failure logs).
+  bool tls = false;
   v1::HeartbeatRequest request;
   std::chrono::milliseconds ttl{};
 
@@ -105,7 +107,7 @@ struct lease_keeper::impl {
       }
       if (t.state != link_state::down) {
         spdlog::warn("lease keeper: register {} unreachable ({}), retrying", t.address.to_string(),
-                     describe(status));
+                     describe_unreachable(status, tls));
         t.state = link_state::down;
       }
       if (pause(delays.next())) {
@@ -135,8 +137,10 @@ struct lease_keeper::impl {
 };
 
 lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, gateway_entry self,
-                           std::chrono::milliseconds ttl)
+                           std::chrono::milliseconds ttl, const tls_files& tls)
     : impl_(std::make_unique<impl>()) {
+  const auto credentials = make_register_credentials(tls);
+  impl_->tls = tls.any();
   impl_->token = std::move(token);
   impl_->ttl = std::max(ttl, std::chrono::milliseconds(3));
   *impl_->request.mutable_gateway() = to_proto(self);
@@ -146,7 +150,7 @@ lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, 
       std::min<std::int64_t>(impl_->ttl.count(), std::numeric_limits<std::uint32_t>::max())));
   for (auto& address : registers) {
     auto t = std::make_unique<impl::target>();
-    t->stub = v1::RegisterService::NewStub(make_register_channel(address));
+    t->stub = v1::RegisterService::NewStub(make_register_channel(address, credentials));
     t->address = std::move(address);
     impl_->targets.push_back(std::move(t));
   }

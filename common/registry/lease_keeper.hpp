@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_files.hpp"
 #include "common/registry/gateway_watcher.hpp"
 #include "common/registry/register_auth.hpp"
 
@@ -24,8 +25,10 @@ namespace gwx::registry {
 /// when it is back, never per heartbeat.
 class lease_keeper {
  public:
+  /// `tls`: the registers are called over TLS with these files (see make_register_credentials);
+  /// empty: plaintext. Throws std::runtime_error when a file cannot be read.
   lease_keeper(std::vector<host_port> registers, std::string token, gateway_entry self,
-               std::chrono::milliseconds ttl = std::chrono::seconds(6));
+               std::chrono::milliseconds ttl = std::chrono::seconds(6), const tls_files& tls = {});
   ~lease_keeper();
   lease_keeper(const lease_keeper&) = delete;
   lease_keeper& operator=(const lease_keeper&) = delete;

@@ -6,6 +6,7 @@
 
 #include <array>
 
+#include "common/net/tls_context.hpp"
 #include "common/registry/register_auth.hpp"
 
 namespace gwx::registry {
@@ -35,19 +36,36 @@ constexpr std::array<const char*, 17> k_code_names = {
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> make_register_channel(const host_port& address) {
+std::shared_ptr<grpc::ChannelCredentials> make_register_credentials(const tls_files& tls) {
+  if (!tls.any()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = net::read_pem_file(tls.ca, "register CA");
+  if (!tls.cert.empty()) {
+    options.pem_cert_chain = net::read_pem_file(tls.cert, "register client certificate");
+    options.pem_private_key = net::read_pem_file(tls.key, "register client key");
+  }
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> make_register_channel(
+    const host_port& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // gRPC's default reconnect backoff grows to two minutes; our loops retry every <= 2 s and
   // would otherwise hit a channel that refuses to try.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  // Despite its name this is gRPC's minimum connect timeout: each attempt (TCP, then the TLS
+  // handshake) is given max(this, the current backoff). At 100 ms a TLS handshake on a busy
+  // machine never finished in time, and every retry failed the same way.
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   // A Watch stream may stay silent for hours; pings detect a dead peer.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  return grpc::CreateCustomChannel(address.to_string(), grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address.to_string(), std::move(credentials), args);
 }
 
 v1::GatewayInfo to_proto(const gateway_entry& entry) {
@@ -79,6 +97,32 @@ std::string describe(const grpc::Status& status) {
   const auto code = static_cast<std::size_t>(status.error_code());
   const char* name = code < k_code_names.size() ? k_code_names[code] : "UNKNOWN";
   return std::string(name) + ": " + status.error_message();
+}
+
+std::string describe_unreachable(const grpc::Status& status, bool tls) {
+  auto text = describe(status);
+  const auto& message = status.error_message();
+  const auto has = [&message](const char* part) { return message.find(part) != std::string::npos; };
+  if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+      status.error_code() != grpc::StatusCode::UNKNOWN) {
+    return text;
+  }
+  if (tls && has("wrong version number")) {
+    text +=
+        " (this end uses TLS, the register does not: start it with --tls-cert/--tls-key or "
+        "drop --register-tls-ca)";
+  } else if (tls && has("certificate verify failed")) {
+    text +=
+        " (the register's certificate is not signed by --register-tls-ca, has expired, or "
+        "does not name the address dialled)";
+  } else if (tls && (has("alert") || has("Socket closed") || has("SETTINGS frame"))) {
+    text +=
+        " (the register ended the TLS handshake: does it require a client certificate "
+        "signed by its --tls-client-ca? see --register-tls-cert/--register-tls-key)";
+  } else if (!tls && (has("Socket closed") || has("SETTINGS frame"))) {
+    text += " (if the register serves TLS, set --register-tls-ca)";
+  }
+  return text;
 }
 
 }  // namespace gwx::registry

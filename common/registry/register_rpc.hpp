@@ -2,6 +2,7 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/security/credentials.h>
 #include <grpcpp/support/status.h>
 
 #include <memory>
@@ -9,15 +10,22 @@
 #include <string_view>
 
 #include "common/net/endpoint.hpp"
+#include "common/net/tls_files.hpp"
 #include "common/registry/gateway_watcher.hpp"
 #include "gwx/registry/v1/registry.pb.h"
 
 namespace gwx::registry {
 
+/// Credentials for channels to the registers: TLS verified against `tls.ca` (with the client
+/// certificate `tls.cert`/`tls.key` when set) or, when `tls` is empty, plaintext. Reads the files
+/// now; throws net::tls_config_error naming a file that cannot be read.
+std::shared_ptr<grpc::ChannelCredentials> make_register_credentials(const tls_files& tls);
+
 /// A channel to one register, tuned for long-lived use: its own reconnect backoff kept short
 /// (100 ms to 2 s) so a restarted register is found again quickly, and keepalive pings so a
 /// register that vanished without closing its sockets is noticed. Thread-safe.
-std::shared_ptr<grpc::Channel> make_register_channel(const host_port& address);
+std::shared_ptr<grpc::Channel> make_register_channel(
+    const host_port& address, std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 /// The proto form of an entry (started_unix_ms is left to the caller).
 v1::GatewayInfo to_proto(const gateway_entry& entry);
@@ -32,5 +40,10 @@ void add_auth_metadata(grpc::ClientContext& context, const std::string& token,
 
 /// "CODE_NAME: message" of a failed call, for logs.
 std::string describe(const grpc::Status& status);
+
+/// describe() of a call that could not reach a register, with a hint when the failure looks like
+/// a TLS mismatch (`tls`: this end calls over TLS): a TLS caller facing a plaintext register, a
+/// plaintext caller facing a TLS register, or a certificate the caller's CA did not sign.
+std::string describe_unreachable(const grpc::Status& status, bool tls);
 
 }  // namespace gwx::registry

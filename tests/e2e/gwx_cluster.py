@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -289,6 +290,59 @@ class Worker(Proc):
         return rf"^unlinked\s+(?:\w+://)?{re.escape(_strip_scheme(gateway_internal))}\s*$"
 
 
+class Pki:
+    """A throw-away certificate authority in `directory`, made with the `openssl` command.
+
+    `issue(name)` makes a key and a certificate signed by this CA for 127.0.0.1, ::1 and
+    localhost, good for TLS servers and clients alike; returns (cert_path, key_path)."""
+
+    def __init__(self, directory, name="gwx-e2e-ca"):
+        self.dir = directory
+        self.name = name
+        os.makedirs(directory, exist_ok=True)
+        self.cert = os.path.join(directory, f"{name}.pem")
+        self.key = os.path.join(directory, f"{name}.key")
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                      "-nodes", "-keyout", self.key, "-out", self.cert, "-days", "2",
+                      "-subj", f"/CN={name}")
+
+    def _openssl(self, *args):
+        r = subprocess.run(["openssl", *args], capture_output=True, text=True)
+        check(r.returncode == 0, f"openssl {' '.join(args)} failed: {r.stderr.strip()}")
+
+    def issue(self, name):
+        base = os.path.join(self.dir, f"{self.name}-{name}")
+        ext = base + ".ext"
+        with open(ext, "w", encoding="utf-8") as f:
+            f.write("subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                      "-keyout", base + ".key", "-out", base + ".csr", "-subj", f"/CN={name}")
+        self._openssl("x509", "-req", "-in", base + ".csr", "-CA", self.cert, "-CAkey", self.key,
+                      "-CAcreateserial", "-out", base + ".pem", "-days", "2", "-extfile", ext)
+        return base + ".pem", base + ".key"
+
+
+class InternalTls:
+    """TLS on every internal hop of a cluster: the register's gRPC (client certificates required)
+    and the gateway<->worker links, all from one throw-away CA."""
+
+    def __init__(self, directory):
+        self.pki = Pki(directory)
+        self.register_cert, self.register_key = self.pki.issue("register")
+        self.node_cert, self.node_key = self.pki.issue("node")
+
+    def register_server_args(self):
+        return ["--tls-cert", self.register_cert, "--tls-key", self.register_key,
+                "--tls-client-ca", self.pki.cert]
+
+    def client_args(self):
+        """What a gateway, worker or gwxctl needs: register client TLS and link TLS."""
+        return ["--register-tls-ca", self.pki.cert, "--register-tls-cert", self.node_cert,
+                "--register-tls-key", self.node_key, "--link-tls-cert", self.node_cert,
+                "--link-tls-key", self.node_key, "--link-tls-ca", self.pki.cert]
+
+
 DEFAULT_LISTENERS = (
     "ws://127.0.0.1:0/",
     "tcp+line://127.0.0.1:0",
@@ -300,11 +354,17 @@ DEFAULT_LISTENERS = (
 class Cluster:
     """Starts registers, gateways and workers; every address comes from port 0."""
 
-    def __init__(self, harness: "Harness", secret="e2e-secret"):
+    def __init__(self, harness: "Harness", secret="e2e-secret", internal_tls=None):
         self.h = harness
         self.secret = secret
+        # InternalTls, or None: plain links and plaintext gRPC.
+        self.internal_tls = internal_tls
         self.procs: list[Proc] = []
         self._n = {}
+
+    def tls_args(self):
+        """The internal-TLS options of a gateway, worker or gwxctl of this cluster ([] without)."""
+        return self.internal_tls.client_args() if self.internal_tls else []
 
     def _name(self, kind, name):
         if name:
@@ -352,10 +412,14 @@ class Cluster:
         with open(proc.stderr_path, "r", encoding="utf-8", errors="replace") as f:
             return f.read()
 
-    async def start_register(self, name=None, token=None, listen="127.0.0.1:0", launcher=()):
+    async def start_register(self, name=None, token=None, listen="127.0.0.1:0", launcher=(),
+                             extra=()):
         argv = [self.binary("gwx-register"), "--listen", listen]
         if token:
             argv += ["--token", token]
+        if self.internal_tls:
+            argv += self.internal_tls.register_server_args()
+        argv += list(extra)
         p = await self._spawn(Register, self._name("register", name), argv, launcher)
         m, _ = await p.wait_line(r"^listening grpc://(\S+)\s*$")
         p.addr = m.group(1)
@@ -371,7 +435,7 @@ class Cluster:
             argv += ["--listen", url]
         if lease_ttl_ms is not None:
             argv += ["--lease-ttl-ms", str(lease_ttl_ms)]
-        argv += list(extra)
+        argv += self.tls_args() + list(extra)
         p = await self._spawn(Gateway, self._name("gateway", name), argv, launcher)
         m, idx = await p.wait_line(r"^listening internal://(\S+)\s*$")
         p.internal = m.group(1)
@@ -399,7 +463,7 @@ class Cluster:
                 "--secret", secret or self.secret, "--app", app, "--name", name]
         if threads is not None:
             argv += ["--threads", str(threads)]
-        argv += list(extra)
+        argv += self.tls_args() + list(extra)
         return await self._spawn(Worker, name, argv, launcher)
 
     async def wait_linked(self, workers, gateways, timeout=START_TIMEOUT, start=None):
@@ -703,7 +767,12 @@ class Harness:
         self.bin_dir = bin_dir
         self.tmp = tmp
         self.args = args
-        self.cluster = Cluster(self)
+        internal_tls = None
+        if args.internal_tls:
+            internal_tls = InternalTls(os.path.join(tmp, "pki"))
+            log("internal TLS: register gRPC (client certificates required) and links, "
+                f"CA {internal_tls.pki.cert}")
+        self.cluster = Cluster(self, internal_tls=internal_tls)
 
 
 def _parse_args(extra_args):
@@ -713,6 +782,9 @@ def _parse_args(extra_args):
                          "(default: $GWX_BIN)")
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("GWX_E2E_TIMEOUT", 150)),
                     help="overall deadline of the test in seconds")
+    ap.add_argument("--internal-tls", action="store_true",
+                    help="run the cluster with TLS on every internal hop (register gRPC with "
+                         "client certificates, gateway<->worker links), from a throw-away CA")
     for a in extra_args:
         ap.add_argument(*a[0], **a[1])
     args = ap.parse_args()

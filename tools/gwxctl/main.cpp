@@ -7,6 +7,7 @@
 #include "common/cluster/client.hpp"
 #include "common/options.hpp"
 #include "common/registry/gateway_watcher.hpp"
+#include "common/tls_options.hpp"
 #include "tools/gwxctl/verbs.hpp"
 
 namespace {
@@ -16,8 +17,8 @@ using gwx::ctl::k_ok;
 using gwx::ctl::k_usage;
 
 int list_gateways(const std::vector<gwx::host_port>& registers, const std::string& token,
-                  std::chrono::milliseconds timeout) {
-  gwx::registry::gateway_watcher watcher(registers, token, "gwxctl", nullptr);
+                  const gwx::tls_files& register_tls, std::chrono::milliseconds timeout) {
+  gwx::registry::gateway_watcher watcher(registers, token, "gwxctl", nullptr, register_tls);
   watcher.start();
   if (!watcher.wait_for_snapshot(timeout)) {
     std::cerr << "gwxctl: no register answered within " << timeout.count() << " ms\n";
@@ -59,6 +60,8 @@ int main(int argc, char** argv) {
                                "how long to wait for registers, links and answers")(
       "command", gwx::po::value<std::vector<std::string>>()->value_name("VERB ARGS..."),
       "what to do (positional; see Verbs)");
+  gwx::add_register_tls_options(parser.options());
+  gwx::add_link_tls_options(parser.options());
   parser.allow_positional("command");
   const auto vm = parser.parse(argc, argv);
   if (vm["log-level"].defaulted()) {
@@ -77,10 +80,18 @@ int main(int argc, char** argv) {
     gwx::die("gwxctl", std::string("--register: ") + e.what(), k_usage);
   }
   const auto token = vm["token"].as<std::string>();
+  gwx::tls_files register_tls;
+  gwx::tls_files link_tls;
+  try {
+    register_tls = gwx::register_tls_from(vm);
+    link_tls = gwx::link_tls_from(vm);
+  } catch (const std::exception& e) {
+    gwx::die("gwxctl", e.what(), k_usage);
+  }
   const std::chrono::milliseconds timeout(vm["timeout-ms"].as<unsigned>());
 
   if (words[0] == "gateways") {
-    return list_gateways(registers, token, timeout);
+    return list_gateways(registers, token, register_tls, timeout);
   }
   const auto* verb = gwx::ctl::find_verb(words[0]);
   if (verb == nullptr) {
@@ -98,6 +109,8 @@ int main(int argc, char** argv) {
   options.registers = registers;
   options.secret = secret;
   options.token = token;
+  options.register_tls = register_tls;
+  options.link_tls = link_tls;
   options.name = "gwxctl";
   options.query_timeout = timeout;
   gwx::Client client(std::move(options));

@@ -5,6 +5,10 @@
 #include <asio.hpp>
 #include <chrono>
 
+#include "common/net/tls_files.hpp"
+#include "common/tls_options.hpp"
+#include "tests/unit/common/tls_test_pki.hpp"
+
 namespace gwx {
 namespace {
 
@@ -129,6 +133,149 @@ TEST(LinkStream, RefusesAPeerOfAnotherProtocolVersionWithAClearReason) {
   asio::write(p.client, asio::buffer(std::string("\0\0\0\x04\x2a\x02\x08\x01", 8)));
   p.run_until([&] { return !closed.empty(); });
   EXPECT_NE(closed.find("does not speak gwx link protocol 2"), std::string::npos) << closed;
+}
+
+// --- TLS links ----------------------------------------------------------------------------
+
+// A cluster CA with a gateway and a worker certificate, and a stranger's CA and certificate.
+struct link_pki {
+  test::test_pki pki;
+  tls_files gateway;
+  tls_files worker;
+  tls_files stranger;
+
+  link_pki() {
+    const auto ca = pki.make_ca("cluster");
+    const auto other_ca = pki.make_ca("other");
+    const auto g = pki.make_leaf("cluster", "gateway", "gateway", {"IP:127.0.0.1"});
+    const auto w = pki.make_leaf("cluster", "worker", "worker", {"DNS:worker"});
+    const auto x = pki.make_leaf("other", "stranger", "stranger", {"DNS:stranger"});
+    gateway = {g.cert_file, g.key_file, ca};
+    worker = {w.cert_file, w.key_file, ca};
+    stranger = {x.cert_file, x.key_file, other_ca};
+  }
+};
+
+struct link_end {
+  std::shared_ptr<link_stream> stream;
+  std::string closed;
+  std::vector<link::v2::Frame> frames;
+
+  void start() {
+    stream->start([this](link::v2::Frame& f, std::string_view) { frames.push_back(f); },
+                  [this](const std::string& why) { closed = why; });
+  }
+};
+
+TEST(LinkStreamTls, CarriesABurstOfFramesBothWaysInOrder) {
+  link_pki pki;
+  socket_pair p;
+  auto server_ctx = make_tls_server(pki.gateway);
+  auto client_ctx = make_tls_client(pki.worker);
+  link_end server{std::make_shared<link_stream>(
+      std::move(p.server), 1 << 20, link_stream::k_default_send_cap, server_ctx->new_ssl())};
+  link_end client{std::make_shared<link_stream>(
+      std::move(p.client), 1 << 20, link_stream::k_default_send_cap, client_ctx->new_ssl())};
+  EXPECT_TRUE(server.stream->tls());
+  server.start();
+  client.start();
+  server.stream->authenticated();
+  client.stream->authenticated();
+  constexpr std::uint64_t k_frames = 5000;
+  // Queued before the handshake is over: everything leaves once it is, in order.
+  for (std::uint64_t i = 0; i < k_frames; ++i) {
+    client.stream->send(event(i), std::string(100 + i % 300, 'c'));
+    server.stream->send(event(i), std::string(100 + i % 300, 's'));
+  }
+  p.run_until([&] {
+    return (client.frames.size() >= k_frames && server.frames.size() >= k_frames) ||
+           !client.closed.empty() || !server.closed.empty();
+  });
+  EXPECT_EQ(server.closed, "");
+  EXPECT_EQ(client.closed, "");
+  ASSERT_EQ(server.frames.size(), k_frames);
+  ASSERT_EQ(client.frames.size(), k_frames);
+  for (std::uint64_t i = 0; i < k_frames; ++i) {
+    ASSERT_EQ(server.frames[i].event().event_id(), i);
+    ASSERT_EQ(client.frames[i].event().event_id(), i);
+  }
+  // A large frame crosses many TLS records.
+  client.stream->send(event(k_frames), std::string(300 * 1024, 'L'));
+  p.run_until([&] { return server.frames.size() > k_frames || !server.closed.empty(); });
+  EXPECT_EQ(server.frames.size(), k_frames + 1);
+}
+
+TEST(LinkStreamTls, APlainPeerOfATlsServerIsToldWhyInARejectFrame) {
+  link_pki pki;
+  socket_pair p;
+  auto server_ctx = make_tls_server(pki.gateway);
+  link_end server{std::make_shared<link_stream>(
+      std::move(p.server), 1 << 20, link_stream::k_default_send_cap, server_ctx->new_ssl())};
+  link_end client{std::make_shared<link_stream>(std::move(p.client))};
+  server.start();
+  client.start();
+  p.run_until([&] { return !server.closed.empty() && !client.closed.empty(); });
+  EXPECT_NE(server.closed.find("the peer speaks a plain link, this end requires TLS"),
+            std::string::npos)
+      << server.closed;
+  ASSERT_EQ(client.frames.size(), 1U);
+  ASSERT_TRUE(client.frames[0].has_reject());
+  EXPECT_NE(client.frames[0].reject().reason().find("TLS is required on this link"),
+            std::string::npos);
+}
+
+TEST(LinkStreamTls, ATlsClientOfAPlainServerIsRefusedOnBothEnds) {
+  link_pki pki;
+  socket_pair p;
+  auto client_ctx = make_tls_client(pki.worker);
+  link_end server{std::make_shared<link_stream>(std::move(p.server))};
+  link_end client{std::make_shared<link_stream>(
+      std::move(p.client), 1 << 20, link_stream::k_default_send_cap, client_ctx->new_ssl())};
+  server.start();
+  client.start();
+  p.run_until([&] { return !server.closed.empty() && !client.closed.empty(); });
+  EXPECT_NE(client.closed.find("the peer speaks a plain link, this end requires TLS"),
+            std::string::npos)
+      << client.closed;
+  EXPECT_NE(server.closed.find("the peer speaks TLS, this end's links are plain"),
+            std::string::npos)
+      << server.closed;
+  EXPECT_TRUE(server.frames.empty());
+  EXPECT_TRUE(client.frames.empty());
+}
+
+TEST(LinkStreamTls, ACertificateFromAnotherCaGetsNoFrameThrough) {
+  link_pki pki;
+  // The stranger's certificate with the cluster CA (so it trusts the gateway): the gateway
+  // refuses it. Then a worker that trusts another CA: it refuses the gateway.
+  const tls_files stranger_trusting_cluster{pki.stranger.cert, pki.stranger.key, pki.worker.ca};
+  const tls_files worker_trusting_other{pki.worker.cert, pki.worker.key, pki.stranger.ca};
+  struct expectation {
+    tls_files client;
+    const char* server_reason;
+    const char* client_reason;
+  };
+  for (const auto& e : {expectation{stranger_trusting_cluster, "certificate verify failed",
+                                    "the peer refused this end's certificate"},
+                        expectation{worker_trusting_other, "refused this end's certificate",
+                                    "certificate verify failed"}}) {
+    socket_pair p;
+    auto server_ctx = make_tls_server(pki.gateway);
+    auto client_ctx = make_tls_client(e.client);
+    link_end server{std::make_shared<link_stream>(
+        std::move(p.server), 1 << 20, link_stream::k_default_send_cap, server_ctx->new_ssl())};
+    link_end client{std::make_shared<link_stream>(
+        std::move(p.client), 1 << 20, link_stream::k_default_send_cap, client_ctx->new_ssl())};
+    server.start();
+    client.start();
+    client.stream->send(event(1));
+    server.stream->send(event(2));
+    p.run_until([&] { return !server.closed.empty() && !client.closed.empty(); });
+    EXPECT_NE(server.closed.find(e.server_reason), std::string::npos) << server.closed;
+    EXPECT_NE(client.closed.find(e.client_reason), std::string::npos) << client.closed;
+    EXPECT_TRUE(server.frames.empty());
+    EXPECT_TRUE(client.frames.empty());
+  }
 }
 
 }  // namespace
