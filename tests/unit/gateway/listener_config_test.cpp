@@ -75,10 +75,10 @@ TEST(ListenerConfig, TlsSchemesTakeCertificatesFromDefaultsOrTheUrl) {
   EXPECT_EQ(wss.kind, framing::websocket);
   EXPECT_EQ(wss.path, "/chat");
   EXPECT_STREQ(scheme_of(wss.kind, wss.tls), "wss");
-  for (const auto& [url, kind] : std::vector<std::pair<std::string, framing>>{
-           {"tls+line://127.0.0.1:1", framing::line},
-           {"tls+frame://127.0.0.1:1", framing::frame},
-           {"tls+raw://127.0.0.1:1", framing::raw}}) {
+  for (const auto& [url, kind] :
+       std::vector<std::pair<std::string, framing>>{{"tls+line://127.0.0.1:1", framing::line},
+                                                    {"tls+frame://127.0.0.1:1", framing::frame},
+                                                    {"tls+raw://127.0.0.1:1", framing::raw}}) {
     const auto c = parse_listener_url(url, defaults);
     EXPECT_TRUE(c.tls) << url;
     EXPECT_EQ(c.kind, kind) << url;
@@ -101,9 +101,9 @@ TEST(ListenerConfig, TlsConfigurationErrorsAreClear) {
   EXPECT_NE(error_of("wss://127.0.0.1:0/", none).find("needs a certificate"), std::string::npos);
   EXPECT_NE(error_of("tls+line://127.0.0.1:0?tls_cert=a.pem", none).find("needs a certificate"),
             std::string::npos);
-  EXPECT_NE(error_of("tls+line://127.0.0.1:0?tls_cert=a.pem,b.pem&tls_key=a.key", none)
-                .find("pair up"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("tls+line://127.0.0.1:0?tls_cert=a.pem,b.pem&tls_key=a.key", none).find("pair up"),
+      std::string::npos);
   EXPECT_NE(error_of("ws://127.0.0.1:0/?tls_cert=a.pem", none).find("tls_cert applies to"),
             std::string::npos);
   EXPECT_NE(error_of("wss://127.0.0.1:0/?tls_cert=a&tls_key=b&tls_client_auth=require", none)
@@ -112,8 +112,7 @@ TEST(ListenerConfig, TlsConfigurationErrorsAreClear) {
   EXPECT_NE(error_of("wss://127.0.0.1:0/?tls_cert=a&tls_key=b&tls_client_auth=maybe", none)
                 .find("none, optional or require"),
             std::string::npos);
-  EXPECT_NE(error_of("tls+udp://127.0.0.1:0", none).find("unsupported scheme"),
-            std::string::npos);
+  EXPECT_NE(error_of("tls+udp://127.0.0.1:0", none).find("unsupported scheme"), std::string::npos);
 }
 
 }  // namespace
