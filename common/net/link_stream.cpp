@@ -273,6 +273,13 @@ net::send_status link_stream::send_encoded(std::string_view wire) {
   return status;
 }
 
+void link_stream::on_drained() {
+  out_.shrink();
+  if (closing_) {
+    shutdown(close_reason_);
+  }
+}
+
 void link_stream::do_write() {
   if (tls_) {
     tls_write();
@@ -280,10 +287,7 @@ void link_stream::do_write() {
   }
   const auto& bufs = out_.gather();
   if (bufs.empty()) {
-    out_.shrink();
-    if (closing_) {
-      shutdown(close_reason_);
-    }
+    on_drained();
     return;
   }
   asio::async_write(socket_, bufs, [self = shared_from_this()](std::error_code ec, std::size_t) {
@@ -458,10 +462,7 @@ void link_stream::tls_write() {
     if (tls_->pending == nullptr) {
       const auto& bufs = out_.gather();
       if (bufs.empty()) {
-        out_.shrink();
-        if (closing_) {
-          shutdown(close_reason_);
-        }
+        on_drained();
         return;
       }
       tls_->pending = &bufs;

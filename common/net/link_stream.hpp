@@ -102,6 +102,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Decodes every whole frame in the read buffer; false when the link closed meanwhile.
   bool consume();
   void do_write();
+  /// The send queue is empty: gives its memory back and finishes a pending close.
+  void on_drained();
   void do_keepalive();
   void shutdown(const std::string& reason);
 
