@@ -690,6 +690,22 @@ async def fetch_id(client: Client):
     return client.id
 
 
+async def read_until_closed(reader, timeout=REPLY_TIMEOUT):
+    """Reads a raw connection until the peer closes it. Returns (everything read, how it ended):
+    "eof" (closed cleanly), "reset" (a connection error) or "open" (nothing came for `timeout` s)."""
+    data = b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout)
+            if not chunk:
+                return data, "eof"
+            data += chunk
+    except ConnectionError:
+        return data, "reset"
+    except asyncio.TimeoutError:
+        return data, "open"
+
+
 async def expect_reply(client: Client, command, expected, timeout=REPLY_TIMEOUT):
     reply = await client.cmd(command, timeout)
     check_eq(reply, expected, f"{client.name}: {command!r}")

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
-    REPLY_TIMEOUT, WsClient, check, check_memory, log, run_test)
+    REPLY_TIMEOUT, WsClient, check, check_memory, log, read_until_closed, run_test)
 from test_ws_malformed import OP_PING, RawWs, frame  # noqa: E402
 
 SEND_BUFFER = 64 * 1024
@@ -87,16 +87,10 @@ async def main(h):
     # A link of the previous protocol version: refused, not parsed.
     r, wr = await asyncio.open_connection(host, port)
     wr.write(struct.pack(">I", 6) + b"\x42\x04\x0a\x02\x01\x02")
-    data = b""
-    try:
-        while True:
-            chunk = await asyncio.wait_for(r.read(4096), REPLY_TIMEOUT)
-            if not chunk:
-                break
-            data += chunk
-    except ConnectionError:
-        pass
+    data, ended = await read_until_closed(r)
     wr.close()
+    check(ended != "open", f"a link of the previous protocol version is closed (it stayed open "
+                           f"{REPLY_TIMEOUT:.0f} s)")
     check(data.startswith(PREAMBLE), "the gateway announces its protocol version first")
     # Silent connections: at most 64 may be authenticating at once.
     silent = [await asyncio.open_connection(host, port) for _ in range(100)]

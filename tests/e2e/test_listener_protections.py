@@ -46,7 +46,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
     REPLY_TIMEOUT, LineClient, RawClient, TestFailure, WsClient, assert_quiet, check, check_eq,
-    check_memory, log, poll_until, run_test)
+    check_memory, log, poll_until, read_until_closed, run_test)
 from test_ws_malformed import OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, frame  # noqa: E402
 
 import websockets  # noqa: E402
@@ -132,18 +132,7 @@ async def raw_http(host, port, request, timeout=REPLY_TIMEOUT):
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(request)
     await writer.drain()
-    data = b""
-    ended = "eof"
-    try:
-        while True:
-            chunk = await asyncio.wait_for(reader.read(65536), timeout)
-            if not chunk:
-                break
-            data += chunk
-    except ConnectionResetError:
-        ended = "reset"
-    except asyncio.TimeoutError:
-        ended = "open"
+    data, ended = await read_until_closed(reader, timeout)
     writer.close()
     status = data.split(b"\r\n", 1)[0].decode("latin-1")
     return status, data, ended
