@@ -299,6 +299,20 @@ std::size_t gateway_server::reload_tls() {
                    tls->context().describe());
     }
   }
+  if (link_tls_) {
+    if (const auto error = link_tls_->reload()) {
+      ++failed;
+      spdlog::error(
+          "internal://{}: link certificate reload failed, new links keep the previous "
+          "certificates: {}",
+          internal_bound_, *error);
+    } else {
+      spdlog::info(
+          "internal://{}: link certificates reloaded ({}); new links use them, links up "
+          "keep theirs",
+          internal_bound_, link_tls_->describe());
+    }
+  }
   return failed;
 }
 

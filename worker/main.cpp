@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
@@ -86,7 +87,9 @@ int main(int argc, char** argv) {
       "library built with GWX_APP (--app ./libmyapp.so). Prints 'linked ADDRESS' and\n"
       "'unlinked ADDRESS' on stdout as gateway links come and go. SIGTERM/SIGINT, or a\n"
       "gateway relaying 'gwxctl drain NAME', make it drain: gateways route no new events to\n"
-      "it, it handles what it has, flushes its pushes and acknowledgements, then exits 0.");
+      "it, it handles what it has, flushes its pushes and acknowledgements, then exits 0.\n"
+      "SIGHUP reads the --link-tls-* files again: new links use them, links up stay; a file\n"
+      "that does not load keeps the previous ones (one error line).");
   parser.options().add_options()(
       "register", gwx::po::value<std::string>()->required()->value_name("HOST:PORT[,...]"),
       "registers to watch for gateways (comma-separated)")(
@@ -172,18 +175,29 @@ int main(int argc, char** argv) {
     gwx::die("gwx-worker", e.what(), 1);
   }
 
-  // Block the stop signals in every thread (they inherit the mask); one thread takes them.
+  // Block the stop signals and SIGHUP in every thread (they inherit the mask); one thread takes
+  // them. SIGHUP reloads the link certificates once the worker exists.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  std::thread signal_thread([&stop, &stop_signals] {
+  std::atomic<gwx::worker*> reloadable{nullptr};
+  std::thread signal_thread([&stop, &stop_signals, &reloadable] {
     while (!stop.finished()) {
       int signal_number = 0;
-      if (sigwait(&stop_signals, &signal_number) == 0 && !stop.finished()) {
-        stop.request(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+      if (sigwait(&stop_signals, &signal_number) != 0 || stop.finished()) {
+        continue;
       }
+      if (signal_number == SIGHUP) {
+        if (auto* w = reloadable.load()) {
+          spdlog::info("SIGHUP: reloading link certificates");
+          w->reload_tls();
+        }
+        continue;
+      }
+      stop.request(signal_number == SIGINT ? "SIGINT" : "SIGTERM");
     }
   });
 
@@ -196,6 +210,7 @@ int main(int argc, char** argv) {
   }
   const std::size_t options_threads = options.threads;
   gwx::worker w(std::move(options), std::move(app));
+  reloadable = &w;
   gwx::metrics::callback_registration links_metric;
   std::unique_ptr<gwx::metrics::exposer> exposer;
   if (metrics_listen) {

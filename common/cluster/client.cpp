@@ -52,6 +52,10 @@ std::vector<gateway_status> Client::gateways() const {
   return core_->gateways();
 }
 
+bool Client::reload_tls() {
+  return core_->reload_link_tls();
+}
+
 std::vector<std::string> Client::flush(std::chrono::milliseconds timeout) {
   return core_->flush(timeout.count() == 0 ? core_->default_timeout() : timeout);
 }

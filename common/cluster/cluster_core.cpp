@@ -177,6 +177,21 @@ std::vector<std::string> cluster_core::flush(std::chrono::milliseconds timeout) 
   return all;
 }
 
+bool cluster_core::reload_link_tls() {
+  const auto& tls = link_settings_->tls;
+  if (!tls) {
+    return true;
+  }
+  if (const auto error = tls->reload()) {
+    spdlog::error("link certificate reload failed, new links keep the previous certificates: {}",
+                  *error);
+    return false;
+  }
+  spdlog::info("link certificates reloaded ({}); new links use them, links up keep theirs",
+               tls->describe());
+  return true;
+}
+
 void cluster_core::set_gateways(std::vector<registry::gateway_entry> gateways) {
   asio::post(io_, [this, set = std::move(gateways)] { apply_set(set); });
 }

@@ -187,4 +187,8 @@ std::vector<gateway_status> worker::gateways() const {
   return core_->gateways();
 }
 
+bool worker::reload_tls() {
+  return core_->reload_link_tls();
+}
+
 }  // namespace gwx

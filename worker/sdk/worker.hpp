@@ -97,6 +97,9 @@ class worker {
   bool wait_ready(std::chrono::milliseconds timeout);
   /// The known gateways and their link state.
   std::vector<gateway_status> gateways() const;
+  /// Reads the link TLS files again (gwx-worker: SIGHUP): new links use them, links up stay;
+  /// a file that does not load keeps the previous ones (one error line, false). Any thread.
+  bool reload_tls();
 
  private:
   void on_drain_request(const std::string& gateway_address, const std::string& reason);
