@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
         if (auto* w = reloadable.load()) {
           spdlog::info("SIGHUP: reloading link certificates");
           w->reload_tls();
+        } else {
+          spdlog::warn("SIGHUP during start-up ignored (the link certificates are read as the worker starts)");
         }
         continue;
       }
