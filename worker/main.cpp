@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
           spdlog::info("SIGHUP: reloading link certificates");
           w->reload_tls();
         } else {
-          spdlog::warn("SIGHUP during start-up ignored (the link certificates are read as the worker starts)");
+          spdlog::warn("SIGHUP during start-up ignored (link certificates are being read)");
         }
         continue;
       }
