@@ -162,6 +162,25 @@ std::vector<config_entry> read_config_entries(std::istream& in, const std::strin
   return entries;
 }
 
+std::string redact_url_password(std::string_view text) {
+  std::string out(text);
+  std::size_t from = 0;
+  while ((from = out.find("://", from)) != std::string::npos) {
+    from += 3;
+    const auto end = out.find_first_of("/?# ", from);
+    const auto authority = out.substr(from, end == std::string::npos ? end : end - from);
+    const auto at = authority.rfind('@');
+    if (at == std::string::npos) {
+      continue;
+    }
+    const auto colon = authority.find(':');
+    if (colon != std::string::npos && colon < at) {
+      out.replace(from + colon + 1, at - colon - 1, "***");
+    }
+  }
+  return out;
+}
+
 bool is_secret_option(const std::string& name) {
   return name.find("secret") != std::string::npos || name.find("token") != std::string::npos;
 }
@@ -322,7 +341,7 @@ std::string option_parser::effective_config(const result& parsed) const {
       lines.emplace_back(name + " = <unset>", source);
     } else {
       for (const auto& text : texts) {
-        lines.emplace_back(cat({name, " = ", text}), source);
+        lines.emplace_back(cat({name, " = ", redact_url_password(text)}), source);
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <istream>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace gwx {
@@ -90,6 +91,10 @@ class option_parser {
 /// Whether the option `name` holds a secret (its name contains "secret" or "token"): never
 /// printed or echoed in an error message.
 bool is_secret_option(const std::string& name);
+
+/// `text` with the password of any "scheme://user:password@" in it replaced by "***" (what
+/// --print-config shows of a --bus URL).
+std::string redact_url_password(std::string_view text);
 
 /// Prints "<program>: <message>" to stderr and exits with `code`. For start-up errors.
 [[noreturn]] void die(const std::string& program, const std::string& message, int code = 1);

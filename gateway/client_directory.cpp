@@ -9,15 +9,7 @@
 namespace gwx::gateway {
 namespace {
 
-void remove_from(std::unordered_map<std::string, std::unordered_set<client_record*>>& index,
-                 const std::string& key, client_record* c) {
-  if (auto it = index.find(key); it != index.end()) {
-    it->second.erase(c);
-    if (it->second.empty()) {
-      index.erase(it);
-    }
-  }
-}
+using key_kind = membership_listener::key_kind;
 
 void add_session(link::v2::QueryResult& r, const client_record& c) {
   auto& s = (*r.mutable_sessions())[c.id()];
@@ -26,6 +18,28 @@ void add_session(link::v2::QueryResult& r, const client_record& c) {
 }
 
 }  // namespace
+
+void client_directory::add_to(index& idx, key_kind kind, const std::string& key, client_record* c) {
+  auto& members = idx[key];
+  members.insert(c);
+  if (members.size() == 1 && listener_ != nullptr) {
+    listener_->on_first_holder(kind, key);
+  }
+}
+
+void client_directory::remove_from(index& idx, key_kind kind, const std::string& key,
+                                   client_record* c) {
+  if (auto it = idx.find(key); it != idx.end()) {
+    it->second.erase(c);
+    if (it->second.empty()) {
+      // The key may be the client's own copy, about to be erased: the listener sees it first.
+      if (listener_ != nullptr) {
+        listener_->on_last_holder(kind, key);
+      }
+      idx.erase(it);
+    }
+  }
+}
 
 client_record::client_record(std::uint64_t connection, std::string id,
                              const listener_config& listener, std::string remote_ip,
@@ -109,7 +123,7 @@ void client_directory::bind(client_record& c, const std::string& uid) {
     return;
   }
   c.member_to_write().uid = uid;
-  uids_[uid].insert(&c);
+  add_to(uids_, key_kind::uid, uid, &c);
 }
 
 void client_directory::unbind(client_record& c) {
@@ -117,7 +131,7 @@ void client_directory::unbind(client_record& c) {
     return;
   }
   auto& m = c.member_to_write();
-  remove_from(uids_, m.uid, &c);
+  remove_from(uids_, key_kind::uid, m.uid, &c);
   m.uid.clear();
 }
 
@@ -128,7 +142,7 @@ void client_directory::join(client_record& c, const std::string& group) {
     return;
   }
   groups.insert(it, group);
-  groups_[group].insert(&c);
+  add_to(groups_, key_kind::group, group, &c);
 }
 
 void client_directory::leave(client_record& c, const std::string& group) {
@@ -141,7 +155,7 @@ void client_directory::leave(client_record& c, const std::string& group) {
     return;
   }
   // The index first: `group` may refer to the very string erased from the client's list below.
-  remove_from(groups_, group, &c);
+  remove_from(groups_, key_kind::group, group, &c);
   groups.erase(it);
 }
 
@@ -162,7 +176,7 @@ void client_directory::leave_all(client_record& c) {
     return;
   }
   for (const auto& group : c.member_->groups) {
-    remove_from(groups_, group, &c);
+    remove_from(groups_, key_kind::group, group, &c);
   }
   c.member_->groups.clear();
 }

@@ -89,6 +89,20 @@ class client_record {
   delivery_state delivery_;
 };
 
+/// Hears when one loop's first client gets a uid or group and when its last one loses it
+/// (unbind, leave, ungroup, close). The AMQP routed bus binds and unbinds routing keys on
+/// these transitions. Called on the directory's loop, in the middle of a membership change:
+/// an implementation only records the change.
+class membership_listener {
+ public:
+  enum class key_kind { uid, group };
+  virtual ~membership_listener() = default;
+  /// The first client of this loop got `name`.
+  virtual void on_first_holder(key_kind kind, const std::string& name) = 0;
+  /// The last client of this loop lost `name`.
+  virtual void on_last_holder(key_kind kind, const std::string& name) = 0;
+};
+
 /// One loop's clients with their uid and group indices; answers every query kind and applies
 /// membership and session writes. Lookups by client_id resolve ids of other gateways, earlier
 /// runs or other loops to "gone" (null). No sockets, no timers; one loop only, not thread-safe.
@@ -149,17 +163,26 @@ class client_directory {
   /// Replaces (or merges into) the session, erases keys, keeps the highest writer sequence.
   void write_session(client_record& c, const link::v2::SessionWrite& op);
 
+  /// Who hears of first/last-holder transitions (null: nobody); set before clients arrive.
+  void set_membership_listener(membership_listener* l) { listener_ = l; }
+
   /// Answers a query from this loop's clients. STATS: clients, uids and groups only.
   void query(const link::v2::Query& q, link::v2::QueryResult& r);
 
  private:
+  using index = std::unordered_map<std::string, std::unordered_set<client_record*>>;
   void leave_all(client_record& c);
+  void add_to(index& idx, membership_listener::key_kind kind, const std::string& key,
+              client_record* c);
+  void remove_from(index& idx, membership_listener::key_kind kind, const std::string& key,
+                   client_record* c);
 
   std::uint64_t epoch_;
   unsigned loop_;
   std::unordered_map<std::uint64_t, client_record> clients_;
-  std::unordered_map<std::string, std::unordered_set<client_record*>> groups_;
-  std::unordered_map<std::string, std::unordered_set<client_record*>> uids_;
+  index groups_;
+  index uids_;
+  membership_listener* listener_ = nullptr;
 };
 
 }  // namespace gwx::gateway

@@ -29,6 +29,38 @@ bool deliver(client_record& c, encode_cache& cache) {
 
 }  // namespace
 
+const std::string* command_target(const link::v2::Command& cmd) {
+  using link::v2::Command;
+  switch (cmd.op_case()) {
+    case Command::kBindUid:
+      return &cmd.bind_uid().client_id();
+    case Command::kUnbindUid:
+      return &cmd.unbind_uid().client_id();
+    case Command::kJoinGroup:
+      return &cmd.join_group().client_id();
+    case Command::kLeaveGroup:
+      return &cmd.leave_group().client_id();
+    case Command::kSessionWrite:
+      return &cmd.session_write().client_id();
+    case Command::kCloseClient:
+      return &cmd.close_client().client_id();
+    case Command::kSendToClients:
+      return cmd.send_to_clients().client_ids_size() == 1 ? &cmd.send_to_clients().client_ids(0)
+                                                          : nullptr;
+    case Command::kQuery:
+      switch (cmd.query().kind()) {
+        case link::v2::QUERY_KIND_GROUPS_OF_CLIENT:
+        case link::v2::QUERY_KIND_SESSION:
+        case link::v2::QUERY_KIND_UID_OF_CLIENT:
+          return cmd.query().client_ids().empty() ? nullptr : &cmd.query().client_ids(0);
+        default:
+          return nullptr;
+      }
+    default:
+      return nullptr;
+  }
+}
+
 command_executor::command_executor(client_directory& clients, stats_filler fill_stats)
     : clients_(clients), fill_stats_(std::move(fill_stats)) {}
 

@@ -2,12 +2,17 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 #include "gateway/client_directory.hpp"
 #include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
+
+/// The client_id a single-client command names (its holder's loop runs it), or null for
+/// commands every loop runs.
+const std::string* command_target(const link::v2::Command& cmd);
 
 /// Runs link commands against one loop's client_directory: sends through each client's port
 /// (a broadcast is framed once per listener kind), applies membership, session and close

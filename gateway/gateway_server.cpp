@@ -12,6 +12,7 @@
 #include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
 #include "common/tls_options.hpp"
+#include "gateway/command_executor.hpp"
 #include "gateway/listener_tls.hpp"
 #include "gateway/refused_connection.hpp"
 #include "gateway/worker_link.hpp"
@@ -84,6 +85,15 @@ gateway_server::gateway_server(gateway_config config)
   }
   if (config_.listeners.empty()) {
     throw std::invalid_argument("at least one --listen URL is required");
+  }
+  if (config_.bus) {
+    // Before the shards: in routed mode each shard tells the bus what its clients hold.
+    config_.bus->gateway_id = gateway_id_;
+    bus_ = bus_subscriber::make(
+        *config_.bus, [this](bus::bus_command&& c) { return dispatch_bus(std::move(c)); });
+    for (unsigned i = 0; i < pool_.size(); ++i) {
+      bus_mailboxes_.push_back(std::make_shared<loop_mailbox>(pool_.loop(i)));
+    }
   }
   for (unsigned i = 0; i < pool_.size(); ++i) {
     shards_.push_back(std::make_unique<shard>(*this, i, pool_.loop(i)));
@@ -162,6 +172,10 @@ void gateway_server::start() {
   }
   pool_.start();
   running_ = true;
+  if (bus_) {
+    bus_->set_client_key("client." + id_prefix_);
+    bus_->start();
+  }
   lease_->start();
   spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {} ({} links)",
                gateway_id_, config_.name, pool_.size(), internal_bound_, advertised_,
@@ -170,10 +184,16 @@ void gateway_server::start() {
 
 void gateway_server::stop() {
   if (stopped_.exchange(true) || !running_) {
+    if (bus_) {
+      bus_->stop();
+    }
     pool_.stop();
     return;
   }
   const auto started = std::chrono::steady_clock::now();
+  if (bus_) {
+    bus_->stop();
+  }
   // Stop accepting first, so nobody arrives while the others are told to leave.
   std::promise<void> closed;
   asio::post(pool_.loop(0), [this, &closed] {
@@ -259,6 +279,105 @@ void gateway_server::attach_metrics(metrics::registry& reg) {
   metric_callbacks_.push_back(
       reg.add_callback_gauge("gwx_gateway_threads", "Event loops of this gateway.")
           .add({}, [n = shards_.size()] { return static_cast<double>(n); }));
+  if (bus_) {
+    attach_bus_metrics(reg);
+  }
+}
+
+void gateway_server::attach_bus_metrics(metrics::registry& reg) {
+  const auto& c = bus_->counters();
+  const std::string mode = bus_->config().url.mode_name();
+  const auto read = [](const std::atomic<std::uint64_t>& v) {
+    return [&v] { return static_cast<double>(v.load(std::memory_order_relaxed)); };
+  };
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_gateway_bus_connected",
+                             "1 while subscribed to the push bus (and its bindings made).",
+                             {"mode"})
+          .add({mode}, [&c] { return c.connected.load() ? 1.0 : 0.0; }));
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_gateway_bus_bindings",
+                             "Routing keys bound to this gateway's queue at the broker.", {"mode"})
+          .add({mode}, read(c.bindings)));
+  metric_callbacks_.push_back(
+      reg.add_callback_counter("gwx_gateway_bus_connects_total",
+                               "Times the push bus subscription was (re)established.", {"mode"})
+          .add({mode}, read(c.connects)));
+  metric_callbacks_.push_back(
+      reg.add_callback_gauge("gwx_gateway_bus_pending_bytes",
+                             "Bytes of bus commands handed to the event loops and not run yet.")
+          .add({}, [p = bus_pending_] {
+            return static_cast<double>(p->load(std::memory_order_relaxed));
+          }));
+  auto& messages = reg.add_callback_counter(
+      "gwx_gateway_bus_messages_total",
+      "Push bus messages: received, applied (handed to the loops), rejected (bad input), "
+      "dropped (the loops were behind).",
+      {"mode", "result"});
+  metric_callbacks_.push_back(messages.add({mode, "received"}, read(c.received)));
+  metric_callbacks_.push_back(messages.add({mode, "applied"}, read(c.applied)));
+  metric_callbacks_.push_back(messages.add({mode, "rejected"}, read(c.rejected)));
+  metric_callbacks_.push_back(messages.add({mode, "dropped"}, read(c.dropped)));
+  auto& rejected = reg.add_callback_counter("gwx_gateway_bus_rejected_total",
+                                            "Push bus messages refused, by reason.", {"reason"});
+  for (const auto e :
+       {bus::bus_error::too_large, bus::bus_error::invalid_json, bus::bus_error::too_deep,
+        bus::bus_error::unknown_op, bus::bus_error::bad_field}) {
+    metric_callbacks_.push_back(
+        rejected.add({bus::bus_error_name(e)}, read(c.rejected_by[static_cast<std::size_t>(e)])));
+  }
+}
+
+bool gateway_server::dispatch_bus(bus::bus_command&& c) {
+  std::optional<unsigned> only;
+  if (const auto* target = command_target(c.cmd)) {
+    only = shard_of(*target);
+    if (!only) {
+      return true;  // a client of another gateway (or gone): nothing to do here
+    }
+  }
+  // Bounded: what the loops have not run yet is counted, and past the bound the message is
+  // dropped here (at-most-once) rather than queued without limit.
+  const std::size_t cost = c.message.size() + c.cmd.ByteSizeLong() + 128;
+  if (bus_pending_->fetch_add(cost, std::memory_order_relaxed) + cost > config_.bus_max_pending) {
+    bus_pending_->fetch_sub(cost, std::memory_order_relaxed);
+    return false;
+  }
+  std::shared_ptr<const bus::bus_command> shared(
+      new bus::bus_command(std::move(c)), [pending = bus_pending_, cost](bus::bus_command* p) {
+        delete p;
+        pending->fetch_sub(cost, std::memory_order_relaxed);
+      });
+  const auto run_on = [&](unsigned s) {
+    bus_mailboxes_[s]->push([sh = shards_[s].get(), shared] {
+      link::v2::Reply ignored;
+      sh->execute(shared->cmd, shared->message, ignored);
+    });
+  };
+  if (only) {
+    run_on(*only);
+  } else {
+    for (unsigned s = 0; s < shards_.size(); ++s) {
+      run_on(s);
+    }
+  }
+  return true;
+}
+
+void gateway_server::fill_bus_stats(link::v2::GatewayStats& stats) const {
+  if (!bus_) {
+    return;
+  }
+  const auto& c = bus_->counters();
+  auto* b = stats.mutable_bus();
+  b->set_url(bus_->config().url.redacted());
+  b->set_mode(bus_->config().url.mode_name());
+  b->set_connected(c.connected.load());
+  b->set_received(c.received.load());
+  b->set_applied(c.applied.load());
+  b->set_rejected(c.rejected.load());
+  b->set_dropped(c.dropped.load());
+  b->set_bindings(c.bindings.load());
 }
 
 void gateway_server::warn_accept_error(const std::string& where, std::error_code ec) {

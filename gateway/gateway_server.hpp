@@ -17,6 +17,7 @@
 #include "common/net/io_context_pool.hpp"
 #include "common/net/tls_context.hpp"
 #include "common/net/tls_files.hpp"
+#include "gateway/bus_subscriber.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/loop_mailbox.hpp"
@@ -71,6 +72,12 @@ struct gateway_config {
   metrics::registry* metrics = nullptr;
   /// What to do past a bound: drop the oldest events (false) or close the client (true).
   bool queue_close_client = false;
+  /// The push bus to subscribe to; none when unset. Its client_key and gateway_id are filled
+  /// in by the server.
+  std::optional<bus_config> bus;
+  /// Bytes of bus commands handed to the loops and not run yet; past it bus messages are
+  /// dropped (counted): the loops are behind.
+  std::size_t bus_max_pending = 64 << 20;
 };
 
 /// The gateway: a pool of event loops (one shard each), public listeners that spread accepted
@@ -146,6 +153,10 @@ class gateway_server {
   std::vector<std::string> worker_names() const;
   /// The connected workers (any thread).
   std::vector<worker_ref> worker_refs() const;
+  /// The push bus subscription; null without --bus.
+  bus_subscriber* bus() { return bus_.get(); }
+  /// Fills the bus part of a STATS answer (any thread).
+  void fill_bus_stats(link::v2::GatewayStats& stats) const;
   /// Connection counting against listener limits (any thread).
   std::atomic<std::size_t>& connections_of(const listener_config& l);
 
@@ -155,7 +166,10 @@ class gateway_server {
   void accept_internal();
   void publish_workers();
   void attach_metrics(metrics::registry& reg);
+  void attach_bus_metrics(metrics::registry& reg);
   void warn_accept_error(const std::string& where, std::error_code ec);
+  /// Hands one bus command to the loop(s) it concerns; false when the hand-off is full.
+  bool dispatch_bus(bus::bus_command&& c);
 
   gateway_config config_;
   std::uint64_t epoch_;
@@ -166,6 +180,11 @@ class gateway_server {
   /// What this process's client_ids start with (address and epoch).
   std::string id_prefix_;
   std::vector<std::shared_ptr<loop_mailbox>> mailboxes_;
+  /// From the bus thread to each loop.
+  std::vector<std::shared_ptr<loop_mailbox>> bus_mailboxes_;
+  /// Bytes of bus commands in bus_mailboxes_ (shared: a task may outlive the server's members).
+  std::shared_ptr<std::atomic<std::size_t>> bus_pending_ =
+      std::make_shared<std::atomic<std::size_t>>(0);
   io_context_pool pool_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::vector<std::unique_ptr<listener>> listeners_;
@@ -191,6 +210,7 @@ class gateway_server {
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;
   event_metrics events_;
+  std::unique_ptr<bus_subscriber> bus_;
   // Last: unregistered first, before what their callbacks read goes away.
   std::vector<metrics::callback_registration> metric_callbacks_;
 };

@@ -143,7 +143,20 @@ int main(int argc, char** argv) {
        "default: none, no metrics endpoint")
       ("shutdown-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
-       "events");
+       "events")
+      ("bus", value<std::string>()->default_value("")->value_name("URL"),
+       "subscribe to a push bus (JSON commands, at-most-once): "
+       "redis://[USER:PASSWORD@]HOST:PORT/CHANNEL, or "
+       "amqp://USER:PASSWORD@HOST:PORT/VHOST?exchange=NAME&mode=fanout|routed (routed: this "
+       "gateway binds 'all', its client key and uid.<uid>/group.<group> for what its clients "
+       "hold); the password is never logged; default: no bus")
+      ("bus-max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
+       "largest bus message; larger ones are refused unread (counted, logged)")
+      ("bus-max-pending", value<std::size_t>()->default_value(64 << 20)->value_name("BYTES"),
+       "bytes of bus commands waiting for the event loops; past it bus messages are dropped "
+       "(counted)")
+      ("bus-queue-max-bytes", value<std::size_t>()->default_value(64 << 20)->value_name("BYTES"),
+       "AMQP: bytes the broker may hold in this gateway's queue (oldest dropped past it)");
   // clang-format on
   gwx::add_register_tls_options(parser.options());
   gwx::add_link_tls_options(parser.options());
@@ -245,6 +258,17 @@ int main(int argc, char** argv) {
     if (cfg.secret.empty()) {
       throw std::invalid_argument("--secret is required (the secret shared with workers)");
     }
+    if (const auto bus = vm["bus"].as<std::string>(); !bus.empty()) {
+      gwx::gateway::bus_config bc;
+      bc.url = gwx::bus::parse_bus_url(bus);
+      bc.max_message = vm["bus-max-message"].as<std::size_t>();
+      bc.broker_queue_max_bytes = vm["bus-queue-max-bytes"].as<std::size_t>();
+      if (bc.max_message == 0 || bc.broker_queue_max_bytes == 0) {
+        throw std::invalid_argument("--bus-max-message and --bus-queue-max-bytes must be positive");
+      }
+      cfg.bus = std::move(bc);
+    }
+    cfg.bus_max_pending = vm["bus-max-pending"].as<std::size_t>();
     if (cfg.threads == 0 || cfg.threads > 255) {
       throw std::invalid_argument("--threads must be between 1 and 255");
     }

@@ -86,7 +86,27 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
                     w->set_events_in_flight(load.in_flight);
                   }
                 }),
-      sweep_timer_(io) {}
+      sweep_timer_(io) {
+  if (server.bus() != nullptr && server.bus()->routed()) {
+    clients_.set_membership_listener(this);
+  }
+}
+
+namespace {
+
+std::string routing_key(membership_listener::key_kind kind, const std::string& name) {
+  return (kind == membership_listener::key_kind::uid ? "uid." : "group.") + name;
+}
+
+}  // namespace
+
+void shard::on_first_holder(key_kind kind, const std::string& name) {
+  server_.bus()->hold(routing_key(kind, name));
+}
+
+void shard::on_last_holder(key_kind kind, const std::string& name) {
+  server_.bus()->release(routing_key(kind, name));
+}
 
 void shard::accept(const listener_config& listener, client_socket socket) {
   const std::uint64_t connection = (next_connection_++ << 8) | index_;

@@ -32,7 +32,7 @@ struct worker_ref {
 /// queues) and the command_executor. Accepts sockets into client_sessions and hears from
 /// them through session_events. Every method runs on the shard's loop (others post to io());
 /// no locks.
-class shard final : public session_events {
+class shard final : public session_events, private membership_listener {
  public:
   shard(gateway_server& server, unsigned index, asio::io_context& io);
 
@@ -85,6 +85,9 @@ class shard final : public session_events {
 
  private:
   void sweep();
+  // membership_listener: routed bus bindings follow what this loop's clients hold.
+  void on_first_holder(key_kind kind, const std::string& name) override;
+  void on_last_holder(key_kind kind, const std::string& name) override;
 
   gateway_server& server_;
   unsigned index_;

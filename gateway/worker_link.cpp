@@ -86,39 +86,6 @@ void merge_into(link::v2::QueryResult& into, const link::v2::QueryResult& part) 
   }
 }
 
-/// The client_id a single-client command names, or empty for cluster-wide ones.
-const std::string* target_of(const link::v2::Command& cmd) {
-  using link::v2::Command;
-  switch (cmd.op_case()) {
-    case Command::kBindUid:
-      return &cmd.bind_uid().client_id();
-    case Command::kUnbindUid:
-      return &cmd.unbind_uid().client_id();
-    case Command::kJoinGroup:
-      return &cmd.join_group().client_id();
-    case Command::kLeaveGroup:
-      return &cmd.leave_group().client_id();
-    case Command::kSessionWrite:
-      return &cmd.session_write().client_id();
-    case Command::kCloseClient:
-      return &cmd.close_client().client_id();
-    case Command::kSendToClients:
-      return cmd.send_to_clients().client_ids_size() == 1 ? &cmd.send_to_clients().client_ids(0)
-                                                          : nullptr;
-    case Command::kQuery:
-      switch (cmd.query().kind()) {
-        case link::v2::QUERY_KIND_GROUPS_OF_CLIENT:
-        case link::v2::QUERY_KIND_SESSION:
-        case link::v2::QUERY_KIND_UID_OF_CLIENT:
-          return cmd.query().client_ids().empty() ? nullptr : &cmd.query().client_ids(0);
-        default:
-          return nullptr;
-      }
-    default:
-      return nullptr;
-  }
-}
-
 }  // namespace
 
 worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id,
@@ -346,7 +313,7 @@ void worker_link::on_command(link::v2::Command& cmd, std::string_view message) {
     return;
   }
   std::optional<unsigned> only;
-  if (const auto* target = target_of(cmd)) {
+  if (const auto* target = command_target(cmd)) {
     only = server_.shard_of(*target);
     if (!only) {
       if (cmd.request_id() != 0) {
@@ -462,6 +429,7 @@ void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
       }
     }
     stats->mutable_worker_links()->Swap(&links);
+    server_.fill_bus_stats(*stats);
     result.clear_groups();
     result.clear_uids();
   }

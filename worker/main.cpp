@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "common/bus/push_options.hpp"
 #include "common/metrics/exposer.hpp"
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
@@ -119,6 +120,7 @@ int main(int argc, char** argv) {
       "default: none, no metrics endpoint");
   gwx::add_register_tls_options(parser.options());
   gwx::add_link_tls_options(parser.options());
+  gwx::bus::add_push_options(parser.options());
   const auto vm = parser.parse(argc, argv);
 
   gwx::worker_options options;
@@ -135,6 +137,7 @@ int main(int argc, char** argv) {
   try {
     options.cluster.register_tls = gwx::register_tls_from(vm);
     options.cluster.link_tls = gwx::link_tls_from(vm);
+    options.cluster.push_bus = gwx::bus::push_bus_of(vm);
   } catch (const std::exception& e) {
     gwx::die("gwx-worker", e.what(), 2);
   }

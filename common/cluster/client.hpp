@@ -14,6 +14,9 @@ namespace gwx {
 namespace cluster {
 class cluster_core;
 }
+namespace bus {
+class bus_publisher;
+}
 
 /// How a gwx::Client finds and joins the cluster (default name "gwx-client").
 using client_options = cluster_options;
@@ -47,13 +50,17 @@ class Client : public gateway_api {
   bool reload_tls();
 
   /// Waits until every linked gateway has processed everything sent before this call; returns
-  /// the gateways that did not confirm within `timeout` (empty: all done).
+  /// the gateways that did not confirm within `timeout` (empty: all done). With a push bus:
+  /// waits until the broker has everything published before the call (the gateways apply it
+  /// as it arrives); returns {"bus"} when that did not happen in time.
   std::vector<std::string> flush(std::chrono::milliseconds timeout = k_default_timeout);
 
  private:
-  Client(std::shared_ptr<cluster::cluster_core> core);
+  Client(std::shared_ptr<cluster::cluster_core> core, std::shared_ptr<bus::bus_publisher> bus);
 
   std::shared_ptr<cluster::cluster_core> core_;
+  /// With options.push_bus: where writes go.
+  std::shared_ptr<bus::bus_publisher> bus_;
 };
 
 }  // namespace gwx

@@ -30,6 +30,10 @@ struct cluster_options {
   /// TLS on the links to the gateways: all three files set (the gateways must use TLS links too),
   /// or none (plain links).
   tls_files link_tls;
+  /// Non-empty: the Gateway API's writes (sends, membership, sessions, close) are published to
+  /// this push bus URL (see gwx-gateway --bus) instead of going over the links; queries still
+  /// use the links. At-most-once.
+  std::string push_bus;
 };
 
 }  // namespace gwx

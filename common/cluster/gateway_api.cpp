@@ -209,6 +209,13 @@ void gateway_api::send_to_clients(const string_list& client_ids, message msg) {
   }
   link::v2::Message body;
   set_message(&body, std::move(msg));
+  if (transport_->takes_whole_commands()) {
+    Command cmd;
+    cmd.mutable_send_to_clients()->mutable_client_ids()->Add(client_ids.begin(), client_ids.end());
+    *cmd.mutable_send_to_clients()->mutable_message() = std::move(body);
+    transport_->send_to_all(std::move(cmd));
+    return;
+  }
   transport_->send_each([targets = targets_of(client_ids), body = std::move(body)](
                             const cluster::gateway_view& gw, Command& out) {
     auto* op = out.mutable_send_to_clients();
@@ -224,7 +231,11 @@ void gateway_api::send_to_all(message msg, const string_list& only_client_ids,
                               const string_list& exclude_client_ids) {
   Command cmd;
   set_message(cmd.mutable_send_to_all()->mutable_message(), std::move(msg));
-  if (only_client_ids.empty() && exclude_client_ids.empty()) {
+  if (transport_->takes_whole_commands() ||
+      (only_client_ids.empty() && exclude_client_ids.empty())) {
+    auto* op = cmd.mutable_send_to_all();
+    op->mutable_only_client_ids()->Add(only_client_ids.begin(), only_client_ids.end());
+    op->mutable_exclude_client_ids()->Add(exclude_client_ids.begin(), exclude_client_ids.end());
     transport_->send_to_all(std::move(cmd));
     return;
   }
@@ -251,7 +262,8 @@ void gateway_api::send_to_group(const string_list& groups, message msg,
   auto* op = cmd.mutable_send_to_groups();
   op->mutable_groups()->Add(groups.begin(), groups.end());
   set_message(op->mutable_message(), std::move(msg));
-  if (exclude_client_ids.empty()) {
+  if (transport_->takes_whole_commands() || exclude_client_ids.empty()) {
+    op->mutable_exclude_client_ids()->Add(exclude_client_ids.begin(), exclude_client_ids.end());
     transport_->send_to_all(std::move(cmd));
     return;
   }
@@ -752,6 +764,11 @@ void gateway_api::async_get_stats(result_handler<std::vector<gateway_stats>> don
         out.threads = s.threads();
         out.events_queued = s.events_queued();
         out.events_in_flight = s.events_in_flight();
+        if (s.has_bus()) {
+          const auto& b = s.bus();
+          out.bus = {b.url(),     b.mode(),     b.connected(), b.received(),
+                     b.applied(), b.rejected(), b.dropped(),   b.bindings()};
+        }
         out.events_redelivered = s.events_redelivered();
         out.events_dropped = s.events_dropped();
         out.draining_workers.assign(s.draining_workers().begin(), s.draining_workers().end());

@@ -107,6 +107,11 @@ class transport {
   }
   /// Whether run_until() is supported.
   virtual bool can_run_nested() const { return false; }
+
+  /// True when writes should come whole (every client_id of a send in one command, given to
+  /// send_to_all) rather than split per gateway with send_each(): the push bus publishes the
+  /// command once and each gateway applies it to its own clients.
+  virtual bool takes_whole_commands() const { return false; }
 };
 
 }  // namespace gwx::cluster

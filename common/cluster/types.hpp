@@ -80,6 +80,17 @@ struct gateway_stats {
   std::vector<std::string> draining_workers;
   /// Every linked worker, by name.
   std::vector<worker_link_stats> worker_links;
+  /// The gateway's push bus subscription (empty mode: none).
+  struct bus_state {
+    std::string url;   ///< password masked
+    std::string mode;  ///< "redis", "amqp-fanout", "amqp-routed"
+    bool connected = false;
+    std::uint64_t received = 0;
+    std::uint64_t applied = 0;
+    std::uint64_t rejected = 0;
+    std::uint64_t dropped = 0;
+    std::uint64_t bindings = 0;
+  } bus;
 };
 
 /// A gateway the registers list, and whether this process has a live link to it.

@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "common/bus/push_options.hpp"
 #include "common/cluster/client.hpp"
 #include "common/options.hpp"
 #include "common/registry/gateway_watcher.hpp"
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
   gwx::add_register_tls_options(parser.options());
   gwx::add_link_tls_options(parser.options());
   parser.allow_positional("command");
+  gwx::bus::add_push_options(parser.options());
   const auto vm = parser.parse(argc, argv);
   if (vm["log-level"].defaulted()) {
     spdlog::set_level(spdlog::level::warn);  // a shell tool: quiet unless asked
@@ -113,6 +115,11 @@ int main(int argc, char** argv) {
   options.link_tls = link_tls;
   options.name = "gwxctl";
   options.query_timeout = timeout;
+  try {
+    options.push_bus = gwx::bus::push_bus_of(vm);
+  } catch (const std::exception& e) {
+    gwx::die("gwxctl", e.what(), k_usage);
+  }
   gwx::Client client(std::move(options));
   client.start();
   if (!client.wait_ready(timeout)) {

@@ -107,8 +107,14 @@ int stats(Client& c, const args_t&, ms timeout) {
               << " events_in_flight=" << s.events_in_flight
               << " events_redelivered=" << s.events_redelivered
               << " events_dropped=" << s.events_dropped
-              << (s.draining_workers.empty() ? "" : " draining=" + join(s.draining_workers, ","))
-              << "\n";
+              << (s.draining_workers.empty() ? "" : " draining=" + join(s.draining_workers, ","));
+    if (!s.bus.mode.empty()) {
+      std::cout << " bus=" << s.bus.mode << " bus_connected=" << (s.bus.connected ? 1 : 0)
+                << " bus_received=" << s.bus.received << " bus_applied=" << s.bus.applied
+                << " bus_rejected=" << s.bus.rejected << " bus_dropped=" << s.bus.dropped
+                << " bus_bindings=" << s.bus.bindings;
+    }
+    std::cout << "\n";
     clients += s.clients;
     in += s.messages_in;
     out += s.messages_out;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/bus/bus_publisher.hpp"
+#include "common/cluster/bus_transport.hpp"
 #include "common/cluster/cluster_core.hpp"
 #include "worker/sdk/handler_pool.hpp"
 
@@ -38,9 +40,17 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
   if (options.cluster.name.empty()) {
     options.cluster.name = "gwx-worker";
   }
+  const auto push_bus = options.cluster.push_bus;
   core_ = std::make_shared<cluster::cluster_core>(
       cluster::make_core_options(std::move(options.cluster), link::v2::PEER_ROLE_WORKER));
-  api_ = std::make_unique<gateway_api>(core_);
+  if (push_bus.empty()) {
+    api_ = std::make_unique<gateway_api>(core_);
+  } else {
+    // The handlers' writes go to the bus; session write-backs and acks stay on the links
+    // (they are ordered with the client's events).
+    bus_ = std::make_shared<bus::bus_publisher>(bus::parse_bus_url(push_bus));
+    api_ = std::make_unique<gateway_api>(std::make_shared<cluster::bus_transport>(core_, bus_));
+  }
   pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_);
   core_->set_event_handler(
       [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event) {
@@ -63,6 +73,9 @@ void worker::start() {
   }
   started_ = true;
   core_->start();
+  if (bus_) {
+    bus_->start();
+  }
   // Events that arrive meanwhile wait in the pool until on_worker_start has returned.
   app_->on_worker_start(*api_);
   pool_->start();
@@ -150,6 +163,11 @@ std::vector<std::string> worker::finish(clock::time_point deadline) {
     spdlog::error("on_worker_stop failed: {}", e.what());
   }
   // What the handler and on_worker_stop sent must be processed before the links close.
+  if (bus_) {
+    const auto before = clock::now();
+    bus_->stop(std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline > before ? deadline - before : clock::duration::zero()));
+  }
   auto missing = core_->flush(left_until(deadline));
   if (!missing.empty()) {
     spdlog::warn("last pushes not confirmed by gateway(s): {}", joined(missing));

@@ -18,6 +18,10 @@
 
 namespace gwx {
 
+namespace bus {
+class bus_publisher;
+}
+
 namespace cluster {
 class cluster_core;
 }
@@ -110,6 +114,8 @@ class worker {
   std::chrono::milliseconds drain_timeout_;
   std::function<void(const std::string&, const std::string&)> drain_request_hook_;
   std::shared_ptr<cluster::cluster_core> core_;
+  /// With cluster_options::push_bus: where the handlers' writes go.
+  std::shared_ptr<bus::bus_publisher> bus_;
   std::unique_ptr<gateway_api> api_;
   std::unique_ptr<sdk::handler_pool> pool_;
   // Serialises start, drain and stop (the owner's thread and the self-drain thread).

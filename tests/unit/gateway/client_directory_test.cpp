@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "common/client_id.hpp"
 #include "common/link/link_entries.hpp"
@@ -61,6 +62,53 @@ class ClientDirectoryTest : public ::testing::Test {
   std::vector<std::shared_ptr<fake_client_port>> ports_;
   std::uint64_t next_ = 0;
 };
+
+/// Records first/last-holder transitions as "+uid.x" / "-group.y".
+class recording_listener final : public membership_listener {
+ public:
+  void on_first_holder(key_kind kind, const std::string& name) override {
+    log.push_back("+" + key(kind, name));
+  }
+  void on_last_holder(key_kind kind, const std::string& name) override {
+    log.push_back("-" + key(kind, name));
+  }
+  std::vector<std::string> take() { return std::exchange(log, {}); }
+  std::vector<std::string> log;
+
+ private:
+  static std::string key(key_kind kind, const std::string& name) {
+    return (kind == key_kind::uid ? "uid." : "group.") + name;
+  }
+};
+
+TEST_F(ClientDirectoryTest, TellsTheFirstAndLastHolderOfEachKey) {
+  recording_listener rec;
+  dir_.set_membership_listener(&rec);
+  auto& a = add();
+  auto& b = add();
+  using v = std::vector<std::string>;
+  dir_.bind(a, "alice");
+  EXPECT_EQ(rec.take(), v{"+uid.alice"});
+  dir_.bind(b, "alice");  // a second holder: no transition
+  dir_.join(a, "room");
+  dir_.join(b, "room");
+  dir_.join(a, "room");  // already in
+  EXPECT_EQ(rec.take(), v{"+group.room"});
+  dir_.unbind(a);
+  dir_.leave(a, "room");
+  EXPECT_TRUE(rec.take().empty());
+  dir_.bind(b, "bob");  // rebinding moves b from alice (last holder) to bob (first)
+  EXPECT_EQ(rec.take(), (v{"-uid.alice", "+uid.bob"}));
+  dir_.join(b, "other");
+  EXPECT_EQ(rec.take(), v{"+group.other"});
+  dir_.ungroup("other");
+  EXPECT_EQ(rec.take(), v{"-group.other"});
+  // Closing forgets everything the client held.
+  dir_.erase(b.connection());
+  auto log = rec.take();
+  std::sort(log.begin(), log.end());
+  EXPECT_EQ(log, (v{"-group.room", "-uid.bob"}));
+}
 
 TEST_F(ClientDirectoryTest, FindsItsClientsAndNothingElse) {
   auto& a = add();

@@ -1,0 +1,245 @@
+#include <amqp.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <set>
+
+#include "common/bus/amqp_connection.hpp"
+#include "common/registry/backoff.hpp"
+#include "gateway/bus_backends.hpp"
+
+namespace gwx::gateway {
+namespace {
+
+constexpr auto k_connect_timeout = std::chrono::seconds(5);
+/// How long one wait for a frame lasts: the latency of a binding change or of stop().
+constexpr long k_poll_us = 50'000;
+/// AMQP short strings (routing keys) hold at most 255 bytes.
+constexpr std::size_t k_max_routing_key = 255;
+
+amqp_bytes_t bytes_of(const std::string& s) {
+  return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
+}
+
+/// rabbitmq-c's blocking API on the bus thread: connect, declare the exchange and this
+/// gateway's own exclusive, auto-delete, non-durable queue, bind it (fanout: once; routed:
+/// `all`, the client key and every held uid/group key), consume without acks (at-most-once),
+/// and read frames with a short timeout so binding changes and stop() are seen promptly.
+class amqp_subscriber final : public bus_subscriber {
+ public:
+  amqp_subscriber(bus_config config, dispatch_fn dispatch)
+      : bus_subscriber(std::move(config), std::move(dispatch)),
+        backoff_(config_.reconnect_min, config_.reconnect_max),
+        queue_("gwx.gateway." + config_.gateway_id) {}
+
+  ~amqp_subscriber() override { stop(); }
+
+ private:
+  void run() override {
+    while (!stopping()) {
+      if (const auto error = subscribe(); !error.empty()) {
+        conn_.close();
+        set_connected(false);
+        if (!stopping()) {
+          warn(error);
+        }
+        pause(backoff_.next());
+        continue;
+      }
+      backoff_.reset();
+      set_connected(true);
+      const auto error = consume();
+      conn_.close();
+      bound_.clear();
+      counters_.bindings.store(0);
+      set_connected(false);
+      if (!error.empty() && !stopping()) {
+        warn(error);
+        pause(backoff_.next());
+      }
+    }
+  }
+
+  void wake() override {
+    std::lock_guard lock(pause_mutex_);
+    pause_cv_.notify_all();
+  }
+
+  /// Waits `d` or until stop().
+  void pause(std::chrono::milliseconds d) {
+    std::unique_lock lock(pause_mutex_);
+    pause_cv_.wait_for(lock, d, [this] { return stopping(); });
+  }
+
+  std::string subscribe() {
+    if (auto e = conn_.open(config_.url, k_connect_timeout); !e.empty()) {
+      return e;
+    }
+    auto* st = conn_.state();
+    // The broker keeps at most this many bytes for this gateway, dropping the oldest: a
+    // gateway that falls behind costs the broker bounded memory.
+    amqp_table_entry_t limit;
+    limit.key = amqp_cstring_bytes("x-max-length-bytes");
+    limit.value.kind = AMQP_FIELD_KIND_I64;
+    limit.value.value.i64 = static_cast<int64_t>(config_.broker_queue_max_bytes);
+    amqp_table_t args{1, &limit};
+    amqp_queue_declare(st, 1, bytes_of(queue_), 0, 0, 1, 1, args);
+    if (auto e = conn_.rpc_error("declaring queue " + queue_); !e.empty()) {
+      return e;
+    }
+    if (routed()) {
+      for (const auto& key : desired_keys()) {
+        if (auto e = bind(key); !e.empty()) {
+          return e;
+        }
+      }
+    } else if (auto e = bind(""); !e.empty()) {
+      return e;
+    }
+    amqp_basic_consume(st, 1, bytes_of(queue_), amqp_empty_bytes, 0, 1, 1, amqp_empty_table);
+    return conn_.rpc_error("consuming from " + queue_);
+  }
+
+  std::string bind(const std::string& key) {
+    if (key.size() > k_max_routing_key) {
+      warn("routing key of " + std::to_string(key.size()) +
+           " bytes not bound (AMQP allows 255): publish to 'all' for it");
+      return {};
+    }
+    amqp_queue_bind(conn_.state(), 1, bytes_of(queue_), bytes_of(config_.url.exchange),
+                    bytes_of(key), amqp_empty_table);
+    if (auto e = conn_.rpc_error("binding " + queue_); !e.empty()) {
+      return e;
+    }
+    bound_.insert(key);
+    counters_.bindings.store(bound_.size());
+    return {};
+  }
+
+  std::string unbind(const std::string& key) {
+    if (bound_.count(key) == 0) {
+      return {};
+    }
+    amqp_queue_unbind(conn_.state(), 1, bytes_of(queue_), bytes_of(config_.url.exchange),
+                      bytes_of(key), amqp_empty_table);
+    if (auto e = conn_.rpc_error("unbinding " + queue_); !e.empty()) {
+      return e;
+    }
+    bound_.erase(key);
+    counters_.bindings.store(bound_.size());
+    return {};
+  }
+
+  std::string apply_binding_changes() {
+    for (const auto& change : take_binding_changes()) {
+      auto e = change.bind ? (bound_.count(change.key) != 0 ? std::string() : bind(change.key))
+                           : unbind(change.key);
+      if (!e.empty()) {
+        return e;
+      }
+    }
+    return {};
+  }
+
+  /// Reads deliveries until the connection fails or stop(); returns why it ended.
+  std::string consume() {
+    auto* st = conn_.state();
+    // A delivery is a method frame, a header frame with the body size, then body frames.
+    enum class expect { method, header, body } next = expect::method;
+    std::uint64_t body_left = 0;
+    bool skipping = false;
+    std::string body;
+    while (!stopping()) {
+      if (routed()) {
+        if (auto e = apply_binding_changes(); !e.empty()) {
+          return e;
+        }
+      }
+      amqp_frame_t frame;
+      timeval tv{0, k_poll_us};
+      const int rc = amqp_simple_wait_frame_noblock(st, &frame, &tv);
+      if (rc == AMQP_STATUS_TIMEOUT) {
+        continue;
+      }
+      if (rc != AMQP_STATUS_OK) {
+        return std::string("connection lost: ") + amqp_error_string2(rc);
+      }
+      if (frame.channel != 1) {
+        continue;
+      }
+      switch (frame.frame_type) {
+        case AMQP_FRAME_METHOD:
+          if (frame.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+            next = expect::header;
+          } else if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+                     frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+            return "the broker closed the subscription";
+          }
+          break;
+        case AMQP_FRAME_HEADER: {
+          if (next != expect::header) {
+            break;
+          }
+          body_left = frame.payload.properties.body_size;
+          body.clear();
+          // Refused from its header: a large body is skipped frame by frame, never held.
+          skipping = body_left > config_.max_message;
+          if (skipping) {
+            reject(bus::bus_error::too_large, std::to_string(body_left) +
+                                                  " bytes, over the limit of " +
+                                                  std::to_string(config_.max_message));
+          } else {
+            body.reserve(body_left);
+          }
+          next = expect::body;
+          if (body_left == 0) {
+            on_message(body);
+            next = expect::method;
+          }
+          break;
+        }
+        case AMQP_FRAME_BODY: {
+          if (next != expect::body) {
+            break;
+          }
+          const auto& part = frame.payload.body_fragment;
+          if (!skipping) {
+            body.append(static_cast<const char*>(part.bytes), part.len);
+          }
+          body_left -= std::min<std::uint64_t>(body_left, part.len);
+          if (body_left == 0) {
+            if (!skipping) {
+              on_message(body);
+            }
+            next = expect::method;
+            if (body.capacity() > (64U << 10)) {
+              std::string().swap(body);  // a large message's buffer is not kept
+            }
+            amqp_maybe_release_buffers(st);
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    return {};
+  }
+
+  registry::backoff backoff_;
+  std::string queue_;
+  bus::amqp_connection conn_;
+  /// Keys bound to the queue at the broker (bus thread only).
+  std::set<std::string> bound_;
+  std::mutex pause_mutex_;
+  std::condition_variable pause_cv_;
+};
+
+}  // namespace
+
+std::unique_ptr<bus_subscriber> make_amqp_subscriber(bus_config config,
+                                                     bus_subscriber::dispatch_fn dispatch) {
+  return std::make_unique<amqp_subscriber>(std::move(config), std::move(dispatch));
+}
+
+}  // namespace gwx::gateway
