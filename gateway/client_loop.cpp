@@ -51,8 +51,22 @@ void client_loop::on_tick() {
   arm();
 }
 
-void client_loop::flush_later(std::shared_ptr<client_session> s) {
-  to_flush_.push_back(std::move(s));
+void client_loop::flush_later(client_session& s) {
+  to_flush_.add(s);
+  post_flush();
+}
+
+void client_loop::flush_later(client_session& s, const wire_bytes& head) {
+  to_flush_.add(s, head);
+  post_flush();
+}
+
+void client_loop::keep_until_flushed(std::shared_ptr<client_session> s) {
+  to_flush_.keep(std::move(s));
+  post_flush();
+}
+
+void client_loop::post_flush() {
   if (!flush_posted_) {
     flush_posted_ = true;
     asio::post(io_, [this] { flush_all(); });
@@ -61,11 +75,7 @@ void client_loop::flush_later(std::shared_ptr<client_session> s) {
 
 void client_loop::flush_all() {
   flush_posted_ = false;
-  flushing_.swap(to_flush_);
-  for (auto& s : flushing_) {
-    s->flush();
-  }
-  flushing_.clear();
+  to_flush_.run([](client_session& s, const wire_bytes* head) { s.flush(head); });
 }
 
 std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "common/net/send_queue.hpp"
+#include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
+#include "gateway/write_batch.hpp"
 
 namespace gwx::gateway {
 
@@ -36,8 +38,14 @@ class client_loop {
   /// Schedules `s`'s on_deadline() at `deadline` or up to k_tick later.
   void schedule(client_session& s, clock::time_point deadline);
 
-  /// Has `s` flush() once the handlers running now are done (once, however often asked).
-  void flush_later(std::shared_ptr<client_session> s);
+  /// Has `s` flush() once the handlers running now are done. Asked once per turn (the
+  /// session remembers it asked).
+  void flush_later(client_session& s);
+  /// The same, with `head` the first bytes to write to `s` (a broadcast's shared buffer, held
+  /// here once for all its recipients, not in `s`'s queue).
+  void flush_later(client_session& s, const wire_bytes& head);
+  /// Keeps `s` alive until the flush it asked for has run (it closes meanwhile).
+  void keep_until_flushed(std::shared_ptr<client_session> s);
 
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
@@ -48,6 +56,7 @@ class client_loop {
   std::uint64_t tick_of(clock::time_point t) const;
   void arm();
   void on_tick();
+  void post_flush();
   void flush_all();
 
   asio::io_context& io_;
@@ -56,8 +65,7 @@ class client_loop {
   tick_wheel wheel_;
   asio::steady_timer timer_;
   bool ticking_ = false;
-  std::vector<std::shared_ptr<client_session>> to_flush_;
-  std::vector<std::shared_ptr<client_session>> flushing_;
+  write_batch<client_session> to_flush_;
   bool flush_posted_ = false;
   std::vector<std::unique_ptr<net::send_queue>> spare_queues_;
 };

@@ -482,12 +482,23 @@ send_status client_session::send(const wire_bytes& bytes) {
   if (state_ != client_state::open) {
     return send_status::closed;
   }
-  if (out().push(bytes) == net::send_status::dropped) {
+  if (!out_ && !flush_scheduled_ && !tls_) {
+    // Nothing waits for this client: the loop holds the shared buffer (once for all the
+    // recipients of a broadcast) and this client writes it at the end of the turn, with no
+    // send queue unless the socket does not take it all. The cap applies as to an empty queue.
+    const std::size_t cap = listener_.send_buffer;
+    if (cap != 0 && bytes->size() + net::send_queue::k_shared_overhead > cap) {
+      return over_cap();
+    }
+    flush_scheduled_ = true;
+    loop_.flush_later(*this, bytes);
+  } else if (out().push(bytes) == net::send_status::dropped) {
     return over_cap();
+  } else {
+    do_write();
   }
   listener_.metrics.messages_out.inc();
   listener_.metrics.bytes_out.inc(bytes->size());
-  do_write();
   return send_status::ok;
 }
 
@@ -536,11 +547,39 @@ void client_session::do_write() {
   // Written at the end of this turn of the loop: every message queued for this client until
   // then leaves in one system call.
   flush_scheduled_ = true;
-  loop_.flush_later(shared_from_this());
+  loop_.flush_later(*this);
 }
 
-void client_session::flush() {
+void client_session::flush(const wire_bytes* head) {
   flush_scheduled_ = false;
+  if (head != nullptr && state_ != client_state::closed) {
+    // Nothing was queued when the head came (so no write is in flight): it goes first.
+    if (out_ && !out_->empty()) {
+      out_->prepend(*head);
+    } else if (!write_head(*head)) {
+      return;
+    }
+  }
+  write_queued();
+}
+
+bool client_session::write_head(const wire_bytes& head) {
+  std::error_code ec;
+  const std::size_t n = socket_.write_some(asio::buffer(*head), ec);
+  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+    finish("write failed: " + ec.message());
+    return false;
+  }
+  if (n < head->size()) {
+    out().prepend(head, n);  // the rest waits in the queue for the socket
+  }
+  return true;
+}
+
+void client_session::write_queued() {
+  if (!out_ && !close_after_flush_) {
+    return;  // the usual end of a broadcast: its head was all written
+  }
   if (state_ == client_state::closed || (out_ && out_->writing())) {
     return;  // a write in flight calls flush() when done
   }
@@ -615,7 +654,7 @@ void client_session::write_rest(const std::vector<asio::const_buffer>& bufs, std
                         self->finish("write failed: " + ec.message());
                         return;
                       }
-                      self->flush();
+                      self->write_queued();
                     });
 }
 
@@ -640,7 +679,7 @@ void client_session::tls_write_rest(const std::vector<asio::const_buffer>& bufs,
           self->finish("write failed: " + (ec ? ec.message() : tls.failure_detail()));
           return;
         }
-        self->flush();
+        self->write_queued();
       });
 }
 
@@ -727,6 +766,9 @@ void client_session::finish(const std::string& reason) {
     return;
   }
   auto self = shared_from_this();
+  if (flush_scheduled_) {
+    loop_.keep_until_flushed(self);  // listed in the loop's write batch until it runs
+  }
   state_ = client_state::closed;
   std::error_code ignored;
   tick_wheel::hook::cancel();

@@ -68,8 +68,9 @@ class client_session : public client_port,
 
   /// Its deadline in the loop's wheel passed (handshake, heartbeat, idle or close linger).
   void on_deadline();
-  /// Writes what is queued (called by the loop once per turn; see client_loop::flush_later).
-  void flush();
+  /// Writes `head` (if not null: the first bytes sent this turn, held by the loop), then what
+  /// is queued. Called by the loop once per turn; see client_loop::flush_later.
+  void flush(const wire_bytes* head = nullptr);
 
   /// The TLS connection of a client on a TLS listener (null on plain ones).
   const net::tls_io* tls() const;
@@ -119,6 +120,11 @@ class client_session : public client_port,
   net::send_queue& out();
   /// Has the loop flush() this session at the end of its turn.
   void do_write();
+  /// Writes a head with nothing queued behind it; queues what the socket does not take. False
+  /// when the session closed.
+  bool write_head(const wire_bytes& head);
+  /// Writes what is queued: one gathered write now, the rest once the socket takes more.
+  void write_queued();
   /// Writes the rest of a partly written gather once the socket takes more.
   void write_rest(const std::vector<asio::const_buffer>& bufs, std::size_t written);
   void fail(std::uint16_t ws_code, const std::string& reason);

@@ -139,8 +139,10 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         break;
       }
       targets.reserve(clients_.size());
+      // Most broadcasts exclude nobody: no search per recipient then.
+      const bool excluding = op.exclude_client_ids_size() > 0;
       clients_.for_each([&](client_record& c) {
-        if (c.addressable() && !contains(op.exclude_client_ids(), c.id())) {
+        if (c.addressable() && (!excluding || !contains(op.exclude_client_ids(), c.id()))) {
           targets.push_back(&c);
         }
       });
@@ -161,8 +163,9 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         std::sort(targets.begin(), targets.end());
         targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
       }
+      const bool excluding = op.exclude_client_ids_size() > 0;
       for (auto* c : targets) {
-        if (!contains(op.exclude_client_ids(), c->id())) {
+        if (!excluding || !contains(op.exclude_client_ids(), c->id())) {
           messages_out_ += deliver(*c, cache) ? 1 : 0;
         }
       }

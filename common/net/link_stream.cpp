@@ -231,7 +231,8 @@ bool link_stream::consume() {
     return false;
   }
   if (offset > 0) {
-    read_buf_.erase(0, offset);
+    // Only the unfinished frame moves: the buffer is longer than what was read.
+    std::memmove(read_buf_.data(), read_buf_.data() + offset, read_len_ - offset);
     read_len_ -= offset;
   }
   return true;

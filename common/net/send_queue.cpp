@@ -89,6 +89,19 @@ void send_queue::force(std::string_view bytes) {
   bytes_ += bytes.size();
 }
 
+void send_queue::prepend(const shared_bytes& bytes, std::size_t written) {
+  segment s;
+  if (written == 0) {
+    s.shared = bytes;
+  } else {
+    s.owned.reserve(std::max(bytes->size() - written, k_min_owned));
+    s.owned.assign(*bytes, written);
+  }
+  bytes_ += s.view().size();
+  memory_ += s.cost();
+  segments_.insert(segments_.begin(), std::move(s));
+}
+
 const std::vector<asio::const_buffer>& send_queue::gather() {
   gathered_.clear();
   const std::size_t n = std::min(segments_.size(), k_max_gather);

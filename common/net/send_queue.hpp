@@ -55,6 +55,11 @@ class send_queue {
 
   /// Queues `bytes` even past the cap (a close frame, a handshake answer).
   void force(std::string_view bytes);
+  /// Puts `bytes`, of which the first `written` were already written, before everything queued,
+  /// even past the cap (bytes accepted earlier and kept elsewhere until now). The buffer is
+  /// queued by reference when nothing of it was written, else its rest is copied. Not while a
+  /// write is in flight.
+  void prepend(const shared_bytes& bytes, std::size_t written = 0);
 
   /// True when nothing is queued or being written.
   bool empty() const { return segments_.empty(); }

@@ -120,5 +120,29 @@ TEST(send_queue, gathers_at_most_the_limit_per_write) {
   EXPECT_EQ(q.gather().size(), 5U);
 }
 
+TEST(send_queue, prepend_puts_a_shared_buffer_first_by_reference_past_the_cap) {
+  send_queue q(200);
+  q.push(std::string_view("later"));
+  const auto head = std::make_shared<const std::string>(std::string(300, 'h'));
+  q.prepend(head);
+  EXPECT_EQ(head.use_count(), 2);  // queued by reference, not copied
+  EXPECT_EQ(q.bytes(), 305U);
+  EXPECT_GT(q.memory(), q.cap());  // accepted earlier: the cap does not apply again
+  EXPECT_EQ(drain(q), std::string(300, 'h') + "later");
+  EXPECT_EQ(q.memory(), 0U);
+  EXPECT_EQ(head.use_count(), 1);
+}
+
+TEST(send_queue, prepend_of_a_partly_written_buffer_queues_only_its_rest) {
+  send_queue q;
+  const auto head = std::make_shared<const std::string>("0123456789");
+  q.prepend(head, 4);
+  q.push(std::string_view("!"));
+  EXPECT_EQ(head.use_count(), 1);  // the rest was copied
+  EXPECT_EQ(q.bytes(), 7U);
+  EXPECT_EQ(drain(q), "456789!");
+  EXPECT_EQ(q.memory(), 0U);
+}
+
 }  // namespace
 }  // namespace gwx::net
