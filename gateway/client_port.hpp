@@ -6,6 +6,7 @@
 #include <string_view>
 #include <utility>
 
+#include "gateway/close_cause.hpp"
 #include "gateway/outbound.hpp"
 
 namespace gwx::gateway {
@@ -42,10 +43,11 @@ class client_port {
   virtual void resume_reading() {}
   /// Sends `final_message` (payload, binary) if any, then closes gracefully.
   virtual void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) = 0;
-  /// Closes at once, dropping anything queued.
-  virtual void destroy(const std::string& reason) = 0;
+  /// Closes at once, dropping anything queued; counted under `cause`.
+  virtual void destroy(close_cause cause, const std::string& reason) = 0;
   /// Closes with a reason the client can read (a WebSocket close frame with `ws_code`).
-  virtual void close_with_reason(std::uint16_t ws_code, const std::string& reason) = 0;
+  virtual void close_with_reason(close_cause cause, std::uint16_t ws_code,
+                                 const std::string& reason) = 0;
 };
 
 }  // namespace gwx::gateway

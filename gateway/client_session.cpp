@@ -68,7 +68,7 @@ void client_session::start(client_record& record) {
   record_ = &record;
   if (tls_) {
     if (tls_io()->native() == nullptr) {
-      finish("no memory for a TLS connection");
+      finish(close_cause::io_error, "no memory for a TLS connection");
       return;
     }
     // The TLS handshake first; the WebSocket upgrade or the TCP connect follows it.
@@ -110,7 +110,7 @@ void client_session::arm_read() {
                        self->reading_ = false;
                        if (ec) {
                          if (ec != asio::error::operation_aborted) {
-                           self->finish(ec.message());
+                           self->finish(close_cause::io_error, ec.message());
                          }
                          return;
                        }
@@ -167,7 +167,8 @@ void client_session::on_readable() {
     return;
   }
   if (ec) {
-    finish(ec == asio::error::eof ? "client closed the connection" : ec.message());
+    finish(ec == asio::error::eof ? close_cause::client : close_cause::io_error,
+           ec == asio::error::eof ? "client closed the connection" : ec.message());
     return;
   }
   if (take(scratch.data(), n)) {
@@ -244,10 +245,10 @@ void client_session::on_tls_readable(net::tls_io& tls) {
       tls_wait(st);
       return;
     case net::tls_status::closed:
-      finish("client closed the connection");
+      finish(close_cause::client, "client closed the connection");
       return;
     case net::tls_status::failed:
-      finish("TLS error: " + tls.failure_detail());
+      finish(close_cause::io_error, "TLS error: " + tls.failure_detail());
       return;
   }
 }
@@ -261,7 +262,7 @@ void client_session::tls_wait(net::tls_status st) {
                      [self = shared_from_this()](std::error_code ec) {
                        if (ec) {
                          if (ec != asio::error::operation_aborted) {
-                           self->finish(ec.message());
+                           self->finish(close_cause::io_error, ec.message());
                          }
                          return;
                        }
@@ -282,7 +283,8 @@ void client_session::tls_established() {
 void client_session::tls_handshake_failed(net::tls_failure reason, const std::string& detail) {
   listener_.tls_state->handshake_failed(
       reason, detail, format_host_port(record_->remote_ip(), record_->remote_port()));
-  finish(std::string("TLS handshake failed: ") + net::to_string(reason));
+  finish(reason == net::tls_failure::timeout ? close_cause::timeout : close_cause::protocol_error,
+         std::string("TLS handshake failed: ") + net::to_string(reason));
 }
 
 void client_session::consume_pending() {
@@ -321,19 +323,19 @@ std::size_t client_session::handle_handshake(const char* data, std::size_t size)
     return 0;
   }
   if (r.type == kind::error) {
-    reject_upgrade(r.http_status, r.reason, r.reason);
+    reject_upgrade(close_cause::protocol_error, r.http_status, r.reason, r.reason);
     return size;
   }
   const auto& req = handshake_->request();
   if (listener_.path != "/" && req.path != listener_.path) {
-    reject_upgrade(404, "no WebSocket endpoint at this path", "unknown path");
+    reject_upgrade(close_cause::refused, 404, "no WebSocket endpoint at this path", "unknown path");
     return size;
   }
   if (!listener_.origins.empty()) {
     const auto* origin = req.header("origin");
     if (origin == nullptr || std::find(listener_.origins.begin(), listener_.origins.end(),
                                        *origin) == listener_.origins.end()) {
-      reject_upgrade(403, "origin not allowed", "origin not allowed");
+      reject_upgrade(close_cause::refused, 403, "origin not allowed", "origin not allowed");
       return size;
     }
   }
@@ -355,8 +357,9 @@ void client_session::accept_upgrade() {
   arm_timer();
 }
 
-void client_session::reject_upgrade(int status, const std::string& body, const char* reason) {
-  begin_close(std::string("upgrade refused: ") + reason);
+void client_session::reject_upgrade(close_cause cause, int status, const std::string& body,
+                                    const char* reason) {
+  begin_close(cause, std::string("upgrade refused: ") + reason);
   out().force(codec::ws::make_error_response(status, body));
   do_write();
 }
@@ -380,7 +383,8 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
   }
   const auto status =
       http_status >= 400 && http_status <= 599 ? static_cast<int>(http_status) : 403;
-  reject_upgrade(status, body.empty() ? "refused" : body, "refused by the worker");
+  reject_upgrade(close_cause::refused, status, body.empty() ? "refused" : body,
+                 "refused by the worker");
 }
 
 std::size_t client_session::handle_websocket(char* data, std::size_t size) {
@@ -417,7 +421,7 @@ std::size_t client_session::handle_websocket(char* data, std::size_t size) {
         } else {
           codec::ws::encode_close(reply, ev.close_code);
         }
-        begin_close("client closed (" + std::to_string(ev.close_code) + ")");
+        begin_close(close_cause::client, "client closed (" + std::to_string(ev.close_code) + ")");
         push_control(reply, true);
         return size;
       }
@@ -474,7 +478,7 @@ send_status client_session::over_cap() {
     listener_.metrics.messages_dropped_slow.inc();
     return send_status::dropped;
   }
-  destroy("send buffer full (slow client)");
+  destroy(close_cause::slow_client, "send buffer full (slow client)");
   return send_status::closed;
 }
 
@@ -567,7 +571,7 @@ bool client_session::write_head(const wire_bytes& head) {
   std::error_code ec;
   const std::size_t n = socket_.write_some(asio::buffer(*head), ec);
   if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-    finish("write failed: " + ec.message());
+    finish(close_cause::io_error, "write failed: " + ec.message());
     return false;
   }
   if (n < head->size()) {
@@ -600,7 +604,8 @@ void client_session::write_queued() {
       }
       if (st != net::tls_status::ok) {
         out_->written();
-        finish(st == net::tls_status::closed ? "client closed the connection"
+        finish(st == net::tls_status::closed ? close_cause::client : close_cause::io_error,
+               st == net::tls_status::closed ? "client closed the connection"
                                              : "write failed: " + tls->failure_detail());
         return;
       }
@@ -615,7 +620,7 @@ void client_session::write_queued() {
       return;
     }
     if (ec) {
-      finish("write failed: " + ec.message());
+      finish(close_cause::io_error, "write failed: " + ec.message());
       return;
     }
     if (n < asio::buffer_size(bufs)) {
@@ -629,7 +634,7 @@ void client_session::write_queued() {
     loop_.give_back(std::move(out_));
   }
   if (close_after_flush_) {
-    finish(*close_reason_);
+    finish(closing_cause_, *close_reason_);
   }
 }
 
@@ -651,7 +656,7 @@ void client_session::write_rest(const std::vector<asio::const_buffer>& bufs, std
                       }
                       self->out_->written();
                       if (ec) {
-                        self->finish("write failed: " + ec.message());
+                        self->finish(close_cause::io_error, "write failed: " + ec.message());
                         return;
                       }
                       self->write_queued();
@@ -676,7 +681,8 @@ void client_session::tls_write_rest(const std::vector<asio::const_buffer>& bufs,
         }
         self->out_->written();
         if (next != net::tls_status::ok) {
-          self->finish("write failed: " + (ec ? ec.message() : tls.failure_detail()));
+          self->finish(close_cause::io_error,
+                       "write failed: " + (ec ? ec.message() : tls.failure_detail()));
           return;
         }
         self->write_queued();
@@ -687,7 +693,7 @@ void client_session::close_gracefully(
     std::optional<std::pair<std::string_view, bool>> final_message) {
   if (state_ != client_state::open) {
     if (state_ == client_state::deciding || state_ == client_state::handshake) {
-      destroy("closed before the upgrade completed");
+      destroy(close_cause::server, "closed before the upgrade completed");
     }
     return;
   }
@@ -701,7 +707,7 @@ void client_session::close_gracefully(
     codec::ws::encode_close(frame, codec::ws::k_close_normal);
     out().force(frame);
   }
-  begin_close("closed by the server");
+  begin_close(close_cause::server, "closed by the server");
   do_write();
 }
 
@@ -709,20 +715,22 @@ void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
   if (listener_.kind == framing::websocket && state_ == client_state::open && ws_code != 0) {
     auto& frame = control_scratch();
     codec::ws::encode_close(frame, ws_code);
-    begin_close("protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
+    begin_close(close_cause::protocol_error,
+                "protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
     push_control(frame, true);
     return;
   }
-  destroy("protocol error: " + reason);
+  destroy(close_cause::protocol_error, "protocol error: " + reason);
 }
 
-void client_session::destroy(const std::string& reason) {
-  finish(reason);
+void client_session::destroy(close_cause cause, const std::string& reason) {
+  finish(cause, reason);
 }
 
-void client_session::close_with_reason(std::uint16_t ws_code, const std::string& reason) {
+void client_session::close_with_reason(close_cause cause, std::uint16_t ws_code,
+                                       const std::string& reason) {
   if (state_ != client_state::open) {
-    destroy(reason);
+    destroy(cause, reason);
     return;
   }
   if (listener_.kind == framing::websocket) {
@@ -730,14 +738,14 @@ void client_session::close_with_reason(std::uint16_t ws_code, const std::string&
     codec::ws::encode_close(frame, ws_code, reason);
     out().force(frame);
   }
-  begin_close(reason);
+  begin_close(cause, reason);
   do_write();
 }
 
 void client_session::go_away(const std::string& goodbye) {
   if (state_ != client_state::open) {
     if (state_ == client_state::handshake || state_ == client_state::deciding) {
-      destroy("gateway shutting down");
+      destroy(close_cause::shutdown, "gateway shutting down");
     }
     return;
   }
@@ -750,18 +758,19 @@ void client_session::go_away(const std::string& goodbye) {
     encode_into(data, listener_.kind, goodbye, false);
     out().force(data);
   }
-  begin_close("gateway shutting down");
+  begin_close(close_cause::shutdown, "gateway shutting down");
   do_write();
 }
 
-void client_session::begin_close(std::string reason) {
+void client_session::begin_close(close_cause cause, std::string reason) {
   state_ = client_state::closing;
+  closing_cause_ = cause;
   close_after_flush_ = true;
   close_reason_ = std::make_unique<std::string>(std::move(reason));
   loop_.schedule(*this, std::chrono::steady_clock::now() + k_close_linger);
 }
 
-void client_session::finish(const std::string& reason) {
+void client_session::finish(close_cause cause, const std::string& reason) {
   if (state_ == client_state::closed) {
     return;
   }
@@ -784,7 +793,7 @@ void client_session::finish(const std::string& reason) {
     }
   }
   std::string().swap(pending_);
-  loop_.events().on_closed(*record_, reason);
+  loop_.events().on_closed(*record_, cause, reason);
 }
 
 std::chrono::milliseconds client_session::tick_period() const {
@@ -818,7 +827,7 @@ void client_session::arm_timer() {
 
 void client_session::on_deadline() {
   if (state_ == client_state::closing) {
-    finish(*close_reason_ + " (flush timed out)");
+    finish(closing_cause_, *close_reason_ + " (flush timed out)");
     return;
   }
   if (state_ == client_state::handshake || state_ == client_state::deciding) {
@@ -828,9 +837,10 @@ void client_session::on_deadline() {
           net::tls_failure::timeout,
           "no handshake within " + std::to_string(listener_.handshake_timeout.count()) + " ms");
     } else if (state_ == client_state::deciding) {
-      reject_upgrade(503, "no decision from a worker in time", "decision timed out");
+      reject_upgrade(close_cause::timeout, 503, "no decision from a worker in time",
+                     "decision timed out");
     } else {
-      destroy("handshake timed out");
+      destroy(close_cause::timeout, "handshake timed out");
     }
     return;
   }
@@ -845,7 +855,7 @@ void client_session::on_deadline() {
   }
   const auto silent = now - last_heard_;
   if (listener_.idle_timeout.count() > 0 && silent >= listener_.idle_timeout) {
-    close_with_reason(codec::ws::k_close_going_away, "idle timeout");
+    close_with_reason(close_cause::idle_timeout, codec::ws::k_close_going_away, "idle timeout");
     return;
   }
   if (listener_.heartbeat_interval.count() > 0) {
@@ -853,7 +863,8 @@ void client_session::on_deadline() {
       ++missed_beats_;
     }
     if (listener_.heartbeat_missed > 0 && missed_beats_ >= listener_.heartbeat_missed) {
-      close_with_reason(codec::ws::k_close_going_away, "heartbeat timeout");
+      close_with_reason(close_cause::heartbeat_timeout, codec::ws::k_close_going_away,
+                        "heartbeat timeout");
       return;
     }
     if (listener_.kind == framing::websocket) {

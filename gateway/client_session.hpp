@@ -56,10 +56,11 @@ class client_session : public client_port,
   void resume_reading() override;
   /// Sends `final_message` (if any), then closes gracefully (WebSocket close 1000).
   void close_gracefully(std::optional<std::pair<std::string_view, bool>> final_message) override;
-  void destroy(const std::string& reason) override;
+  void destroy(close_cause cause, const std::string& reason) override;
   /// Closes with a reason the client can read: a WebSocket close frame with `ws_code` and
   /// `reason`, then the connection; TCP clients are closed after their queue is flushed.
-  void close_with_reason(std::uint16_t ws_code, const std::string& reason) override;
+  void close_with_reason(close_cause cause, std::uint16_t ws_code,
+                         const std::string& reason) override;
   /// The gateway is shutting down: WebSocket clients get close 1001, TCP clients `goodbye`
   /// (when not empty); then the connection closes once flushed.
   void go_away(const std::string& goodbye);
@@ -114,7 +115,7 @@ class client_session : public client_port,
   void push_control(std::string_view bytes, bool always);
   /// A per-thread buffer to encode one control frame into (cleared).
   static std::string& control_scratch();
-  void reject_upgrade(int status, const std::string& body, const char* reason);
+  void reject_upgrade(close_cause cause, int status, const std::string& body, const char* reason);
   void accept_upgrade();
   /// The send queue, taken from the loop's spares when there is none.
   net::send_queue& out();
@@ -128,9 +129,9 @@ class client_session : public client_port,
   /// Writes the rest of a partly written gather once the socket takes more.
   void write_rest(const std::vector<asio::const_buffer>& bufs, std::size_t written);
   void fail(std::uint16_t ws_code, const std::string& reason);
-  void finish(const std::string& reason);
+  void finish(close_cause cause, const std::string& reason);
   /// Enters `closing`: finish once the queue is flushed, or after a bounded linger.
-  void begin_close(std::string reason);
+  void begin_close(close_cause cause, std::string reason);
   void arm_timer();
   std::chrono::milliseconds tick_period() const;
   /// Heartbeat and idle checks need to know when the client was last heard.
@@ -147,6 +148,8 @@ class client_session : public client_port,
   bool flush_scheduled_ = false;
   /// A tls_client_session (fits in the padding before missed_beats_).
   bool tls_ = false;
+  /// Why it is closing (set by begin_close, with close_reason_).
+  close_cause closing_cause_ = close_cause::server;
   unsigned missed_beats_ = 0;
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).

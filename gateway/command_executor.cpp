@@ -230,7 +230,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       if (c == nullptr) {
         offline();
       } else if (op.immediate()) {
-        c->port().destroy("destroyed by a worker");
+        c->port().destroy(close_cause::server, "destroyed by a worker");
       } else if (op.has_final_message() && can_frame(*c, message)) {
         c->port().close_gracefully(std::make_pair(message, op.final_message().binary()));
       } else {

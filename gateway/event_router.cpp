@@ -141,7 +141,7 @@ void event_router::hold(client_record& c, event_ptr event, clock::time_point now
   if (over && config_.queue_close_client && !c.closed()) {
     // After holding this event, so the worker later sees it before the client's CLOSE.
     warn_queue("event queue bound reached: client closed", now);
-    c.port().close_with_reason(k_close_try_again_later,
+    c.port().close_with_reason(close_cause::queue_policy, k_close_try_again_later,
                                "event queue full: no worker took its events");
   }
 }
@@ -273,7 +273,7 @@ void event_router::sweep(clock::time_point now) {
   for (auto* c : expired) {
     if (config_.queue_close_client && !c->closed()) {
       warn_queue("queued events too old: client closed", now);
-      c->port().close_with_reason(k_close_try_again_later,
+      c->port().close_with_reason(close_cause::queue_policy, k_close_try_again_later,
                                   "queued events waited too long for a worker");
       continue;
     }

@@ -12,19 +12,12 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
       reg.add_counter("gwx_gateway_connections_refused_total",
                       "Client connections refused at max_connections, by listener.", {"listener"})
           .with({listener});
-  auto& closed =
+  auto& closed_family =
       reg.add_counter("gwx_gateway_connections_closed_total",
                       "Client connections closed, by listener and reason.", {"listener", "reason"});
-  closed_by_client = closed.with({listener, "client"});
-  closed_by_server = closed.with({listener, "server"});
-  closed_protocol_error = closed.with({listener, "protocol_error"});
-  closed_timeout = closed.with({listener, "timeout"});
-  closed_idle_timeout = closed.with({listener, "idle_timeout"});
-  closed_heartbeat_timeout = closed.with({listener, "heartbeat_timeout"});
-  closed_slow_client = closed.with({listener, "slow_client"});
-  closed_queue_policy = closed.with({listener, "queue_policy"});
-  closed_shutdown = closed.with({listener, "shutdown"});
-  closed_other = closed.with({listener, "other"});
+  for (std::size_t i = 0; i < k_close_causes; ++i) {
+    closed[i] = closed_family.with({listener, label(static_cast<close_cause>(i))});
+  }
   auto& messages =
       reg.add_counter("gwx_gateway_messages_total", "Client messages, by listener and direction.",
                       {"listener", "direction"});
@@ -42,31 +35,6 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
                                   {"listener", "reason"});
   messages_dropped_slow = dropped.with({listener, "slow_client"});
   messages_dropped_unframeable = dropped.with({listener, "unframeable"});
-}
-
-void listener_metrics::count_close(const std::string& reason) const {
-  const auto has = [&reason](const char* what) { return reason.find(what) != std::string::npos; };
-  if (has("shutting down")) {
-    closed_shutdown.inc();
-  } else if (has("protocol error") || has("upgrade refused")) {
-    closed_protocol_error.inc();
-  } else if (has("idle timeout")) {
-    closed_idle_timeout.inc();
-  } else if (has("heartbeat timeout")) {
-    closed_heartbeat_timeout.inc();
-  } else if (has("timed out") || has("timeout")) {
-    closed_timeout.inc();
-  } else if (has("slow client")) {
-    closed_slow_client.inc();
-  } else if (has("queue")) {
-    closed_queue_policy.inc();
-  } else if (has("client closed")) {
-    closed_by_client.inc();
-  } else if (has("by the server") || has("by a worker")) {
-    closed_by_server.inc();
-  } else {
-    closed_other.inc();
-  }
 }
 
 void event_metrics::attach(metrics::registry& reg) {

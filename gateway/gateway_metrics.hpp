@@ -1,10 +1,12 @@
 #pragma once
 
+#include <array>
 #include <string>
 
 #include "common/metrics/counter.hpp"
 #include "common/metrics/gauge.hpp"
 #include "common/metrics/histogram.hpp"
+#include "gateway/close_cause.hpp"
 
 namespace gwx::metrics {
 class registry;
@@ -17,16 +19,8 @@ namespace gwx::gateway {
 struct listener_metrics {
   metrics::counter accepted;
   metrics::counter refused;  ///< over max_connections
-  metrics::counter closed_by_client;
-  metrics::counter closed_by_server;
-  metrics::counter closed_protocol_error;
-  metrics::counter closed_timeout;  ///< the handshake (or a close's flush) took too long
-  metrics::counter closed_idle_timeout;
-  metrics::counter closed_heartbeat_timeout;
-  metrics::counter closed_slow_client;
-  metrics::counter closed_queue_policy;
-  metrics::counter closed_shutdown;
-  metrics::counter closed_other;
+  /// Closed connections, one handle per close_cause.
+  std::array<metrics::counter, k_close_causes> closed;
   metrics::counter messages_in;
   metrics::counter messages_out;
   metrics::counter bytes_in;
@@ -37,8 +31,7 @@ struct listener_metrics {
 
   /// Resolves every handle of `listener` in `reg`.
   void attach(metrics::registry& reg, const std::string& listener);
-  /// Counts a closed connection under a reason category derived from the close reason.
-  void count_close(const std::string& reason) const;
+  void count_close(close_cause cause) const { closed[static_cast<std::size_t>(cause)].inc(); }
 };
 
 /// Gateway-wide event handles.

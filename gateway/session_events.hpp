@@ -3,6 +3,8 @@
 #include <string>
 #include <string_view>
 
+#include "gateway/close_cause.hpp"
+
 namespace gwx::codec::ws {
 struct http_request;
 }
@@ -20,8 +22,9 @@ class session_events {
                             bool decision_required) = 0;
   /// One complete message from the client.
   virtual void on_message(client_record& c, std::string_view payload, bool binary) = 0;
-  /// The connection is closed; the session makes no further calls.
-  virtual void on_closed(client_record& c, const std::string& reason) = 0;
+  /// The connection is closed (`cause` for the metrics, `reason` for people and the worker);
+  /// the session makes no further calls.
+  virtual void on_closed(client_record& c, close_cause cause, const std::string& reason) = 0;
 
  protected:
   ~session_events() = default;

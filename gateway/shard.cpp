@@ -151,10 +151,10 @@ void shard::on_message(client_record& c, std::string_view payload, bool binary) 
       std::chrono::steady_clock::now());
 }
 
-void shard::on_closed(client_record& c, const std::string& reason) {
+void shard::on_closed(client_record& c, close_cause cause, const std::string& reason) {
   spdlog::debug("client {} closed: {}", c.id(), reason);
   server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
-  c.listener().metrics.count_close(reason);
+  c.listener().metrics.count_close(cause);
   if (c.announced()) {
     auto event = make_close_event(c, router_.next_event_id(c), server_.advertised(), reason);
     clients_.forget_membership(c);

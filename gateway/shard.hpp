@@ -45,7 +45,7 @@ class shard final : public session_events, private membership_listener {
   void on_connected(client_record& c, const codec::ws::http_request* request,
                     bool decision_required) override;
   void on_message(client_record& c, std::string_view payload, bool binary) override;
-  void on_closed(client_record& c, const std::string& reason) override;
+  void on_closed(client_record& c, close_cause cause, const std::string& reason) override;
 
   /// Replaces this shard's copy of the worker set: events a vanished worker did not
   /// acknowledge go to another worker (flagged redelivered), queued events go out.

@@ -416,16 +416,19 @@ async def main(h):
                                   reason="slow_client")
     check(dropped > 0, "slow_drop: no message was dropped for the client that stopped reading")
     check_memory(grown, 12 * 1024, "slow_drop: gateway RSS")
-    # It was kept: reading again, it gets what was queued, then an answer to a new command.
-    await slow.send(frame(OP_TEXT, b"echo alive"))
-    got_msgs = 0
-    while True:
+    # It was kept: reading again, it gets every message that was not dropped, in order and
+    # whole, then an answer to a new command. (Asked only once it has read them: a reply sent
+    # while its buffer is still full would be dropped by the very policy under test.)
+    kept = 2 * 600 - int(dropped)
+    for got_msgs in range(kept):
         b0, got = await slow.read_frame(REPLY_TIMEOUT)
-        check(b0 & 0x0F == OP_TEXT, f"slow_drop: unexpected opcode {b0 & 0x0F}")
-        if got == b"alive":
-            break
-        got_msgs += 1
-    check(got_msgs < 2 * 600, f"slow_drop: all {got_msgs} messages arrived, nothing dropped?")
+        check(b0 & 0x0F == OP_TEXT and got == payload.encode(),
+              f"slow_drop: message {got_msgs} of {kept} kept: opcode {b0 & 0x0F}, "
+              f"{len(got)} bytes")
+    got_msgs = kept
+    await slow.send(frame(OP_TEXT, b"echo alive"))
+    b0, got = await slow.read_frame(REPLY_TIMEOUT)
+    check_eq(got, b"alive", "slow_drop: the kept client answered after reading its backlog")
     slow.writer.close()
     for f in floods:
         await f.close()
@@ -462,7 +465,15 @@ async def main(h):
         status, _, ended = await raw_http(host, port, upgrade_request(host, port, extra=extra))
         check(status.startswith("HTTP/1.1 400"),
               f"origin: two Origin headers {order} answered {status!r}, expected 400")
-    log("origins: allowed 101, other 403, missing 403, two Origin headers 400")
+    # Counted by cause: the two refusals as refused, the malformed requests as protocol errors.
+    await poll_until(lambda: metrics.value("gwx_gateway_connections_closed_total", "origin",
+                                           reason="refused"),
+                     lambda v: v == 2, REPLY_TIMEOUT, "origin: 2 closes counted as refused")
+    check_eq(await metrics.value("gwx_gateway_connections_closed_total", "origin",
+                                 reason="protocol_error"), 3.0,
+             "origin: the 3 requests with two Origin headers counted as protocol_error")
+    log("origins: allowed 101, other 403, missing 403, two Origin headers 400 "
+        "(closes counted: refused 2, protocol_error 3)")
 
     # ---- 7. HTTP version of the upgrade -----------------------------------------------------------
     host, port = host_port("plain")
@@ -533,6 +544,12 @@ async def main(h):
     # ---- 10. ask=1 ------------------------------------------------------------------------------
     check_eq(await ws_status(ws_url("ask", "?refuse=401")), 401, "ask: the worker's 401")
     check_eq(await ws_status(ws_url("ask", "?refuse=451")), 451, "ask: the worker's 451")
+    await poll_until(lambda: metrics.value("gwx_gateway_connections_closed_total", "ask",
+                                           reason="refused"),
+                     lambda v: v == 2, REPLY_TIMEOUT, "ask: the worker's 2 refusals counted")
+    check_eq(await metrics.value("gwx_gateway_connections_closed_total", "ask",
+                                 reason="protocol_error"), 0.0,
+             "ask: a worker's refusal is not a protocol error")
     asked = await WsClient.connect(ws_url("ask"), "asked")
     check_eq(await asked.cmd("echo accepted"), "accepted", "ask: accepted client served")
     await asked.close()
@@ -588,6 +605,9 @@ async def main(h):
     waited = time.monotonic() - t0
     w.send_signal(signal.SIGCONT)
     check_eq(status, 503, "ask: no decision from a stopped worker")
+    await poll_until(lambda: metrics.value("gwx_gateway_connections_closed_total", "ask",
+                                           reason="timeout"),
+                     lambda v: v >= 1, REPLY_TIMEOUT, "ask: the undecided client counted as timeout")
     log(f"ask=1 with the worker stopped: 503 after {waited:.2f}s "
         f"(handshake_timeout_ms={ASK_HANDSHAKE_MS})")
     # No worker linked at all: 503 at once, and plain listeners keep their clients.

@@ -200,8 +200,11 @@ class fake_cluster final : public cluster::transport {
       }
       close();
     }
-    void destroy(const std::string&) override { close(); }
-    void close_with_reason(std::uint16_t, const std::string&) override { close(); }
+    void destroy(::gwx::gateway::close_cause, const std::string&) override { close(); }
+    void close_with_reason(::gwx::gateway::close_cause, std::uint16_t,
+                           const std::string&) override {
+      close();
+    }
 
    private:
     void close() {

@@ -234,7 +234,7 @@ TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
   run(close);
   EXPECT_EQ(pa->closes, std::vector<std::string>{"graceful"});
   EXPECT_EQ(pb->closes, std::vector<std::string>{"graceful+bye"});
-  EXPECT_EQ(pc->closes, std::vector<std::string>{"destroy: destroyed by a worker"});
+  EXPECT_EQ(pc->closes, std::vector<std::string>{"destroy[server]: destroyed by a worker"});
   // Closing clients are no longer addressable.
   EXPECT_EQ(run(close).error(), "offline");
 }

@@ -217,7 +217,7 @@ TEST_F(EventRouterTest, TheByteBoundWithTheClosePolicyClosesTheClient) {
   EXPECT_TRUE(port_of(a).closes.empty());
   send(a, std::string(300, 'x'));
   ASSERT_EQ(port_of(a).closes.size(), 1U);
-  EXPECT_EQ(port_of(a).closes[0].rfind("reason 1013: ", 0), 0U);
+  EXPECT_EQ(port_of(a).closes[0].rfind("reason[queue_policy] 1013: ", 0), 0U);
   EXPECT_EQ(a.delivery().held_count(), 2U);  // nothing dropped: the worker sees them later
   EXPECT_EQ(router().counts().dropped, 0U);
 }
@@ -245,7 +245,7 @@ TEST_F(EventRouterTest, TheAgeSweepWithTheClosePolicyClosesAndAClosedClientIsFor
   send(a);
   router().sweep(now_ + 2s);
   ASSERT_EQ(port_of(a).closes.size(), 1U);
-  EXPECT_EQ(port_of(a).closes[0].rfind("reason 1013: ", 0), 0U);
+  EXPECT_EQ(port_of(a).closes[0].rfind("reason[queue_policy] 1013: ", 0), 0U);
 
   config_.queue_close_client = false;
   router_.reset();

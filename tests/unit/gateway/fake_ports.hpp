@@ -51,12 +51,14 @@ class fake_client_port final : public gateway::client_port {
                                    : std::string("graceful"));
     state = gateway::client_state::closing;
   }
-  void destroy(const std::string& reason) override {
-    closes.push_back("destroy: " + reason);
+  void destroy(gateway::close_cause cause, const std::string& reason) override {
+    closes.push_back(std::string("destroy[") + label(cause) + "]: " + reason);
     state = gateway::client_state::closed;
   }
-  void close_with_reason(std::uint16_t ws_code, const std::string& reason) override {
-    closes.push_back("reason " + std::to_string(ws_code) + ": " + reason);
+  void close_with_reason(gateway::close_cause cause, std::uint16_t ws_code,
+                         const std::string& reason) override {
+    closes.push_back(std::string("reason[") + label(cause) + "] " + std::to_string(ws_code) + ": " +
+                     reason);
     state = gateway::client_state::closing;
   }
 
