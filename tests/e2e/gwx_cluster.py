@@ -827,7 +827,11 @@ def run_test(main, extra_args=()):
         async def body():
             try:
                 await asyncio.wait_for(main(h), args.timeout)
-            except asyncio.TimeoutError:
+            except asyncio.TimeoutError as e:
+                if time.monotonic() - started < args.timeout:
+                    # A wait inside the test timed out, not the test: keep where it was.
+                    raise TestFailure(f"a step timed out after "
+                                      f"{time.monotonic() - started:.1f}s") from e
                 raise TestFailure(f"test did not finish within its {args.timeout:.0f}s "
                                   f"deadline") from None
             finally:
