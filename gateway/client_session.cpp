@@ -585,7 +585,7 @@ void client_session::write_queued() {
     return;  // the usual end of a broadcast: its head was all written
   }
   if (state_ == client_state::closed || (out_ && out_->writing())) {
-    return;  // a write in flight calls flush() when done
+    return;  // a write in flight calls write_queued() when done
   }
   auto* tls = tls_io();
   if (tls != nullptr && !tls->established()) {
