@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/metrics/callback.hpp"
@@ -142,6 +143,8 @@ class gateway_server {
   /// A link accepted on the internal port authenticated or went away before it did.
   void link_handshake_over();
   void worker_down(std::uint64_t link_id);
+  /// Called on a link's loop when it closed (whatever its state).
+  void link_closed(std::uint64_t link_id);
   /// Called on a link's loop when its worker asked to drain; `done` runs on that loop once
   /// every shard routes nothing new to it.
   void worker_draining(const std::shared_ptr<worker_link>& link, std::function<void()> done);
@@ -209,6 +212,9 @@ class gateway_server {
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;
+  /// Every internal link accepted and not closed yet: stop() detaches those still open.
+  std::mutex links_mutex_;
+  std::unordered_map<std::uint64_t, std::weak_ptr<worker_link>> links_;
   event_metrics events_;
   std::unique_ptr<bus_subscriber> bus_;
   // Last: unregistered first, before what their callbacks read goes away.

@@ -118,6 +118,10 @@ void worker_link::start() {
   });
 }
 
+void worker_link::detach_stream() {
+  stream_->drop_handlers();
+}
+
 void worker_link::send(const link::v2::Frame& frame) {
   stream_->send(frame);
 }
@@ -267,6 +271,7 @@ void worker_link::on_handshake(const link::v2::Frame& frame) {
 }
 
 void worker_link::on_closed(const std::string& reason) {
+  server_.link_closed(id_);
   hello_timer_.cancel();
   congestion_timer_.cancel();
   if (!authenticated_) {

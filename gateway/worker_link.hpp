@@ -30,6 +30,9 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   void start();
   /// Queues a client event (must be called on this link's loop).
   void send_event(const event_ptr& frame);
+  /// Breaks the link's cycle with its stream once the loops have ended (gateway_server::stop):
+  /// an open link is freed with its loop's pending work instead of never.
+  void detach_stream();
   /// Asks the worker to drain (must be called on this link's loop).
   void request_drain(const std::string& reason);
   /// Queues any frame (must be called on this link's loop).

@@ -317,7 +317,10 @@ void encode_close(std::string& out, std::uint16_t code, std::string_view reason)
   char body[k_max_control_payload];
   body[0] = static_cast<char>(code >> 8);
   body[1] = static_cast<char>(code & 0xff);
-  std::memcpy(body + 2, reason.data(), cut);
+  if (cut > 0) {
+    // An empty reason may be a default string_view, whose data() is null: memcpy forbids it.
+    std::memcpy(body + 2, reason.data(), cut);
+  }
   encode_frame(out, opcode::close, std::string_view(body, 2 + cut));
 }
 

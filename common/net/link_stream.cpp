@@ -319,6 +319,11 @@ void link_stream::close(const std::string& reason) {
   });
 }
 
+void link_stream::drop_handlers() {
+  on_frame_ = nullptr;
+  on_close_ = nullptr;
+}
+
 void link_stream::shutdown(const std::string& reason) {
   if (!open_) {
     return;

@@ -81,6 +81,10 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Closes the socket after flushing what is queued (bounded by a short timer).
   void close(const std::string& reason);
 
+  /// Forgets the handlers without closing: for an owner whose event loop has ended, since an
+  /// open stream's handlers keep their owner (and so the stream) alive. No callback runs.
+  void drop_handlers();
+
   bool is_open() const { return open_; }
   /// Whether the link runs over TLS.
   bool tls() const { return tls_ != nullptr; }

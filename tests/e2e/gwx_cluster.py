@@ -78,6 +78,25 @@ def check_memory(grown_kib, bound_kib, what):
     check(grown_kib < bound_kib, f"{what}: grew {grown_kib} KiB, bound {bound_kib} KiB")
 
 
+# What ASan, LeakSanitizer, UBSan and TSan print first in a report.
+_SANITIZER_REPORT = re.compile(r"ERROR: (?:Address|Leak)Sanitizer|runtime error:|"
+                               r"WARNING: ThreadSanitizer")
+
+
+def sanitizer_reports():
+    """Names of the started processes whose stderr holds a sanitizer report (a process the test
+    then killed, or whose exit status it did not look at, still fails the test)."""
+    found = []
+    for p in _ALL_PROCS:
+        try:
+            with open(p.stderr_path, "r", encoding="utf-8", errors="replace") as f:
+                if _SANITIZER_REPORT.search(f.read()):
+                    found.append(p.name)
+        except OSError:
+            pass
+    return found
+
+
 async def poll_until(probe, done, timeout, what, interval=0.05):
     """Calls `await probe()` until `done(value)` holds; returns the last value. Fails after `timeout`."""
     deadline = time.monotonic() + timeout
@@ -838,6 +857,9 @@ def run_test(main, extra_args=()):
                 await h.cluster.kill_all_and_reap()
 
         asyncio.run(body())
+        reported = sanitizer_reports() if SANITIZER else []
+        if reported:
+            raise TestFailure(f"sanitizer report in the stderr of {', '.join(reported)}")
         ok = True
     except TestFailure as e:
         print(f"\nFAILED: {e}", flush=True)
