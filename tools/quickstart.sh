@@ -2,8 +2,9 @@
 # gwx quick start. Run as root on Debian 12 (or with sudo):
 #   bash tools/quickstart.sh demo   install what is missing, build, run a demo cluster on localhost
 #   bash tools/quickstart.sh test   install what is missing, build, run the whole test suite
-#   bash tools/quickstart.sh sanitize   the unit and end-to-end tests (not the load tests) built
-#                                       with ASan+UBSan (build-asan/)
+#   bash tools/quickstart.sh sanitize   the unit tests and the end-to-end tests of the data paths
+#                                       built with ASan+UBSan (build-asan/); what it leaves out and
+#                                       why is above sanitize() below
 #   bash tools/quickstart.sh fuzz   every libFuzzer target in tests/fuzz, its seeds and a fixed
 #                                   number of runs (clang, build-fuzz/)
 set -euo pipefail
@@ -90,11 +91,30 @@ run_tests() {
   ctest --preset default --output-on-failure --timeout 600 -j2
 }
 
-# The end-to-end tests left out of the sanitizer run: load and soak tests (minutes each under a
-# sanitizer, and what they assert is throughput and memory figures that a sanitizer's allocator
-# changes), the browser, the install and the deploy-file checks (no gwx code of their own runs
-# longer than in other tests).
-sanitize_skip='e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|install|browser_chat|deploy|config|netns_.*)$'
+# The sanitizer run (a CI stage, about 15 minutes of the CI machine's 2 cores with its build):
+# every unit test and the end-to-end tests that drive the gateway, worker and register data paths
+# (commands over every framing, with and without internal TLS, the Gateway API, resilience, the
+# listener protections, malformed and non-UTF-8 input, TLS listeners, upgrades with no worker,
+# SIGSTOP and draining pushes, gwxctl, Prometheus scrapes, the register's command line). Left
+# out, by name below:
+# - the load and soak tests (upgrade_rolling, upgrade_crash, upgrade_script, inflight_bound,
+#   bench): 200 clients for minutes, 3-10x slower under ASan, past the stage's budget, and what
+#   they add over the tests above is throughput and memory figures a sanitizer's allocator
+#   changes; their code paths (redelivery, drain, queues) run in the upgrade tests kept here;
+# - the browser tests (browser_chat, tls_browser): Chromium's own start-up is most of their time
+#   and the gateway paths they use are the ws/wss ones e2e_commands and e2e_tls run;
+# - tls_memory (OpenSSL's bytes per idle connection, counted by a tool of its own: figures a
+#   sanitizer's allocator changes);
+# - bus_amqp, bus_redis, tls_sni, tls_hostile, link_tls_reload: landed while this stage was
+#   being measured and not yet run under ASan here; add them once they are (RabbitMQ's start-up
+#   is most of bus_amqp's time: bus_redis covers the same gateway path);
+# - install (rebuilds the whole tree into a prefix), deploy and config (files and --print-config,
+#   no traffic), netns (needs root and namespaces; its paths are those of e2e_resilience);
+# - one unit test, MetricsExposer.AcceptFailuresAtTheFileLimit...: it takes every file
+#   descriptor, and UBSan's own check of a vtable pointer needs one (a pipe), so UBSan reports a
+#   bad vptr in fmt where there is none.
+sanitize_skip_e2e='^e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|install|browser_chat|tls_browser|deploy|config|netns_.*|tls_memory|bus_amqp|bus_redis|tls_sni|tls_hostile|link_tls_reload)$'
+sanitize_skip_unit='MetricsExposer.AcceptFailuresAtTheFileLimitAreLoggedOncePerInterval'
 
 sanitize() {
   install_packages "${build_packages[@]}"
@@ -104,13 +124,26 @@ sanitize() {
   # Only what the tests run: the binaries, the unit tests, the example app.
   cmake --build --preset asan -j"$(nproc)" --target gwx_unit_tests gwx-register gwx-gateway \
     gwx-worker gwxctl gwx_example_app
-  # A sanitizer report fails the process that found it (and so the test): UBSan stops at the
-  # first error too. Leaks are reported by processes that exit normally (SIGTERM, drain).
+  # A sanitizer report fails the process that found it (ASan halts; UBSan is built with
+  # -fno-sanitize-recover), and leaks are checked in every process that exits by itself (SIGTERM,
+  # drain, the unit tests). The e2e harness also fails a test when any process it started printed
+  # a report (one it then killed, or whose exit status it did not look at). Third-party leaks
+  # (never our own) are suppressed in tools/sanitizers/lsan.supp, each with its reason.
   # GWX_E2E_SANITIZER tells the e2e tests that memory figures (RSS) mean nothing here.
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0" \
-  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
-  GWX_E2E_SANITIZER=asan \
-    ctest --preset asan --output-on-failure --timeout 900 -j2 -L 'unit|e2e' -E "$sanitize_skip"
+  local -x ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=0"
+  local -x UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  local -x LSAN_OPTIONS="suppressions=$here/tools/sanitizers/lsan.supp:print_suppressions=0"
+  local -x GWX_E2E_SANITIZER=asan
+  local status=0
+  # The unit tests in one process (ctest would start the 250 MB binary once per test: minutes of
+  # ASan start-ups on 2 cores), then the e2e tests.
+  echo "quickstart: unit tests under ASan+UBSan"
+  timeout 900 build-asan/tests/gwx_unit_tests --gtest_brief=1 \
+    --gtest_filter="-$sanitize_skip_unit" || status=1
+  echo "quickstart: end-to-end tests under ASan+UBSan"
+  ctest --preset asan --output-on-failure --timeout 900 -j2 -L e2e -E "$sanitize_skip_e2e" ||
+    status=1
+  return "$status"
 }
 
 fuzz() {
