@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "common/client_id.hpp"
@@ -181,7 +182,7 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   stream_->authenticated();
   stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
   failures_ = 0;
-  last_failure_.clear();
+  warned_failures_.clear();
   backoff_.reset();
   spdlog::info("link to gateway {} ({}) up", address_, entry_.gateway_id);
   if (cb_.on_up) {
@@ -209,8 +210,12 @@ void gateway_link::fail(const std::string& reason) {
   if (state_ == state::stopped) {
     return;
   }
-  // Quiet repeats: the first failure of a streak, or a new reason, is worth a warning.
-  if (failures_ == 0 || reason != last_failure_) {
+  // Quiet repeats: each reason is worth one warning per streak of failures (the first few).
+  constexpr std::size_t k_max_warned = 4;
+  if (warned_failures_.size() < k_max_warned &&
+      std::find(warned_failures_.begin(), warned_failures_.end(), reason) ==
+          warned_failures_.end()) {
+    warned_failures_.push_back(reason);
     spdlog::warn("link to gateway {} ({}) failed: {}; retrying", entry_.internal_address,
                  entry_.gateway_id, reason);
   } else {
@@ -218,7 +223,6 @@ void gateway_link::fail(const std::string& reason) {
                   entry_.gateway_id, reason);
   }
   ++failures_;
-  last_failure_ = reason;
   state_ = state::waiting;
   ++attempt_;
   if (connecting_) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
@@ -105,9 +106,11 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   std::string id_prefix_;
   std::optional<link_handshake::peer_side> handshake_;
   std::uint64_t serial_ = 0;
-  // Failures since the last success: the first is logged as a warning, the rest quietly.
+  // Failures since the last success.
   unsigned failures_ = 0;
-  std::string last_failure_;
+  /// The reasons warned about in this streak of failures (a few at most: once each, so a
+  /// failure whose wording alternates between two reasons is not logged at every retry).
+  std::vector<std::string> warned_failures_;
 };
 
 }  // namespace gwx::cluster
