@@ -124,6 +124,7 @@ void client_directory::bind(client_record& c, const std::string& uid) {
   }
   c.member_to_write().uid = uid;
   add_to(uids_, key_kind::uid, uid, &c);
+  c.delivery_.info_changed();
 }
 
 void client_directory::unbind(client_record& c) {
@@ -133,6 +134,7 @@ void client_directory::unbind(client_record& c) {
   auto& m = c.member_to_write();
   remove_from(uids_, key_kind::uid, m.uid, &c);
   m.uid.clear();
+  c.delivery_.info_changed();
 }
 
 void client_directory::join(client_record& c, const std::string& group) {
@@ -198,6 +200,7 @@ void client_directory::write_session(client_record& c, const link::v2::SessionWr
     m.session.erase(k);
   }
   m.session_seq = std::max(m.session_seq, op.writer_seq());
+  c.delivery_.info_changed();
 }
 
 void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r) {

@@ -11,26 +11,8 @@
 namespace gwx::gateway {
 namespace {
 
-// One scratch header per loop thread: building an event allocates only its own bytes. Every
-// field is overwritten rather than the event Clear()ed, which would free the ClientInfo and its
-// strings and allocate them again for the next event.
-link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
-                               const std::string& gateway_address, link::v2::EventKind kind,
-                               link::v2::Frame& frame) {
-  auto* ev = frame.mutable_event();
-  if (ev->has_websocket()) {
-    ev->clear_websocket();
-  }
-  if (ev->has_tls()) {
-    ev->clear_tls();
-  }
-  ev->clear_payload();
-  ev->set_binary(false);
-  ev->set_decision_required(false);
-  ev->clear_close_reason();
-  ev->set_event_id(event_id);
-  ev->set_kind(kind);
-  auto& info = *ev->mutable_client();
+void fill_info(link::v2::ClientInfo& info, const client_record& c,
+               const std::string& gateway_address) {
   info.set_client_id(c.id());
   info.set_remote_address(c.remote_ip());
   info.set_remote_port(c.remote_port());
@@ -43,28 +25,57 @@ link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
     link_entries::append(*info.mutable_session(), c.session());
   }
   info.set_session_seq(c.session_seq());
-  // Written last (highest field number, explicit presence): see redelivered_copy().
+}
+
+// One scratch header per loop thread: building an event allocates only its own bytes. Every
+// field is overwritten rather than the event Clear()ed, which would free its strings and
+// allocate them again for the next event.
+link::v2::ClientEvent& scratch(const client_record& c, std::uint64_t event_id,
+                               link::v2::EventKind kind, link::v2::Frame& frame) {
+  auto* ev = frame.mutable_event();
+  if (ev->has_websocket()) {
+    ev->clear_websocket();
+  }
+  if (ev->has_tls()) {
+    ev->clear_tls();
+  }
+  if (ev->has_client()) {
+    ev->clear_client();
+  }
+  ev->clear_payload();
+  ev->set_binary(false);
+  ev->set_decision_required(false);
+  ev->clear_close_reason();
+  ev->set_event_id(event_id);
+  ev->set_kind(kind);
+  ev->set_client_id(c.id());
+  // Serialized last (highest field number, explicit presence): see redelivered_copy().
   ev->set_redelivered(false);
   return *ev;
 }
 
 thread_local link::v2::Frame t_frame;
 
-event_ptr finish(std::uint64_t event_id, std::string_view payload) {
+std::shared_ptr<encoded_event> finish(const link::v2::Frame& frame, std::uint64_t event_id) {
   auto e = std::make_shared<encoded_event>();
   e->id = event_id;
-  e->wire.reserve(link_codec::encoded_size(t_frame, payload.size()));
-  link_codec::encode(e->wire, t_frame, payload);
+  e->wire.reserve(link_codec::encoded_size(frame, 0));
+  link_codec::encode(e->wire, frame, {});
   return e;
 }
 
 }  // namespace
 
+event_ptr make_client_info(const client_record& c, const std::string& gateway_address) {
+  thread_local link::v2::Frame frame;
+  fill_info(*frame.mutable_client(), c, gateway_address);
+  return finish(frame, 0);
+}
+
 event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
-                             const std::string& gateway_address,
                              const codec::ws::http_request* request, bool decision_required,
                              const ssl_st* tls) {
-  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_CONNECT, t_frame);
+  auto& ev = scratch(c, event_id, link::v2::EVENT_KIND_CONNECT, t_frame);
   if (tls != nullptr) {
     auto* info = ev.mutable_tls();
     info->set_version(SSL_get_version(tls));
@@ -94,7 +105,7 @@ event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
     }
   }
   ev.set_decision_required(decision_required);
-  return finish(event_id, {});
+  return finish(t_frame, event_id);
 }
 
 namespace {
@@ -159,31 +170,19 @@ void put_uint(char*& p, int field, std::uint64_t v) {
 }  // namespace pb
 
 using link::v2::ClientEvent;
-using link::v2::ClientInfo;
-using link::v2::SessionEntry;
 // One-byte tags only.
 static_assert(ClientEvent::kRedeliveredFieldNumber < 16 && link::v2::Frame::kEventFieldNumber < 16);
-
-std::size_t entry_size(const std::string& key, const std::string& value) {
-  return pb::bytes_size(key) + pb::bytes_size(value);
-}
+// Fields in number order, as protobuf writes them.
+static_assert(ClientEvent::kBinaryFieldNumber < ClientEvent::kClientIdFieldNumber &&
+              ClientEvent::kClientIdFieldNumber < ClientEvent::kRedeliveredFieldNumber);
 
 }  // namespace
 
 event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
-                             const std::string& gateway_address, std::string_view payload,
-                             bool binary) {
-  const auto& listener = c.listener().bound_url;
-  std::size_t info = pb::bytes_size(c.id()) + pb::bytes_size(c.remote_ip()) +
-                     pb::uint_size(c.remote_port()) + pb::bytes_size(gateway_address) +
-                     pb::bytes_size(listener) + pb::bytes_size(c.uid()) +
-                     pb::uint_size(c.session_seq());
-  for (const auto& [key, value] : c.session()) {
-    info += pb::len_field_size(entry_size(key, value));
-  }
-  // event_id, kind, client, binary, then redelivered (explicit presence: always, 2 bytes).
+                             std::string_view payload, bool binary) {
+  // event_id, kind, binary, client_id, then redelivered (explicit presence: always, 2 bytes).
   const std::size_t event = pb::uint_size(event_id) + pb::uint_size(link::v2::EVENT_KIND_MESSAGE) +
-                            pb::len_field_size(info) + (binary ? 2 : 0) + 2;
+                            (binary ? 2 : 0) + pb::bytes_size(c.id()) + 2;
   const std::size_t header = pb::len_field_size(event);
 
   auto e = std::make_shared<encoded_event>();
@@ -196,20 +195,8 @@ event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
   pb::put_len(w, link::v2::Frame::kEventFieldNumber, event);
   pb::put_uint(w, ClientEvent::kEventIdFieldNumber, event_id);
   pb::put_uint(w, ClientEvent::kKindFieldNumber, link::v2::EVENT_KIND_MESSAGE);
-  pb::put_len(w, ClientEvent::kClientFieldNumber, info);
-  pb::put_bytes(w, ClientInfo::kClientIdFieldNumber, c.id());
-  pb::put_bytes(w, ClientInfo::kRemoteAddressFieldNumber, c.remote_ip());
-  pb::put_uint(w, ClientInfo::kRemotePortFieldNumber, c.remote_port());
-  pb::put_bytes(w, ClientInfo::kGatewayAddressFieldNumber, gateway_address);
-  pb::put_bytes(w, ClientInfo::kListenerFieldNumber, listener);
-  pb::put_bytes(w, ClientInfo::kUidFieldNumber, c.uid());
-  for (const auto& [key, value] : c.session()) {
-    pb::put_len(w, ClientInfo::kSessionFieldNumber, entry_size(key, value));
-    pb::put_bytes(w, SessionEntry::kKeyFieldNumber, key);
-    pb::put_bytes(w, SessionEntry::kValueFieldNumber, value);
-  }
-  pb::put_uint(w, ClientInfo::kSessionSeqFieldNumber, c.session_seq());
   pb::put_uint(w, ClientEvent::kBinaryFieldNumber, binary ? 1 : 0);
+  pb::put_bytes(w, ClientEvent::kClientIdFieldNumber, c.id());
   // Last, so that redelivered_copy() finds it in the header's last byte.
   *w++ = pb::tag(ClientEvent::kRedeliveredFieldNumber, pb::k_varint);
   *w++ = 0;
@@ -219,9 +206,12 @@ event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
 
 event_ptr make_close_event(const client_record& c, std::uint64_t event_id,
                            const std::string& gateway_address, const std::string& reason) {
-  auto& ev = scratch(c, event_id, gateway_address, link::v2::EVENT_KIND_CLOSE, t_frame);
+  auto& ev = scratch(c, event_id, link::v2::EVENT_KIND_CLOSE, t_frame);
   ev.set_close_reason(reason);
-  return finish(event_id, {});
+  fill_info(*ev.mutable_client(), c, gateway_address);
+  auto e = finish(t_frame, event_id);
+  e->carries_info = true;
+  return e;
 }
 
 std::uint64_t event_id_of(const event_ptr& event) {

@@ -40,6 +40,9 @@ class delivery_state {
   bool paused() const { return paused_; }
   /// Nothing of this client awaits delivery or acknowledgement.
   bool idle() const { return unacked_.empty() && held_.empty(); }
+  /// The client's uid or session changed: its worker gets its ClientInfo again before its
+  /// next event.
+  void info_changed() { info_sent_ = false; }
 
  private:
   friend class event_router;
@@ -54,6 +57,8 @@ class delivery_state {
   /// Per-client part of event ids (wraps; only compared for equality).
   std::uint16_t next_seq_ = 0;
   bool paused_ = false;
+  /// `worker_id_` has the client's current ClientInfo.
+  bool info_sent_ = false;
 };
 
 }  // namespace gwx::gateway

@@ -16,8 +16,12 @@ constexpr const char* k_quarantined = "event quarantined";
 }  // namespace
 
 event_router::event_router(client_directory& clients, unsigned loop, delivery_config config,
-                           const event_metrics& metrics)
-    : clients_(clients), loop_(loop), config_(config), metrics_(metrics) {}
+                           const event_metrics& metrics, const std::string& gateway_address)
+    : clients_(clients),
+      gateway_address_(gateway_address),
+      loop_(loop),
+      config_(config),
+      metrics_(metrics) {}
 
 std::uint64_t event_router::next_event_id(client_record& c) {
   const std::uint64_t seq = ++c.delivery().next_seq_;
@@ -46,6 +50,7 @@ worker_port* event_router::pick(client_record& c, bool& wait) {
     const auto& w = workers_[next_worker_++ % workers_.size()];
     if (!w.draining) {
       d.worker_id_ = w.id;
+      d.info_sent_ = false;  // a new link knows nothing of the client
       return w.port;
     }
   }
@@ -99,8 +104,13 @@ bool event_router::room_for(const client_record& c, const worker_port& w, std::s
 
 void event_router::send_to(client_record& c, worker_port& w, event_ptr event, std::size_t bytes,
                            std::uint8_t attempts, clock::time_point now) {
+  auto& d = c.delivery();
+  // `w` is the client's sticky worker (pick() chose it): the info it has is tracked for it.
+  if (!d.info_sent_ && !event->carries_info) {
+    w.send_client_info(make_client_info(c, gateway_address_));
+    d.info_sent_ = true;
+  }
   if (!config_.at_most_once) {
-    auto& d = c.delivery();
     d.unacked_.push_back({event, now, bytes, attempts});
     d.unacked_bytes_ += bytes;
     metrics_.in_flight.inc();
@@ -364,6 +374,7 @@ void event_router::set_workers(std::vector<std::shared_ptr<worker_port>> workers
         waiting_.insert(c->connection());
       }
       d.worker_id_ = 0;
+      d.info_sent_ = false;
     }
     if (!d.held_.empty()) {
       flush_held(*c, now);

@@ -25,6 +25,8 @@ class worker_port {
   virtual bool draining() const = 0;
   /// Hands one event to the link (from the router's loop).
   virtual void send_event(const event_ptr& event) = 0;
+  /// Hands a client's ClientInfo frame to the link, ordered with the events.
+  virtual void send_client_info(const event_ptr& info) = 0;
   /// The link's send queue is past its high-water mark: hold events back.
   virtual bool backpressured() const { return false; }
 };
@@ -72,13 +74,17 @@ struct delivery_config {
 /// switch-over. Events in flight are bounded per client (count, bytes) and per link (its
 /// backpressure): past a bound a client's events are held and its reading paused. An event
 /// whose workers keep vanishing before acknowledging it is quarantined after a bounded number
-/// of attempts. Time comes in as `now`. No sockets or timers; one loop only, not thread-safe.
+/// of attempts. Ahead of a client's first event on a link, and of its next event after its
+/// uid or session changed, goes its ClientInfo frame; a CLOSE carries it itself. Time comes in
+/// as `now`. No sockets or timers; one loop only, not thread-safe.
 class event_router {
  public:
   using clock = std::chrono::steady_clock;
 
+  /// `gateway_address` (the address client_ids name) is read when a ClientInfo frame is
+  /// built, so it may be set after the router is made; it must outlive the router.
   event_router(client_directory& clients, unsigned loop, delivery_config config,
-               const event_metrics& metrics);
+               const event_metrics& metrics, const std::string& gateway_address);
   event_router(const event_router&) = delete;
   event_router& operator=(const event_router&) = delete;
 
@@ -138,6 +144,7 @@ class event_router {
   void warn_queue(const char* what, clock::time_point now);
 
   client_directory& clients_;
+  const std::string& gateway_address_;
   unsigned loop_;
   delivery_config config_;
   const event_metrics& metrics_;

@@ -48,6 +48,13 @@ class linked_worker final : public worker_port {
       to_link_.push([link = link_, event] { link->send_event(event); });
     }
   }
+  void send_client_info(const event_ptr& info) override {
+    if (local_) {
+      link_->send_client_info(info);
+    } else {
+      to_link_.push([link = link_, info] { link->send_client_info(info); });
+    }
+  }
 
  private:
   std::uint64_t id_;
@@ -70,7 +77,7 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
       io_(io),
       loop_(io, *this),
       clients_(server.epoch(), index),
-      router_(clients_, index, delivery_of(server.config()), server.events()),
+      router_(clients_, index, delivery_of(server.config()), server.events(), server.advertised()),
       executor_(clients_,
                 [this](link::v2::GatewayStats& st) {
                   st.set_messages_in(messages_in_);
@@ -132,8 +139,8 @@ void shard::on_connected(client_record& c, const codec::ws::http_request* reques
   clients_.announce(c);
   const auto now = std::chrono::steady_clock::now();
   const auto* tls = session_of(c).tls();
-  auto event = make_connect_event(c, router_.next_event_id(c), server_.advertised(), request,
-                                  decision_required, tls != nullptr ? tls->native() : nullptr);
+  auto event = make_connect_event(c, router_.next_event_id(c), request, decision_required,
+                                  tls != nullptr ? tls->native() : nullptr);
   // Nobody can decide: answer now rather than keep the client hanging in its handshake.
   if (decision_required && !router_.has_route(c, now)) {
     session_of(c).on_connect_decision(503, "no worker available");
@@ -146,9 +153,8 @@ void shard::on_message(client_record& c, std::string_view payload, bool binary) 
   ++messages_in_;
   c.listener().metrics.messages_in.inc();
   c.listener().metrics.bytes_in.inc(payload.size());
-  router_.dispatch(
-      c, make_message_event(c, router_.next_event_id(c), server_.advertised(), payload, binary),
-      std::chrono::steady_clock::now());
+  router_.dispatch(c, make_message_event(c, router_.next_event_id(c), payload, binary),
+                   std::chrono::steady_clock::now());
 }
 
 void shard::on_closed(client_record& c, close_cause cause, const std::string& reason) {

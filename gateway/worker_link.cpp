@@ -134,7 +134,17 @@ void worker_link::send_event(const event_ptr& frame) {
   }
   ++events_sent_;
   routed_.inc();
-  if (stream_->send_encoded(frame->wire) == net::send_status::backpressured) {
+  send_wire(frame->wire);
+}
+
+void worker_link::send_client_info(const event_ptr& frame) {
+  if (stream_->is_open()) {
+    send_wire(frame->wire);
+  }
+}
+
+void worker_link::send_wire(const std::string& wire) {
+  if (stream_->send_encoded(wire) == net::send_status::backpressured) {
     congested_.store(true, std::memory_order_relaxed);
     watch_congestion();
   }

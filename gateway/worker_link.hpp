@@ -30,6 +30,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   void start();
   /// Queues a client event (must be called on this link's loop).
   void send_event(const event_ptr& frame);
+  /// Sends a client's ClientInfo frame (from the link's loop), ahead of that client's event.
+  void send_client_info(const event_ptr& frame);
   /// Breaks the link's cycle with its stream once the loops have ended (gateway_server::stop):
   /// an open link is freed with its loop's pending work instead of never.
   void detach_stream();
@@ -58,6 +60,7 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   void merge(gather_state& state, const link::v2::Reply& part);
   /// While congested, rechecks the send queue until it fell below its high-water mark.
   void watch_congestion();
+  void send_wire(const std::string& wire);
 
   gateway_server& server_;
   unsigned loop_;

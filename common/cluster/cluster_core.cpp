@@ -579,9 +579,16 @@ void cluster_core::on_frame(gateway_link& link, link::v2::Frame& frame, std::str
       if (!link_codec::attach_payload(frame, payload)) {
         return;
       }
+      if (!link.clients().complete(*frame.mutable_event())) {
+        spdlog::debug("gateway {} sent an event of client {} without its info", link.address(),
+                      frame.event().client().client_id());
+      }
       if (on_event_) {
         on_event_(link_ref{link.gateway_id(), link.serial()}, *frame.mutable_event());
       }
+      return;
+    case link::v2::Frame::kClient:
+      link.clients().remember(frame.client());
       return;
     case link::v2::Frame::kDrainAck:
       spdlog::debug("gateway {} will send no further events", link.address());

@@ -178,6 +178,7 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   }
   state_ = state::up;
   serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
+  clients_.clear();
   timer_.cancel();
   stream_->authenticated();
   stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
@@ -194,6 +195,7 @@ void gateway_link::on_stream_closed(const std::string& reason) {
   if (state_ == state::up) {
     state_ = state::waiting;
     stream_.reset();
+    clients_.clear();
     spdlog::warn("link to gateway {} ({}) down: {}", address_, entry_.gateway_id, reason);
     if (cb_.on_down) {
       cb_.on_down(*this, reason);

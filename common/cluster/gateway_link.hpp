@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/link/client_info_cache.hpp"
 #include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
 #include "common/registry/backoff.hpp"
@@ -76,6 +77,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   std::uint64_t serial() const { return serial_; }
   /// Bytes queued on the link and not yet written.
   std::size_t queued_bytes() const;
+  /// What this link told of the clients it sends events of; emptied when the link goes down
+  /// or comes up.
+  link_clients::client_info_cache& clients() { return clients_; }
 
   /// Takes new registry details (listeners, name) of the same gateway.
   void update_entry(registry::gateway_entry entry) { entry_ = std::move(entry); }
@@ -111,6 +115,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   /// The reasons warned about in this streak of failures (a few at most: once each, so a
   /// failure whose wording alternates between two reasons is not logged at every retry).
   std::vector<std::string> warned_failures_;
+  link_clients::client_info_cache clients_;
 };
 
 }  // namespace gwx::cluster

@@ -11,7 +11,7 @@ constexpr std::size_t k_max_rejected = 4096;
 
 client_info info_of(link::v2::ClientInfo& c) {
   client_info info;
-  info.client_id = c.client_id();
+  info.client_id = std::move(*c.mutable_client_id());
   info.remote_address = std::move(*c.mutable_remote_address());
   info.remote_port = static_cast<std::uint16_t>(c.remote_port());
   info.gateway_address = std::move(*c.mutable_gateway_address());
@@ -61,6 +61,7 @@ void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& eve
   const std::string client_id = c.client_id();
   session_map before =
       sessions_.resolve(client_id, c.session_seq(), link_entries::to_map<session_map>(c.session()));
+  // info_of() moves the client's strings out of the event; `client_id` is a copy.
   context ctx(
       api_, info_of(c), before, event.redelivered(),
       event.has_tls() ? std::optional<tls_info>(tls_of(*event.mutable_tls())) : std::nullopt);

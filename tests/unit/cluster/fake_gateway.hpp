@@ -100,6 +100,13 @@ class fake_gateway {
     send_frame(std::move(f));
   }
 
+  /// Sends a client's ClientInfo frame to the most recent authenticated peer.
+  void send_client_info(link::v2::ClientInfo info) {
+    link::v2::Frame f;
+    *f.mutable_client() = std::move(info);
+    send_frame(std::move(f));
+  }
+
   /// Asks the most recent authenticated peer to drain (what gwxctl drain makes a gateway do).
   void send_drain(const std::string& reason) {
     link::v2::Frame f;

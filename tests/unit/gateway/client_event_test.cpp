@@ -1,5 +1,6 @@
 // client_event: the MESSAGE event's header, written by hand, is byte for byte what protobuf
-// writes for the same ClientEvent, and the worker's parser reads it back.
+// writes for the same ClientEvent, and the worker's parser reads it back; events name their
+// client by id, the ClientInfo frame and a CLOSE say who it is.
 #include "gateway/client_event.hpp"
 
 #include <gtest/gtest.h>
@@ -33,15 +34,7 @@ class ClientEventTest : public ::testing::Test {
     auto* ev = f.mutable_event();
     ev->set_event_id(id);
     ev->set_kind(link::v2::EVENT_KIND_MESSAGE);
-    auto* info = ev->mutable_client();
-    info->set_client_id(c.id());
-    info->set_remote_address(c.remote_ip());
-    info->set_remote_port(c.remote_port());
-    info->set_gateway_address(k_gateway);
-    info->set_listener(c.listener().bound_url);
-    info->set_uid(c.uid());
-    link_entries::append(*info->mutable_session(), c.session());
-    info->set_session_seq(c.session_seq());
+    ev->set_client_id(c.id());
     ev->set_binary(binary);
     ev->set_redelivered(false);
     std::string out;
@@ -55,7 +48,7 @@ class ClientEventTest : public ::testing::Test {
 
 TEST_F(ClientEventTest, BareClientAsProtobufWritesIt) {
   auto& c = add(0);  // a zero port is left out, as protobuf does
-  const auto e = make_message_event(c, 0x0102030405ULL, k_gateway, "hello", false);
+  const auto e = make_message_event(c, 0x0102030405ULL, "hello", false);
   EXPECT_EQ(e->wire, expected(c, 0x0102030405ULL, "hello", false));
   EXPECT_FALSE(is_redelivered(e));
 }
@@ -72,7 +65,7 @@ TEST_F(ClientEventTest, UidSessionBinaryAndLongFieldsAsProtobufWritesThem) {
   b->set_key("empty");  // an empty value is left out of its entry
   dir_.write_session(c, w);
   const std::string payload(70000, '\x01');  // a three-byte length (not in the header)
-  const auto e = make_message_event(c, 99, k_gateway, payload, true);
+  const auto e = make_message_event(c, 99, payload, true);
   EXPECT_EQ(e->wire, expected(c, 99, payload, true));
 
   // Read back as the worker does, then flagged in place.
@@ -80,14 +73,69 @@ TEST_F(ClientEventTest, UidSessionBinaryAndLongFieldsAsProtobufWritesThem) {
   const auto r = link_codec::decode(e->wire, link_codec::limits{}, f);
   ASSERT_EQ(r.status, codec::decode_status::message);
   EXPECT_EQ(r.payload, payload);
-  EXPECT_EQ(f.event().client().uid(), c.uid());
-  EXPECT_EQ(f.event().client().session_size(), 2);
+  EXPECT_EQ(f.event().client_id(), c.id());
+  EXPECT_FALSE(f.event().has_client());  // who the client is travels apart
   EXPECT_TRUE(f.event().binary());
   const auto again = redelivered_copy(e);
   EXPECT_TRUE(is_redelivered(again));
   ASSERT_EQ(link_codec::decode(again->wire, link_codec::limits{}, f).status,
             codec::decode_status::message);
   EXPECT_TRUE(f.event().redelivered());
+}
+
+TEST_F(ClientEventTest, TheClientInfoFrameSaysWhoTheClientIsNow) {
+  auto& c = add(54321);
+  dir_.bind(c, "alice");
+  link::v2::SessionWrite w;
+  w.set_writer_seq(7);
+  auto* e = w.add_session();
+  e->set_key("nick");
+  e->set_value("al");
+  dir_.write_session(c, w);
+  const auto frame = make_client_info(c, k_gateway);
+  EXPECT_EQ(event_id_of(frame), 0U);
+  link::v2::Frame f;
+  ASSERT_EQ(link_codec::decode(frame->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  ASSERT_TRUE(f.has_client());
+  const auto& info = f.client();
+  EXPECT_EQ(info.client_id(), c.id());
+  EXPECT_EQ(info.remote_address(), "10.1.2.3");
+  EXPECT_EQ(info.remote_port(), 54321U);
+  EXPECT_EQ(info.gateway_address(), k_gateway);
+  EXPECT_EQ(info.listener(), "ws://127.0.0.1:8080/chat");
+  EXPECT_EQ(info.uid(), "alice");
+  ASSERT_EQ(info.session_size(), 1);
+  EXPECT_EQ(info.session(0).value(), "al");
+  EXPECT_EQ(info.session_seq(), 7U);
+}
+
+TEST_F(ClientEventTest, ConnectNamesItsClientAndCloseCarriesItsInfo) {
+  auto& c = add(4000);
+  dir_.bind(c, "bob");
+  link::v2::Frame f;
+  const auto connect = make_connect_event(c, 1, nullptr, false);
+  EXPECT_FALSE(connect->carries_info);
+  ASSERT_EQ(link_codec::decode(connect->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  EXPECT_EQ(f.event().client_id(), c.id());
+  EXPECT_FALSE(f.event().has_client());
+
+  const auto close = make_close_event(c, 2, k_gateway, "bye");
+  EXPECT_TRUE(close->carries_info);
+  ASSERT_EQ(link_codec::decode(close->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  EXPECT_EQ(f.event().client_id(), c.id());
+  EXPECT_EQ(f.event().client().uid(), "bob");
+  EXPECT_EQ(f.event().client().remote_port(), 4000U);
+  EXPECT_EQ(f.event().close_reason(), "bye");
+  // The scratch header is reused: an event built after a CLOSE carries no leftover info.
+  const auto again = make_connect_event(c, 3, nullptr, false);
+  ASSERT_EQ(link_codec::decode(again->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  EXPECT_FALSE(f.event().has_client());
+  // Flagged in place like any event.
+  EXPECT_TRUE(is_redelivered(redelivered_copy(close)));
 }
 
 }  // namespace

@@ -36,7 +36,7 @@ class EventRouterTest : public ::testing::Test {
   /// Builds a message event of `c` and dispatches it; returns its id.
   std::uint64_t send(client_record& c, const std::string& payload = "m") {
     const auto id = router().next_event_id(c);
-    router().dispatch(c, make_message_event(c, id, "127.0.0.1:7800", payload, false), now_);
+    router().dispatch(c, make_message_event(c, id, payload, false), now_);
     return id;
   }
   std::shared_ptr<fake_worker_port> worker(std::uint64_t id, bool draining = false) {
@@ -47,13 +47,14 @@ class EventRouterTest : public ::testing::Test {
   }
   event_router& router() {
     if (!router_) {
-      router_ = std::make_unique<event_router>(dir_, k_loop, config_, metrics_);
+      router_ = std::make_unique<event_router>(dir_, k_loop, config_, metrics_, gateway_);
     }
     return *router_;
   }
 
   delivery_config config_;
   event_metrics metrics_;
+  std::string gateway_ = "127.0.0.1:7800";
   listener_config listener_;
   client_directory dir_{k_epoch, k_loop};
   std::unique_ptr<event_router> router_;
@@ -371,6 +372,151 @@ TEST_F(EventRouterTest, AnEventWhoseWorkersKeepVanishingIsQuarantined) {
   EXPECT_EQ(last->ids(), (ids{after}));
   EXPECT_TRUE(port_of(a).closes.empty());
   EXPECT_EQ(first->ids(), (ids{poison, fine}));
+}
+
+// Who a client is goes to a link once, ahead of the client's first event there, and again
+// only after its uid or session changed.
+class ClientInfoRoutingTest : public EventRouterTest {
+ protected:
+  using log = std::vector<std::string>;
+  static std::string ev(std::uint64_t id) { return "event " + std::to_string(id); }
+  static std::string info(const client_record& c) { return "info " + c.id(); }
+  void set_uid(client_record& c, const std::string& uid) { dir_.bind(c, uid); }
+  void set_session(client_record& c, const std::string& key, const std::string& value,
+                   std::uint64_t writer_seq) {
+    link::v2::SessionWrite w;
+    w.set_merge(true);
+    w.set_writer_seq(writer_seq);
+    auto* e = w.add_session();
+    e->set_key(key);
+    e->set_value(value);
+    dir_.write_session(c, w);
+  }
+  std::uint64_t close(client_record& c) {
+    const auto id = router().next_event_id(c);
+    auto event = make_close_event(c, id, gateway_, "gone");
+    dir_.forget_membership(c);
+    router().dispatch(c, std::move(event), now_);
+    return id;
+  }
+};
+
+TEST_F(ClientInfoRoutingTest, OnceAheadOfAClientsFirstEventOnALink) {
+  listener_.bound_url = "ws://0.0.0.0:8080/";
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  auto& b = add();
+  const auto a1 = send(a);
+  const auto a2 = send(a);
+  const auto b1 = send(b);
+  const auto a3 = send(a);
+  EXPECT_EQ(w->log, (log{info(a), ev(a1), ev(a2), info(b), ev(b1), ev(a3)}));
+  ASSERT_EQ(w->infos.size(), 2U);
+  const auto& i = w->infos[0];
+  EXPECT_EQ(i.client_id(), a.id());
+  EXPECT_EQ(i.remote_address(), "10.0.0.1");
+  EXPECT_EQ(i.remote_port(), 5000U);
+  EXPECT_EQ(i.gateway_address(), "127.0.0.1:7800");
+  EXPECT_EQ(i.listener(), "ws://0.0.0.0:8080/");
+  EXPECT_TRUE(i.uid().empty());
+  EXPECT_EQ(i.session_size(), 0);
+}
+
+TEST_F(ClientInfoRoutingTest, AgainAfterTheUidOrSessionChangedButNotForGroups) {
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  const auto e1 = send(a);
+  set_uid(a, "alice");
+  const auto e2 = send(a);
+  const auto e3 = send(a);
+  dir_.join(a, "lobby");  // groups are not part of the info
+  const auto e4 = send(a);
+  set_session(a, "nick", "al", 42);
+  const auto e5 = send(a);
+  dir_.bind(a, "alice");  // the same uid again: nothing changed
+  const auto e6 = send(a);
+  dir_.bind(a, "");  // unbound
+  const auto e7 = send(a);
+  EXPECT_EQ(w->log, (log{info(a), ev(e1), info(a), ev(e2), ev(e3), ev(e4), info(a), ev(e5), ev(e6),
+                         info(a), ev(e7)}));
+  ASSERT_EQ(w->infos.size(), 4U);
+  EXPECT_EQ(w->infos[1].uid(), "alice");
+  EXPECT_EQ(w->infos[2].uid(), "alice");
+  ASSERT_EQ(w->infos[2].session_size(), 1);
+  EXPECT_EQ(w->infos[2].session(0).value(), "al");
+  EXPECT_EQ(w->infos[2].session_seq(), 42U);
+  EXPECT_TRUE(w->infos[3].uid().empty());
+}
+
+TEST_F(ClientInfoRoutingTest, AgainToTheWorkerRedeliveredEventsGoTo) {
+  auto w1 = worker(1);
+  auto w2 = worker(2);
+  set_workers({w1});
+  auto& a = add();
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  set_uid(a, "alice");  // changed while e1 and e2 are in flight
+  set_workers({w2});    // w1 vanished before acknowledging anything
+  const auto e3 = send(a);
+  // The stored events go out as they were (flagged), the info ahead of them is today's.
+  EXPECT_EQ(w2->log, (log{info(a), ev(e1), ev(e2), ev(e3)}));
+  EXPECT_EQ(w2->infos.at(0).uid(), "alice");
+  EXPECT_TRUE(is_redelivered(w2->events[0]));
+  // Back on a link the client never used (a reconnect is a new link id): info again.
+  auto w3 = worker(3);
+  set_workers({w3});
+  EXPECT_EQ(w3->log, (log{info(a), ev(e1), ev(e2), ev(e3)}));
+}
+
+TEST_F(ClientInfoRoutingTest, AgainToTheWorkerADrainMovesTheClientTo) {
+  auto w1 = worker(1);
+  set_workers({w1});
+  auto& a = add();
+  const auto e1 = send(a);
+  auto w2 = worker(2);
+  set_workers({worker(1, true), w2});
+  const auto e2 = send(a);  // waits for e1's acknowledgement
+  router().on_acks({e1}, now_);
+  const auto e3 = send(a);
+  EXPECT_EQ(w1->log, (log{info(a), ev(e1)}));
+  EXPECT_EQ(w2->log, (log{info(a), ev(e2), ev(e3)}));
+}
+
+TEST_F(ClientInfoRoutingTest, HeldEventsGetItWhenAWorkerCameAndACloseCarriesItsOwn) {
+  auto& a = add();
+  auto& b = add();
+  set_uid(a, "alice");
+  set_uid(b, "bob");
+  const auto a1 = send(a);
+  const auto b1 = close(b);  // its only event, and the worker never heard of b
+  auto w = worker(1);
+  set_workers({w});
+  // Clients flush in no particular order; each client's frames keep theirs.
+  auto got = w->log;
+  std::erase(got, ev(b1));
+  EXPECT_EQ(got, (log{info(a), ev(a1)}));
+  ASSERT_EQ(w->events.size(), 2U);
+  const auto& closed = event_id_of(w->events[0]) == b1 ? w->events[0] : w->events[1];
+  link::v2::Frame f;
+  ASSERT_EQ(link_codec::decode(closed->wire, link_codec::limits{}, f).status,
+            codec::decode_status::message);
+  EXPECT_EQ(f.event().kind(), link::v2::EVENT_KIND_CLOSE);
+  EXPECT_EQ(f.event().client().uid(), "bob");  // as it was when b closed
+  EXPECT_EQ(f.event().client().remote_address(), "10.0.0.1");
+}
+
+TEST_F(ClientInfoRoutingTest, AtMostOnceSendsItTheSameWay) {
+  config_.at_most_once = true;
+  auto w = worker(1);
+  set_workers({w});
+  auto& a = add();
+  const auto e1 = send(a);
+  const auto e2 = send(a);
+  set_session(a, "k", "v", 0);  // written by a push client: no writer_seq
+  const auto e3 = send(a);
+  EXPECT_EQ(w->log, (log{info(a), ev(e1), ev(e2), info(a), ev(e3)}));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/link/link_codec.hpp"
 #include "gateway/client_directory.hpp"
 #include "gateway/event_router.hpp"
 
@@ -72,7 +73,7 @@ class fake_client_port final : public gateway::client_port {
   }
 };
 
-/// A worker link: records the events it is handed.
+/// A worker link: records the events and ClientInfo frames it is handed.
 class fake_worker_port final : public gateway::worker_port {
  public:
   explicit fake_worker_port(std::uint64_t id, bool draining = false)
@@ -80,7 +81,16 @@ class fake_worker_port final : public gateway::worker_port {
 
   std::uint64_t id() const override { return id_; }
   bool draining() const override { return draining_; }
-  void send_event(const gateway::event_ptr& event) override { events.push_back(event); }
+  void send_event(const gateway::event_ptr& event) override {
+    events.push_back(event);
+    log.push_back("event " + std::to_string(gateway::event_id_of(event)));
+  }
+  void send_client_info(const gateway::event_ptr& info) override {
+    link::v2::Frame f;
+    link_codec::decode(info->wire, link_codec::limits{}, f);
+    infos.push_back(f.client());
+    log.push_back("info " + f.client().client_id());
+  }
   bool backpressured() const override { return congested; }
 
   /// Ids of the events received, in order.
@@ -93,6 +103,10 @@ class fake_worker_port final : public gateway::worker_port {
   }
 
   std::vector<gateway::event_ptr> events;
+  /// The ClientInfo frames received, decoded.
+  std::vector<link::v2::ClientInfo> infos;
+  /// Both in the order received: "event <id>", "info <client_id>".
+  std::vector<std::string> log;
   /// What backpressured() answers.
   bool congested = false;
 

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "common/client_id.hpp"
+#include "common/link/client_info_cache.hpp"
 #include "common/link/link_codec.hpp"
 #include "common/link/link_entries.hpp"
 #include "common/link/link_handshake.hpp"
@@ -70,6 +71,9 @@ class GatewayLinkTest : public ::testing::Test {
     std::shared_ptr<link_stream> stream;
     std::deque<Frame> frames;
     bool closed = false;
+    /// As a worker keeps them: the ClientInfo frames, which complete the events behind them.
+    link_clients::client_info_cache clients;
+    int client_infos = 0;
   };
 
   /// Links another fake peer and makes it the current one.
@@ -106,6 +110,14 @@ class GatewayLinkTest : public ::testing::Test {
     p->stream->start(
         [p](Frame& f, std::string_view payload) {
           EXPECT_TRUE(link_codec::attach_payload(f, payload));
+          if (f.has_client()) {
+            p->clients.remember(f.client());
+            ++p->client_infos;
+            return;
+          }
+          if (f.has_event()) {
+            EXPECT_TRUE(p->clients.complete(*f.mutable_event())) << "an event ahead of its info";
+          }
           p->frames.push_back(f);
         },
         [p](const std::string&) { p->closed = true; });
@@ -236,6 +248,8 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   auto msg = next_event(link::v2::EVENT_KIND_MESSAGE);
   EXPECT_EQ(msg.event().payload(), "hello");
   EXPECT_GT(msg.event().event_id(), connect.event().event_id());
+  EXPECT_EQ(msg.event().client().remote_address(), "127.0.0.1");
+  EXPECT_EQ(current_->client_infos, 1);  // ahead of the CONNECT only
 
   link::v2::Command bind;
   bind.mutable_bind_uid()->set_client_id(id);
@@ -269,6 +283,7 @@ TEST_F(GatewayLinkTest, EventsCarryContextAndCommandsReachClients) {
   EXPECT_EQ(again.event().client().uid(), "alice");
   EXPECT_EQ(link_entries::find(again.event().client().session(), "k")->value(), "v");
   EXPECT_EQ(again.event().client().session_seq(), 7U);
+  EXPECT_EQ(current_->client_infos, 2);  // once more: uid and session changed
 
   // A client_id of another epoch (a restarted gateway) is offline, never this client.
   const auto stale =

@@ -183,6 +183,42 @@ TEST_F(WorkerTest, SessionIsWrittenBackAndSeenByTheNextEventAlreadyOnItsWay) {
             (std::vector<std::string>{"remember tea|tea", "what|tea", "again|coffee"}));
 }
 
+TEST_F(WorkerTest, EventsNamingTheirClientGetTheInfoSentAheadWhileTheLinkLasts) {
+  ASSERT_TRUE(worker_->wait_ready(10s));
+  const auto c = gw_.client_id(43);
+  const auto info = [&](const std::string& memo) {
+    link::v2::ClientInfo i;
+    i.set_client_id(c);
+    i.set_remote_address("10.9.8.7");
+    i.set_gateway_address(gw_.address());
+    auto* e = i.add_session();
+    e->set_key("memo");
+    e->set_value(memo);
+    return i;
+  };
+  const auto lean = [&](std::uint64_t id, const std::string& text) {
+    auto ev = message_event(id, c, text);
+    ev.clear_client();
+    ev.set_client_id(c);
+    return ev;
+  };
+  gw_.send_client_info(info("tea"));
+  gw_.send_event(lean(1, "first"));
+  gw_.send_event(lean(2, "second"));
+  gw_.send_client_info(info("coffee"));  // the session changed at the gateway
+  gw_.send_event(lean(3, "third"));
+  ASSERT_TRUE(gw_.wait([&](auto& g) { return count_sends(g) == 3; }));
+  EXPECT_EQ(replies_to(gw_.commands_copy(), c),
+            (std::vector<std::string>{"first|tea", "second|tea", "third|coffee"}));
+  // A new link starts from nothing: what the old one said is gone.
+  gw_.drop_links();
+  ASSERT_TRUE(gw_.wait([](auto& g) { return g.authenticated == 2; }));
+  ASSERT_TRUE(worker_->wait_ready(10s));
+  gw_.send_event(lean(4, "fourth"));
+  ASSERT_TRUE(gw_.wait([&](auto& g) { return count_sends(g) == 4; }));
+  EXPECT_EQ(replies_to(gw_.commands_copy(), c).back(), "fourth|");
+}
+
 TEST_F(WorkerTest, WebSocketDecisionGoesBackOnTheLink) {
   ASSERT_TRUE(worker_->wait_ready(10s));
   link::v2::ClientEvent ev;
