@@ -20,7 +20,7 @@ import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwx_cluster import check, check_eq, connect, log, run_test  # noqa: E402
+from gwx_cluster import check, check_eq, connect, log, poll_until, run_test  # noqa: E402
 
 CLIENTS_PER_KIND = 3
 
@@ -44,6 +44,16 @@ async def main(h):
                 check_eq(await x.cmd("echo hello"), "hello", f"{x.name}: echo before")
                 clients[gw.name].append(x)
     everyone = clients["amo"] + clients["alo"]
+
+    # The replies came before worker A's acknowledgements may have: stop it only once both
+    # gateways have every event acknowledged, so that m1 is the only event in flight (an
+    # unacknowledged 'echo hello' would rightly be redelivered too).
+    async def in_flight():
+        status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
+                                                  "--secret", c.secret, "stats"], timeout=30)
+        check_eq(status, 0, f"gwxctl stats ({err!r})")
+        return sum(int(n) for n in re.findall(r"events_in_flight=(\d+)", out))
+    await poll_until(in_flight, lambda n: n == 0, 30, "worker A acknowledged every event")
 
     a.send_signal(signal.SIGSTOP)
     for x in everyone:
