@@ -108,7 +108,7 @@ drain_report worker::drain(milliseconds timeout, const std::string& reason) {
   draining_ = true;
   const auto start = clock::now();
   const auto deadline = start + (timeout.count() > 0 ? timeout : drain_timeout_);
-  const auto handled_before = pool_->handled();
+  const auto handled_before = std::min(pool_->handled(), handled_at_request_.load());
   std::size_t linked = 0;
   for (const auto& g : core_->gateways()) {
     linked += g.linked ? 1 : 0;
@@ -180,6 +180,9 @@ void worker::on_drain_request(const std::string& gateway_address, const std::str
   if (draining_) {
     return;
   }
+  // On the link's thread, before it reads what the gateway sent after its request.
+  auto none = k_no_request;
+  handled_at_request_.compare_exchange_strong(none, pool_->handled());
   if (drain_request_hook_) {
     drain_request_hook_(gateway_address, reason);
     return;

@@ -123,6 +123,11 @@ class worker {
   bool started_ = false;
   bool stopped_ = false;
   std::atomic<bool> draining_{false};
+  // The pool's handled count when the first gateway asked for a drain (k_no_request: none
+  // asked): the events that came after that request are part of the drain even when the
+  // pool ran them before drain() itself began.
+  static constexpr std::uint64_t k_no_request = ~std::uint64_t{0};
+  std::atomic<std::uint64_t> handled_at_request_{k_no_request};
   // The thread of a drain a gateway asked for (when no on_drain_request hook is set).
   std::mutex self_drain_mutex_;
   std::thread self_drain_;
