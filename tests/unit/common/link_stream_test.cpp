@@ -157,6 +157,8 @@ struct link_pki {
 };
 
 struct link_end {
+  explicit link_end(std::shared_ptr<link_stream> s) : stream(std::move(s)) {}
+
   std::shared_ptr<link_stream> stream;
   std::string closed;
   std::vector<link::v2::Frame> frames;
