@@ -1,4 +1,5 @@
-// gwx-register: parse options, start the register, wait for SIGINT/SIGTERM, shut down.
+// gwx-register: parse options, start the register, reload its certificates on SIGHUP, wait for
+// SIGINT/SIGTERM, shut down.
 #include <grpc/support/log.h>
 #include <spdlog/spdlog.h>
 
@@ -53,7 +54,7 @@ std::chrono::milliseconds positive_ms(const gwx::po::variables_map& vm, const ch
   return std::chrono::milliseconds(value);
 }
 
-// --tls-cert/--tls-key (together) and --tls-client-ca (only with them), loaded once to check.
+// --tls-cert/--tls-key (together) and --tls-client-ca (only with them), loaded to check.
 gwx::tls_files server_tls_from(const gwx::po::variables_map& vm) {
   const auto get = [&vm](const char* name) {
     return vm.count(name) != 0U ? vm[name].as<std::string>() : std::string();
@@ -84,7 +85,9 @@ int main(int argc, char** argv) {
       "'listening grpc://HOST:PORT' with the port actually bound (use port 0 for any free one),\n"
       "and 'listening metrics://HOST:PORT' when --metrics is set. With --tls-cert and --tls-key\n"
       "it serves gRPC over TLS only (callers need --register-tls-ca); the token, if set, is\n"
-      "still required.");
+      "still required. SIGHUP reads --tls-cert, --tls-key and --tls-client-ca again: new\n"
+      "connections get them, connections up (and their Watch streams) stay; a file that does\n"
+      "not load leaves the previous ones in use, with one error line.");
   // clang-format off
   parser.options().add_options()
       ("listen", gwx::po::value<std::string>()->default_value("127.0.0.1:7700")
@@ -182,12 +185,14 @@ int main(int argc, char** argv) {
     }
   }
 
-  // Block the stop signals before gRPC starts its threads, so only sigwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // Block the stop signals and SIGHUP before gRPC starts its threads, so only sigwait below sees
+  // them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   gpr_set_log_function(grpc_log);
 
   // The registry outlives the server (whose callbacks it calls) and the exposer (which reads it).
@@ -236,7 +241,24 @@ int main(int argc, char** argv) {
   }
 
   int signal = 0;
-  sigwait(&stop_signals, &signal);
+  for (;;) {
+    if (sigwait(&signals, &signal) != 0) {
+      continue;
+    }
+    if (signal != SIGHUP) {
+      break;
+    }
+    if (!server->tls()) {
+      spdlog::info("SIGHUP: no --tls-cert, nothing to reload");
+    } else if (const auto error = server->reload_tls()) {
+      spdlog::error("register certificate reload failed, keeping the previous ones: {}", *error);
+    } else {
+      spdlog::info(
+          "register certificates reloaded ({}): new connections get them within a second, "
+          "connections up keep theirs",
+          server->describe_tls());
+    }
+  }
   spdlog::info("{} received, shutting down", signal == SIGINT ? "SIGINT" : "SIGTERM");
   if (exposer) {
     exposer->stop();

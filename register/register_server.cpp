@@ -1,38 +1,43 @@
 #include "register/register_server.hpp"
 
 #include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/server_builder.h>
 
 #include <stdexcept>
 
-#include "common/net/tls_context.hpp"
-
 namespace gwx::registry {
 namespace {
 
-std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const tls_files& tls) {
-  if (tls.cert.empty()) {
+// TLS from the provider (whose files reload_tls() swaps), TLS 1.2 and later (gRPC's default
+// range), or plaintext without one.
+std::shared_ptr<grpc::ServerCredentials> make_server_credentials(const grpc_tls_provider* tls) {
+  if (tls == nullptr) {
     return grpc::InsecureServerCredentials();
   }
-  grpc::SslServerCredentialsOptions options(
-      tls.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  if (!tls.ca.empty()) {
-    options.pem_root_certs = net::read_pem_file(tls.ca, "client CA");
+  grpc::experimental::TlsServerCredentialsOptions options(tls->provider());
+  options.watch_identity_key_cert_pairs();
+  if (tls->has_roots()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   }
-  options.pem_key_cert_pairs.push_back(
-      {net::read_pem_file(tls.key, "private key"), net::read_pem_file(tls.cert, "certificate")});
-  return grpc::SslServerCredentials(options);
+  return grpc::experimental::TlsServerCredentials(options);
 }
 
 }  // namespace
 
 register_server::register_server(const host_port& listen, register_config config,
                                  metrics::registry* metrics, const tls_files& tls)
-    : host_(listen.host), service_(std::make_unique<register_service>(std::move(config), metrics)) {
+    : host_(listen.host) {
+  if (!tls.cert.empty()) {
+    tls_ = std::make_unique<grpc_tls_provider>(tls, grpc_tls_provider::role::server, "--tls-*");
+  }
+  service_ = std::make_unique<register_service>(std::move(config), metrics);
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(listen.to_string(), make_server_credentials(tls), &bound_port);
+  builder.AddListeningPort(listen.to_string(), make_server_credentials(tls_.get()), &bound_port);
   builder.RegisterService(service_.get());
   // gRPC sets SO_REUSEPORT by default, which would let a second register silently share the
   // port with the first; an operator wants "address in use" instead.
@@ -54,6 +59,10 @@ register_server::register_server(const host_port& listen, register_config config
 
 register_server::~register_server() {
   shutdown(std::chrono::milliseconds(200));
+}
+
+std::optional<std::string> register_server::reload_tls() {
+  return tls_ ? tls_->reload() : std::nullopt;
 }
 
 void register_server::shutdown(std::chrono::milliseconds grace) {

@@ -431,6 +431,17 @@ class Cluster:
         with open(proc.stderr_path, "r", encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    async def sighup_and_wait(self, proc, pattern, what):
+        """Sends SIGHUP to `proc` (a certificate reload); waits for one more stderr line
+        containing `pattern`, checks it is exactly one, and returns it."""
+        before = self.stderr_of(proc).count(pattern)
+        proc.send_signal(signal.SIGHUP)
+        await poll_until(lambda: asyncio.sleep(0, self.stderr_of(proc).count(pattern)),
+                         lambda n: n > before, REPLY_TIMEOUT, what)
+        lines = [ln for ln in self.stderr_of(proc).splitlines() if pattern in ln]
+        check_eq(len(lines), before + 1, f"{what}: lines containing {pattern!r}")
+        return lines[-1]
+
     async def start_register(self, name=None, token=None, listen="127.0.0.1:0", launcher=(),
                              extra=()):
         argv = [self.binary("gwx-register"), "--listen", listen]

@@ -19,14 +19,13 @@ Checks:
 import asyncio
 import os
 import shutil
-import signal
 import ssl
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from gwx_cluster import (  # noqa: E402
-    REPLY_TIMEOUT, Pki, check, check_eq, connect, expect_reply, log, poll_until, run_test)
+    REPLY_TIMEOUT, Pki, check, check_eq, connect, expect_reply, log, run_test)
 from tls_pki import peer_common_name  # noqa: E402
 
 RELOADED = "link certificates reloaded"
@@ -63,17 +62,6 @@ async def served_cn(internal, ca, client_cert):
     return cn
 
 
-async def signal_and_wait(c, proc, pattern, what):
-    """Sends SIGHUP; waits for one more line containing `pattern`; returns that line."""
-    before = c.stderr_of(proc).count(pattern)
-    proc.send_signal(signal.SIGHUP)
-    await poll_until(lambda: asyncio.sleep(0, c.stderr_of(proc).count(pattern)),
-                     lambda n: n > before, REPLY_TIMEOUT, what)
-    lines = [ln for ln in c.stderr_of(proc).splitlines() if pattern in ln]
-    check_eq(len(lines), before + 1, f"{what}: lines containing {pattern!r}")
-    return lines[-1]
-
-
 async def main(h):
     c = h.cluster
     pki_dir = os.path.join(h.tmp, "pki")
@@ -92,7 +80,7 @@ async def main(h):
 
     # The worker moves to CA 2.
     w1_files.use(ca2.issue("w1-renewed"), ca2.cert)
-    line = await signal_and_wait(c, w1, RELOADED, "worker SIGHUP")
+    line = await c.sighup_and_wait(w1, RELOADED, "worker SIGHUP")
     check(w1_files.cert in line, f"the reload line does not name the files: {line!r}")
     await expect_reply(alice, "echo the link survived the worker's reload",
                        "the link survived the worker's reload")
@@ -109,7 +97,7 @@ async def main(h):
     check_eq(await served_cn(gw1.internal, ca1.cert, ca1.issue("probe-1")), "gw1",
              "gw1's link certificate before its reload")
     gw1_files.use(ca2.issue("gw1-renewed"), ca2.cert)
-    line = await signal_and_wait(c, gw1, RELOADED, "gateway SIGHUP")
+    line = await c.sighup_and_wait(gw1, RELOADED, "gateway SIGHUP")
     check(gw1_files.cert in line and gw1.internal in line, f"unclear reload line: {line!r}")
     await expect_reply(alice, "echo the link survived the gateway's reload",
                        "the link survived the gateway's reload")
@@ -126,7 +114,7 @@ async def main(h):
     # Broken files keep the previous certificates.
     with open(w1_files.cert, "w") as f:
         f.write("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
-    line = await signal_and_wait(c, w1, FAILED, "worker SIGHUP with a broken certificate")
+    line = await c.sighup_and_wait(w1, FAILED, "worker SIGHUP with a broken certificate")
     check(w1_files.cert in line, f"the worker's reload error does not name the file: {line!r}")
     gw3_files = LinkFiles(pki_dir, "gw3")
     gw3_files.use(ca2.issue("gw3"), ca2.cert)
@@ -134,7 +122,7 @@ async def main(h):
     await c.wait_linked([w1], [gw3])
     with open(gw1_files.key, "w") as f:
         f.write("not a key\n")
-    line = await signal_and_wait(c, gw1, FAILED, "gateway SIGHUP with a broken key")
+    line = await c.sighup_and_wait(gw1, FAILED, "gateway SIGHUP with a broken key")
     check(gw1_files.key in line, f"the gateway's reload error does not name the file: {line!r}")
     check_eq(await served_cn(gw1.internal, ca2.cert, probe_cert), "gw1-renewed",
              "gw1's link certificate after a reload with a broken key")
