@@ -33,7 +33,7 @@ std::deque<watch_stream::change_ptr> watch_stream::take_queue_locked() {
 
 bool watch_stream::push(const change_ptr& change) {
   std::unique_lock lock(mutex_);
-  if (end_status_ || done_) {
+  if (end_status_ || closed_) {
     lock.unlock();
     change->settle();
     return true;
@@ -131,7 +131,7 @@ void watch_stream::OnDone() {
   std::deque<change_ptr> dropped;
   {
     std::lock_guard lock(mutex_);
-    done_ = true;
+    closed_ = true;
     snapshot_.reset();
     dropped = take_queue_locked();
     if (in_flight_) {
@@ -143,6 +143,9 @@ void watch_stream::OnDone() {
   if (!overflowed) {
     spdlog::info("watcher {} disconnected", label_);
   }
+  // Last: once done() is true the owner may drop the stream at any moment.
+  std::lock_guard lock(mutex_);
+  done_ = true;
 }
 
 }  // namespace gwx::registry

@@ -97,6 +97,9 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   bool started_ = false;
   bool writing_ = false;
   bool finished_ = false;
+  // OnDone began: pushes are settled at once from then on.
+  bool closed_ = false;
+  // OnDone is over, nothing touches the stream any more: done() (the owner may drop it).
   bool done_ = false;
   std::optional<grpc::Status> end_status_;
 };
