@@ -533,11 +533,7 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
     spdlog::info("gateway {} ({}) left the cluster", link->address(), link->gateway_id());
     link->stop();
   }
-  {
-    std::lock_guard lock(status_mutex_);
-    set_applied_ = true;
-  }
-  publish_status();
+  publish_status(/*set_applied=*/true);
 }
 
 void cluster_core::on_link_up(gateway_link& link) {
@@ -638,7 +634,7 @@ void cluster_core::publish_drain() {
   status_changed_.notify_all();
 }
 
-void cluster_core::publish_status() {
+void cluster_core::publish_status(bool set_applied) {
   std::vector<gateway_status> now;
   now.reserve(links_.size());
   for (const auto& [id, link] : links_) {
@@ -650,8 +646,11 @@ void cluster_core::publish_status() {
     s.linked = link->is_up();
     now.push_back(std::move(s));
   }
+  // Under one lock with the new status: wait_ready() must never see the set applied with the
+  // status of before it (an empty one says every gateway is linked).
   std::lock_guard lock(status_mutex_);
   status_ = std::move(now);
+  set_applied_ = set_applied_ || set_applied;
   status_changed_.notify_all();
 }
 

@@ -165,7 +165,9 @@ class cluster_core final : public transport {
                     gather_handler& done);
   void drop_requests_of(const std::string& gateway_id, std::uint64_t serial);
   void finish_if_done(const std::shared_ptr<gather>& g);
-  void publish_status();
+  // Copies the links' state into status_ for other threads; `set_applied`: the registers' set
+  // has been applied (wait_ready() may answer from then on).
+  void publish_status(bool set_applied = false);
 
   core_options options_;
   std::shared_ptr<const link_settings> link_settings_;
