@@ -110,6 +110,10 @@ async def routed_phase(h, rabbit):
         check_eq(len(b.get(key, set())), 1, f"binding of {key} ({b})")
         return next(iter(b[key]))
 
+    # Each rabbitmqctl call starts an Erlang VM: 1-2 s on an idle machine, 10-20 s on a loaded
+    # one, so a wait for bindings allows several slow calls.
+    bindings_timeout = 150
+
     qa, qb = await queue_of(ka), await queue_of(kb)
     check(qa != qb, "each gateway has its own queue")
 
@@ -117,8 +121,9 @@ async def routed_phase(h, rabbit):
         """`expected`: {routing key: set of queues}, for the keys named."""
         async def probe():
             return await rabbit.bindings(ex)
-        await poll_until(probe, lambda b: all(b.get(k, set()) == v for k, v in expected.items()),
-                         30, f"bindings {expected}", interval=0.3)
+        return await poll_until(
+            probe, lambda b: all(b.get(k, set()) == v for k, v in expected.items()),
+            bindings_timeout, f"bindings {expected}", interval=0.3)
 
     async def before_push(keys):
         queues = {"a": qa, "b": qb}
@@ -177,8 +182,11 @@ async def routed_phase(h, rabbit):
     # connections must survive, which the replies after the restart prove.
     await rabbit.start()
     await bc.wait_connected(True, timeout=90)
-    again = await rabbit.bindings(ex)
-    # The queues are new (exclusive queues die with their connection) under the same names.
+    # The queues are new (exclusive queues die with their connection) under the same names;
+    # the gateways bind before they consume, so `connected` already implies the bindings, but
+    # the broker may list them a moment later.
+    again = await poll_until(lambda: rabbit.bindings(ex), lambda b: b == held, bindings_timeout,
+                             "bindings after the broker restart", interval=0.5)
     check_eq(again, held, "bindings after the broker restart")
     for x in bc.everyone:
         await echo_through_restarted_bus(x)
