@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <future>
 #include <set>
-#include <tuple>
 
 #include "common/link/link_codec.hpp"
 #include "common/tls_options.hpp"
@@ -17,6 +16,9 @@ namespace {
 constexpr std::chrono::milliseconds k_stop_limit{3000};
 
 thread_local outbox_scope* tl_outbox = nullptr;
+
+// Most bytes of message text an outbox keeps allocated between batches.
+constexpr std::size_t k_keep_text = 64 * 1024;
 
 }  // namespace
 
@@ -262,6 +264,17 @@ void cluster_core::send_to_holder(std::string client_id, link::v2::Command cmd) 
   enqueue(std::move(item));
 }
 
+void cluster_core::send_to_client(std::string_view client_id, message&& msg) {
+  if (stopped()) {
+    return;
+  }
+  if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
+    tl_outbox->add_client_message(client_id, msg);
+    return;
+  }
+  transport::send_to_client(client_id, std::move(msg));
+}
+
 void cluster_core::send_to_all(link::v2::Command cmd) {
   outbound item;
   item.kind = outbound::route::all;
@@ -281,7 +294,7 @@ void cluster_core::enqueue(outbound item) {
     return;
   }
   if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
-    tl_outbox->items_.push_back(std::move(item));
+    tl_outbox->batch_.items.push_back(std::move(item));
     return;
   }
   if (on_network_thread()) {
@@ -291,21 +304,45 @@ void cluster_core::enqueue(outbound item) {
   asio::post(io_, [this, item = std::move(item)]() mutable { deliver(item); });
 }
 
-void cluster_core::deliver(outbound& item) {
+gateway_link* cluster_core::holder_of(std::string_view id) {
+  // A client_id ends with its gateway's epoch (the gateway_id, 16 hex digits) and the
+  // connection (16 more); everything before the connection is that gateway's id prefix.
+  if (id.size() != 48 && id.size() != 72) {
+    return nullptr;
+  }
+  const auto it = links_.find(id.substr(id.size() - 32, 16));
+  if (it != links_.end() && it->second->is_up() &&
+      id.substr(0, id.size() - 16) == it->second->id_prefix()) {
+    return it->second.get();
+  }
+  return nullptr;
+}
+
+void cluster_core::deliver(outbound& item, std::string_view text) {
+  if (item.kind == outbound::route::client_message) {
+    const auto id = text.substr(item.text_at, item.id_size);
+    auto* link = holder_of(id);
+    if (link == nullptr) {
+      return;
+    }
+    // The same command send_to_holder would carry, encoded from a frame kept for it.
+    auto& op = *message_frame_.mutable_command()->mutable_send_to_clients();
+    if (op.client_ids_size() == 0) {
+      op.add_client_ids();
+    }
+    op.mutable_client_ids(0)->assign(id.data(), id.size());
+    op.mutable_message()->set_binary(item.binary);
+    link->send(message_frame_, text.substr(item.text_at + item.id_size, item.data_size));
+    return;
+  }
   // The message travels beside the header, not inside it.
   const std::string payload = link_codec::detach_payload(item.frame);
   switch (item.kind) {
+    case outbound::route::client_message:
+      return;
     case outbound::route::holder: {
-      // A client_id ends with its gateway's epoch (the gateway_id, 16 hex digits) and the
-      // connection (16 more); everything before the connection is that gateway's id prefix.
-      const std::string_view id = item.key;
-      if (id.size() != 48 && id.size() != 72) {
-        return;
-      }
-      const auto it = links_.find(id.substr(id.size() - 32, 16));
-      if (it != links_.end() && it->second->is_up() &&
-          id.substr(0, id.size() - 16) == it->second->id_prefix()) {
-        it->second->send(item.frame, payload);
+      if (auto* link = holder_of(item.key)) {
+        link->send(item.frame, payload);
       }
       return;
     }
@@ -338,28 +375,36 @@ void cluster_core::deliver(outbound& item) {
   }
 }
 
-void cluster_core::deliver_acks(std::vector<std::pair<link_ref, std::uint64_t>>& acks) {
-  std::stable_sort(acks.begin(), acks.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.first.gateway_id, a.first.serial) <
-           std::tie(b.first.gateway_id, b.first.serial);
-  });
+void cluster_core::deliver(batch& b) {
+  for (auto& item : b.items) {
+    deliver(item, b.text);
+  }
+  deliver_acks(b);
+}
+
+void cluster_core::deliver_acks(const batch& b) {
   link::v2::Frame frame;
-  for (std::size_t i = 0; i < acks.size();) {
-    const auto& ref = acks[i].first;
+  for (std::uint32_t i = 0; i < b.ack_links.size(); ++i) {
+    const auto& ref = b.ack_links[i];
     frame.Clear();
     auto* ids = frame.mutable_ack()->mutable_event_ids();
-    std::size_t j = i;
-    for (; j < acks.size() && acks[j].first.gateway_id == ref.gateway_id &&
-           acks[j].first.serial == ref.serial;
-         ++j) {
-      ids->Add(acks[j].second);
+    for (const auto& [link, id] : b.acks) {
+      if (link == i) {
+        ids->Add(id);
+      }
     }
     const auto it = links_.find(ref.gateway_id);
     if (it != links_.end() && it->second->serial() == ref.serial) {
       it->second->send(frame);
     }
-    i = j;
   }
+}
+
+void cluster_core::batch::clear() {
+  items.clear();
+  text.clear();
+  ack_links.clear();
+  acks.clear();
 }
 
 void cluster_core::request_each(command_builder build, std::chrono::milliseconds timeout,
@@ -571,18 +616,20 @@ void cluster_core::on_frame(gateway_link& link, link::v2::Frame& frame, std::str
     case link::v2::Frame::kReply:
       on_reply(*frame.mutable_reply());
       return;
-    case link::v2::Frame::kEvent:
-      if (!link_codec::attach_payload(frame, payload)) {
-        return;
-      }
-      if (!link.clients().complete(*frame.mutable_event())) {
+    case link::v2::Frame::kEvent: {
+      auto& event = *frame.mutable_event();
+      auto& clients = link.clients();
+      const auto client = clients.view(event);
+      if (!client) {
         spdlog::debug("gateway {} sent an event of client {} without its info", link.address(),
-                      frame.event().client().client_id());
+                      event.client_id());
       }
       if (on_event_) {
-        on_event_(link_ref{link.gateway_id(), link.serial()}, *frame.mutable_event());
+        on_event_(link.ref(), event, payload, client ? &*client : nullptr);
       }
+      clients.forget_closed(event);
       return;
+    }
     case link::v2::Frame::kClient:
       link.clients().remember(frame.client());
       return;
@@ -666,39 +713,55 @@ outbox_scope::~outbox_scope() {
 }
 
 void outbox_scope::ack(const link_ref& link, std::uint64_t event_id) {
-  acks_.emplace_back(link, event_id);
+  auto& links = batch_.ack_links;
+  std::size_t i = links.size();
+  while (i > 0 &&
+         (links[i - 1].serial != link.serial || links[i - 1].gateway_id != link.gateway_id)) {
+    --i;
+  }
+  if (i == 0) {
+    links.push_back(link);
+    i = links.size();
+  }
+  batch_.acks.emplace_back(static_cast<std::uint32_t>(i - 1), event_id);
+}
+
+void outbox_scope::add_client_message(std::string_view client_id, const message& msg) {
+  auto& item = batch_.items.emplace_back();
+  item.kind = cluster_core::outbound::route::client_message;
+  item.text_at = batch_.text.size();
+  item.id_size = static_cast<std::uint32_t>(client_id.size());
+  item.data_size = static_cast<std::uint32_t>(msg.data.size());
+  item.binary = msg.binary;
+  batch_.text.append(client_id);
+  batch_.text.append(msg.data);
 }
 
 void outbox_scope::flush() {
-  if (items_.empty() && acks_.empty()) {
+  if (batch_.empty()) {
     return;
   }
   if (core_.stopped()) {
-    items_.clear();
-    acks_.clear();
+    batch_.clear();
     return;
   }
+  cluster_core::batch out;
+  std::swap(out, batch_);
   if (core_.on_network_thread()) {
     // Handlers running on the network thread: straight onto the links, in order.
-    auto items = std::move(items_);
-    auto acks = std::move(acks_);
-    items_.clear();
-    acks_.clear();
-    for (auto& item : items) {
-      core_.deliver(item);
+    core_.deliver(out);
+    // What was sent meanwhile (from a link's callbacks) stays for the next flush; otherwise
+    // the buffers serve the next batch (but not the room a large message took).
+    if (batch_.empty()) {
+      out.clear();
+      if (out.text.capacity() > k_keep_text) {
+        out.text = std::string();
+      }
+      std::swap(out, batch_);
     }
-    core_.deliver_acks(acks);
     return;
   }
-  asio::post(core_.io_,
-             [core = &core_, items = std::move(items_), acks = std::move(acks_)]() mutable {
-               for (auto& item : items) {
-                 core->deliver(item);
-               }
-               core->deliver_acks(acks);
-             });
-  items_.clear();
-  acks_.clear();
+  asio::post(core_.io_, [core = &core_, out = std::move(out)]() mutable { core->deliver(out); });
 }
 
 }  // namespace gwx::cluster

@@ -53,8 +53,13 @@ class cluster_core final : public transport {
  public:
   /// A link came up (true) or went down (false); `gateway_address` as the gateway advertises it.
   using link_change_handler = std::function<void(const std::string& gateway_address, bool up)>;
-  /// A client event arrived on `link` (worker role only); the event may be moved from.
-  using event_handler = std::function<void(const link_ref& link, link::v2::ClientEvent& event)>;
+  /// A client event arrived on `link` (worker role only): its header (the payload not attached;
+  /// may be moved from), its payload, and its client's info (what the event carries or what
+  /// the link told before; null when the link never told: only event.client_id() is known).
+  /// The views are valid during the call only.
+  using event_handler =
+      std::function<void(const link_ref& link, link::v2::ClientEvent& event,
+                         std::string_view payload, const link_clients::client_view* client)>;
   /// A gateway asked this process to drain (an operator's `gwxctl drain`).
   using drain_request_handler =
       std::function<void(const std::string& gateway_address, const std::string& reason)>;
@@ -122,6 +127,9 @@ class cluster_core final : public transport {
 
   // transport
   void send_to_holder(std::string client_id, link::v2::Command cmd) override;
+  /// Within an outbox_scope, the client_id and bytes are kept as they are and encoded straight
+  /// onto the link by the network thread; elsewhere, a command like send_to_holder's.
+  void send_to_client(std::string_view client_id, message&& msg) override;
   void send_to_all(link::v2::Command cmd) override;
   void send_each(command_builder build) override;
   void request_each(command_builder build, std::chrono::milliseconds timeout,
@@ -134,13 +142,30 @@ class cluster_core final : public transport {
 
   // A frame on its way to the network thread, with where it goes.
   struct outbound {
-    enum class route : std::uint8_t { holder, all, each, link };
+    enum class route : std::uint8_t { holder, all, each, link, client_message };
     route kind = route::all;
     // holder: the client_id; link: the gateway_id.
     std::string key;
     std::uint64_t serial = 0;
     link::v2::Frame frame;
     command_builder build;
+    // client_message: the client_id then the message bytes, at `text_at` in the batch's text.
+    std::size_t text_at = 0;
+    std::uint32_t id_size = 0;
+    std::uint32_t data_size = 0;
+    bool binary = false;
+  };
+  // What an outbox_scope hands to the network thread at once. Its buffers are reused from one
+  // batch to the next when the scope lives on the network thread.
+  struct batch {
+    std::vector<outbound> items;
+    std::string text;
+    // Acks: the links (usually one), then (index into ack_links, event_id) in ack order.
+    std::vector<link_ref> ack_links;
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+
+    bool empty() const { return items.empty() && acks.empty(); }
+    void clear();
   };
   struct gather;
   struct pending_request {
@@ -151,8 +176,11 @@ class cluster_core final : public transport {
   };
 
   void enqueue(outbound item);
-  void deliver(outbound& item);
-  void deliver_acks(std::vector<std::pair<link_ref, std::uint64_t>>& acks);
+  void deliver(outbound& item, std::string_view text = {});
+  void deliver(batch& b);
+  void deliver_acks(const batch& b);
+  /// The link that holds the client `client_id` if it is up, else null.
+  gateway_link* holder_of(std::string_view client_id);
   void apply_set(const std::vector<registry::gateway_entry>& gateways);
   void on_link_up(gateway_link& link);
   void on_link_down(gateway_link& link);
@@ -192,6 +220,8 @@ class cluster_core final : public transport {
   std::optional<std::string> drain_reason_;
   std::map<std::string, std::uint64_t> drain_waiting_;
   std::uint64_t drains_sent_ = 0;
+  // Reused to encode client_message items.
+  link::v2::Frame message_frame_;
 
   // What other threads may read.
   mutable std::mutex status_mutex_;
@@ -226,10 +256,12 @@ class outbox_scope {
  private:
   friend class cluster_core;
 
+  /// Queues a message for one client (cluster_core::send_to_client).
+  void add_client_message(std::string_view client_id, const message& msg);
+
   cluster_core& core_;
   outbox_scope* previous_;
-  std::vector<cluster_core::outbound> items_;
-  std::vector<std::pair<link_ref, std::uint64_t>> acks_;
+  cluster_core::batch batch_;
 };
 
 }  // namespace gwx::cluster

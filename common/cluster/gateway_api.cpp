@@ -192,11 +192,7 @@ milliseconds gateway_api::default_timeout() const {
 // ---- send ----
 
 void gateway_api::send_to_client(std::string_view client_id, message msg) {
-  Command cmd;
-  auto* op = cmd.mutable_send_to_clients();
-  op->add_client_ids(std::string(client_id));
-  set_message(op->mutable_message(), std::move(msg));
-  transport_->send_to_holder(std::string(client_id), std::move(cmd));
+  transport_->send_to_client(client_id, std::move(msg));
 }
 
 void gateway_api::send_to_clients(const string_list& client_ids, message msg) {

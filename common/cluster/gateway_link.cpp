@@ -178,6 +178,7 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   }
   state_ = state::up;
   serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
+  ref_ = link_ref{entry_.gateway_id, serial_};
   clients_.clear();
   timer_.cancel();
   stream_->authenticated();

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/cluster/transport.hpp"
 #include "common/link/client_info_cache.hpp"
 #include "common/link/link_handshake.hpp"
 #include "common/net/link_stream.hpp"
@@ -75,6 +76,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   const std::string& id_prefix() const { return id_prefix_; }
   /// Unique per established link in this process; changes on every reconnect.
   std::uint64_t serial() const { return serial_; }
+  /// This link as commands and acks name it (gateway_id and serial).
+  const link_ref& ref() const { return ref_; }
   /// Bytes queued on the link and not yet written.
   std::size_t queued_bytes() const;
   /// What this link told of the clients it sends events of; emptied when the link goes down
@@ -110,6 +113,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   std::string id_prefix_;
   std::optional<link_handshake::peer_side> handshake_;
   std::uint64_t serial_ = 0;
+  link_ref ref_;
   // Failures since the last success.
   unsigned failures_ = 0;
   /// The reasons warned about in this streak of failures (a few at most: once each, so a

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/client_id.hpp"
+#include "common/cluster/types.hpp"
 #include "gwx/link/v2/link.pb.h"
 
 namespace gwx::cluster {
@@ -75,6 +76,17 @@ class transport {
 
   /// Queues `cmd` for the linked gateway holding `client_id`; dropped when there is none.
   virtual void send_to_holder(std::string client_id, link::v2::Command cmd) = 0;
+
+  /// Queues `msg` for the client `client_id` (a SendToClients command to its holder). An
+  /// implementation may encode it without building the command.
+  virtual void send_to_client(std::string_view client_id, message&& msg) {
+    link::v2::Command cmd;
+    auto* op = cmd.mutable_send_to_clients();
+    op->add_client_ids(std::string(client_id));
+    op->mutable_message()->set_data(std::move(msg.data));
+    op->mutable_message()->set_binary(msg.binary);
+    send_to_holder(std::string(client_id), std::move(cmd));
+  }
 
   /// Queues the same `cmd` for every linked gateway.
   virtual void send_to_all(link::v2::Command cmd) = 0;

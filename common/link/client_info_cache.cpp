@@ -59,48 +59,109 @@ void client_info_cache::remember(const link::v2::ClientInfo& info) {
   clients_.insert_or_assign(*connection, std::move(e));
 }
 
-void client_info_cache::fill(const entry& e, link::v2::ClientInfo& info) const {
-  info.set_remote_address(std::string(e.address.data(), e.address_size));
-  info.set_remote_port(e.port);
-  if (e.listener != 0) {
-    info.set_listener(listeners_[e.listener - 1]);
-  }
-  if (e.gateway != 0) {
-    info.set_gateway_address(gateways_[e.gateway - 1]);
-  }
-  if (e.extra) {
-    info.MergeFrom(*e.extra);
-  }
-}
-
 bool client_info_cache::complete(link::v2::ClientEvent& event) {
   if (event.has_client()) {
     if (event.client_id().empty()) {
       event.set_client_id(event.client().client_id());
     }
-    if (event.kind() == link::v2::EVENT_KIND_CLOSE) {
-      if (const auto connection = client_id_connection(event.client_id())) {
-        clients_.erase(*connection);
-      }
-    } else {
-      remember(event.client());
-    }
+    view(event);  // remembers it
+    forget_closed(event);
     return true;
   }
+  const auto v = view(event);
   auto* info = event.mutable_client();
-  const auto connection = client_id_connection(event.client_id());
-  const auto it = connection ? clients_.find(*connection) : clients_.end();
-  if (it == clients_.end()) {
+  if (!v) {
     info->set_client_id(event.client_id());
     return false;
   }
+  info->set_remote_address(std::string(v->remote_address));
+  info->set_remote_port(v->remote_port);
+  info->set_gateway_address(std::string(v->gateway_address));
+  info->set_listener(std::string(v->listener));
+  info->set_uid(std::string(v->uid));
+  if (v->session != nullptr) {
+    *info->mutable_session() = *v->session;
+  }
+  info->set_session_seq(v->session_seq);
+  forget_closed(event);
   // Moved, not copied: the handler reads it from the info.
   info->mutable_client_id()->swap(*event.mutable_client_id());
-  fill(it->second, *info);
-  if (event.kind() == link::v2::EVENT_KIND_CLOSE) {
-    clients_.erase(it);
-  }
   return true;
+}
+
+client_view view_of(const link::v2::ClientInfo& info) {
+  client_view v;
+  v.client_id = info.client_id();
+  v.remote_address = info.remote_address();
+  v.remote_port = info.remote_port();
+  v.gateway_address = info.gateway_address();
+  v.listener = info.listener();
+  v.uid = info.uid();
+  v.session = &info.session();
+  v.session_seq = info.session_seq();
+  return v;
+}
+
+// What fill() makes of an entry: the inline fields, overridden by what `extra` sets.
+client_view client_info_cache::view_of(const entry& e) const {
+  client_view v;
+  v.remote_address = std::string_view(e.address.data(), e.address_size);
+  v.remote_port = e.port;
+  if (e.listener != 0) {
+    v.listener = listeners_[e.listener - 1];
+  }
+  if (e.gateway != 0) {
+    v.gateway_address = gateways_[e.gateway - 1];
+  }
+  if (const auto* x = e.extra.get()) {
+    if (!x->remote_address().empty()) {
+      v.remote_address = x->remote_address();
+    }
+    if (x->remote_port() != 0) {
+      v.remote_port = x->remote_port();
+    }
+    if (!x->listener().empty()) {
+      v.listener = x->listener();
+    }
+    if (!x->gateway_address().empty()) {
+      v.gateway_address = x->gateway_address();
+    }
+    v.uid = x->uid();
+    v.session = &x->session();
+    v.session_seq = x->session_seq();
+  }
+  return v;
+}
+
+std::optional<client_view> client_info_cache::view(const link::v2::ClientEvent& event) {
+  if (event.has_client()) {
+    if (event.kind() != link::v2::EVENT_KIND_CLOSE) {
+      remember(event.client());
+    }
+    auto v = link_clients::view_of(event.client());
+    if (v.client_id.empty()) {
+      v.client_id = event.client_id();
+    }
+    return v;
+  }
+  const auto connection = client_id_connection(event.client_id());
+  const auto it = connection ? clients_.find(*connection) : clients_.end();
+  if (it == clients_.end()) {
+    return std::nullopt;
+  }
+  auto v = view_of(it->second);
+  v.client_id = event.client_id();
+  return v;
+}
+
+void client_info_cache::forget_closed(const link::v2::ClientEvent& event) {
+  if (event.kind() != link::v2::EVENT_KIND_CLOSE) {
+    return;
+  }
+  const auto& id = event.client_id().empty() ? event.client().client_id() : event.client_id();
+  if (const auto connection = client_id_connection(id)) {
+    clients_.erase(*connection);
+  }
 }
 
 void client_info_cache::clear() {

@@ -4,13 +4,31 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "gwx/link/v2/link.pb.h"
 
 namespace gwx::link_clients {
+
+/// A client's info as views into a ClientInfo or a client_info_cache: valid until that changes.
+struct client_view {
+  std::string_view client_id;
+  std::string_view remote_address;
+  std::uint32_t remote_port = 0;
+  std::string_view gateway_address;
+  std::string_view listener;
+  std::string_view uid;
+  /// The session entries (the last of a repeated key wins); null: none.
+  const google::protobuf::RepeatedPtrField<link::v2::SessionEntry>* session = nullptr;
+  std::uint64_t session_seq = 0;
+};
+
+/// `info` as views.
+client_view view_of(const link::v2::ClientInfo& info);
 
 /// What a worker knows of the clients of one gateway link: each client's ClientInfo as that
 /// gateway last sent it (a ClientInfo frame, or the info a CLOSE carries), so that events, which
@@ -31,6 +49,14 @@ class client_info_cache {
   /// A CLOSE forgets the client. False when the client is unknown: the info holds only the
   /// client_id.
   bool complete(link::v2::ClientEvent& event);
+
+  /// The info `event`'s handler sees, without copying it: the info the event carries (which
+  /// updates what is known, like complete()), else what is known of its client; nullopt when
+  /// its client is unknown. Call forget_closed() once the views are no longer needed.
+  std::optional<client_view> view(const link::v2::ClientEvent& event);
+
+  /// After view(): a CLOSE forgets its client.
+  void forget_closed(const link::v2::ClientEvent& event);
 
   /// Forgets every client (the link went away: the next link starts from nothing).
   void clear();
@@ -54,7 +80,7 @@ class client_info_cache {
   /// 1 + the index of `value` in `table` (added when new); 0 when `value` is empty or the table
   /// is full.
   static std::uint16_t intern(std::vector<std::string>& table, const std::string& value);
-  void fill(const entry& e, link::v2::ClientInfo& info) const;
+  client_view view_of(const entry& e) const;
 
   std::unordered_map<std::uint64_t, entry> clients_;
   std::vector<std::string> listeners_;

@@ -10,6 +10,10 @@
 
 namespace gwx {
 
+namespace sdk {
+class event_runner;
+}
+
 /// The certificate a client presented on a TLS listener that asks for one, verified against
 /// the listener's CA.
 struct client_certificate {
@@ -82,6 +86,8 @@ class context {
   void destroy_current_client();
 
  private:
+  friend class sdk::event_runner;  // refills one context for each event
+
   gateway_api& api_;
   client_info info_;
   session_map session_;

@@ -9,17 +9,6 @@ namespace {
 
 constexpr std::size_t k_max_rejected = 4096;
 
-client_info info_of(link::v2::ClientInfo& c) {
-  client_info info;
-  info.client_id = std::move(*c.mutable_client_id());
-  info.remote_address = std::move(*c.mutable_remote_address());
-  info.remote_port = static_cast<std::uint16_t>(c.remote_port());
-  info.gateway_address = std::move(*c.mutable_gateway_address());
-  info.listener = std::move(*c.mutable_listener());
-  info.uid = std::move(*c.mutable_uid());
-  return info;
-}
-
 tls_info tls_of(link::v2::TlsInfo& t) {
   tls_info info;
   info.version = t.version();
@@ -33,6 +22,18 @@ tls_info tls_of(link::v2::TlsInfo& t) {
     info.certificate = std::move(cert);
   }
   return info;
+}
+
+// Swaps two infos field by field (no temporaries): each side keeps buffers to refill.
+static_assert(sizeof(client_info) == 5 * sizeof(std::string) + alignof(std::string),
+              "client_info changed: swap every field in swap_info()");
+void swap_info(client_info& a, client_info& b) {
+  a.client_id.swap(b.client_id);
+  a.remote_address.swap(b.remote_address);
+  std::swap(a.remote_port, b.remote_port);
+  a.gateway_address.swap(b.gateway_address);
+  a.listener.swap(b.listener);
+  a.uid.swap(b.uid);
 }
 
 websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) {
@@ -51,29 +52,94 @@ websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) 
 
 }  // namespace
 
+void client_event::assign(const cluster::link_ref& from, link::v2::ClientEvent& event,
+                          std::string_view message_bytes, const link_clients::client_view* info) {
+  if (link.serial != from.serial || link.gateway_id != from.gateway_id) {
+    link = from;
+  }
+  event_id = event.event_id();
+  kind = event.kind();
+  redelivered = event.redelivered();
+  binary = event.binary();
+  payload.assign(message_bytes);
+  session.clear();
+  if (info != nullptr) {
+    client.client_id.assign(info->client_id);
+    client.remote_address.assign(info->remote_address);
+    client.remote_port = static_cast<std::uint16_t>(info->remote_port);
+    client.gateway_address.assign(info->gateway_address);
+    client.listener.assign(info->listener);
+    client.uid.assign(info->uid);
+    if (info->session != nullptr) {
+      for (const auto& e : *info->session) {
+        session.insert_or_assign(e.key(), e.value());
+      }
+    }
+    session_seq = info->session_seq;
+  } else {
+    client.client_id.assign(event.client_id());
+    client.remote_address.clear();
+    client.remote_port = 0;
+    client.gateway_address.clear();
+    client.listener.clear();
+    client.uid.clear();
+    session_seq = 0;
+  }
+  if (kind == link::v2::EVENT_KIND_CONNECT) {
+    // After the info: views into the event's own info stay valid across the swap anyway.
+    connect = std::make_unique<link::v2::ClientEvent>();
+    connect->Swap(&event);
+  } else {
+    connect.reset();
+  }
+}
+
 event_runner::event_runner(handler& app, gateway_api& api, cluster::transport& transport,
                            std::atomic<std::uint64_t>& writer_seq)
-    : app_(app), api_(api), transport_(transport), writer_seq_(writer_seq) {}
+    : app_(app),
+      api_(api),
+      transport_(transport),
+      writer_seq_(writer_seq),
+      ctx_(api, client_info{}, session_map{}) {}
 
 void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& event,
                        event_sink& sink) {
-  auto& c = *event.mutable_client();
-  const std::string client_id = c.client_id();
-  session_map before =
-      sessions_.resolve(client_id, c.session_seq(), link_entries::to_map<session_map>(c.session()));
-  // info_of() moves the client's strings out of the event; `client_id` is a copy.
-  context ctx(
-      api_, info_of(c), before, event.redelivered(),
-      event.has_tls() ? std::optional<tls_info>(tls_of(*event.mutable_tls())) : std::nullopt);
+  client_event ev;
+  const std::string payload = std::move(*event.mutable_payload());
+  if (event.has_client()) {
+    auto info = link_clients::view_of(event.client());
+    if (info.client_id.empty()) {
+      info.client_id = event.client_id();
+    }
+    ev.assign(link, event, payload, &info);
+  } else {
+    ev.assign(link, event, payload, nullptr);
+  }
+  run(ev, sink);
+}
+
+void event_runner::run(client_event& event, event_sink& sink) {
+  auto& ctx = ctx_;
+  // The slot gets the previous event's strings, to be filled again.
+  swap_info(ctx.info_, event.client);
+  const std::string& client_id = ctx.info_.client_id;
+  session_map before = sessions_.resolve(client_id, event.session_seq, std::move(event.session));
+  ctx.session_ = before;
+  ctx.redelivered_ = event.redelivered;
+  ctx.tls_.reset();
+  if (event.connect && event.connect->has_tls()) {
+    ctx.tls_ = tls_of(*event.connect->mutable_tls());
+  }
   bool handled = true;
   try {
-    switch (event.kind()) {
+    switch (event.kind) {
       case link::v2::EVENT_KIND_CONNECT:
-        handled = on_connect(link, event, ctx, sink);
+        handled = on_connect(event, sink);
         break;
       case link::v2::EVENT_KIND_MESSAGE: {
-        const message msg(std::move(*event.mutable_payload()), event.binary());
+        message msg(std::move(event.payload), event.binary);
         app_.on_message(ctx, msg);
+        event.payload = std::move(msg.data);  // its capacity serves the slot's next event
         break;
       }
       case link::v2::EVENT_KIND_CLOSE:
@@ -85,32 +151,34 @@ void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& eve
         break;
       default:
         handled = false;
-        spdlog::debug("event {} of unknown kind {} ignored", event.event_id(),
-                      static_cast<int>(event.kind()));
+        spdlog::debug("event {} of unknown kind {} ignored", event.event_id,
+                      static_cast<int>(event.kind));
         break;
     }
   } catch (const std::exception& e) {
     handled = false;
-    spdlog::error("handler failed on event {} of client {}: {}", event.event_id(), client_id,
+    spdlog::error("handler failed on event {} of client {}: {}", event.event_id, client_id,
                   e.what());
   }
   if (handled) {
-    if (auto write = session_diff(client_id, before, ctx.session())) {
+    if (auto write = session_diff(client_id, before, ctx.session_)) {
       const auto seq = writer_seq_.fetch_add(1, std::memory_order_relaxed) + 1;
       write->set_writer_seq(seq);
       link::v2::Command cmd;
       *cmd.mutable_session_write() = std::move(*write);
       transport_.send_to_holder(client_id, std::move(cmd));
-      sessions_.wrote(client_id, seq, std::move(ctx.session()));
+      sessions_.wrote(client_id, seq, std::move(ctx.session_));
     }
   }
-  sink.ack(link, event.event_id());
+  sink.ack(event.link, event.event_id);
 }
 
-bool event_runner::on_connect(const cluster::link_ref& link, link::v2::ClientEvent& event,
-                              context& ctx, event_sink& sink) {
-  if (event.has_websocket()) {
-    const auto request = request_of(*event.mutable_websocket(), ctx);
+bool event_runner::on_connect(client_event& event, event_sink& sink) {
+  auto& ctx = ctx_;
+  link::v2::ClientEvent none;
+  auto& ev = event.connect ? *event.connect : none;
+  if (ev.has_websocket()) {
+    const auto request = request_of(*ev.mutable_websocket(), ctx);
     connect_decision decision;
     try {
       decision = app_.on_websocket_connect(ctx, request);
@@ -118,16 +186,16 @@ bool event_runner::on_connect(const cluster::link_ref& link, link::v2::ClientEve
       spdlog::error("on_websocket_connect failed for client {}: {}", ctx.client_id(), e.what());
       decision = connect_decision::reject(500, "internal error");
     }
-    if (event.decision_required()) {
+    if (ev.decision_required()) {
       link::v2::ConnectDecision d;
-      d.set_event_id(event.event_id());
+      d.set_event_id(event.event_id);
       d.set_client_id(ctx.client_id());
       d.set_http_status(decision.accepted() ? 101 : decision.http_status);
       d.set_body(decision.body);
-      sink.decide(link, std::move(d));
+      sink.decide(event.link, std::move(d));
     }
     if (!decision.accepted()) {
-      if (!event.decision_required()) {
+      if (!ev.decision_required()) {
         // Too late to answer the upgrade: the listener did not ask. Close the client instead.
         ctx.close_current_client();
       }

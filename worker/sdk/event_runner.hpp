@@ -3,16 +3,40 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 
 #include "common/cluster/gateway_api.hpp"
 #include "common/cluster/transport.hpp"
+#include "common/link/client_info_cache.hpp"
 #include "gwx/link/v2/link.pb.h"
 #include "worker/sdk/handler.hpp"
 #include "worker/sdk/session_tracker.hpp"
 
 namespace gwx::sdk {
+
+/// One client event as a handler thread runs it, with its client's info. Queued events live in
+/// slots that are reused, so their strings keep their capacity from one event to the next.
+struct client_event {
+  cluster::link_ref link;
+  std::uint64_t event_id = 0;
+  link::v2::EventKind kind = link::v2::EVENT_KIND_UNSPECIFIED;
+  bool redelivered = false;
+  bool binary = false;
+  std::string payload;
+  client_info client;
+  session_map session;
+  std::uint64_t session_seq = 0;
+  /// CONNECT only: the event itself, for its upgrade request, TLS info and decision_required.
+  std::unique_ptr<link::v2::ClientEvent> connect;
+
+  /// Takes `event` (moved from when it is a CONNECT) with `payload` and the info of its
+  /// client (null: only event.client_id() is known).
+  void assign(const cluster::link_ref& from, link::v2::ClientEvent& event,
+              std::string_view message_bytes, const link_clients::client_view* info);
+};
 
 /// Where an event_runner puts what goes back on the link an event came from.
 class event_sink {
@@ -34,21 +58,25 @@ class event_runner {
   event_runner(handler& app, gateway_api& api, cluster::transport& transport,
                std::atomic<std::uint64_t>& writer_seq);
 
-  /// Handles `event` (its payload may be moved from).
+  /// Handles `event` (its strings may be swapped with others: the slot stays reusable).
+  void run(client_event& event, event_sink& sink);
+  /// Handles `event`, whose client info it carries (its payload in the payload field).
   void run(const cluster::link_ref& link, link::v2::ClientEvent& event, event_sink& sink);
 
   /// Clients whose session write the gateway has not confirmed yet.
   std::size_t pending_sessions() const { return sessions_.size(); }
 
  private:
-  bool on_connect(const cluster::link_ref& link, link::v2::ClientEvent& event, context& ctx,
-                  event_sink& sink);
+  bool on_connect(client_event& event, event_sink& sink);
   void remember_rejected(const std::string& client_id);
 
   handler& app_;
   gateway_api& api_;
   cluster::transport& transport_;
   std::atomic<std::uint64_t>& writer_seq_;
+  // One context for every event: its strings keep their capacity (a handler's context is
+  // valid only during the call, and one runner runs one event at a time).
+  context ctx_;
   session_tracker sessions_;
   // Clients whose upgrade the handler refused: their CLOSE must not reach on_close. Bounded,
   // oldest forgotten first, in case a gateway sends no CLOSE for them.

@@ -9,6 +9,10 @@ namespace {
 // reply of a large batch.
 constexpr std::size_t k_flush_every = 64;
 
+// Queue slots kept between batches, and the payload capacity a slot keeps.
+constexpr std::size_t k_keep_slots = 1024;
+constexpr std::size_t k_keep_payload = 64 * 1024;
+
 class batch_sink final : public event_sink {
  public:
   batch_sink(cluster::cluster_core& core, cluster::outbox_scope& outbox)
@@ -30,6 +34,28 @@ class batch_sink final : public event_sink {
 };
 
 }  // namespace
+
+client_event& handler_pool::event_queue::add() {
+  if (size == slots.size()) {
+    slots.emplace_back();
+  }
+  return slots[size++];
+}
+
+void handler_pool::event_queue::recycle() {
+  for (std::size_t i = 0; i < size; ++i) {
+    auto& e = slots[i];
+    e.connect.reset();
+    if (e.payload.capacity() > k_keep_payload) {
+      e.payload = std::string();
+    }
+  }
+  size = 0;
+  if (slots.size() > k_keep_slots) {
+    slots.resize(k_keep_slots);
+    slots.shrink_to_fit();
+  }
+}
 
 handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
                            cluster::cluster_core& core)
@@ -66,13 +92,13 @@ void handler_pool::start() {
   }
 }
 
-void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event) {
+void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event,
+                            std::string_view payload, const link_clients::client_view* client) {
   if (inline_mode_) {
     if (inline_stopping_) {
       return;  // Not acknowledged: the gateway keeps it for another worker.
     }
-    inline_queue_.push_back(queued_event{link, {}});
-    inline_queue_.back().event.Swap(&event);
+    inline_queue_.add().assign(link, event, payload, client);
     {
       std::lock_guard lock(idle_mutex_);
       ++inline_unfinished_;
@@ -85,14 +111,14 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
     }
     return;
   }
-  auto& l = *lanes_[std::hash<std::string>{}(event.client().client_id()) % lanes_.size()];
+  const std::string_view client_id = client != nullptr ? client->client_id : event.client_id();
+  auto& l = *lanes_[std::hash<std::string_view>{}(client_id) % lanes_.size()];
   std::lock_guard lock(l.mutex);
   if (l.stopping) {
     return;  // Not acknowledged: the gateway keeps it for another worker.
   }
   const bool was_empty = l.queue.empty();
-  l.queue.push_back(queued_event{link, {}});
-  l.queue.back().event.Swap(&event);
+  l.queue.add().assign(link, event, payload, client);
   if (was_empty) {
     l.wake.notify_one();
   }
@@ -143,7 +169,7 @@ std::size_t handler_pool::unfinished() const {
   std::size_t n = 0;
   for (const auto& l : lanes_) {
     std::lock_guard lock(l->mutex);
-    n += l->queue.size() + l->running;
+    n += l->queue.size + l->running;
   }
   return n;
 }
@@ -160,24 +186,26 @@ void handler_pool::run_inline() {
     auto& runner = *lanes_.front()->runner;
     std::size_t n = 0;
     while (!inline_queue_.empty()) {
-      auto item = std::move(inline_queue_.front());
-      inline_queue_.pop_front();
-      runner.run(item.link, item.event, sink);
-      handled_.fetch_add(1, std::memory_order_relaxed);
-      if (++n % k_flush_every == 0) {
-        outbox.flush();
+      std::swap(inline_batch_, inline_queue_);
+      for (std::size_t i = 0; i < inline_batch_.size; ++i) {
+        runner.run(inline_batch_.slots[i], sink);
+        handled_.fetch_add(1, std::memory_order_relaxed);
+        if (++n % k_flush_every == 0) {
+          outbox.flush();
+        }
       }
+      inline_batch_.recycle();
     }
   }
   inline_running_ = false;
   std::lock_guard lock(idle_mutex_);
   // Counted down only once the batch's acks and commands are on the links.
-  inline_unfinished_ = inline_queue_.size();
+  inline_unfinished_ = inline_queue_.size;
   idle_changed_.notify_all();
 }
 
 void handler_pool::run(lane& l) {
-  std::vector<queued_event> batch;
+  event_queue batch;
   while (true) {
     {
       std::unique_lock lock(l.mutex);
@@ -189,23 +217,23 @@ void handler_pool::run(lane& l) {
       if (l.queue.empty()) {
         return;  // stopping, and everything taken before is done
       }
-      batch.swap(l.queue);
-      l.running = batch.size();
+      std::swap(batch, l.queue);
+      l.running = batch.size;
     }
     {
       // The scope ends (hands the batch's output over) before the lane may report idle.
       cluster::outbox_scope outbox(core_);
       batch_sink sink(core_, outbox);
       std::size_t n = 0;
-      for (auto& item : batch) {
-        l.runner->run(item.link, item.event, sink);
+      for (std::size_t i = 0; i < batch.size; ++i) {
+        l.runner->run(batch.slots[i], sink);
         handled_.fetch_add(1, std::memory_order_relaxed);
         if (++n % k_flush_every == 0) {
           outbox.flush();
         }
       }
     }
-    batch.clear();
+    batch.recycle();
   }
 }
 

@@ -39,8 +39,10 @@ class handler_pool {
 
   /// Starts the threads; events dispatched before wait for this.
   void start();
-  /// Queues an event for its client's thread (moves from `event`). Dropped once stopping.
-  void dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event);
+  /// Queues an event for its client's thread, with its payload and its client's info (null:
+  /// only the client_id is known); may move from `event`. Dropped once stopping.
+  void dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event,
+                std::string_view payload, const link_clients::client_view* client);
   /// Runs what is queued, then joins the threads. Idempotent.
   void stop();
 
@@ -57,16 +59,23 @@ class handler_pool {
   std::size_t size() const { return inline_mode_ ? 0 : lanes_.size(); }
 
  private:
-  struct queued_event {
-    cluster::link_ref link;
-    link::v2::ClientEvent event;
+  /// Events waiting for a runner, in slots reused from one batch to the next (filled by
+  /// dispatch, then swapped whole with the runner's empty batch).
+  struct event_queue {
+    std::vector<client_event> slots;
+    std::size_t size = 0;
+
+    client_event& add();
+    bool empty() const { return size == 0; }
+    /// Empties it after a run, giving back what a burst or a large message took.
+    void recycle();
   };
   struct lane {
     mutable std::mutex mutex;
     std::condition_variable wake;
     /// Signalled when the lane becomes idle (queue empty, nothing running).
     std::condition_variable idle;
-    std::vector<queued_event> queue;
+    event_queue queue;
     /// Events taken from the queue whose output has not been handed over yet.
     std::size_t running = 0;
     bool stopping = false;
@@ -82,7 +91,9 @@ class handler_pool {
   bool inline_mode_ = false;
   // Inline mode; the queue and flags are touched on the network thread only, the counters
   // under idle_mutex_ by the threads that wait for idleness.
-  std::deque<queued_event> inline_queue_;
+  event_queue inline_queue_;
+  // The events run_inline() is running (events dispatched meanwhile go to inline_queue_).
+  event_queue inline_batch_;
   bool inline_scheduled_ = false;
   bool inline_running_ = false;
   std::atomic<bool> inline_started_{false};

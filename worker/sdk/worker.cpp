@@ -53,8 +53,9 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
   }
   pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_);
   core_->set_event_handler(
-      [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event) {
-        pool->dispatch(link, event);
+      [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event,
+                           std::string_view payload, const link_clients::client_view* client) {
+        pool->dispatch(link, event, payload, client);
       });
   core_->set_link_change_handler(std::move(options.on_link_change));
   core_->set_drain_request_handler([this](const std::string& address, const std::string& reason) {

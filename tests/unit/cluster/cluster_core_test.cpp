@@ -358,7 +358,8 @@ TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
   auto core = std::make_shared<cluster_core>(test_options());
   std::promise<link_ref> got_event;
   core->set_event_handler(
-      [&got_event](const link_ref& link, link::v2::ClientEvent&) { got_event.set_value(link); });
+      [&got_event](const link_ref& link, link::v2::ClientEvent&, std::string_view,
+                   const link_clients::client_view*) { got_event.set_value(link); });
   core->start();
   core->set_gateways({a.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
@@ -374,16 +375,28 @@ TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
     outbox_scope outbox(*core);
     api.send_to_client(a.client_id(1), "first");
     outbox.ack(link, 1);
+    api.join_group(a.client_id(1), "g");
     outbox.ack(link, 2);
-    api.send_to_client(a.client_id(1), "second");
+    api.send_to_client(a.client_id(2), message::bytes(std::string("\0second", 7)));
+    api.send_to_client(a.client_id(1, 0x1234), "stale epoch: nobody");
     outbox.ack(link, 3);
     outbox.ack(link_ref{link.gateway_id, link.serial + 1000}, 4);  // a link that is gone
   }
   ASSERT_TRUE(api.get_all_client_count().complete());
-  a.wait([](auto& g) {
+  a.wait([&a](auto& g) {
     EXPECT_EQ(g.acks.size(), 1U);
     EXPECT_EQ(g.acked_ids(), (std::vector<std::uint64_t>{1, 2, 3}));
-    EXPECT_EQ(texts_sent(g.commands), (std::vector<std::string>{"first", "second"}));
+    EXPECT_EQ(texts_sent(g.commands),
+              (std::vector<std::string>{"first", std::string("\0second", 7)}));
+    // In the order issued, each send naming its client, text as text, binary as binary.
+    EXPECT_GE(g.commands.size(), 3U);
+    if (g.commands.size() >= 3) {
+      EXPECT_EQ(g.commands[0].send_to_clients().client_ids(0), a.client_id(1));
+      EXPECT_FALSE(g.commands[0].send_to_clients().message().binary());
+      EXPECT_EQ(g.commands[1].join_group().client_id(), a.client_id(1));
+      EXPECT_EQ(g.commands[2].send_to_clients().client_ids(0), a.client_id(2));
+      EXPECT_TRUE(g.commands[2].send_to_clients().message().binary());
+    }
     return true;
   });
   core->stop();

@@ -36,10 +36,31 @@ link::v2::ClientEvent event_of(std::uint64_t connection,
   return e;
 }
 
-/// The event as the handler gets it.
+link::v2::ClientInfo info_from(const client_view& v) {
+  link::v2::ClientInfo info;
+  info.set_client_id(std::string(v.client_id));
+  info.set_remote_address(std::string(v.remote_address));
+  info.set_remote_port(v.remote_port);
+  info.set_gateway_address(std::string(v.gateway_address));
+  info.set_listener(std::string(v.listener));
+  info.set_uid(std::string(v.uid));
+  if (v.session != nullptr) {
+    *info.mutable_session() = *v.session;
+  }
+  info.set_session_seq(v.session_seq);
+  return info;
+}
+
+/// The event as the handler gets it; view() (what a worker uses) must show the same.
 link::v2::ClientInfo completed(client_info_cache& cache, link::v2::ClientEvent e,
                                bool expect_known = true) {
+  const auto view = cache.view(e);
+  EXPECT_EQ(view.has_value(), expect_known);
+  const auto from_view = view ? info_from(*view) : link::v2::ClientInfo();
   EXPECT_EQ(cache.complete(e), expect_known);
+  if (view) {
+    EXPECT_EQ(from_view.SerializeAsString(), e.client().SerializeAsString());
+  }
   return e.client();
 }
 
@@ -104,6 +125,23 @@ TEST(ClientInfoCache, ACloseUsesTheInfoItCarriesAndForgetsTheClient) {
   const auto got = completed(cache, event_of(2), false);
   EXPECT_EQ(got.client_id(), id_of(2));
   EXPECT_TRUE(got.remote_address().empty());
+}
+
+TEST(ClientInfoCache, AViewOfACloseStaysValidUntilForgetClosed) {
+  client_info_cache cache;
+  cache.remember(info_of(1, "dave"));
+  cache.remember(info_of(2));
+  const auto close = event_of(1, link::v2::EVENT_KIND_CLOSE);
+  const auto view = cache.view(close);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_EQ(view->uid, "dave");
+  EXPECT_EQ(cache.size(), 2U);
+  cache.forget_closed(event_of(2));  // not a CLOSE: nothing forgotten
+  EXPECT_EQ(cache.size(), 2U);
+  cache.forget_closed(close);
+  EXPECT_EQ(cache.size(), 1U);
+  EXPECT_FALSE(cache.view(event_of(1)).has_value());
+  EXPECT_TRUE(cache.view(event_of(2)).has_value());
 }
 
 TEST(ClientInfoCache, AnEventThatCarriesInfoUpdatesIt) {

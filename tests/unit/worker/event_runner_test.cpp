@@ -27,10 +27,16 @@ struct recording_handler final : handler {
   std::vector<std::string> calls;
   std::vector<session_map> sessions_seen;
   std::vector<bool> redelivered_seen;
+  std::vector<client_info> infos_seen;
+  std::vector<bool> tls_seen;
   connect_decision decision;
   websocket_request last_request;
 
-  void on_connect(context& ctx) override { calls.push_back("connect " + ctx.client_id()); }
+  void on_connect(context& ctx) override {
+    calls.push_back("connect " + ctx.client_id());
+    infos_seen.push_back(ctx.info());
+    tls_seen.push_back(ctx.tls().has_value());
+  }
   connect_decision on_websocket_connect(context&, const websocket_request& r) override {
     calls.push_back("websocket " + r.path);
     last_request = r;
@@ -38,6 +44,8 @@ struct recording_handler final : handler {
   }
   void on_message(context& ctx, const message& msg) override {
     calls.push_back("message " + msg.data);
+    infos_seen.push_back(ctx.info());
+    tls_seen.push_back(ctx.tls().has_value());
     sessions_seen.push_back(ctx.session());
     redelivered_seen.push_back(ctx.redelivered());
     if (msg.data.rfind("set ", 0) == 0) {
@@ -243,6 +251,50 @@ TEST_F(EventRunnerTest, CloseSeesTheLastSessionAndWritesNothing) {
   EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"nick", "zed"}}));
   EXPECT_EQ(runner_.pending_sessions(), 0U);
   EXPECT_EQ(session_writes().size(), 1U);
+}
+
+TEST_F(EventRunnerTest, AReusedSlotShowsEachEventOnlyItsOwnClientAndMessage) {
+  // The handler pool fills the same slot again and again, and the runner reuses its context.
+  client_event slot;
+  auto connect = event(link::v2::EVENT_KIND_CONNECT, {}, 3, {{"nick", "al"}});
+  connect.mutable_client()->set_uid("alice");
+  connect.mutable_client()->set_listener("wss://0.0.0.0:443/");
+  connect.mutable_tls()->set_version("TLSv1.3");
+  auto info = link_clients::view_of(connect.client());
+  slot.assign(link_, connect, {}, &info);
+  runner_.run(slot, sink_);
+
+  // A client the link never described: only its client_id is known.
+  link::v2::ClientEvent bare;
+  bare.set_event_id(++next_event_);
+  bare.set_kind(link::v2::EVENT_KIND_MESSAGE);
+  bare.set_client_id("someone-else");
+  slot.assign(link_, bare, "a message longer than the next one", nullptr);
+  runner_.run(slot, sink_);
+
+  auto again = event(link::v2::EVENT_KIND_MESSAGE);
+  info = link_clients::view_of(again.client());
+  slot.assign(link_, again, "hi", &info);
+  runner_.run(slot, sink_);
+
+  EXPECT_EQ(app_.calls,
+            (std::vector<std::string>{"connect " + id_,
+                                      "message a message longer than the next one", "message hi"}));
+  ASSERT_EQ(app_.infos_seen.size(), 3U);
+  EXPECT_EQ(app_.infos_seen[0].uid, "alice");
+  EXPECT_EQ(app_.infos_seen[0].listener, "wss://0.0.0.0:443/");
+  EXPECT_EQ(app_.infos_seen[0].remote_port, 5000);
+  EXPECT_EQ(app_.infos_seen[1].client_id, "someone-else");
+  EXPECT_EQ(app_.infos_seen[1].uid, "");
+  EXPECT_EQ(app_.infos_seen[1].remote_address, "");
+  EXPECT_EQ(app_.infos_seen[1].remote_port, 0);
+  EXPECT_EQ(app_.infos_seen[1].listener, "");
+  EXPECT_EQ(app_.infos_seen[2].client_id, id_);
+  EXPECT_EQ(app_.infos_seen[2].uid, "");
+  EXPECT_EQ(app_.infos_seen[2].remote_address, "10.0.0.1");
+  EXPECT_EQ(app_.tls_seen, (std::vector<bool>{true, false, false}));
+  EXPECT_EQ(app_.sessions_seen, (std::vector<session_map>{{}, {}}));
+  EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2, 3}));
 }
 
 TEST(SessionDiffTest, EqualSessionsNeedNoWrite) {
