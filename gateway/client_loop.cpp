@@ -56,11 +56,6 @@ void client_loop::flush_later(client_session& s) {
   post_flush();
 }
 
-void client_loop::flush_later(client_session& s, const wire_bytes& head) {
-  to_flush_.add(s, head);
-  post_flush();
-}
-
 void client_loop::keep_until_flushed(std::shared_ptr<client_session> s) {
   to_flush_.keep(std::move(s));
   post_flush();

@@ -43,7 +43,13 @@ class client_loop {
   void flush_later(client_session& s);
   /// The same, with `head` the first bytes to write to `s` (a broadcast's shared buffer, held
   /// here once for all its recipients, not in `s`'s queue).
-  void flush_later(client_session& s, const wire_bytes& head);
+  /// (Inline: it is called once per recipient of a broadcast.)
+  void flush_later(client_session& s, const wire_bytes& head) {
+    to_flush_.add(s, head);
+    if (!flush_posted_) {
+      post_flush();
+    }
+  }
   /// Keeps `s` alive until the flush it asked for has run (it closes meanwhile).
   void keep_until_flushed(std::shared_ptr<client_session> s);
 

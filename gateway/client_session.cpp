@@ -1,8 +1,14 @@
 #include "gateway/client_session.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <string_view>
+#include <system_error>
 
 #include "common/codec/length_prefix.hpp"
 #include "common/codec/line.hpp"
@@ -28,6 +34,15 @@ constexpr std::size_t k_read_scratch = 64 * 1024;
 std::string& read_scratch() {
   thread_local std::string buf(k_read_scratch, '\0');
   return buf;
+}
+
+// One non-blocking send of `bytes` on `fd`: the bytes taken, or -1 with errno set. The system
+// call itself, not libc's send(): that is a thread cancellation point, which in a process with
+// threads brackets every call with two more (a tenth of a broadcast delivery's instructions),
+// and no gwx thread is ever cancelled.
+long send_now(int fd, std::string_view bytes) {
+  return ::syscall(SYS_sendto, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT, nullptr,
+                   0);
 }
 
 }  // namespace
@@ -564,14 +579,18 @@ void client_session::flush(const wire_bytes* head) {
       return;
     }
   }
-  write_queued();
+  if (out_ || close_after_flush_) {  // not the usual end of a broadcast: its head all written
+    write_queued();
+  }
 }
 
 bool client_session::write_head(const wire_bytes& head) {
-  std::error_code ec;
-  const std::size_t n = socket_.write_some(asio::buffer(*head), ec);
-  if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-    finish(close_cause::io_error, "write failed: " + ec.message());
+  std::size_t n = 0;
+  if (const auto sent = send_now(socket_.native_handle(), *head); sent >= 0) {
+    n = static_cast<std::size_t>(sent);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    finish(close_cause::io_error,
+           "write failed: " + std::error_code(errno, std::system_category()).message());
     return false;
   }
   if (n < head->size()) {

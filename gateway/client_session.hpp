@@ -151,13 +151,15 @@ class client_session : public client_port,
   /// Why it is closing (set by begin_close, with close_reason_).
   close_cause closing_cause_ = close_cause::server;
   unsigned missed_beats_ = 0;
+  /// Null while nothing waits to be written. (Everything a delivery reads, from the listener
+  /// to here, lies in the first 136 bytes: the loops over a broadcast's recipients fetch that
+  /// much of each ahead of its turn.)
+  std::unique_ptr<net::send_queue> out_;
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).
   std::string pending_;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
-  /// Null while nothing waits to be written.
-  std::unique_ptr<net::send_queue> out_;
   /// Why it is closing (set by begin_close).
   std::unique_ptr<std::string> close_reason_;
 
