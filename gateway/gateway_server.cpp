@@ -11,6 +11,7 @@
 #include "common/client_id.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/registry/lease_keeper.hpp"
+#include "common/registry/register_rpc.hpp"
 #include "common/tls_options.hpp"
 #include "gateway/command_executor.hpp"
 #include "gateway/listener_tls.hpp"
@@ -441,6 +442,9 @@ std::size_t gateway_server::reload_tls() {
           "keep theirs",
           internal_bound_, link_tls_->describe());
     }
+  }
+  if (lease_) {
+    failed += registry::log_register_tls_reload(lease_->reload_tls(), config_.register_tls) ? 0 : 1;
   }
   return failed;
 }

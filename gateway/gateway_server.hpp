@@ -97,10 +97,10 @@ class gateway_server {
   /// they were sent, then stops the loops. Idempotent.
   void stop();
 
-  /// Reads the certificates of every TLS listener and of the internal links (--link-tls-*)
-  /// again (SIGHUP): connections and links made afterwards get the new ones, live ones keep
-  /// theirs. Whatever does not load keeps its current certificates and logs one line. Returns
-  /// how many failed. Any thread.
+  /// Reads the certificates of every TLS listener, of the internal links (--link-tls-*) and of
+  /// the calls to the registers (--register-tls-*) again (SIGHUP): connections and links made
+  /// afterwards get the new ones, live ones keep theirs. Whatever does not load keeps its
+  /// current certificates and logs one line. Returns how many failed. Any thread.
   std::size_t reload_tls();
 
   /// Listener URLs with their real ports, internal address last as internal://HOST:PORT.

@@ -49,9 +49,9 @@ int main(int argc, char** argv) {
       "Several certificates (repeat --tls-cert/--tls-key, or comma lists in the URL) are chosen\n"
       "by the name a client asks for (SNI) among each certificate's DNS names; the first one\n"
       "answers clients that ask for no name or an unknown one. SIGHUP reads every certificate,\n"
-      "key and CA file again (listeners' and --link-tls-*): new connections and links get the\n"
-      "new certificates, open ones are untouched, and a file that does not load keeps the\n"
-      "previous certificates (one error line).");
+      "key and CA file again (listeners', --link-tls-* and --register-tls-*): new connections\n"
+      "and links get the new certificates, open ones are untouched, and a file that does not\n"
+      "load keeps the previous certificates (one error line).");
   const unsigned cores = std::max(1U, std::thread::hardware_concurrency());
   // One loop per core, except on one or two cores: there a second loop costs more than it
   // brings (measured, docs/benchmarks.md: half the messages cross between the client's loop and

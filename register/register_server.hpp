@@ -24,8 +24,8 @@ class register_server {
   /// Binds and starts serving; keeps the service's metrics in `metrics` unless it is null (the
   /// registry must outlive the server). With `tls.cert` and `tls.key` it serves over TLS only,
   /// and with `tls.ca` too it requires every caller to present a certificate signed by that CA
-  /// (TLS 1.2 or later). Throws std::runtime_error when the address cannot be bound and
-  /// std::invalid_argument (one line) when a TLS file cannot be read or the key does not match.
+  /// (TLS 1.2 or later). Throws std::runtime_error when the address cannot be bound, a TLS file
+  /// cannot be read or the key does not match its certificate (net::tls_config_error, one line).
   register_server(const host_port& listen, register_config config,
                   metrics::registry* metrics = nullptr, const tls_files& tls = {});
   /// Shuts down with a short grace period.

@@ -89,8 +89,9 @@ int main(int argc, char** argv) {
       "'unlinked ADDRESS' on stdout as gateway links come and go. SIGTERM/SIGINT, or a\n"
       "gateway relaying 'gwxctl drain NAME', make it drain: gateways route no new events to\n"
       "it, it handles what it has, flushes its pushes and acknowledgements, then exits 0.\n"
-      "SIGHUP reads the --link-tls-* files again: new links use them, links up stay; a file\n"
-      "that does not load keeps the previous ones (one error line).");
+      "SIGHUP reads the --link-tls-* and --register-tls-* files again: new links and\n"
+      "connections to the registers use them, those up stay; a file that does not load keeps\n"
+      "the previous ones (one error line).");
   parser.options().add_options()(
       "register", gwx::po::value<std::string>()->required()->value_name("HOST:PORT[,...]"),
       "registers to watch for gateways (comma-separated)")(
@@ -195,10 +196,10 @@ int main(int argc, char** argv) {
       }
       if (signal_number == SIGHUP) {
         if (auto* w = reloadable.load()) {
-          spdlog::info("SIGHUP: reloading link certificates");
+          spdlog::info("SIGHUP: reloading certificates");
           w->reload_tls();
         } else {
-          spdlog::warn("SIGHUP during start-up ignored (link certificates are being read)");
+          spdlog::warn("SIGHUP during start-up ignored (certificates are being read)");
         }
         continue;
       }

@@ -45,8 +45,9 @@ class Client : public gateway_api {
 
   /// The gateways the registers list, with their link state.
   std::vector<gateway_status> gateways() const;
-  /// Reads the link TLS files again (e.g. on the process's SIGHUP): new links use them, links
-  /// up stay; a file that does not load keeps the previous ones (one error line, false).
+  /// Reads the link and register TLS files again (e.g. on the process's SIGHUP): new links and
+  /// connections to the registers use them, those up stay; a file that does not load keeps the
+  /// previous ones (one error line, false).
   bool reload_tls();
 
   /// Waits until every linked gateway has processed everything sent before this call; returns

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/link/link_codec.hpp"
+#include "common/registry/register_rpc.hpp"
 #include "common/tls_options.hpp"
 
 namespace gwx::cluster {
@@ -180,18 +181,21 @@ std::vector<std::string> cluster_core::flush(std::chrono::milliseconds timeout) 
 }
 
 bool cluster_core::reload_link_tls() {
-  const auto& tls = link_settings_->tls;
-  if (!tls) {
-    return true;
+  bool ok = true;
+  if (const auto& tls = link_settings_->tls) {
+    if (const auto error = tls->reload()) {
+      spdlog::error("link certificate reload failed, new links keep the previous certificates: {}",
+                    *error);
+      ok = false;
+    } else {
+      spdlog::info("link certificates reloaded ({}); new links use them, links up keep theirs",
+                   tls->describe());
+    }
   }
-  if (const auto error = tls->reload()) {
-    spdlog::error("link certificate reload failed, new links keep the previous certificates: {}",
-                  *error);
-    return false;
+  if (watcher_) {
+    ok = registry::log_register_tls_reload(watcher_->reload_tls(), options_.register_tls) && ok;
   }
-  spdlog::info("link certificates reloaded ({}); new links use them, links up keep theirs",
-               tls->describe());
-  return true;
+  return ok;
 }
 
 void cluster_core::set_gateways(std::vector<registry::gateway_entry> gateways) {

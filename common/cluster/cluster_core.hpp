@@ -84,10 +84,11 @@ class cluster_core final : public transport {
   /// Replaces the set of gateways to link to (when no registers are watched).
   void set_gateways(std::vector<registry::gateway_entry> gateways);
 
-  /// Reads the link TLS files (--link-tls-cert, --link-tls-key, --link-tls-ca) again: links made
-  /// from now on use them, links already up keep theirs. When a file does not load, the
-  /// previous ones stay and one error line is logged. False then; true otherwise (also without
-  /// link TLS, where there is nothing to read).
+  /// Reads the link TLS files (--link-tls-cert, --link-tls-key, --link-tls-ca) and the register
+  /// TLS files (--register-tls-*) again: links and connections to the registers made from now
+  /// on use them, those already up keep theirs. When a file does not load, the previous ones
+  /// stay and one error line is logged. False then; true otherwise (also without TLS, where
+  /// there is nothing to read).
   bool reload_link_tls();
 
   /// Waits until the registers answered and every gateway they list is linked.

@@ -58,6 +58,7 @@ struct gateway_watcher::impl {
   std::string token;
   /// The registers are called over TLS (for hints in failure logs).
   bool tls = false;
+  register_credentials credentials;
   std::string watcher_name;
   change_handler on_change;
 
@@ -226,6 +227,11 @@ struct gateway_watcher::impl {
         if (stopping) {
           return;
         }
+        // Once the register is known to be down, the stream waits for the channel to connect
+        // rather than failing at once: a failed call returns to a thread that sleeps, and then
+        // nothing drives gRPC's reconnection attempts (connect and TLS handshake) but its 5 s
+        // backup poller, too slow for its own 5 s connect deadline. stop() cancels the wait.
+        context->set_wait_for_ready(s.state == link_state::down);
         s.active = context;
       }
       auto reader = s.stub->Watch(context.get(), request);
@@ -342,7 +348,8 @@ gateway_watcher::gateway_watcher(std::vector<host_port> registers, std::string t
                                  std::string watcher_name, change_handler on_change,
                                  const tls_files& tls)
     : impl_(std::make_unique<impl>()) {
-  const auto credentials = make_register_credentials(tls);
+  impl_->credentials = make_register_credentials(tls);
+  const auto& credentials = impl_->credentials.channel;
   impl_->tls = tls.any();
   impl_->token = std::move(token);
   impl_->watcher_name = std::move(watcher_name);
@@ -353,6 +360,10 @@ gateway_watcher::gateway_watcher(std::vector<host_port> registers, std::string t
     s->address = std::move(address);
     impl_->sources.push_back(std::move(s));
   }
+}
+
+std::optional<std::string> gateway_watcher::reload_tls() {
+  return impl_->credentials.reload();
 }
 
 gateway_watcher::~gateway_watcher() {

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +51,11 @@ class gateway_watcher {
 
   /// The current merged set.
   std::vector<gateway_entry> current() const;
+
+  /// Reads the register TLS files again: connections to the registers made from now on use
+  /// them (within a second), connections up stay. Nullopt on success or without TLS; otherwise
+  /// the previous files stay in use and the error is returned (one line naming the file).
+  std::optional<std::string> reload_tls();
 
  private:
   struct impl;

@@ -67,11 +67,12 @@ void replace_fd(int& fresh, int live) {
   close_fd(fresh);
 }
 
-void check_files(const tls_files& files, grpc_tls_provider::role end, const std::string& what) {
+// Loads `files` the way gwx's own TLS contexts do. Throws net::tls_config_error (one line).
+void check_files(const tls_files& files, grpc_tls_provider::role end) {
   if (end == grpc_tls_provider::role::server) {
-    check_server_tls(files, what);
+    make_tls_server(files);
   } else {
-    check_client_tls(files, what);
+    make_tls_client(files);
   }
 }
 
@@ -101,8 +102,16 @@ grpc_tls_provider::~grpc_tls_provider() {
 }
 
 grpc_tls_provider::copies grpc_tls_provider::load() const {
-  check_files(files_, role_, what_);
+  try {
+    check_files(files_, role_);
+  } catch (const net::tls_config_error& e) {
+    throw net::tls_config_error(what_ + ": " + e.what());
+  }
   copies fresh;
+  const auto discard = [&fresh] {
+    close_fd(fresh.identity);
+    close_fd(fresh.roots);
+  };
   try {
     if (has_identity()) {
       // One file for both, so that the watcher reads them together; gRPC picks the key and the
@@ -117,23 +126,21 @@ grpc_tls_provider::copies grpc_tls_provider::load() const {
     if (has_roots()) {
       fresh.roots = memory_file("gwx-tls-roots", net::read_pem_file(files_.ca, "CA"));
     }
-    // What gRPC will read is what was checked, even if a file changed in between.
-    const auto identity = has_identity() ? proc_path(fresh.identity) : std::string();
-    check_files({identity, identity, has_roots() ? proc_path(fresh.roots) : std::string()}, role_,
-                what_);
   } catch (const net::tls_config_error& e) {
-    close_fd(fresh.identity);
-    close_fd(fresh.roots);
-    throw std::invalid_argument(what_ + ": " + e.what());
-  } catch (const std::invalid_argument&) {
-    close_fd(fresh.identity);
-    close_fd(fresh.roots);
-    throw std::invalid_argument(what_ + ": " + describe() +
-                                " changed while being read; send SIGHUP again");
+    discard();
+    throw net::tls_config_error(what_ + ": " + e.what());
   } catch (...) {
-    close_fd(fresh.identity);
-    close_fd(fresh.roots);
+    discard();
     throw;
+  }
+  // What gRPC will read is what was checked, even if a file changed in between.
+  try {
+    const auto identity = has_identity() ? proc_path(fresh.identity) : std::string();
+    check_files({identity, identity, has_roots() ? proc_path(fresh.roots) : std::string()}, role_);
+  } catch (const net::tls_config_error&) {
+    discard();
+    throw net::tls_config_error(what_ + ": " + describe() +
+                                " changed while being read; reload again");
   }
   return fresh;
 }

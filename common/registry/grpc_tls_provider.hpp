@@ -33,7 +33,7 @@ class grpc_tls_provider {
     client,  ///< `ca` required: the CA the server is verified against; `cert`/`key` optional
   };
 
-  /// Reads and checks `files`. Throws std::invalid_argument "<what>: <reason>" (one line) when a
+  /// Reads and checks `files`. Throws net::tls_config_error "<what>: <reason>" (one line) when a
   /// file cannot be read, holds no PEM, or the key does not match its certificate, and
   /// std::runtime_error when the in-memory copies cannot be made.
   grpc_tls_provider(const tls_files& files, role end, std::string what);

@@ -46,6 +46,7 @@ struct lease_keeper::impl {
   std::string token;
   /// The registers are called over TLS (for hints in failure logs).
   bool tls = false;
+  register_credentials credentials;
   v1::HeartbeatRequest request;
   std::chrono::milliseconds ttl{};
 
@@ -69,6 +70,11 @@ struct lease_keeper::impl {
       auto context = std::make_shared<grpc::ClientContext>();
       add_auth_metadata(*context, token, "Heartbeat");
       context->set_deadline(std::chrono::system_clock::now() + interval);
+      // Once the register is known to be down, the call waits (until its deadline) for the
+      // channel to connect rather than failing at once: a failing call returns to a thread
+      // that sleeps, and then nothing drives gRPC's reconnection attempts (connect and TLS
+      // handshake) but its 5 s backup poller, too slow for its own 5 s connect deadline.
+      context->set_wait_for_ready(t.state == link_state::down);
       {
         std::lock_guard lock(mutex);
         if (stopping) {
@@ -139,7 +145,8 @@ struct lease_keeper::impl {
 lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, gateway_entry self,
                            std::chrono::milliseconds ttl, const tls_files& tls)
     : impl_(std::make_unique<impl>()) {
-  const auto credentials = make_register_credentials(tls);
+  impl_->credentials = make_register_credentials(tls);
+  const auto& credentials = impl_->credentials.channel;
   impl_->tls = tls.any();
   impl_->token = std::move(token);
   impl_->ttl = std::max(ttl, std::chrono::milliseconds(3));
@@ -154,6 +161,10 @@ lease_keeper::lease_keeper(std::vector<host_port> registers, std::string token, 
     t->address = std::move(address);
     impl_->targets.push_back(std::move(t));
   }
+}
+
+std::optional<std::string> lease_keeper::reload_tls() {
+  return impl_->credentials.reload();
 }
 
 lease_keeper::~lease_keeper() {

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ class lease_keeper {
   void start();
   /// Withdraws from every register (best effort, bounded) and joins. Idempotent.
   void stop();
+
+  /// Reads the register TLS files again: connections to the registers made from now on use
+  /// them (within a second), connections up stay. Nullopt on success or without TLS; otherwise
+  /// the previous files stay in use and the error is returned (one line naming the file).
+  std::optional<std::string> reload_tls();
 
  private:
   struct impl;

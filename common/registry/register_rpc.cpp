@@ -2,11 +2,13 @@
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <grpcpp/support/channel_arguments.h>
+#include <spdlog/spdlog.h>
 
 #include <array>
 
-#include "common/net/tls_context.hpp"
 #include "common/registry/register_auth.hpp"
 
 namespace gwx::registry {
@@ -36,17 +38,46 @@ constexpr std::array<const char*, 17> k_code_names = {
 
 }  // namespace
 
-std::shared_ptr<grpc::ChannelCredentials> make_register_credentials(const tls_files& tls) {
+register_credentials make_register_credentials(const tls_files& tls) {
   if (!tls.any()) {
-    return grpc::InsecureChannelCredentials();
+    return {grpc::InsecureChannelCredentials(), nullptr};
   }
-  grpc::SslCredentialsOptions options;
-  options.pem_root_certs = net::read_pem_file(tls.ca, "register CA");
-  if (!tls.cert.empty()) {
-    options.pem_cert_chain = net::read_pem_file(tls.cert, "register client certificate");
-    options.pem_private_key = net::read_pem_file(tls.key, "register client key");
+  auto files =
+      std::make_shared<grpc_tls_provider>(tls, grpc_tls_provider::role::client, "--register-tls-*");
+  grpc::experimental::TlsChannelCredentialsOptions options;
+  options.set_certificate_provider(files->provider());
+  options.watch_root_certs();
+  if (files->has_identity()) {
+    options.watch_identity_key_cert_pairs();
   }
-  return grpc::SslCredentials(options);
+  // The register's certificate must chain to the CA and name the address dialled.
+  options.set_verify_server_certs(true);
+  options.set_certificate_verifier(
+      std::make_shared<grpc::experimental::HostNameCertificateVerifier>());
+  return {grpc::experimental::TlsCredentials(options), std::move(files)};
+}
+
+bool log_register_tls_reload(const std::optional<std::string>& error, const tls_files& tls) {
+  if (error) {
+    spdlog::error(
+        "register client certificate reload failed, new connections to the registers keep the "
+        "previous ones: {}",
+        *error);
+    return false;
+  }
+  if (tls.any()) {
+    std::string files = tls.ca;
+    for (const auto* f : {&tls.cert, &tls.key}) {
+      if (!f->empty()) {
+        files += ", " + *f;
+      }
+    }
+    spdlog::info(
+        "register client certificates reloaded ({}); new connections to the registers use "
+        "them, connections up keep theirs",
+        files);
+  }
+  return true;
 }
 
 std::shared_ptr<grpc::Channel> make_register_channel(

@@ -15,7 +15,12 @@ Checks:
   accept B, is linked by the worker), and the client of the first gateway keeps chatting;
 - a key that does not match (A's), SIGHUP, then a key file that is no key, SIGHUP: one error line
   each naming the key file; new connections still see B for longer than gRPC takes to pick up
-  new files, a third gateway still registers and is linked, the register runs on.
+  new files, a third gateway still registers and is linked, the register runs on;
+- the callers: the gateway's and the worker's --register-tls-ca file gets a second CA, SIGHUP
+  (one line each); the register moves to a certificate C of the second CA and restarts: both
+  get back to it over new connections (a gateway trusting only the first CA cannot), and the
+  worker's new Watch stream tells it of a new gateway; a broken CA file on the worker leaves one
+  error line and the worker still gets back to a restarted register.
 """
 
 import asyncio
@@ -37,6 +42,8 @@ from gwx_cluster import (  # noqa: E402
 
 RELOADED = "register certificates reloaded"
 FAILED = "register certificate reload failed"
+CALLER_RELOADED = "register client certificates reloaded"
+CALLER_FAILED = "register client certificate reload failed"
 # gRPC looks at the register's reloaded files every second (grpc_tls_provider::k_refresh_s); a
 # check that nothing changed after a reload lasts longer than that.
 PICKUP_S = 1.0
@@ -112,9 +119,12 @@ async def main(h):
     shutil.copyfile(cert_a[0], live_cert)
     shutil.copyfile(cert_a[1], live_key)
 
-    reg = await c.start_register(extra=["--tls-cert", live_cert, "--tls-key", live_key,
-                                        "--tls-client-ca", pki.cert])
-    client_tls = ["--register-tls-ca", pki.cert, "--register-tls-cert", node[0],
+    register_tls = ["--tls-cert", live_cert, "--tls-key", live_key, "--tls-client-ca", pki.cert]
+    reg = await c.start_register(extra=register_tls)
+    # The callers' CA file, rewritten in the last part.
+    caller_ca = os.path.join(h.tmp, "caller-ca.pem")
+    shutil.copyfile(pki.cert, caller_ca)
+    client_tls = ["--register-tls-ca", caller_ca, "--register-tls-cert", node[0],
                   "--register-tls-key", node[1]]
     gw1 = await c.start_gateway([reg.addr], name="gw1", extra=client_tls)
     w1 = await c.start_worker([reg.addr], "commands", name="w1", extra=client_tls)
@@ -195,8 +205,68 @@ async def main(h):
     check_eq(count_lines(c, reg, RELOADED), 1, "info lines of successful reloads")
     log(f"mismatched, then broken key: one error line each naming it; {probes} new connections over "
         f"{2.5 * PICKUP_S:.1f}s still saw B; gw3 registered and was linked")
+
+    await callers_reload(c, h, reg, register_tls, pki, node, caller_ca, gw1, w1)
     await alice.close()
     await bob.close()
+
+
+async def callers_reload(c, h, reg, register_tls, pki, node, caller_ca, gw1, w1):
+    """gw1 and w1 re-read --register-tls-* on SIGHUP. They come to trust a second CA, the
+    register moves to a certificate of that CA and restarts: they get back to it only if their
+    reload took effect (a gateway that trusts only the first CA cannot)."""
+    ca2 = Pki(os.path.join(h.tmp, "pki2"), "ca2")
+    cert_c = ca2.issue("register-c")
+    with open(caller_ca, "w", encoding="ascii") as out:
+        for path in (pki.cert, ca2.cert):
+            with open(path, encoding="ascii") as f:
+                out.write(f.read())
+    for p in (gw1, w1):
+        line = await c.sighup_and_wait(p, CALLER_RELOADED, f"{p.name} SIGHUP")
+        check(caller_ca in line, f"{p.name}'s reload line does not name the CA file: {line!r}")
+    shutil.copyfile(cert_c[0], register_tls[1])
+    shutil.copyfile(cert_c[1], register_tls[3])
+    await c.sighup_and_wait(reg, RELOADED, "register SIGHUP to certificate C (second CA)")
+    await poll_until(lambda: served(reg.addr, caller_ca, node),
+                     lambda v: v[0] == "register-c", REPLY_TIMEOUT,
+                     "a new connection sees certificate C")
+
+    async def restart(reg, what):
+        """Restarts the register on its address; waits until gw1 registered again and w1
+        watches again, over new TLS connections."""
+        before = {p: count_lines(c, p, pat) for p, pat in ((gw1, "registered"),
+                                                          (w1, "up, watching"))}
+        await reg.stop()
+        reg = await c.start_register(name="register", listen=reg.addr, extra=register_tls)
+        for p, pat in ((gw1, "registered"), (w1, "up, watching")):
+            await poll_until(lambda: asyncio.sleep(0, count_lines(c, p, pat)),
+                             lambda n: n > before[p], REPLY_TIMEOUT,
+                             f"{what}: {p.name} back at the restarted register ({pat!r})")
+        return reg
+
+    reg = await restart(reg, "after the callers' reload")
+    gw4 = await c.start_gateway([reg.addr], name="gw4", extra=[
+        "--register-tls-ca", ca2.cert, "--register-tls-cert", node[0], "--register-tls-key",
+        node[1]])
+    await c.wait_linked([w1], [gw4])
+    stranger = await c.start_gateway([reg.addr], name="gw-old-ca", extra=[
+        "--register-tls-ca", pki.cert, "--register-tls-cert", node[0], "--register-tls-key",
+        node[1]])
+    await poll_until(lambda: asyncio.sleep(0, c.stderr_of(stranger)),
+                     lambda text: "certificate verify failed" in text, REPLY_TIMEOUT,
+                     "a gateway trusting only the first CA refused by its lease keeper")
+    log("callers' SIGHUP: gw1 and w1 trust the second CA, got back to the restarted register "
+        "(certificate C) over new connections, w1's new Watch stream told it of gw4; a gateway "
+        "trusting only the first CA cannot register")
+
+    # A broken CA file on the worker keeps the bundle it read before.
+    with open(caller_ca, "w", encoding="ascii") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    line = await c.sighup_and_wait(w1, CALLER_FAILED, "w1 SIGHUP with a broken CA file")
+    check(caller_ca in line, f"w1's reload error does not name the CA file: {line!r}")
+    await restart(reg, "after a failed reload")
+    check(w1.running() and gw1.running(), "a process exited after a reload")
+    log("broken CA file: one error line naming it; w1 still gets back to a restarted register")
 
 
 if __name__ == "__main__":

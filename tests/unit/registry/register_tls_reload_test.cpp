@@ -132,7 +132,7 @@ TEST(RegisterTlsReload, BadFilesAtStartAreOneLine) {
   try {
     register_server server(local(0), {}, nullptr, f.live);
     FAIL() << "a key that does not match its certificate was accepted";
-  } catch (const std::invalid_argument& e) {
+  } catch (const net::tls_config_error& e) {
     EXPECT_NE(std::string(e.what()).find("does not match"), std::string::npos) << e.what();
   }
 }
