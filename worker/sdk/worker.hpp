@@ -101,8 +101,9 @@ class worker {
   bool wait_ready(std::chrono::milliseconds timeout);
   /// The known gateways and their link state.
   std::vector<gateway_status> gateways() const;
-  /// Reads the link TLS files again (gwx-worker: SIGHUP): new links use them, links up stay;
-  /// a file that does not load keeps the previous ones (one error line, false). Any thread.
+  /// Reads the link TLS files and the register TLS files again (gwx-worker: SIGHUP): new links
+  /// and new register connections use them, those up stay; a file that does not load keeps the
+  /// previous ones (one error line, false). Any thread.
   bool reload_tls();
 
  private:
