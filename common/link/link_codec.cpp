@@ -1,5 +1,7 @@
 #include "common/link/link_codec.hpp"
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <cstring>
 
 namespace gwx::link_codec {
@@ -111,8 +113,23 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
   if (r.status != codec::decode_status::message) {
     return r;
   }
-  frame.Clear();
-  if (!frame.ParseFromArray(r.header.data(), static_cast<int>(r.header.size()))) {
+  // An event after an event (a worker's steady state) is parsed into the same ClientEvent:
+  // Clear() keeps its strings' capacity, so parsing it allocates nothing. An event frame's
+  // header starts with the event field (7, length-delimited: tag 0x3a); any other header
+  // starts from a cleared frame, as before.
+  constexpr char k_event_tag = 0x3a;
+  if (frame.body_case() == link::v2::Frame::kEvent && r.header[0] == k_event_tag) {
+    frame.mutable_event()->Clear();
+    const auto* reflection = frame.GetReflection();
+    if (!reflection->GetUnknownFields(frame).empty()) {
+      reflection->MutableUnknownFields(&frame)->Clear();
+    }
+  } else {
+    frame.Clear();
+  }
+  google::protobuf::io::CodedInputStream stream(
+      reinterpret_cast<const std::uint8_t*>(r.header.data()), static_cast<int>(r.header.size()));
+  if (!frame.MergeFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
     return error("malformed link frame header");
   }
   return r;

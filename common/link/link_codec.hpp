@@ -57,7 +57,8 @@ struct frame_bytes {
 /// after `consumed`.
 frame_bytes decode(std::string_view in, const limits& lim);
 
-/// Decodes one frame and parses its header into `frame`; an unparsable header is an error.
+/// Decodes one frame and parses its header into `frame` (whatever it held is replaced; an
+/// event's object is reused for the next event); an unparsable header is an error.
 frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& frame);
 
 /// Appends one frame (header serialized in place, then the payload) to `out`.

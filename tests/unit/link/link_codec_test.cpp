@@ -71,6 +71,34 @@ TEST(link_codec, frame_round_trips_with_raw_payload) {
   EXPECT_EQ(encoded_size(event_frame(7), 5), bytes.size());
 }
 
+TEST(link_codec, a_reused_frame_holds_exactly_the_last_header_decoded) {
+  // One Frame decodes a whole stream, as a link does: nothing of an earlier frame may remain.
+  link::v2::Frame full = event_frame(1);
+  auto* ev = full.mutable_event();
+  ev->set_kind(link::v2::EVENT_KIND_CONNECT);
+  ev->set_client_id("c-1");
+  ev->mutable_client()->set_uid("alice");
+  ev->mutable_websocket()->set_path("/chat");
+  ev->mutable_tls()->set_version("TLSv1.3");
+  ev->set_decision_required(true);
+  ev->set_close_reason("r");
+  ev->set_redelivered(true);
+  link::v2::Frame bare;
+  bare.mutable_event()->set_event_id(2);
+  bare.mutable_event()->set_client_id("c-2");
+  link::v2::Frame ping;
+  ping.mutable_ping()->set_seq(9);
+  const std::vector<link::v2::Frame> sequence = {full, bare, full, ping, bare, full, bare};
+  link::v2::Frame f;
+  for (const auto& sent : sequence) {
+    const auto bytes = encoded(sent, "");
+    ASSERT_EQ(decode(bytes, limits{}, f).status, decode_status::message);
+    EXPECT_EQ(f.SerializeAsString(), sent.SerializeAsString());
+    EXPECT_EQ(f.body_case(), sent.body_case());
+  }
+  EXPECT_FALSE(f.event().has_client());
+}
+
 TEST(link_codec, every_split_of_several_frames_decodes_the_same) {
   std::string stream;
   for (std::uint64_t i = 1; i <= 3; ++i) {
