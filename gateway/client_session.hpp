@@ -151,9 +151,8 @@ class client_session : public client_port,
   /// Why it is closing (set by begin_close, with close_reason_).
   close_cause closing_cause_ = close_cause::server;
   unsigned missed_beats_ = 0;
-  /// Null while nothing waits to be written. (Everything a delivery reads, from the listener
-  /// to here, lies in the first 136 bytes: the loops over a broadcast's recipients fetch that
-  /// much of each ahead of its turn.)
+  /// Null while nothing waits to be written. (Next to the state and flags: a delivery reads
+  /// them together.)
   std::unique_ptr<net::send_queue> out_;
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).

@@ -3,16 +3,10 @@
 #include <algorithm>
 #include <vector>
 
-#include "gateway/cache_prefetch.hpp"
 #include "gateway/outbound.hpp"
 
 namespace gwx::gateway {
 namespace {
-
-// Recipients of a broadcast whose connection is fetched into the cache ahead of its delivery,
-// and how much of it (what a delivery reads of a client session lies in its first 136 bytes).
-constexpr std::size_t k_prefetch_ahead = 8;
-constexpr std::size_t k_port_bytes = 136;
 
 bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -148,19 +142,12 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       // Most broadcasts exclude nobody: no search per recipient then.
       const bool excluding = op.exclude_client_ids_size() > 0;
       clients_.for_each([&](client_record& c) {
-        if (c.announced() && (!excluding || !contains(op.exclude_client_ids(), c.id()))) {
+        if (c.addressable() && (!excluding || !contains(op.exclude_client_ids(), c.id()))) {
           targets.push_back(&c);
         }
       });
-      // Whether a client is addressable is its connection's state: read where it is delivered
-      // to, with the connections a few recipients ahead already on their way into the cache.
-      for (std::size_t i = 0; i < targets.size(); ++i) {
-        if (i + k_prefetch_ahead < targets.size()) {
-          prefetch_lines(&targets[i + k_prefetch_ahead]->port(), k_port_bytes);
-        }
-        if (targets[i]->addressable()) {
-          messages_out_ += deliver(*targets[i], cache) ? 1 : 0;
-        }
+      for (auto* c : targets) {
+        messages_out_ += deliver(*c, cache) ? 1 : 0;
       }
       break;
     }

@@ -1,13 +1,11 @@
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "gateway/cache_prefetch.hpp"
 #include "gateway/outbound.hpp"
 
 namespace gwx::gateway {
@@ -53,15 +51,7 @@ class write_batch {
   template <typename Write>
   void run(Write&& write) {
     std::swap(running_, pending_);
-    const auto& entries = running_.entries;
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      // Each write is a system call that pushes the next targets out of the cache; asking for
-      // them ahead of time keeps the loop from waiting on memory for every one of them.
-      if (i + k_prefetch_ahead < entries.size()) {
-        prefetch_lines(entries[i + k_prefetch_ahead].target,
-                       std::min(sizeof(Target), k_prefetch_bytes));
-      }
-      const auto& e = entries[i];
+    for (const auto& e : running_.entries) {
       write(*e.target, e.head == k_no_head ? nullptr : &running_.held[e.head]);
     }
     running_.entries.clear();
@@ -71,11 +61,6 @@ class write_batch {
 
  private:
   static constexpr std::size_t k_no_head = static_cast<std::size_t>(-1);
-  // How many entries ahead a target is fetched into the cache (each write is a system call),
-  // and how much of it (what a client session's write reads lies in its first 136 bytes).
-  static constexpr std::size_t k_prefetch_ahead = 2;
-  static constexpr std::size_t k_prefetch_bytes = 136;
-
   struct entry {
     Target* target;
     std::size_t head;  ///< index in held, or k_no_head
