@@ -23,6 +23,7 @@ import glob
 import os
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import check, check_eq, connect, log, run_test  # noqa: E402
@@ -40,6 +41,17 @@ def script_path(h):
 def read(path):
     with open(path) as f:
         return f.read().strip()
+
+
+async def exit_status(path, timeout=10):
+    """An instance's NAME.status: its supervising shell writes it just after the worker exits,
+    so it may not be there yet when the worker is already gone."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        check(time.monotonic() < deadline, f"{os.path.basename(path)} not written within "
+                                           f"{timeout} s of the worker's exit")
+        await asyncio.sleep(0.05)
+    return read(path)
 
 
 def alive(pid):
@@ -153,7 +165,8 @@ async def main(h):
                 break
             await asyncio.sleep(0.05)
         check(not alive(pids["w2"]), "w2-g1 did not exit after SIGCONT (its SIGTERM was pending)")
-        check_eq(read(os.path.join(pid_dir, "w2-g1.status")), "0", "w2-g1 exit status")
+        check_eq(await exit_status(os.path.join(pid_dir, "w2-g1.status")), "0",
+                 "w2-g1 exit status")
         await echo_ok("after the slow drain")
         log("old worker not exiting within --drain-timeout: exit 1, nothing killed; it drained "
             "and exited 0 once continued")
@@ -166,8 +179,9 @@ async def main(h):
 
         # 7. clean restart of both slots
         out, _ = await run(common + ["--slots", "w1,w2", "--"] + worker_cmd(), 0, "clean restart")
-        check_eq(read(os.path.join(pid_dir, "w1-g1.status")), "0", "w1-g1 exit status")
-        check_eq(read(os.path.join(pid_dir, "w2-g2.status")), "0", "w2-g2 exit status")
+        for name in ("w1-g1", "w2-g2"):
+            check_eq(await exit_status(os.path.join(pid_dir, f"{name}.status")), "0",
+                     f"{name} exit status")
         per_gw = await ctl.stats(gws)
         for g, st in per_gw.items():
             check_eq(sorted(st["worker_names"]), ["w1-g4", "w2-g3"], f"workers on {g}")
