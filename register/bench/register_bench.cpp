@@ -401,6 +401,8 @@ int main(int argc, char** argv) {
   const std::chrono::duration<double> connect_time = steady::now() - connect_begin;
   if (!all_snapshots()) {
     std::cerr << k_program << ": not every watcher got its snapshot within 120 s\n";
+    running = false;
+    renewer.join();
     return 1;
   }
   const auto with_watchers = sample(pid);
