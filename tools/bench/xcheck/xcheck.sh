@@ -7,20 +7,22 @@
 #   cluster    gwx-register, gwx-gateway, gwx-worker --app echo (fan-out: --app commands, the
 #              sender's messages prefixed 'to-all '), started as gwx-bench compare starts them
 # all loaded by gwx-xload; and in each echo phase gwx-bench echo against gwx-xecho as well, so
-# both generators are seen on both references. Prints every run line, then the medians and the
-# ratios (cluster / xecho and cluster / reference; fan-out: the gateway's CPU per delivery over
-# the reference's). Every process it starts is stopped on exit; ports come from port 0; logs go
-# to --log-dir (default: a new temporary directory). Exit status 1 if any run had errors.
+# both generators are seen on both references (--gwx-bench all: gwx-bench on every system and
+# phase too, right after gwx-xload, so each generator's ratios come from the same minutes).
+# Prints every run line, then per generator the medians and the ratios (cluster / xecho and
+# cluster / reference; fan-out: the gateway's CPU per delivery over the server's). Every process
+# it starts is stopped on exit; ports come from port 0; logs go to --log-dir (default: a new
+# temporary directory). Exit status 1 if any run had errors.
 #
 #   bash tools/bench/xcheck/xcheck.sh --bin build/bin [--rounds 3] [--phases echo8,echo1,fanout]
 #        [--connections 100] [--size 32] [--receivers 900] [--duration 5] [--warmup 1]
-#        [--log-dir DIR]
+#        [--gwx-bench xecho|all] [--log-dir DIR]
 set -uo pipefail
 
 bin="" rounds=3 phases="echo8,echo1,fanout" conns=100 size=32 receivers=900 duration=5 warmup=1
-log_dir=""
+log_dir="" gwx_bench=xecho
 usage() {
-  sed -n '15,17p' "${BASH_SOURCE[0]}" | sed 's/^#  *//' >&2
+  sed -n '17,19p' "${BASH_SOURCE[0]}" | sed 's/^#  *//' >&2
   exit 2
 }
 while (($#)); do
@@ -35,11 +37,12 @@ while (($#)); do
     --duration) duration=$2 ;;
     --warmup) warmup=$2 ;;
     --log-dir) log_dir=$2 ;;
+    --gwx-bench) gwx_bench=$2 ;;
     *) usage ;;
   esac
   shift 2
 done
-[[ -n $bin ]] || usage
+[[ -n $bin && ($gwx_bench == xecho || $gwx_bench == all) ]] || usage
 for b in gwx-register gwx-gateway gwx-worker gwx-bench gwx-xload gwx-xecho; do
   [[ -x $bin/$b ]] || { echo "xcheck.sh: $bin/$b not found (build it, or point --bin at it)" >&2; exit 2; }
 done
@@ -134,20 +137,15 @@ load_start=$(cut -d' ' -f1-3 /proc/loadavg)
 run_one() {
   local phase=$1 round=$2 system=$3 gen=$4 tag="$1-$2-$3-$4" out status
   start_system "$system" "$tag"
-  local common=(--duration "$duration" --warmup "$warmup" --size "$size")
+  local tool=("$bin/gwx-xload") common=(--duration "$duration" --warmup "$warmup" --size "$size")
+  [[ $gen == gwx-bench ]] && tool=("$bin/gwx-bench")
   case "$phase" in
     echo8 | echo1)
-      local k=${phase#echo}
-      if [[ $gen == xload ]]; then
-        out=$("$bin/gwx-xload" echo "$echo_url" --connections "$conns" --inflight "$k" \
-          "${common[@]}" "${pids[@]}" 2>>"$log_dir/$tag-gen.err")
-      else
-        out=$("$bin/gwx-bench" echo "$echo_url" --connections "$conns" --inflight "$k" \
-          "${common[@]}" "${pids[@]}" 2>>"$log_dir/$tag-gen.err")
-      fi
+      out=$("${tool[@]}" echo "$echo_url" --connections "$conns" --inflight "${phase#echo}" \
+        "${common[@]}" "${pids[@]}" 2>>"$log_dir/$tag-gen.err")
       ;;
     fanout)
-      out=$("$bin/gwx-xload" fanout "$bcast_url" --receivers "$receivers" --inflight 1 \
+      out=$("${tool[@]}" fanout "$bcast_url" --receivers "$receivers" --inflight 1 \
         --prefix "$prefix" "${common[@]}" "${pids[@]}" 2>>"$log_dir/$tag-gen.err")
       ;;
   esac
@@ -164,13 +162,15 @@ run_one() {
 IFS=, read -r -a phase_list <<<"$phases"
 for phase in "${phase_list[@]}"; do
   case "$phase" in echo8 | echo1 | fanout) ;; *) echo "xcheck.sh: unknown phase $phase" >&2; exit 2 ;; esac
+done
+for phase in "${phase_list[@]}"; do
   for ((round = 1; round <= rounds; ++round)); do
     for system in xecho reference cluster; do
       run_one "$phase" "$round" "$system" xload
+      if [[ $gwx_bench == all || ($system == xecho && $phase != fanout) ]]; then
+        run_one "$phase" "$round" "$system" gwx-bench
+      fi
     done
-    if [[ $phase != fanout ]]; then
-      run_one "$phase" "$round" xecho gwx-bench
-    fi
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -188,36 +188,55 @@ figure() {
       print v
     }' "$results"
 }
-median() { grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
+median() { tr ' ' '\n' | grep -E '^-?[0-9.]+$' | sort -g | awk '{ v[NR] = $1 } END {
   if (NR == 0) { print "?"; exit }
   print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
-# ratios A_FILE B_FILE: per-round A/B, space-separated.
+# ratios A B (one figure per line, by round): per-round A/B, space-separated.
 ratios() { paste -d' ' <(echo "$1") <(echo "$2") | awk '{
   printf "%s%s", (NR > 1 ? " " : ""), ($1 ~ /^[0-9.]+$/ && $2 + 0 > 0 ? sprintf("%.3f", $1 / $2) : "?") }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b; else printf "?" }'; }
 fmt() { awk -v v="$1" -v d="$2" 'BEGIN { if (v ~ /^-?[0-9.]+$/) printf "%.*f", d, v; else printf "?" }'; }
+# ratio A B: "R (rounds: r1 r2 r3; median M)", R the ratio of the medians (as gwx-bench compare).
+ratio() {
+  local per
+  per=$(ratios "$1" "$2")
+  echo "$(div "$(median <<<"$1")" "$(median <<<"$2")") (rounds: $per; median $(fmt "$(median <<<"$per")" 3))"
+}
 
-echo "summary rounds=$rounds conns=$conns size=$size receivers=$receivers (medians over rounds; ratio = cluster / reference system; per-round ratios in parentheses); load average $load_start at the start, $load_end at the end"
-for phase in "${phase_list[@]}"; do
-  if [[ $phase == fanout ]]; then
-    x=$(figure fanout xecho xload 'cpu_us/delivery[xecho]')
-    r=$(figure fanout reference xload 'cpu_us/delivery[reference]')
-    g=$(figure fanout cluster xload 'cpu_us/delivery[gateway]')
-    w=$(figure fanout cluster xload 'cpu_us/delivery[worker]')
-    xm=$(median <<<"$x") rm=$(median <<<"$r") gm=$(median <<<"$g")
-    echo "  fanout ($receivers receivers): CPU us/delivery xecho $(fmt "$xm" 3) | reference $(fmt "$rm" 3) | gateway $(fmt "$gm" 3) (worker $(fmt "$(median <<<"$w")" 3)) | gateway/xecho $(div "$gm" "$xm") ($(ratios "$g" "$x")) | gateway/reference $(div "$gm" "$rm") ($(ratios "$g" "$r"))  [deliveries/s xecho $(fmt "$(figure fanout xecho xload 'deliveries/s' | median)" 0), reference $(fmt "$(figure fanout reference xload 'deliveries/s' | median)" 0), cluster $(fmt "$(figure fanout cluster xload 'deliveries/s' | median)" 0)]"
-    continue
-  fi
-  x=$(figure "$phase" xecho xload msgs/s)
-  r=$(figure "$phase" reference xload msgs/s)
-  g=$(figure "$phase" cluster xload msgs/s)
-  b=$(figure "$phase" xecho gwx-bench msgs/s)
-  xm=$(median <<<"$x") rm=$(median <<<"$r") gm=$(median <<<"$g")
-  p99() { fmt "$(figure "$phase" "$1" "$2" p99_ms | median)" 3; }
-  cpu() { fmt "$(figure "$phase" "$1" xload "cpu_us/msg[$2]" | median)" 2; }
-  echo "  $phase: xecho $(fmt "$xm" 0) msgs/s p99 $(p99 xecho xload) ms | reference $(fmt "$rm" 0) msgs/s p99 $(p99 reference xload) ms | cluster $(fmt "$gm" 0) msgs/s p99 $(p99 cluster xload) ms | cluster/xecho $(div "$gm" "$xm") ($(ratios "$g" "$x")) | cluster/reference $(div "$gm" "$rm") ($(ratios "$g" "$r"))  [CPU us/msg xecho $(cpu xecho xecho), reference $(cpu reference reference), gateway $(cpu cluster gateway), worker $(cpu cluster worker); xload itself $(cpu xecho xload) on xecho, $(cpu cluster xload) on the cluster]"
-  echo "    gwx-bench echo vs xecho: $(fmt "$(median <<<"$b")" 0) msgs/s p99 $(p99 xecho gwx-bench) ms (xload on xecho: $(fmt "$xm" 0) msgs/s, gwx-bench/xload $(div "$(median <<<"$b")" "$xm"))"
-done
+# summary GEN: the medians and ratios of the runs loaded by GEN.
+summary() {
+  local gen=$1 k unit x r g
+  for phase in "${phase_list[@]}"; do
+    if [[ $phase == fanout ]]; then
+      x=$(figure fanout xecho "$gen" 'cpu_us/delivery[xecho]')
+      r=$(figure fanout reference "$gen" 'cpu_us/delivery[reference]')
+      g=$(figure fanout cluster "$gen" 'cpu_us/delivery[gateway]')
+      [[ $x$r$g == *[0-9]* ]] || continue
+      echo "  fanout ($receivers receivers) [$gen]: CPU us/delivery xecho $(fmt "$(median <<<"$x")" 3) | reference $(fmt "$(median <<<"$r")" 3) | gateway $(fmt "$(median <<<"$g")" 3) (worker $(fmt "$(figure fanout cluster "$gen" 'cpu_us/delivery[worker]' | median)" 3))"
+      echo "    gateway/xecho $(ratio "$g" "$x")"
+      echo "    gateway/reference $(ratio "$g" "$r")"
+      echo "    deliveries/s xecho $(fmt "$(figure fanout xecho "$gen" deliveries/s | median)" 0), reference $(fmt "$(figure fanout reference "$gen" deliveries/s | median)" 0), cluster $(fmt "$(figure fanout cluster "$gen" deliveries/s | median)" 0)"
+      continue
+    fi
+    x=$(figure "$phase" xecho "$gen" msgs/s)
+    r=$(figure "$phase" reference "$gen" msgs/s)
+    g=$(figure "$phase" cluster "$gen" msgs/s)
+    [[ $x$r$g == *[0-9]* ]] || continue
+    p99() { fmt "$(figure "$phase" "$1" "$gen" p99_ms | median)" 3; }
+    cpu() { fmt "$(figure "$phase" "$1" "$gen" "cpu_us/msg[$2]" | median)" 2; }
+    self=xload
+    [[ $gen == gwx-bench ]] && self=bench
+    pct() { fmt "$(figure "$phase" "$1" "$gen" "cpu%[$self]" | median)" 0; }
+    echo "  $phase [$gen]: xecho $(fmt "$(median <<<"$x")" 0) msgs/s p99 $(p99 xecho) ms | reference $(fmt "$(median <<<"$r")" 0) msgs/s p99 $(p99 reference) ms | cluster $(fmt "$(median <<<"$g")" 0) msgs/s p99 $(p99 cluster) ms"
+    [[ $g == *[0-9]* ]] && echo "    cluster/xecho $(ratio "$g" "$x")"
+    [[ $g == *[0-9]* ]] && echo "    cluster/reference $(ratio "$g" "$r")"
+    echo "    CPU us/msg xecho $(cpu xecho xecho), reference $(cpu reference reference), gateway $(cpu cluster gateway), worker $(cpu cluster worker); $gen's own CPU % of a core: $(pct xecho) on xecho, $(pct reference) on the reference, $(pct cluster) on the cluster"
+  done
+}
+
+echo "summary rounds=$rounds conns=$conns size=$size receivers=$receivers (medians over the rounds; a ratio is that of the medians, as gwx-bench compare gives it, then each round's and their median); load average $load_start at the start, $load_end at the end"
+summary xload
+summary gwx-bench
 if ((errors > 0)); then
   echo "  errors: $errors run(s) failed (see the run lines above; logs in $log_dir)"
   exit 1
