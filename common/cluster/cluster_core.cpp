@@ -268,15 +268,27 @@ void cluster_core::send_to_holder(std::string client_id, link::v2::Command cmd) 
   enqueue(std::move(item));
 }
 
-void cluster_core::send_to_client(std::string_view client_id, message&& msg) {
+bool cluster_core::send_from_handler(std::string_view client_id, const message& msg) {
   if (stopped()) {
-    return;
+    return true;  // dropped, as every command after stop()
   }
   if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
     tl_outbox->add_client_message(client_id, msg);
-    return;
+    return true;
   }
-  transport::send_to_client(client_id, std::move(msg));
+  return false;
+}
+
+void cluster_core::send_to_client(std::string_view client_id, message&& msg) {
+  if (!send_from_handler(client_id, msg)) {
+    transport::send_to_client(client_id, std::move(msg));
+  }
+}
+
+void cluster_core::send_to_client(std::string_view client_id, const message& msg) {
+  if (!send_from_handler(client_id, msg)) {
+    transport::send_to_client(client_id, message(msg));
+  }
 }
 
 void cluster_core::send_to_all(link::v2::Command cmd) {

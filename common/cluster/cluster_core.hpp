@@ -131,6 +131,7 @@ class cluster_core final : public transport {
   /// Within an outbox_scope, the client_id and bytes are kept as they are and encoded straight
   /// onto the link by the network thread; elsewhere, a command like send_to_holder's.
   void send_to_client(std::string_view client_id, message&& msg) override;
+  void send_to_client(std::string_view client_id, const message& msg) override;
   void send_to_all(link::v2::Command cmd) override;
   void send_each(command_builder build) override;
   void request_each(command_builder build, std::chrono::milliseconds timeout,
@@ -140,6 +141,10 @@ class cluster_core final : public transport {
 
  private:
   friend class outbox_scope;
+
+  /// send_to_client's part for a handler's outbox (or after stop()): true when `msg` was taken
+  /// care of, false when it goes the way of any other command.
+  bool send_from_handler(std::string_view client_id, const message& msg);
 
   // A frame on its way to the network thread, with where it goes.
   struct outbound {

@@ -191,7 +191,11 @@ milliseconds gateway_api::default_timeout() const {
 
 // ---- send ----
 
-void gateway_api::send_to_client(std::string_view client_id, message msg) {
+void gateway_api::send_to_client(std::string_view client_id, const message& msg) {
+  transport_->send_to_client(client_id, msg);
+}
+
+void gateway_api::send_to_client(std::string_view client_id, message&& msg) {
   transport_->send_to_client(client_id, std::move(msg));
 }
 

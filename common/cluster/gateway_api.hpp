@@ -50,8 +50,11 @@ class gateway_api {
 
   // ---- send ----
 
+  /// Sends `msg` to one client. From a handler, `msg` is encoded where it is: a message the
+  /// caller keeps (e.g. the one the handler got) is not copied.
+  void send_to_client(std::string_view client_id, const message& msg);
   /// Sends `msg` to one client.
-  void send_to_client(std::string_view client_id, message msg);
+  void send_to_client(std::string_view client_id, message&& msg);
   /// Sends `msg` to each of `client_ids` (one command per gateway).
   void send_to_clients(const string_list& client_ids, message msg);
   /// Sends `msg` to every client, or only to `only_client_ids` when non-empty, never to

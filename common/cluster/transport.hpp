@@ -87,6 +87,11 @@ class transport {
     op->mutable_message()->set_binary(msg.binary);
     send_to_holder(std::string(client_id), std::move(cmd));
   }
+  /// The same for a message the caller keeps: an implementation that encodes it at once needs
+  /// no copy of it; this default copies it.
+  virtual void send_to_client(std::string_view client_id, const message& msg) {
+    send_to_client(client_id, message(msg));
+  }
 
   /// Queues the same `cmd` for every linked gateway.
   virtual void send_to_all(link::v2::Command cmd) = 0;

@@ -10,7 +10,11 @@ context::context(gateway_api& api, client_info info, session_map session, bool r
       redelivered_(redelivered),
       tls_(std::move(tls)) {}
 
-void context::send_to_current_client(message msg) {
+void context::send_to_current_client(const message& msg) {
+  api_.send_to_client(info_.client_id, msg);
+}
+
+void context::send_to_current_client(message&& msg) {
   api_.send_to_client(info_.client_id, std::move(msg));
 }
 

@@ -78,8 +78,11 @@ class context {
   /// The Gateway API (thread-safe, like everywhere).
   gateway_api& api() { return api_; }
 
+  /// Sends `msg` to the client of this event. A message the handler keeps, such as the one it
+  /// got (`ctx.send_to_current_client(msg)` in on_message), is encoded without a copy.
+  void send_to_current_client(const message& msg);
   /// Sends `msg` to the client of this event.
-  void send_to_current_client(message msg);
+  void send_to_current_client(message&& msg);
   /// Sends `final_message` (if any), then closes the client of this event gracefully.
   void close_current_client(std::optional<message> final_message = std::nullopt);
   /// Closes the client of this event at once.

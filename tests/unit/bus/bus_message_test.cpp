@@ -218,7 +218,7 @@ TEST(bus_message, encode_then_parse_gives_the_same_command) {
 }
 
 TEST(bus_message, base64) {
-  for (const std::string s :
+  for (const std::string& s :
        {std::string(), std::string("f"), std::string("fo"), std::string("foo"), std::string("foob"),
         std::string("\x00\xff", 2)}) {
     std::string back;

@@ -14,6 +14,7 @@ namespace gwx::cluster {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 using fakes::fake_gateway;
 
 constexpr const char* k_secret = "s3cret";
@@ -349,6 +350,38 @@ TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   }
   ASSERT_TRUE(api.get_all_client_count().complete());
   EXPECT_EQ(texts_sent(a.commands_copy()), expected);
+  core->stop();
+}
+
+// A message the caller keeps (a handler echoing the one it got) goes out by reference, from a
+// handler's outbox and from anywhere else, and is still the caller's afterwards.
+TEST(ClusterCoreTest, KeptMessageIsSentIntactAndLeftToTheCaller) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(0); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  const std::string bytes = "kept \0 message, longer than any small-string buffer"s;
+  const message kept = message::bytes(bytes);
+  {
+    outbox_scope outbox(*core);
+    api.send_to_client(a.client_id(1), kept);
+    api.send_to_client(a.client_id(1), kept);
+  }
+  api.send_to_client(a.client_id(1), kept);
+  EXPECT_EQ(kept.data, bytes);
+  EXPECT_TRUE(kept.binary);
+  ASSERT_TRUE(api.get_all_client_count().complete());
+  const auto cmds = a.commands_copy();
+  EXPECT_EQ(texts_sent(cmds), (std::vector<std::string>{bytes, bytes, bytes}));
+  for (const auto& c : cmds) {
+    if (c.has_send_to_clients()) {
+      EXPECT_TRUE(c.send_to_clients().message().binary());
+      EXPECT_EQ(c.send_to_clients().client_ids(0), a.client_id(1));
+    }
+  }
   core->stop();
 }
 
