@@ -342,9 +342,8 @@ TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
   std::vector<std::string> expected;
-  // 200 small frames: link_stream mishandles a single read of more than half its 64 KiB buffer
-  // (reported), so stay below that until it is fixed.
-  for (int i = 0; i < 200; ++i) {
+  // Enough frames (~150 KB) that the gateway's reads come back full and split frames.
+  for (int i = 0; i < 5000; ++i) {
     expected.push_back("m" + std::to_string(i));
     api.send_to_client(a.client_id(1), expected.back());
   }
