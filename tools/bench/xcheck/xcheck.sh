@@ -227,10 +227,27 @@ summary() {
     self=xload
     [[ $gen == gwx-bench ]] && self=bench
     pct() { fmt "$(figure "$phase" "$1" "$gen" "cpu%[$self]" | median)" 0; }
-    echo "  $phase [$gen]: xecho $(fmt "$(median <<<"$x")" 0) msgs/s p99 $(p99 xecho) ms | reference $(fmt "$(median <<<"$r")" 0) msgs/s p99 $(p99 reference) ms | cluster $(fmt "$(median <<<"$g")" 0) msgs/s p99 $(p99 cluster) ms"
+    # Only the systems this generator ran on (by default gwx-bench runs on xecho alone).
+    local line="  $phase [$gen]:" sep="" sys rates
+    for sys in xecho reference cluster; do
+      rates=$(figure "$phase" "$sys" "$gen" msgs/s)
+      [[ $rates == *[0-9]* ]] || continue
+      line+="$sep $sys $(fmt "$(median <<<"$rates")" 0) msgs/s p99 $(p99 "$sys") ms"
+      sep=" |"
+    done
+    echo "$line"
     [[ $g == *[0-9]* ]] && echo "    cluster/xecho $(ratio "$g" "$x")"
     [[ $g == *[0-9]* ]] && echo "    cluster/reference $(ratio "$g" "$r")"
-    echo "    CPU us/msg xecho $(cpu xecho xecho), reference $(cpu reference reference), gateway $(cpu cluster gateway), worker $(cpu cluster worker); $gen's own CPU % of a core: $(pct xecho) on xecho, $(pct reference) on the reference, $(pct cluster) on the cluster"
+    local cpus=() own=() v
+    for v in "xecho $(cpu xecho xecho)" "reference $(cpu reference reference)" \
+      "gateway $(cpu cluster gateway)" "worker $(cpu cluster worker)"; do
+      [[ $v == *\? ]] || cpus+=("$v")
+    done
+    for sys in xecho reference cluster; do
+      v=$(pct "$sys")
+      [[ $v == \? ]] || own+=("$v on $sys")
+    done
+    echo "    CPU us/msg $(IFS=,; echo "${cpus[*]}" | sed 's/,/, /g'); $gen's own CPU % of a core: $(IFS=,; echo "${own[*]}" | sed 's/,/, /g')"
   done
 }
 
