@@ -7,6 +7,7 @@
 #include "common/link/link_entries.hpp"
 #include "common/net/tls_context.hpp"
 #include "gateway/client_directory.hpp"
+#include "gateway/event_recycler.hpp"
 
 namespace gwx::gateway {
 namespace {
@@ -185,7 +186,9 @@ event_ptr make_message_event(const client_record& c, std::uint64_t event_id,
                             (binary ? 2 : 0) + pb::bytes_size(c.id()) + 2;
   const std::size_t header = pb::len_field_size(event);
 
-  auto e = std::make_shared<encoded_event>();
+  // Recycled once acknowledged: in a steady state a message allocates neither its event nor
+  // its bytes.
+  auto e = event_recycler<encoded_event>::make();
   e->id = event_id;
   auto& wire = e->wire;
   wire.reserve(link_codec::k_prefix_size + header + payload.size());

@@ -23,11 +23,23 @@ class client_record;
 /// travels in a ClientInfo frame of its own (make_client_info) that the router sends ahead of
 /// a client's first event on a link and after the info changed. A CLOSE carries it inline.
 struct encoded_event {
+  /// Buffers up to this size are kept when a MESSAGE event is recycled (event_recycler.hpp).
+  static constexpr std::size_t k_recycled_wire = 512;
+
   std::uint64_t id = 0;
   /// The whole link frame: prefix, header, payload.
   std::string wire;
   /// The event carries the client's info itself (CLOSE): no ClientInfo frame needed before it.
   bool carries_info = false;
+
+  /// event_recycler: back to a fresh state, the wire's buffer kept.
+  void recycle() {
+    id = 0;
+    wire.clear();
+    carries_info = false;
+  }
+  /// event_recycler: an event with a large buffer (a large message) is freed, not kept.
+  bool worth_keeping() const { return wire.capacity() <= k_recycled_wire; }
 };
 using event_ptr = std::shared_ptr<const encoded_event>;
 

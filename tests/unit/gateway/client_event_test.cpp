@@ -53,6 +53,24 @@ TEST_F(ClientEventTest, BareClientAsProtobufWritesIt) {
   EXPECT_FALSE(is_redelivered(e));
 }
 
+// A MESSAGE event is recycled once nobody holds it: the next one has only its own bytes, none
+// left over from a longer one before it.
+TEST_F(ClientEventTest, RecycledEventHoldsOnlyItsOwnBytes) {
+  auto& c = add(4242);
+  const std::string long_payload(300, 'L');
+  const void* first = nullptr;
+  {
+    const auto e = make_message_event(c, 1, long_payload, true);
+    first = e.get();
+    EXPECT_EQ(e->wire, expected(c, 1, long_payload, true));
+  }
+  const auto e = make_message_event(c, 2, "short", false);
+  EXPECT_EQ(e.get(), first);  // the same event, reused
+  EXPECT_EQ(e->id, 2U);
+  EXPECT_FALSE(e->carries_info);
+  EXPECT_EQ(e->wire, expected(c, 2, "short", false));
+}
+
 TEST_F(ClientEventTest, UidSessionBinaryAndLongFieldsAsProtobufWritesThem) {
   auto& c = add(54321);
   dir_.bind(c, std::string("dev\xff\x00ice", 9));  // any bytes, not UTF-8
