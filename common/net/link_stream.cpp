@@ -13,6 +13,9 @@
 namespace gwx {
 namespace {
 constexpr std::size_t k_read_chunk = 64 * 1024;
+// A link's writes batch many frames: each starts in a buffer of this size, and one spare of up
+// to four times it is kept while the link is idle (no regrowth from 64 bytes per write).
+constexpr std::size_t k_write_segment = 16 * 1024;
 constexpr auto k_close_flush_limit = std::chrono::seconds(2);
 // First byte of a TLS record: a handshake message (ClientHello, ServerHello) or an alert.
 constexpr char k_tls_handshake_record = 0x16;
@@ -122,6 +125,9 @@ void link_stream::start(frame_handler on_frame, close_handler on_close) {
 
 void link_stream::authenticated() {
   active_limits_ = limits_;
+  // Before this a peer gets only handshake frames: small buffers (the send side too).
+  out_.set_min_segment(k_write_segment);
+  idle_spare_ = 4 * k_write_segment;
 }
 
 void link_stream::enable_keepalive(std::chrono::milliseconds interval,
@@ -275,7 +281,7 @@ net::send_status link_stream::send_encoded(std::string_view wire) {
 }
 
 void link_stream::on_drained() {
-  out_.shrink();
+  out_.shrink(idle_spare_);
   if (closing_) {
     shutdown(close_reason_);
   }

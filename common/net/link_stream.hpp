@@ -122,6 +122,7 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   asio::steady_timer timer_;
   link_codec::limits limits_;
   link_codec::limits active_limits_ = link_codec::k_handshake_limits;
+  std::size_t idle_spare_ = 0;  // send buffer kept while idle (once authenticated: a batch)
   std::string remote_;
   std::string read_buf_;
   std::size_t read_len_ = 0;

@@ -9,8 +9,12 @@ namespace {
 constexpr std::size_t k_min_owned = 64;
 }  // namespace
 
-send_queue::send_queue(std::size_t cap, std::size_t high_water) {
+send_queue::send_queue(std::size_t cap, std::size_t high_water) : min_segment_(k_min_owned) {
   reset(cap, high_water);
+}
+
+void send_queue::set_min_segment(std::size_t bytes) {
+  min_segment_ = std::max(bytes, k_min_owned);
 }
 
 send_status send_queue::status_after_push() const {
@@ -27,13 +31,13 @@ send_queue::segment& send_queue::owned_tail(std::size_t extra) {
   }
   segment s;
   // The spare is reused only when it is not much bigger than needed: it counts in full.
-  if (spare_.capacity() <= std::max(extra, k_min_owned) * 4 &&
+  if (spare_.capacity() <= std::max(extra, min_segment_) * 4 &&
       memory_ + spare_.capacity() <= high_water_) {
     s.owned = std::move(spare_);
     s.owned.clear();
   }
   spare_ = std::string();
-  s.owned.reserve(std::max(extra, k_min_owned));
+  s.owned.reserve(std::max(extra, min_segment_));
   memory_ += s.cost();
   segments_.push_back(std::move(s));
   return segments_.back();

@@ -81,6 +81,10 @@ class send_queue {
   /// Returns memory held by idle owned capacity (after a burst); spare storage of at most
   /// `keep` bytes is kept for the next segment (and, when empty, the segment lists).
   void shrink(std::size_t keep = 0);
+  /// New owned segments start at `bytes` at least (default 64), and a spare buffer up to four
+  /// times that is reused for them: a queue that batches many small sends (a link) then fills
+  /// one buffer per write instead of growing a small one by doubling every time.
+  void set_min_segment(std::size_t bytes);
   /// Changes the cap and high-water mark (as the constructor computes them) of an empty queue,
   /// for reuse by another connection.
   void reset(std::size_t cap, std::size_t high_water = 0);
@@ -109,6 +113,7 @@ class send_queue {
   std::size_t reserved_cost_ = 0;
   std::size_t reserved_size_ = 0;
   std::string spare_;  ///< a written owned segment's storage, reused by the next one
+  std::size_t min_segment_;
 };
 
 }  // namespace gwx::net

@@ -31,6 +31,31 @@ TEST(send_queue, small_sends_are_coalesced_into_one_buffer) {
   EXPECT_EQ(q.bytes(), 0U);
 }
 
+// A queue batching many small sends (a link) with a minimum segment: each write's frames go
+// into one buffer of that size, and the buffer of one write is the next one's (no regrowth).
+TEST(send_queue, min_segment_batches_into_one_reused_buffer) {
+  send_queue q;
+  q.set_min_segment(16 * 1024);
+  const void* first_buffer = nullptr;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 100; ++i) {
+      EXPECT_EQ(q.push(std::string_view("eighty bytes of an encoded event, more or less, as a link "
+                                        "carries them, one by one")),
+                send_status::ok);
+    }
+    const auto& bufs = q.gather();
+    ASSERT_EQ(bufs.size(), 1U);
+    if (round == 0) {
+      first_buffer = bufs[0].data();
+    } else {
+      EXPECT_EQ(bufs[0].data(), first_buffer) << "round " << round;
+    }
+    q.written();
+    q.shrink(64 * 1024);  // a drained link keeps one spare of this size at most
+    EXPECT_EQ(q.memory(), 0U);
+  }
+}
+
 TEST(send_queue, order_is_kept_across_shared_and_owned_and_writes_in_flight) {
   send_queue q;
   q.push(std::string_view("1"));
