@@ -11,8 +11,8 @@ namespace gwx::gateway {
 /// whatever thread, the object and its shared_ptr control block go back to that thread's
 /// stock instead of the heap, and the next make() on that thread takes them again. A T that
 /// holds buffers keeps them, so making one in a steady state allocates nothing. The stock is
-/// bounded (k_keep objects per thread) and `keep(const T&)` may refuse one (e.g. one whose
-/// buffer grew large), which is then freed as usual.
+/// bounded (k_keep objects per thread), and an object whose `worth_keeping()` is false (e.g.
+/// one whose buffer grew large) is freed as usual.
 ///
 /// T must be default-constructible and have `void recycle()` (reset to a fresh state, keeping
 /// its buffers) and `bool worth_keeping() const`.
@@ -83,7 +83,6 @@ class event_recycler {
   };
 
   using object_stock = stock<T, delete_object>;
-  using block_stock = stock<void, delete_block>;
 
   static object_stock& objects() {
     thread_local object_stock s;
@@ -111,15 +110,17 @@ class event_recycler {
     template <typename V>
     block_allocator(const block_allocator<V>&) {}  // NOLINT(google-explicit-constructor)
 
-    // One stock per control-block type U, so every block in it has U's size.
+    // One stock per control-block type U (with its own dead() flag), so every block in it
+    // has U's size.
+    using block_stock = stock<U, delete_block>;
     static block_stock& blocks() {
       thread_local block_stock s;
       return s;
     }
     U* allocate(std::size_t n) {
       if (n == 1 && !block_stock::dead()) {
-        if (void* p = blocks().take()) {
-          return static_cast<U*>(p);
+        if (U* p = blocks().take()) {
+          return p;
         }
       }
       return static_cast<U*>(::operator new(n * sizeof(U)));
