@@ -65,6 +65,14 @@ link::v2::QueryResult count_result(std::uint64_t n) {
   return r;
 }
 
+/// A started core with default test options, told about `gateways` (wait_ready() follows).
+std::shared_ptr<cluster_core> started_core(std::vector<registry::gateway_entry> gateways) {
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  core->set_gateways(std::move(gateways));
+  return core;
+}
+
 std::vector<std::string> texts_sent(const std::vector<link::v2::Command>& cmds) {
   std::vector<std::string> out;
   for (const auto& c : cmds) {
@@ -158,9 +166,7 @@ TEST(ClusterCoreTest, RoutesByClientIdAndAStaleEpochReachesNobody) {
   fake_gateway b(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(1); });
   b.set_answer([](const link::v2::Query&) { return count_result(1); });
-  auto core = std::make_shared<cluster_core>(test_options());
-  core->start();
-  core->set_gateways({a.entry(), b.entry()});
+  auto core = started_core({a.entry(), b.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
 
@@ -255,9 +261,7 @@ TEST(ClusterCoreTest, LosingALinkEndsItsPendingQueriesAtOnce) {
 TEST(ClusterCoreTest, BlockingQueryOnTheNetworkThreadIsAnswered) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(1); });
-  auto core = std::make_shared<cluster_core>(test_options());
-  core->start();
-  core->set_gateways({a.entry()});
+  auto core = started_core({a.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
   std::promise<result<std::uint64_t>> inner;
@@ -336,9 +340,7 @@ TEST(ClusterCoreTest, UnlinkedGatewayLeavingTheSetIsNotRetried) {
 TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(0); });
-  auto core = std::make_shared<cluster_core>(test_options());
-  core->start();
-  core->set_gateways({a.entry()});
+  auto core = started_core({a.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
   std::vector<std::string> expected;
@@ -357,9 +359,7 @@ TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
 TEST(ClusterCoreTest, KeptMessageIsSentIntactAndLeftToTheCaller) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(0); });
-  auto core = std::make_shared<cluster_core>(test_options());
-  core->start();
-  core->set_gateways({a.entry()});
+  auto core = started_core({a.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
   const std::string bytes = "kept \0 message, longer than any small-string buffer"s;
@@ -484,9 +484,7 @@ TEST(ClusterCoreTest, DrainWorkerTellsWhichGatewaysHaveTheWorkerAndWhichAreSilen
 TEST(ClusterCoreTest, DrainGoesOnEveryLinkAndWaitsForEachAnswer) {
   fake_gateway a(k_secret);
   fake_gateway b(k_secret);
-  auto core = std::make_shared<cluster_core>(test_options());
-  core->start();
-  core->set_gateways({a.entry(), b.entry()});
+  auto core = started_core({a.entry(), b.entry()});
   ASSERT_TRUE(core->wait_ready(10s));
   const auto before = core->drain_generation();
   core->start_drain("upgrade");
