@@ -18,13 +18,7 @@ import pwd
 import shutil
 import socket
 
-from gwx_cluster import START_TIMEOUT, TestFailure, check, log, poll_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gwx_cluster import START_TIMEOUT, TestFailure, check, free_port, log, poll_until
 
 
 def port_open(port: int) -> bool:

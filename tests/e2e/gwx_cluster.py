@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -63,6 +64,14 @@ def check_eq(actual, expected, what):
 def log(message):
     """Prints a progress line of the test (flushed, so ctest shows it even on a timeout)."""
     print(message, flush=True)
+
+
+def free_port() -> int:
+    """A loopback port nobody listened on a moment ago: for servers with no port-0 mode that
+    reports the port they got (brokers, Prometheus), or for a port that must refuse."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # Set (e.g. to "asan") when the binaries run under a sanitizer: its allocator keeps freed memory

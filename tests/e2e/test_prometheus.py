@@ -39,7 +39,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
-    START_TIMEOUT, Register, TestFailure, check, check_eq, connect, log, poll_until, run_test)
+    START_TIMEOUT, Register, TestFailure, check, check_eq, connect, free_port, log, poll_until,
+    run_test)
 
 TOKEN = "prometheus-e2e-token"
 LEASE_MS = 3000
@@ -67,13 +68,6 @@ def http_get(url, timeout=5.0):
 
 async def get(url):
     return await asyncio.to_thread(http_get, url)
-
-
-def free_port():
-    """A port Prometheus can listen on (it has no port-0 mode that reports the port it got)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def promtool_check(text):

@@ -18,14 +18,13 @@ round against a real cluster and prints its summary.
 import asyncio
 import json
 import os
-import socket
 import struct
 import sys
 
 import websockets
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gwx_cluster import check, check_eq, log, run_test  # noqa: E402
+from gwx_cluster import check, check_eq, free_port, log, run_test  # noqa: E402
 
 SHORT = ["--duration", "1", "--warmup", "0.3", "--drain-timeout", "5"]
 XCHECK_SH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "bench",
@@ -49,14 +48,6 @@ async def expect_close_code(reader, code, what):
     data = await asyncio.wait_for(reader.read(1024), 5)
     check(len(data) >= 4 and data[0] == 0x88, f"{what}: expected a close frame, got {data!r}")
     check_eq(struct.unpack("!H", data[2:4])[0], code, f"{what}: close code")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 async def main(h):
