@@ -239,6 +239,29 @@ class Proc:
         if self.running():
             os.kill(self.proc.pid, sig)
 
+    async def pause(self, timeout=5.0):
+        """SIGSTOPs the process and waits until every one of its threads is stopped.
+
+        kill() returns before the stop takes effect: the kernel starts the group stop only when
+        one thread dequeues the signal, so on a busy machine the other threads may still answer
+        a request sent right after the kill. Tests that need the process silent call this."""
+        self.send_signal(signal.SIGSTOP)
+        tasks = f"/proc/{self.proc.pid}/task"
+
+        async def all_stopped():
+            try:
+                for tid in os.listdir(tasks):
+                    with open(f"{tasks}/{tid}/stat") as f:
+                        # state follows the parenthesised command name, which may hold spaces
+                        if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                            return False
+            except FileNotFoundError:
+                return False
+            return True
+
+        await poll_until(all_stopped, lambda done: done, timeout,
+                         f"{self.name}: every thread stopped after SIGSTOP", interval=0.005)
+
     async def stop(self, sig=signal.SIGTERM, timeout=10.0):
         """Sends `sig` and waits for the exit; fails if it does not exit in time. Returns the status."""
         self.send_signal(sig)

@@ -16,7 +16,6 @@ unacknowledged. Worker B starts and links, A is killed (SIGKILL).
 import asyncio
 import os
 import re
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +54,7 @@ async def main(h):
         return sum(int(n) for n in re.findall(r"events_in_flight=(\d+)", out))
     await poll_until(in_flight, lambda n: n == 0, 30, "worker A acknowledged every event")
 
-    a.send_signal(signal.SIGSTOP)
+    await a.pause()
     for x in everyone:
         await x.send("echo m1")
     b = await c.start_worker([reg.addr], "commands", name="worker-b")

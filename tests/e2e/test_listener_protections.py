@@ -592,7 +592,7 @@ async def main(h):
 
     # ---- 10 (cont.). ask=1 when nobody decides ------------------------------------------------
     # The worker stopped: the gateway asks, nobody answers, 503 once the handshake time is up.
-    w.send_signal(signal.SIGSTOP)
+    await w.pause()
     t0 = time.monotonic()
     status = await ws_status(ws_url("ask"))
     waited = time.monotonic() - t0

@@ -144,7 +144,7 @@ async def main(h):
     # ---- round 1: SIGTERM right after the burst ----------------------------------------------
     # A is stopped while the burst arrives, so that it still holds its share of the commands
     # when the drain starts (as a busy worker would); SIGTERM is pending when it continues.
-    wa.send_signal(signal.SIGSTOP)
+    await wa.pause()
     texts = await burst(clients, "r1")
     await asyncio.sleep(BACKLOG_S)
     wa.send_signal(signal.SIGTERM)
@@ -170,7 +170,7 @@ async def main(h):
     # B is stopped; the gateways pass it the operator's drain request, then the burst (B has
     # not told them it drains yet, so they still route its clients' events to it). When B
     # continues it starts draining with the whole burst still to handle.
-    wb.send_signal(signal.SIGSTOP)
+    await wb.pause()
     try:
         out = await ctl.run("drain", wb.name)
         texts = await burst(clients, "r2")
