@@ -1,5 +1,7 @@
 #include "gateway/client_loop.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include "gateway/client_session.hpp"
 
 namespace gwx::gateway {
@@ -9,8 +11,8 @@ constexpr std::size_t k_spare_queues = 64;
 constexpr std::size_t k_spare_bytes = 4096;
 }  // namespace
 
-client_loop::client_loop(asio::io_context& io, session_events& events)
-    : io_(io), events_(events), origin_(clock::now()), timer_(io) {}
+client_loop::client_loop(asio::io_context& io, session_events& events, bool io_uring)
+    : io_(io), events_(events), origin_(clock::now()), timer_(io), sender_(io_uring) {}
 
 std::uint64_t client_loop::tick_of(clock::time_point t) const {
   if (t <= origin_) {
@@ -71,6 +73,37 @@ void client_loop::post_flush() {
 void client_loop::flush_all() {
   flush_posted_ = false;
   to_flush_.run([](client_session& s, const wire_bytes* head) { s.flush(head); });
+  write_listed();
+}
+
+void client_loop::write_later(client_session& s, const wire_bytes& head) {
+  sender_.add(s.native_handle(), asio::const_buffer(head->data(), head->size()), writes_.size());
+  writes_.push_back({s.shared_from_this(), head});
+}
+
+void client_loop::write_later(client_session& s, const std::vector<asio::const_buffer>& bufs) {
+  sender_.add(s.native_handle(), bufs.data(), bufs.size(), writes_.size());
+  writes_.push_back({s.shared_from_this(), nullptr});
+}
+
+void client_loop::write_listed() {
+  if (writes_.empty()) {
+    return;
+  }
+  std::swap(writes_, running_writes_);
+  const bool batched = sender_.batched();
+  sender_.run([this](std::uint64_t tag, long result) {
+    auto& w = running_writes_[tag];
+    w.session->on_batched_write(w.head ? &w.head : nullptr, result);
+  });
+  running_writes_.clear();
+  if (batched && !sender_.batched()) {
+    spdlog::warn("client writes: {}; this loop writes with sendmsg() from now on",
+                 sender_.why_not_batched());
+  }
+  if (!writes_.empty()) {
+    post_flush();  // listed while the results came in: written next turn
+  }
 }
 
 std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {

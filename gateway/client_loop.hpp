@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/net/send_queue.hpp"
+#include "gateway/batched_sender.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
 #include "gateway/write_batch.hpp"
@@ -20,7 +21,8 @@ class session_events;
 /// What the client sessions of one event loop share, so that a connection owns no timer and,
 /// while idle, no send queue: the loop's coarse timer wheel (handshake, idle, heartbeat and
 /// close deadlines), the sessions with bytes to write at the end of this turn of the loop (one
-/// write per client however many messages it got meanwhile), and spare send queues. One per
+/// write per client however many messages it got meanwhile, and those writes of plain
+/// connections handed to the kernel together: batched_sender), and spare send queues. One per
 /// shard; used on its loop only, not thread-safe.
 class client_loop {
  public:
@@ -28,7 +30,8 @@ class client_loop {
   static constexpr std::chrono::milliseconds k_tick{50};
   using clock = std::chrono::steady_clock;
 
-  client_loop(asio::io_context& io, session_events& events);
+  /// `io_uring`: batch the writes of a turn through io_uring where the kernel allows it.
+  client_loop(asio::io_context& io, session_events& events, bool io_uring = true);
   client_loop(const client_loop&) = delete;
   client_loop& operator=(const client_loop&) = delete;
 
@@ -53,6 +56,16 @@ class client_loop {
   /// Keeps `s` alive until the flush it asked for has run (it closes meanwhile).
   void keep_until_flushed(std::shared_ptr<client_session> s);
 
+  /// From flush(): lists a non-blocking write of `head` (nothing queued behind it) to `s`'s
+  /// socket, made with the other writes of this turn; `s` hears the result through
+  /// on_batched_write(&head, result).
+  void write_later(client_session& s, const wire_bytes& head);
+  /// The same for `bufs`, the buffers `s`'s send queue has in flight (gather());
+  /// on_batched_write(nullptr, result).
+  void write_later(client_session& s, const std::vector<asio::const_buffer>& bufs);
+  /// How this loop's writes reach the kernel.
+  const batched_sender& sender() const { return sender_; }
+
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
   /// Takes back an empty queue (kept as a spare, or freed).
@@ -64,6 +77,7 @@ class client_loop {
   void on_tick();
   void post_flush();
   void flush_all();
+  void write_listed();
 
   asio::io_context& io_;
   session_events& events_;
@@ -74,6 +88,15 @@ class client_loop {
   write_batch<client_session> to_flush_;
   bool flush_posted_ = false;
   std::vector<std::unique_ptr<net::send_queue>> spare_queues_;
+  /// A write listed with sender_ (the index is its tag): who gets the result, and the head it
+  /// wrote (null for a queue's gather), both kept alive until the result is in.
+  struct listed_write {
+    std::shared_ptr<client_session> session;
+    wire_bytes head;
+  };
+  batched_sender sender_;
+  std::vector<listed_write> writes_;
+  std::vector<listed_write> running_writes_;
 };
 
 }  // namespace gwx::gateway

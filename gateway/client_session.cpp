@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -34,15 +32,6 @@ constexpr std::size_t k_read_scratch = 64 * 1024;
 std::string& read_scratch() {
   thread_local std::string buf(k_read_scratch, '\0');
   return buf;
-}
-
-// One non-blocking send of `bytes` on `fd`: the bytes taken, or -1 with errno set. The system
-// call itself, not libc's send(): that is a thread cancellation point, which in a process with
-// threads brackets every call with two more (a tenth of a broadcast delivery's instructions),
-// and no gwx thread is ever cancelled.
-long send_now(int fd, std::string_view bytes) {
-  return ::syscall(SYS_sendto, fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT, nullptr,
-                   0);
 }
 
 }  // namespace
@@ -575,31 +564,43 @@ void client_session::flush(const wire_bytes* head) {
     // Nothing was queued when the head came (so no write is in flight): it goes first.
     if (out_ && !out_->empty()) {
       out_->prepend(*head);
-    } else if (!write_head(*head)) {
+    } else {
+      loop_.write_later(*this, *head);  // on_batched_write() goes on
       return;
     }
   }
-  if (out_ || close_after_flush_) {  // not the usual end of a broadcast: its head all written
-    write_queued();
-  }
+  write_queued(true);
 }
 
-bool client_session::write_head(const wire_bytes& head) {
-  std::size_t n = 0;
-  if (const auto sent = send_now(socket_.native_handle(), *head); sent >= 0) {
-    n = static_cast<std::size_t>(sent);
-  } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+void client_session::on_batched_write(const wire_bytes* head, long result) {
+  if (state_ == client_state::closed) {
+    return;  // a queue's in-flight buffers stay with it until it goes
+  }
+  const bool would_block = result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR;
+  if (result < 0 && !would_block) {
     finish(close_cause::io_error,
-           "write failed: " + std::error_code(errno, std::system_category()).message());
-    return false;
+           "write failed: " + std::error_code(static_cast<int>(-result), std::system_category())
+                                  .message());
+    return;
   }
-  if (n < head->size()) {
-    out().prepend(head, n);  // the rest waits in the queue for the socket
+  const auto n = static_cast<std::size_t>(would_block ? 0 : result);
+  if (head != nullptr) {
+    if (n < (*head)->size()) {
+      out().prepend(*head, n);  // the rest waits in the queue for the socket
+    }
+    write_queued();  // anything queued after the head, or the close it waited for
+    return;
   }
-  return true;
+  const auto& bufs = out_->in_flight();
+  if (n < asio::buffer_size(bufs)) {
+    write_rest(bufs, n);
+    return;
+  }
+  out_->written();
+  write_queued();
 }
 
-void client_session::write_queued() {
+void client_session::write_queued(bool batched) {
   if (!out_ && !close_after_flush_) {
     return;  // the usual end of a broadcast: its head was all written
   }
@@ -630,6 +631,10 @@ void client_session::write_queued() {
       }
       out_->written();
       continue;
+    }
+    if (batched) {
+      loop_.write_later(*this, bufs);  // on_batched_write() goes on
+      return;
     }
     // The socket is non-blocking: write what it takes now, the rest when it is writable.
     std::error_code ec;

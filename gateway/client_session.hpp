@@ -72,6 +72,10 @@ class client_session : public client_port,
   /// Writes `head` (if not null: the first bytes sent this turn, held by the loop), then what
   /// is queued. Called by the loop once per turn; see client_loop::flush_later.
   void flush(const wire_bytes* head = nullptr);
+  /// The result of a write flush() listed with the loop (client_loop::write_later): `head` the
+  /// head it wrote (null: the queue's gather), `result` the bytes the socket took or -errno.
+  void on_batched_write(const wire_bytes* head, long result);
+  int native_handle() { return socket_.native_handle(); }
 
   /// The TLS connection of a client on a TLS listener (null on plain ones).
   const net::tls_io* tls() const;
@@ -80,7 +84,6 @@ class client_session : public client_port,
   /// For tls_client_session.
   client_session(client_loop& loop, const listener_config& listener, client_socket socket,
                  bool tls);
-  int native_handle() { return socket_.native_handle(); }
 
  private:
   net::tls_io* tls_io();
@@ -121,11 +124,9 @@ class client_session : public client_port,
   net::send_queue& out();
   /// Has the loop flush() this session at the end of its turn.
   void do_write();
-  /// Writes a head with nothing queued behind it; queues what the socket does not take. False
-  /// when the session closed.
-  bool write_head(const wire_bytes& head);
-  /// Writes what is queued: one gathered write now, the rest once the socket takes more.
-  void write_queued();
+  /// Writes what is queued: one gathered write now (`batched`: listed with the loop's other
+  /// writes of this turn), the rest once the socket takes more.
+  void write_queued(bool batched = false);
   /// Writes the rest of a partly written gather once the socket takes more.
   void write_rest(const std::vector<asio::const_buffer>& bufs, std::size_t written);
   void fail(std::uint16_t ws_code, const std::string& reason);

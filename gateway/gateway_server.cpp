@@ -181,6 +181,12 @@ void gateway_server::start() {
   spdlog::info("gateway {} ({}) serving on {} loop(s), internal {} advertised as {} ({} links)",
                gateway_id_, config_.name, pool_.size(), internal_bound_, advertised_,
                link_tls_ ? "TLS" : "plain");
+  if (const auto& writes = shards_.front()->client_writes(); writes.batched()) {
+    spdlog::info("client writes: each loop turn's in one io_uring call");
+  } else if (config_.io_uring) {
+    spdlog::warn("client writes: io_uring not used ({}); one sendmsg() per write",
+                 writes.why_not_batched());
+  }
 }
 
 void gateway_server::stop() {

@@ -48,6 +48,9 @@ struct gateway_config {
   std::string secret;
   std::string name;
   std::size_t threads = 1;
+  /// Hand each loop's client writes of one turn to the kernel in one io_uring call (falls back
+  /// to one sendmsg() per write where io_uring is unavailable); false: always sendmsg().
+  bool io_uring = true;
   std::chrono::milliseconds lease_ttl{6000};
   std::chrono::milliseconds link_keepalive_interval{1000};
   std::chrono::milliseconds link_keepalive_timeout{5000};

@@ -79,6 +79,12 @@ int main(int argc, char** argv) {
        "name shown to operators")
       ("threads", value<std::size_t>()->default_value(default_threads)->value_name("N"),
        "event loops (one thread each; default: one per core, 1 on a machine with 1 or 2 cores)")
+      ("io-uring", value<std::string>()->default_value("on")->value_name("on|off"),
+       "on: each event loop hands the client writes of one turn (a broadcast's hundreds, an "
+       "echo burst's replies) to the kernel in one io_uring call instead of one system call "
+       "each; where io_uring is unavailable (old kernel, kernel.io_uring_disabled, a seccomp "
+       "filter) the gateway says so once at start and writes with sendmsg(). off: always "
+       "sendmsg()")
       ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
        "largest client message (WebSocket: larger closes with 1009)")
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
@@ -230,6 +236,11 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--delivery must be at-least-once or at-most-once");
     }
     cfg.at_most_once = delivery == "at-most-once";
+    const auto uring = vm["io-uring"].as<std::string>();
+    if (uring != "on" && uring != "off") {
+      throw std::invalid_argument("--io-uring must be on or off");
+    }
+    cfg.io_uring = uring == "on";
     cfg.queue_max_events = vm["queue-max-events"].as<std::size_t>();
     cfg.queue_max_bytes = vm["queue-max-bytes"].as<std::size_t>();
     cfg.queue_max_age = std::chrono::milliseconds(vm["queue-max-age-ms"].as<std::size_t>());

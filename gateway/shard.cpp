@@ -75,7 +75,7 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
     : server_(server),
       index_(index),
       io_(io),
-      loop_(io, *this),
+      loop_(io, *this, server.config().io_uring),
       clients_(server.epoch(), index),
       router_(clients_, index, delivery_of(server.config()), server.events(), server.advertised()),
       executor_(clients_,

@@ -15,7 +15,7 @@ cd "$here"
 build_packages=(build-essential cmake ninja-build pkg-config libasio-dev libprotobuf-dev
   protobuf-compiler libgrpc++-dev protobuf-compiler-grpc libboost-program-options-dev
   libspdlog-dev libgtest-dev libgmock-dev libssl-dev prometheus-cpp-dev libhiredis-dev
-  librabbitmq-dev python3)
+  librabbitmq-dev liburing-dev python3)
 test_packages=(python3-websockets chromium procps iproute2 prometheus python3-yaml systemd openssl
   redis-server redis-tools rabbitmq-server python3-redis python3-pika)
 

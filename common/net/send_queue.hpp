@@ -74,6 +74,8 @@ class send_queue {
 
   /// Buffers for the next write (empty when nothing is queued); marks them in flight.
   const std::vector<asio::const_buffer>& gather();
+  /// What the last gather() returned, while that write is in flight.
+  const std::vector<asio::const_buffer>& in_flight() const { return gathered_; }
   /// The write of everything gather() returned completed.
   void written();
   /// Drops everything queued (the connection is going away).

@@ -1,0 +1,200 @@
+#include "gateway/batched_sender.hpp"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace gwx::gateway {
+namespace {
+
+// A connected pair of non-blocking stream sockets: `[0]` is written, `[1]` read.
+struct socket_pair {
+  int fd[2] = {-1, -1};
+  socket_pair() {
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd), 0);
+  }
+  ~socket_pair() {
+    for (int f : fd) {
+      if (f >= 0) {
+        ::close(f);
+      }
+    }
+  }
+  socket_pair(const socket_pair&) = delete;
+  socket_pair& operator=(const socket_pair&) = delete;
+
+  std::string read_all() const {
+    std::string out;
+    char buf[65536];
+    for (;;) {
+      const ssize_t n = ::recv(fd[1], buf, sizeof buf, MSG_DONTWAIT);
+      if (n <= 0) {
+        return out;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  // Fills [0]'s send side until it takes nothing more.
+  void fill() const {
+    const int small = 4096;
+    ::setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    const std::string chunk(4096, 'f');
+    while (::send(fd[0], chunk.data(), chunk.size(), MSG_DONTWAIT) > 0) {
+    }
+  }
+};
+
+// Whether this machine lets processes use io_uring at all (kernel.io_uring_disabled, Linux 6.6+:
+// 0 allowed, 1 only for a group, 2 never; the file is absent on older kernels, which allow it).
+bool io_uring_allowed() {
+  std::ifstream f("/proc/sys/kernel/io_uring_disabled");
+  int disabled = 0;
+  return !(f >> disabled) || disabled == 0;
+}
+
+using results = std::vector<std::pair<std::uint64_t, long>>;
+
+results run(batched_sender& s) {
+  results r;
+  s.run([&](std::uint64_t tag, long result) { r.emplace_back(tag, result); });
+  return r;
+}
+
+class BatchedSender : public ::testing::TestWithParam<bool> {};
+
+INSTANTIATE_TEST_SUITE_P(Modes, BatchedSender, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "io_uring" : "sendmsg"; });
+
+TEST_P(BatchedSender, UsesTheRingWhenAskedAndTheKernelAllowsIt) {
+  batched_sender s(GetParam());
+  if (!GetParam()) {
+    EXPECT_FALSE(s.batched());
+    EXPECT_EQ(s.why_not_batched(), "");
+    return;
+  }
+  if (io_uring_allowed()) {
+    EXPECT_TRUE(s.batched()) << s.why_not_batched();
+  } else {
+    EXPECT_FALSE(s.batched());
+    EXPECT_NE(s.why_not_batched(), "");
+  }
+}
+
+TEST_P(BatchedSender, SendsEveryListedBufferAndReportsEachInOrder) {
+  batched_sender s(GetParam());
+  socket_pair a;
+  socket_pair b;
+  const std::string one = "single buffer";
+  const std::string parts[] = {"gathered ", "from ", "three"};
+  const asio::const_buffer gathered[] = {asio::buffer(parts[0]), asio::buffer(parts[1]),
+                                         asio::buffer(parts[2])};
+  s.add(a.fd[0], asio::buffer(one), 7);
+  s.add(b.fd[0], gathered, 3, 9);
+  s.add(a.fd[0], asio::buffer(one), 11);  // the same socket twice: in the order listed
+  EXPECT_EQ(s.size(), 3U);
+  EXPECT_EQ(run(s), (results{{7, 13}, {9, 19}, {11, 13}}));
+  EXPECT_EQ(s.size(), 0U);
+  EXPECT_EQ(a.read_all(), one + one);
+  EXPECT_EQ(b.read_all(), "gathered from three");
+  EXPECT_TRUE(run(s).empty());  // nothing left over
+}
+
+TEST_P(BatchedSender, AFullSocketTakesNothingAndOthersAreNotHeldUp) {
+  batched_sender s(GetParam());
+  socket_pair full;
+  socket_pair free;
+  full.fill();
+  const std::string msg = "hello";
+  s.add(full.fd[0], asio::buffer(msg), 1);
+  s.add(free.fd[0], asio::buffer(msg), 2);
+  const auto r = run(s);
+  ASSERT_EQ(r.size(), 2U);
+  EXPECT_EQ(r[0].first, 1U);
+  EXPECT_TRUE(r[0].second == -EAGAIN || r[0].second == -EWOULDBLOCK) << r[0].second;
+  EXPECT_EQ(r[1], (std::pair<std::uint64_t, long>{2, 5}));
+  EXPECT_EQ(free.read_all(), msg);
+}
+
+TEST_P(BatchedSender, APartialSendReportsWhatTheSocketTook) {
+  batched_sender s(GetParam());
+  socket_pair p;
+  const int small = 4096;
+  ::setsockopt(p.fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  std::string big(1 << 20, 'x');
+  for (std::size_t i = 0; i < big.size(); ++i) {
+    big[i] = static_cast<char>('a' + i % 26);
+  }
+  s.add(p.fd[0], asio::buffer(big), 3);
+  const auto r = run(s);
+  ASSERT_EQ(r.size(), 1U);
+  ASSERT_GT(r[0].second, 0);
+  ASSERT_LT(r[0].second, static_cast<long>(big.size()));
+  // Exactly the reported prefix arrived, once.
+  EXPECT_EQ(p.read_all(), big.substr(0, static_cast<std::size_t>(r[0].second)));
+}
+
+TEST_P(BatchedSender, ErrorsComeBackAsNegativeErrnoWithoutSignals) {
+  batched_sender s(GetParam());
+  socket_pair closed;
+  ::close(closed.fd[1]);
+  closed.fd[1] = -1;
+  const int bad = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // not a socket
+  const std::string msg = "x";
+  s.add(closed.fd[0], asio::buffer(msg), 1);  // EPIPE, and no SIGPIPE kills the test
+  s.add(bad, asio::buffer(msg), 2);
+  const auto r = run(s);
+  ::close(bad);
+  ASSERT_EQ(r.size(), 2U);
+  EXPECT_EQ(r[0].second, -EPIPE);
+  EXPECT_EQ(r[1].second, -ENOTSOCK);
+}
+
+TEST_P(BatchedSender, MoreSendsThanRingSlotsAreAllMadeOnce) {
+  batched_sender s(GetParam());
+  constexpr std::size_t n = batched_sender::k_ring_entries + 17;  // 546 descriptors
+  std::vector<socket_pair> pairs(n);
+  std::vector<std::string> msgs;
+  msgs.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    msgs.push_back("message " + std::to_string(i));
+    s.add(pairs[i].fd[0], asio::buffer(msgs[i]), 1000 + i);
+  }
+  const auto r = run(s);
+  ASSERT_EQ(r.size(), n);
+  for (std::size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(r[i].first, 1000 + i);
+    EXPECT_EQ(r[i].second, static_cast<long>(msgs[i].size()));
+    EXPECT_EQ(pairs[i].read_all(), msgs[i]);
+  }
+}
+
+TEST_P(BatchedSender, SendsListedWhileReportingWaitForTheNextRun) {
+  batched_sender s(GetParam());
+  socket_pair p;
+  const std::string first = "first ";
+  const std::string second = "second";
+  s.add(p.fd[0], asio::buffer(first), 1);
+  results r;
+  s.run([&](std::uint64_t tag, long result) {
+    r.emplace_back(tag, result);
+    if (tag == 1) {
+      s.add(p.fd[0], asio::buffer(second), 2);
+    }
+  });
+  EXPECT_EQ(r, (results{{1, 6}}));
+  EXPECT_EQ(p.read_all(), first);
+  EXPECT_EQ(s.size(), 1U);
+  EXPECT_EQ(run(s), (results{{2, 6}}));
+  EXPECT_EQ(p.read_all(), second);
+}
+
+}  // namespace
+}  // namespace gwx::gateway
