@@ -12,7 +12,7 @@ constexpr std::size_t k_spare_bytes = 4096;
 }  // namespace
 
 client_loop::client_loop(asio::io_context& io, session_events& events, bool io_uring)
-    : io_(io), events_(events), origin_(clock::now()), timer_(io), sender_(io_uring) {}
+    : io_(io), events_(events), origin_(clock::now()), timer_(io), reads_(io), sender_(io_uring) {}
 
 std::uint64_t client_loop::tick_of(clock::time_point t) const {
   if (t <= origin_) {

@@ -9,6 +9,7 @@
 
 #include "common/net/send_queue.hpp"
 #include "gateway/batched_sender.hpp"
+#include "gateway/read_poller.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
 #include "gateway/write_batch.hpp"
@@ -22,8 +23,9 @@ class session_events;
 /// while idle, no send queue: the loop's coarse timer wheel (handshake, idle, heartbeat and
 /// close deadlines), the sessions with bytes to write at the end of this turn of the loop (one
 /// write per client however many messages it got meanwhile, and those writes of plain
-/// connections handed to the kernel together: batched_sender), and spare send queues. One per
-/// shard; used on its loop only, not thread-safe.
+/// connections handed to the kernel together: batched_sender), the read readiness of its plain
+/// connections (read_poller), and spare send queues. One per shard; used on its loop only, not
+/// thread-safe.
 class client_loop {
  public:
   /// Granularity of deadlines: they fire up to this late, never early.
@@ -65,6 +67,8 @@ class client_loop {
   void write_later(client_session& s, const std::vector<asio::const_buffer>& bufs);
   /// How this loop's writes reach the kernel.
   const batched_sender& sender() const { return sender_; }
+  /// Read readiness of this loop's plain client sockets.
+  read_poller<client_session>& reads() { return reads_; }
 
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
@@ -94,6 +98,7 @@ class client_loop {
     std::shared_ptr<client_session> session;
     wire_bytes head;
   };
+  read_poller<client_session> reads_;  // before what holds sessions: outlives them
   batched_sender sender_;
   std::vector<listed_write> writes_;
   std::vector<listed_write> running_writes_;

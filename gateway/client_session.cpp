@@ -104,11 +104,31 @@ std::size_t client_session::max_pending() const {
   return unread + listener_.max_message + k_frame_overhead + 2;
 }
 
+client_session::~client_session() {
+  if (read_watched_) {
+    loop_.reads().forget(*this, socket_.native_handle());
+  }
+}
+
 void client_session::arm_read() {
   if (reading_ || paused_ || (state_ != client_state::handshake && state_ != client_state::open)) {
     return;
   }
   reading_ = true;
+  if (!tls_) {
+    // Watched once, level-triggered: no system call per read (read_poller.hpp).
+    if (!read_watched_) {
+      if (!loop_.reads().watch(*this, socket_.native_handle())) {
+        reading_ = false;
+        finish(close_cause::io_error,
+               "cannot watch the socket: " +
+                   std::error_code(errno, std::system_category()).message());
+        return;
+      }
+      read_watched_ = true;
+    }
+    return;
+  }
   socket_.async_wait(asio::ip::tcp::socket::wait_read,
                      [self = shared_from_this()](std::error_code ec) {
                        self->reading_ = false;
@@ -145,6 +165,19 @@ void client_session::resume_reading() {
       self->read_again();
     }
   });
+}
+
+void client_session::on_poll_ready() {
+  if (!reading_) {
+    // Readable while it does not want to read (paused, deciding, closing): unwatched until
+    // arm_read() wants it again, so the level-triggered set does not report it every turn.
+    loop_.reads().forget(*this, socket_.native_handle());
+    read_watched_ = false;
+    return;
+  }
+  const auto self = shared_from_this();  // reading may close it and drop the last holder
+  reading_ = false;
+  on_readable();
 }
 
 void client_session::read_again() {
@@ -805,6 +838,10 @@ void client_session::finish(close_cause cause, const std::string& reason) {
   state_ = client_state::closed;
   std::error_code ignored;
   tick_wheel::hook::cancel();
+  if (read_watched_) {
+    loop_.reads().forget(*this, socket_.native_handle());
+    read_watched_ = false;
+  }
   if (auto* tls = tls_io()) {
     tls->shutdown();
   }

@@ -39,6 +39,7 @@ class client_session : public client_port,
                        public std::enable_shared_from_this<client_session> {
  public:
   client_session(client_loop& loop, const listener_config& listener, client_socket socket);
+  ~client_session() override;
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
 
@@ -75,6 +76,8 @@ class client_session : public client_port,
   /// The result of a write flush() listed with the loop (client_loop::write_later): `head` the
   /// head it wrote (null: the queue's gather), `result` the bytes the socket took or -errno.
   void on_batched_write(const wire_bytes* head, long result);
+  /// The loop's read_poller found the socket readable (plain sessions).
+  void on_poll_ready();
   int native_handle() { return socket_.native_handle(); }
 
   /// The TLS connection of a client on a TLS listener (null on plain ones).
@@ -149,6 +152,8 @@ class client_session : public client_port,
   bool flush_scheduled_ = false;
   /// A tls_client_session (fits in the padding before missed_beats_).
   bool tls_ = false;
+  /// In the loop's read_poller (plain sessions; in the same padding).
+  bool read_watched_ = false;
   /// Why it is closing (set by begin_close, with close_reason_).
   close_cause closing_cause_ = close_cause::server;
   unsigned missed_beats_ = 0;
