@@ -1,5 +1,7 @@
 #include "gateway/batched_sender.hpp"
 
+#include "tests/unit/gateway/socket_pair.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -15,42 +17,16 @@
 namespace gwx::gateway {
 namespace {
 
-// A connected pair of non-blocking stream sockets: `[0]` is written, `[1]` read.
-struct socket_pair {
-  int fd[2] = {-1, -1};
-  socket_pair() {
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd), 0);
-  }
-  ~socket_pair() {
-    for (int f : fd) {
-      if (f >= 0) {
-        ::close(f);
-      }
-    }
-  }
-  socket_pair(const socket_pair&) = delete;
-  socket_pair& operator=(const socket_pair&) = delete;
+using test_io::socket_pair;
 
-  std::string read_all() const {
-    std::string out;
-    char buf[65536];
-    for (;;) {
-      const ssize_t n = ::recv(fd[1], buf, sizeof buf, MSG_DONTWAIT);
-      if (n <= 0) {
-        return out;
-      }
-      out.append(buf, static_cast<std::size_t>(n));
-    }
+// Fills `p`'s tested side until it takes nothing more.
+void fill(const test_io::socket_pair& p) {
+  const int small = 4096;
+  ::setsockopt(p.fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  const std::string chunk(4096, 'f');
+  while (::send(p.fd[0], chunk.data(), chunk.size(), MSG_DONTWAIT) > 0) {
   }
-  // Fills [0]'s send side until it takes nothing more.
-  void fill() const {
-    const int small = 4096;
-    ::setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    const std::string chunk(4096, 'f');
-    while (::send(fd[0], chunk.data(), chunk.size(), MSG_DONTWAIT) > 0) {
-    }
-  }
-};
+}
 
 // Whether this machine lets processes use io_uring at all (kernel.io_uring_disabled, Linux 6.6+:
 // 0 allowed, 1 only for a group, 2 never; the file is absent on older kernels, which allow it).
@@ -102,8 +78,8 @@ TEST_P(BatchedSender, SendsEveryListedBufferAndReportsEachInOrder) {
   EXPECT_EQ(s.size(), 3U);
   EXPECT_EQ(run(s), (results{{7, 13}, {9, 19}, {11, 13}}));
   EXPECT_EQ(s.size(), 0U);
-  EXPECT_EQ(a.read_all(), one + one);
-  EXPECT_EQ(b.read_all(), "gathered from three");
+  EXPECT_EQ(a.read_all_at_peer(), one + one);
+  EXPECT_EQ(b.read_all_at_peer(), "gathered from three");
   EXPECT_TRUE(run(s).empty());  // nothing left over
 }
 
@@ -111,7 +87,7 @@ TEST_P(BatchedSender, AFullSocketTakesNothingAndOthersAreNotHeldUp) {
   batched_sender s(GetParam());
   socket_pair full;
   socket_pair free;
-  full.fill();
+  fill(full);
   const std::string msg = "hello";
   s.add(full.fd[0], asio::buffer(msg), 1);
   s.add(free.fd[0], asio::buffer(msg), 2);
@@ -120,7 +96,7 @@ TEST_P(BatchedSender, AFullSocketTakesNothingAndOthersAreNotHeldUp) {
   EXPECT_EQ(r[0].first, 1U);
   EXPECT_TRUE(r[0].second == -EAGAIN || r[0].second == -EWOULDBLOCK) << r[0].second;
   EXPECT_EQ(r[1], (std::pair<std::uint64_t, long>{2, 5}));
-  EXPECT_EQ(free.read_all(), msg);
+  EXPECT_EQ(free.read_all_at_peer(), msg);
 }
 
 TEST_P(BatchedSender, APartialSendReportsWhatTheSocketTook) {
@@ -138,7 +114,7 @@ TEST_P(BatchedSender, APartialSendReportsWhatTheSocketTook) {
   ASSERT_GT(r[0].second, 0);
   ASSERT_LT(r[0].second, static_cast<long>(big.size()));
   // Exactly the reported prefix arrived, once.
-  EXPECT_EQ(p.read_all(), big.substr(0, static_cast<std::size_t>(r[0].second)));
+  EXPECT_EQ(p.read_all_at_peer(), big.substr(0, static_cast<std::size_t>(r[0].second)));
 }
 
 TEST_P(BatchedSender, ErrorsComeBackAsNegativeErrnoWithoutSignals) {
@@ -172,7 +148,7 @@ TEST_P(BatchedSender, MoreSendsThanRingSlotsAreAllMadeOnce) {
   for (std::size_t i = 0; i < n; ++i) {
     EXPECT_EQ(r[i].first, 1000 + i);
     EXPECT_EQ(r[i].second, static_cast<long>(msgs[i].size()));
-    EXPECT_EQ(pairs[i].read_all(), msgs[i]);
+    EXPECT_EQ(pairs[i].read_all_at_peer(), msgs[i]);
   }
 }
 
@@ -190,10 +166,10 @@ TEST_P(BatchedSender, SendsListedWhileReportingWaitForTheNextRun) {
     }
   });
   EXPECT_EQ(r, (results{{1, 6}}));
-  EXPECT_EQ(p.read_all(), first);
+  EXPECT_EQ(p.read_all_at_peer(), first);
   EXPECT_EQ(s.size(), 1U);
   EXPECT_EQ(run(s), (results{{2, 6}}));
-  EXPECT_EQ(p.read_all(), second);
+  EXPECT_EQ(p.read_all_at_peer(), second);
 }
 
 }  // namespace
