@@ -497,7 +497,7 @@ class Cluster:
             argv += ["--listen", url]
         if lease_ttl_ms is not None:
             argv += ["--lease-ttl-ms", str(lease_ttl_ms)]
-        argv += self.tls_args() + list(extra)
+        argv += self.tls_args() + list(self.h.args.gateway_arg) + list(extra)
         p = await self._spawn(Gateway, self._name("gateway", name), argv, launcher)
         m, idx = await p.wait_line(r"^listening internal://(\S+)\s*$")
         p.internal = m.group(1)
@@ -860,6 +860,9 @@ def _parse_args(extra_args):
                          "(default: $GWX_BIN)")
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("GWX_E2E_TIMEOUT", 150)),
                     help="overall deadline of the test in seconds")
+    ap.add_argument("--gateway-arg", action="append", default=[], metavar="ARG",
+                    help="an option added to every gateway the test starts (repeatable), e.g. "
+                         "--gateway-arg=--io-uring --gateway-arg=off")
     ap.add_argument("--internal-tls", action="store_true",
                     help="run the cluster with TLS on every internal hop (register gRPC with "
                          "client certificates, gateway<->worker links), from a throw-away CA")
