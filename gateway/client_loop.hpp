@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
+#include "common/net/read_poller.hpp"
 #include "common/net/send_queue.hpp"
 #include "gateway/batched_sender.hpp"
-#include "gateway/read_poller.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
 #include "gateway/write_batch.hpp"
@@ -68,7 +68,7 @@ class client_loop {
   /// How this loop's writes reach the kernel.
   const batched_sender& sender() const { return sender_; }
   /// Read readiness of this loop's plain client sockets.
-  read_poller<client_session>& reads() { return reads_; }
+  net::read_poller<client_session>& reads() { return reads_; }
 
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
@@ -98,7 +98,7 @@ class client_loop {
     std::shared_ptr<client_session> session;
     wire_bytes head;
   };
-  read_poller<client_session> reads_;  // before what holds sessions: outlives them
+  net::read_poller<client_session> reads_;  // before what holds sessions: outlives them
   batched_sender sender_;
   std::vector<listed_write> writes_;
   std::vector<listed_write> running_writes_;

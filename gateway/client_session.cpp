@@ -116,7 +116,7 @@ void client_session::arm_read() {
   }
   reading_ = true;
   if (!tls_) {
-    // Watched once, level-triggered: no system call per read (read_poller.hpp).
+    // Watched once, level-triggered: no system call per read (common/net/read_poller.hpp).
     if (!read_watched_) {
       if (!loop_.reads().watch(*this, socket_.native_handle())) {
         reading_ = false;

@@ -12,7 +12,10 @@
 
 namespace gwx {
 namespace {
-constexpr std::size_t k_read_chunk = 64 * 1024;
+// One read takes at most this much (a larger frame grows the buffer). The frames of one read are
+// handled before what they cause is written, so a smaller read lets the peer see the first
+// replies of a burst while the rest is handled: hundreds of small events per read, not thousands.
+constexpr std::size_t k_read_chunk = 16 * 1024;
 // A link's writes batch many frames: each starts in a buffer of this size, and one spare of up
 // to four times it is kept while the link is idle (no regrowth from 64 bytes per write).
 constexpr std::size_t k_write_segment = 16 * 1024;

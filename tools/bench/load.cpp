@@ -1,7 +1,10 @@
 #include "tools/bench/load.hpp"
 
+#include <sys/socket.h>
+
 #include <asio.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <memory>
@@ -9,6 +12,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/net/read_poller.hpp"
 #include "tools/bench/latency_histogram.hpp"
 #include "tools/bench/payload.hpp"
 #include "tools/bench/tls_idle.hpp"
@@ -93,8 +97,19 @@ struct loop {
     open_more();
   }
 
+  /// Keeps `c` alive while its socket is watched by `reads`; what unwatch() gives back.
+  void watched(std::shared_ptr<connection> c);
+  std::shared_ptr<connection> unwatched(connection& c);
+
   shared_state& shared;
   asio::io_context io{1};
+  // Open sockets are read as gwx's gateway reads its clients: watched once in a level-triggered
+  // epoll set, one recv per report, no re-arm (common/net/read_poller.hpp). Writes are a send
+  // straight from the handler; only what the socket does not take waits for Asio. Against a
+  // single-process server the generator needs about a core, so its cost per message is part of
+  // every rate it measures (docs/benchmarks.md, the cross-check).
+  net::read_poller<connection> reads{io};
+  std::vector<std::shared_ptr<connection>> live;  // watched by `reads`; index in connection
   std::thread thread;
   fast_random rng;
   std::string scratch;  // payload being built
@@ -113,6 +128,9 @@ struct loop {
 /// Replies are handled a read at a time and what they cause is written in one write.
 class connection : public std::enable_shared_from_this<connection> {
  public:
+  /// Where this connection is in its loop's `live` list (watched), or npos.
+  std::size_t live_index = static_cast<std::size_t>(-1);
+
   connection(loop& l) : loop_(l), socket_(l.io) {
     const auto& opt = l.shared.opt;
     decoder_ = std::make_unique<message_decoder>(opt.url.proto, side::client, opt.max_message,
@@ -131,6 +149,13 @@ class connection : public std::enable_shared_from_this<connection> {
         return;
       }
       self->socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+      self->socket_.non_blocking(true, ec);
+      if (ec || !self->loop_.reads.watch(*self, self->socket_.native_handle())) {
+        self->fail_open("cannot watch the socket: " +
+                        (ec ? ec.message() : std::string(std::strerror(errno))));
+        return;
+      }
+      self->loop_.watched(self);
       if (self->loop_.shared.opt.url.proto == protocol::ws) {
         self->pending_ =
             make_upgrade_request(self->loop_.shared.opt.url,
@@ -139,19 +164,44 @@ class connection : public std::enable_shared_from_this<connection> {
       } else {
         self->opened();
       }
-      self->do_read();
     });
   }
 
-  /// Sends one benchmark message (after `prefix`).
-  void send_payload(std::uint32_t seq, std::uint64_t now) {
+  /// The loop's read set found the socket readable: one read, what it holds handled.
+  void on_poll_ready() {
+    if (closed_) {
+      return;
+    }
+    const auto self = shared_from_this();  // what the read causes may unwatch it
+    if (len_ == buf_.size()) {
+      buf_.resize(buf_.size() * 2);
+    }
+    const ssize_t n = ::recv(socket_.native_handle(), buf_.data() + len_, buf_.size() - len_, 0);
+    if (n > 0) {
+      on_read(static_cast<std::size_t>(n));
+      return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      return;
+    }
+    const std::string why =
+        n == 0 ? "server closed the connection" : std::string("read: ") + std::strerror(errno);
+    if (closing_) {
+      shut();
+    } else {
+      broken(why);
+    }
+  }
+
+  /// Sends one benchmark message (after `prefix`); with `batch`, only queues it for flush().
+  void send_payload(std::uint32_t seq, std::uint64_t now, bool batch = false) {
     auto& s = loop_.scratch;
     s.assign(loop_.shared.opt.prefix);
     payload::write(s, loop_.shared.opt.size, seq, now);
     encode_message(pending_, loop_.shared.opt.url.proto, side::client, s, loop_.shared.opt.binary,
                    loop_.rng.next());
     loop_.sent.add();
-    if (!in_batch_) {
+    if (!in_batch_ && !batch) {
       flush();
     }
   }
@@ -212,29 +262,13 @@ class connection : public std::enable_shared_from_this<connection> {
 
   void shut() {
     closed_ = true;
+    if (live_index != static_cast<std::size_t>(-1)) {
+      loop_.reads.forget(*this, socket_.native_handle());
+      // Released on a later turn: the caller may still be in this object's handlers.
+      asio::post(loop_.io, [keep = loop_.unwatched(*this)] {});
+    }
     std::error_code ec;
     socket_.close(ec);
-  }
-
-  void do_read() {
-    if (closed_) {
-      return;
-    }
-    if (len_ == buf_.size()) {
-      buf_.resize(buf_.size() * 2);
-    }
-    socket_.async_read_some(asio::buffer(buf_.data() + len_, buf_.size() - len_),
-                            [self = shared_from_this()](std::error_code ec, std::size_t n) {
-                              if (ec) {
-                                if (!self->closed_ && !self->closing_) {
-                                  self->broken(ec == asio::error::eof
-                                                   ? "server closed the connection"
-                                                   : "read: " + ec.message());
-                                }
-                                return;
-                              }
-                              self->on_read(n);
-                            });
   }
 
   void on_read(std::size_t n) {
@@ -249,7 +283,6 @@ class connection : public std::enable_shared_from_this<connection> {
         return;
       }
       if (off == 0) {
-        do_read();
         return;
       }
       opened();
@@ -287,11 +320,27 @@ class connection : public std::enable_shared_from_this<connection> {
     std::memmove(buf_.data(), buf_.data() + off, len_ - off);
     len_ -= off;
     flush();
-    do_read();
   }
 
+ protected:
+  /// Writes what is pending: straight away as far as the socket takes it, the rest through Asio.
   void flush() {
     if (writing_ || pending_.empty() || closed_) {
+      return;
+    }
+    const ssize_t n = ::send(socket_.native_handle(), pending_.data(), pending_.size(),
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      broken(std::string("write: ") + std::strerror(errno));
+      return;
+    }
+    if (n > 0) {
+      pending_.erase(0, static_cast<std::size_t>(n));
+    }
+    if (pending_.empty()) {
+      if (closing_) {
+        shut();
+      }
       return;
     }
     writing_ = true;
@@ -312,6 +361,7 @@ class connection : public std::enable_shared_from_this<connection> {
                       });
   }
 
+ private:
   asio::ip::tcp::socket socket_;
   std::unique_ptr<message_decoder> decoder_;
   std::vector<char> buf_;
@@ -325,6 +375,23 @@ class connection : public std::enable_shared_from_this<connection> {
   bool closing_ = false;
   bool closed_ = false;
 };
+
+void loop::watched(std::shared_ptr<connection> c) {
+  c->live_index = live.size();
+  live.push_back(std::move(c));
+}
+
+std::shared_ptr<connection> loop::unwatched(connection& c) {
+  const auto i = c.live_index;
+  c.live_index = static_cast<std::size_t>(-1);
+  auto out = std::move(live[i]);
+  if (i + 1 != live.size()) {
+    live[i] = std::move(live.back());
+    live[i]->live_index = i;
+  }
+  live.pop_back();
+  return out;
+}
 
 void loop::open_more() {
   while (opening < k_max_opening && next_to_open < conns.size()) {
@@ -400,9 +467,10 @@ class fanout_sender final : public connection {
     const auto done = loop_.shared.delivered.load() / receivers_;
     const auto now = loop_.shared.now_ns();
     while (next_.get() < done + loop_.shared.opt.inflight) {
-      send_payload(static_cast<std::uint32_t>(next_.get()), now);
+      send_payload(static_cast<std::uint32_t>(next_.get()), now, true);
       next_.add();
     }
+    flush();
   }
 
   /// Messages sent so far (any thread).

@@ -1,6 +1,6 @@
 #include "gateway/batched_sender.hpp"
 
-#include "tests/unit/gateway/socket_pair.hpp"
+#include "tests/unit/common/socket_pair.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "gateway/read_poller.hpp"
+#include "common/net/read_poller.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,9 +8,9 @@
 #include <functional>
 #include <string>
 
-#include "tests/unit/gateway/socket_pair.hpp"
+#include "tests/unit/common/socket_pair.hpp"
 
-namespace gwx::gateway {
+namespace gwx::net {
 namespace {
 
 using test_io::socket_pair;
@@ -100,4 +100,4 @@ TEST_F(ReadPoller, WatchingABadDescriptorFailsWithErrno) {
 }
 
 }  // namespace
-}  // namespace gwx::gateway
+}  // namespace gwx::net

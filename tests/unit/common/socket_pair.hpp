@@ -7,7 +7,7 @@
 #include <cstddef>
 #include <string>
 
-namespace gwx::gateway::test_io {
+namespace gwx::test_io {
 
 /// A connected pair of non-blocking AF_UNIX stream sockets for tests of code that writes to or
 /// watches a socket: `fd[0]` is the side under test, `fd[1]` its peer. A test may close one side
@@ -48,4 +48,4 @@ struct socket_pair {
   }
 };
 
-}  // namespace gwx::gateway::test_io
+}  // namespace gwx::test_io
