@@ -16,6 +16,40 @@ std::uint32_t read_u32(const char* p) {
          std::uint32_t{u[3]};
 }
 
+/// Skips one varint at `i`; false if `in` ends first or the varint is longer than 10 bytes.
+bool skip_varint(std::string_view in, std::size_t& i) {
+  for (int n = 0; n < 10 && i < in.size(); ++n) {
+    if ((static_cast<unsigned char>(in[i++]) & 0x80) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+/// Whether a frame header is a Command whose operation is send_to_clients: the command field
+/// (10, length-delimited), its length, an optional request_id (1, varint), then the
+/// send_to_clients field (2, length-delimited). Encoders write fields in number order.
+bool is_send_to_clients(std::string_view header) {
+  constexpr char k_command_tag = 0x52;
+  constexpr char k_request_id_tag = 0x08;
+  constexpr char k_send_to_clients_tag = 0x12;
+  std::size_t i = 1;
+  if (header.empty() || header[0] != k_command_tag || !skip_varint(header, i)) {
+    return false;
+  }
+  if (i < header.size() && header[i] == k_request_id_tag && !skip_varint(header, ++i)) {
+    return false;
+  }
+  return i < header.size() && header[i] == k_send_to_clients_tag;
+}
+
+void clear_unknown_fields(google::protobuf::Message& m) {
+  const auto* reflection = m.GetReflection();
+  if (!reflection->GetUnknownFields(m).empty()) {
+    reflection->MutableUnknownFields(&m)->Clear();
+  }
+}
+
 void write_u32(char* p, std::uint32_t v) {
   p[0] = static_cast<char>(v >> 24);
   p[1] = static_cast<char>(v >> 16);
@@ -115,15 +149,23 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
   }
   // An event after an event (a worker's steady state) is parsed into the same ClientEvent:
   // Clear() keeps its strings' capacity, so parsing it allocates nothing. An event frame's
-  // header starts with the event field (7, length-delimited: tag 0x3a); any other header
-  // starts from a cleared frame, as before.
+  // header starts with the event field (7, length-delimited: tag 0x3a). Likewise a command
+  // that sends to clients after another (the gateway's steady state: replies and pushes) keeps
+  // the Command, its SendToClients and the strings of its client ids: only the message is
+  // allocated again. Any other header starts from a cleared frame. Either way the frame holds
+  // exactly what the header says.
   constexpr char k_event_tag = 0x3a;
   if (frame.body_case() == link::v2::Frame::kEvent && r.header[0] == k_event_tag) {
     frame.mutable_event()->Clear();
-    const auto* reflection = frame.GetReflection();
-    if (!reflection->GetUnknownFields(frame).empty()) {
-      reflection->MutableUnknownFields(&frame)->Clear();
-    }
+    clear_unknown_fields(frame);
+  } else if (frame.body_case() == link::v2::Frame::kCommand &&
+             frame.command().op_case() == link::v2::Command::kSendToClients &&
+             is_send_to_clients(r.header)) {
+    auto* command = frame.mutable_command();
+    command->mutable_send_to_clients()->Clear();
+    command->set_request_id(0);
+    clear_unknown_fields(*command);
+    clear_unknown_fields(frame);
   } else {
     frame.Clear();
   }

@@ -1,7 +1,8 @@
 // libFuzzer target for the link wire format (common/link/link_codec.hpp). Input: byte 0 picks
 // the limits (top bit: handshake limits) and byte 1 the chunk size the wire is fed in; the rest
 // is the wire, preamble first. Checks that feeding in chunks and all at once agree, that no
-// frame exceeds its limits, and that every frame re-encodes to the bytes it came from.
+// frame exceeds its limits, that the one Frame decoded into holds exactly what a fresh parse of
+// each header gives, and that every frame re-encodes to the bytes it came from.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -61,6 +62,10 @@ outcome run(std::string_view wire, std::size_t chunk, const lc::limits& lim) {
       check(r.header.size() <= lim.max_header);
       check(r.header.size() + r.payload.size() <= lim.max_frame);
       check(r.consumed == lc::k_prefix_size + r.header.size() + r.payload.size());
+      // The frame reused across decodes holds what a fresh one parsed from the header would.
+      gwx::link::v2::Frame fresh;
+      check(fresh.ParseFromArray(r.header.data(), static_cast<int>(r.header.size())));
+      check(fresh.SerializeAsString() == frame.SerializeAsString());
       // The payload moves into the frame and back out unchanged when the kind carries one.
       const std::string payload(r.payload);
       if (lc::attach_payload(frame, payload)) {

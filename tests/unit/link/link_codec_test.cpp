@@ -99,6 +99,48 @@ TEST(link_codec, a_reused_frame_holds_exactly_the_last_header_decoded) {
   EXPECT_FALSE(f.event().has_client());
 }
 
+TEST(link_codec, a_reused_frame_holds_exactly_the_last_command_decoded) {
+  // The gateway decodes a worker's commands into one Frame; a send_to_clients after another
+  // reuses the parts of the last one, and nothing of any earlier command may remain.
+  auto send = [](std::uint64_t request_id, std::vector<std::string> ids, bool with_message) {
+    link::v2::Frame f;
+    auto* c = f.mutable_command();
+    c->set_request_id(request_id);
+    auto* s = c->mutable_send_to_clients();
+    for (auto& id : ids) {
+      s->add_client_ids(id);
+    }
+    if (with_message) {
+      s->mutable_message()->set_binary(true);
+    }
+    return f;
+  };
+  const auto two = send(5, {"client-one", "client-two"}, true);
+  const auto one = send(0, {"c"}, false);
+  const auto big_id = send(300, {std::string(200, 'x')}, true);
+  link::v2::Frame bind;
+  bind.mutable_command()->mutable_bind_uid()->set_uid("alice");
+  link::v2::Frame no_op;  // a command without an operation: it must not read as a send
+  no_op.mutable_command()->set_request_id(9);
+  link::v2::Frame empty_send;
+  empty_send.mutable_command()->mutable_send_to_clients();
+  const std::vector<link::v2::Frame> sequence = {
+      two, one, big_id, one, bind, two, no_op, two, empty_send, two, event_frame(3), one, big_id};
+  link::v2::Frame f;
+  for (std::size_t i = 0; i < sequence.size(); ++i) {
+    const auto& sent = sequence[i];
+    const auto bytes = encoded(sent, "payload");
+    const auto r = decode(bytes, limits{}, f);
+    ASSERT_EQ(r.status, decode_status::message) << "frame " << i;
+    EXPECT_EQ(r.payload, "payload");
+    EXPECT_EQ(f.SerializeAsString(), sent.SerializeAsString()) << "frame " << i;
+    EXPECT_EQ(f.command().op_case(), sent.command().op_case()) << "frame " << i;
+    EXPECT_EQ(f.command().send_to_clients().has_message(),
+              sent.command().send_to_clients().has_message())
+        << "frame " << i;
+  }
+}
+
 TEST(link_codec, every_split_of_several_frames_decodes_the_same) {
   std::string stream;
   for (std::uint64_t i = 1; i <= 3; ++i) {
