@@ -17,7 +17,9 @@ namespace {
 
 constexpr int k_send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
 
-std::string error_text(int err) { return std::error_code(err, std::system_category()).message(); }
+std::string error_text(int err) {
+  return std::error_code(err, std::system_category()).message();
+}
 
 }  // namespace
 
@@ -102,8 +104,8 @@ batched_sender::~batched_sender() {
 void batched_sender::add(int fd, const asio::const_buffer* bufs, std::size_t count,
                          std::uint64_t tag) {
   auto& l = listed_;
-  l.ops.push_back({fd, static_cast<std::uint32_t>(l.iovs.size()),
-                   static_cast<std::uint32_t>(count), tag});
+  l.ops.push_back(
+      {fd, static_cast<std::uint32_t>(l.iovs.size()), static_cast<std::uint32_t>(count), tag});
   for (std::size_t i = 0; i < count; ++i) {
     l.iovs.push_back({bufs[i].data(), bufs[i].size()});
   }

@@ -12,14 +12,15 @@ namespace gwx::gateway {
 /// Non-blocking sends to many sockets in as few system calls as it can: the writes one turn of
 /// an event loop has for its connections (a broadcast to hundreds of clients, the replies of an
 /// echo burst) are listed, then run() hands them to the kernel together through io_uring, up to
-/// k_ring_entries per call, and reports each result as send()/sendmsg() would have. On this
-/// kind of machine a system call costs about as much as the TCP work of a small send, so one
-/// call per batch instead of one per connection halves the CPU per delivery.
+/// k_ring_entries per call, and reports each result as send()/sendmsg() would have. Where a
+/// system call's entry costs about as much as the TCP work of a small send, one call per batch
+/// instead of one per connection halves the CPU per delivery; where the send itself dominates,
+/// it saves little (docs/benchmarks.md has both machines).
 ///
 /// Every send carries MSG_DONTWAIT: the kernel completes it inline, during the submitting call
 /// (bytes taken, fewer, or -EAGAIN), never later, so nothing is pending once run() returns and
-/// the buffers need live only until then. open() checks that on this kernel with a probe (a
-/// send to a full socket must come back -EAGAIN at once). Where io_uring is missing, disabled
+/// the buffers need live only until then. The constructor checks that on this kernel with a probe
+/// (a send to a full socket must come back -EAGAIN at once). Where io_uring is missing, disabled
 /// (kernel.io_uring_disabled, a seccomp filter) or fails that probe, the same calls make one
 /// sendmsg() per listed send. Used on one thread, not thread-safe.
 class batched_sender {

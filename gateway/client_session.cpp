@@ -105,8 +105,13 @@ std::size_t client_session::max_pending() const {
 }
 
 client_session::~client_session() {
+  unwatch();
+}
+
+void client_session::unwatch() {
   if (read_watched_) {
     loop_.reads().forget(*this, socket_.native_handle());
+    read_watched_ = false;
   }
 }
 
@@ -120,9 +125,8 @@ void client_session::arm_read() {
     if (!read_watched_) {
       if (!loop_.reads().watch(*this, socket_.native_handle())) {
         reading_ = false;
-        finish(close_cause::io_error,
-               "cannot watch the socket: " +
-                   std::error_code(errno, std::system_category()).message());
+        finish(close_cause::io_error, "cannot watch the socket: " +
+                                          std::error_code(errno, std::system_category()).message());
         return;
       }
       read_watched_ = true;
@@ -171,8 +175,7 @@ void client_session::on_poll_ready() {
   if (!reading_) {
     // Readable while it does not want to read (paused, deciding, closing): unwatched until
     // arm_read() wants it again, so the level-triggered set does not report it every turn.
-    loop_.reads().forget(*this, socket_.native_handle());
-    read_watched_ = false;
+    unwatch();
     return;
   }
   const auto self = shared_from_this();  // reading may close it and drop the last holder
@@ -612,8 +615,8 @@ void client_session::on_batched_write(const wire_bytes* head, long result) {
   const bool would_block = result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR;
   if (result < 0 && !would_block) {
     finish(close_cause::io_error,
-           "write failed: " + std::error_code(static_cast<int>(-result), std::system_category())
-                                  .message());
+           "write failed: " +
+               std::error_code(static_cast<int>(-result), std::system_category()).message());
     return;
   }
   const auto n = static_cast<std::size_t>(would_block ? 0 : result);
@@ -838,10 +841,7 @@ void client_session::finish(close_cause cause, const std::string& reason) {
   state_ = client_state::closed;
   std::error_code ignored;
   tick_wheel::hook::cancel();
-  if (read_watched_) {
-    loop_.reads().forget(*this, socket_.native_handle());
-    read_watched_ = false;
-  }
+  unwatch();
   if (auto* tls = tls_io()) {
     tls->shutdown();
   }

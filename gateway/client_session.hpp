@@ -91,6 +91,8 @@ class client_session : public client_port,
  private:
   net::tls_io* tls_io();
   void arm_read();
+  /// Leaves the loop's read_poller, if in it (closing, paused, or going away).
+  void unwatch();
   void on_readable();
   /// Keeps the bytes read into the loop's buffer: runs them through the codec, keeps the
   /// unfinished tail. False when the session closed meanwhile.

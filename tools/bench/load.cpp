@@ -97,7 +97,7 @@ struct loop {
     open_more();
   }
 
-  /// Keeps `c` alive while its socket is watched by `reads`; what unwatch() gives back.
+  /// Keeps `c` alive while its socket is watched by `reads`; unwatched() hands it back.
   void watched(std::shared_ptr<connection> c);
   std::shared_ptr<connection> unwatched(connection& c);
 
@@ -184,13 +184,11 @@ class connection : public std::enable_shared_from_this<connection> {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       return;
     }
-    const std::string why =
-        n == 0 ? "server closed the connection" : std::string("read: ") + std::strerror(errno);
     if (closing_) {
       shut();
-    } else {
-      broken(why);
+      return;
     }
+    broken(n == 0 ? "server closed the connection" : std::string("read: ") + std::strerror(errno));
   }
 
   /// Sends one benchmark message (after `prefix`); with `batch`, only queues it for flush().

@@ -1,7 +1,5 @@
 #include "gateway/batched_sender.hpp"
 
-#include "tests/unit/common/socket_pair.hpp"
-
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -13,6 +11,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "tests/unit/common/socket_pair.hpp"
 
 namespace gwx::gateway {
 namespace {
