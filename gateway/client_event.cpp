@@ -5,6 +5,7 @@
 #include "common/codec/ws_handshake.hpp"
 #include "common/link/link_codec.hpp"
 #include "common/link/link_entries.hpp"
+#include "common/link/protowire.hpp"
 #include "common/net/tls_context.hpp"
 #include "gateway/client_directory.hpp"
 #include "gateway/event_recycler.hpp"
@@ -111,64 +112,7 @@ event_ptr make_connect_event(const client_record& c, std::uint64_t event_id,
 
 namespace {
 
-// The protobuf wire format, for the one header written without a message object: the MESSAGE
-// event, built once per client message. Byte for byte what protobuf writes for the same
-// ClientEvent (fields in number order, proto3 leaves out empty and zero values; the unit tests
-// compare the two).
-namespace pb {
-constexpr std::uint8_t k_varint = 0;
-constexpr std::uint8_t k_len = 2;
-
-constexpr char tag(int field, std::uint8_t type) {
-  return static_cast<char>((field << 3) | type);
-}
-
-std::size_t varint_size(std::uint64_t v) {
-  std::size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
-// Writers advance `p` through a buffer sized beforehand (no capacity check per byte).
-void put_varint(char*& p, std::uint64_t v) {
-  while (v >= 0x80) {
-    *p++ = static_cast<char>(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<char>(v);
-}
-
-std::size_t len_field_size(std::size_t len) {
-  return 1 + varint_size(len) + len;
-}
-std::size_t bytes_size(std::string_view s) {
-  return s.empty() ? 0 : len_field_size(s.size());
-}
-std::size_t uint_size(std::uint64_t v) {
-  return v == 0 ? 0 : 1 + varint_size(v);
-}
-
-void put_len(char*& p, int field, std::size_t len) {
-  *p++ = tag(field, k_len);
-  put_varint(p, len);
-}
-void put_bytes(char*& p, int field, std::string_view s) {
-  if (!s.empty()) {
-    put_len(p, field, s.size());
-    std::memcpy(p, s.data(), s.size());
-    p += s.size();
-  }
-}
-void put_uint(char*& p, int field, std::uint64_t v) {
-  if (v != 0) {
-    *p++ = tag(field, k_varint);
-    put_varint(p, v);
-  }
-}
-}  // namespace pb
+namespace pb = protowire;
 
 using link::v2::ClientEvent;
 // One-byte tags only.

@@ -341,14 +341,8 @@ void cluster_core::deliver(outbound& item, std::string_view text) {
     if (link == nullptr) {
       return;
     }
-    // The same command send_to_holder would carry, encoded from a frame kept for it.
-    auto& op = *message_frame_.mutable_command()->mutable_send_to_clients();
-    if (op.client_ids_size() == 0) {
-      op.add_client_ids();
-    }
-    op.mutable_client_ids(0)->assign(id.data(), id.size());
-    op.mutable_message()->set_binary(item.binary);
-    link->send(message_frame_, text.substr(item.text_at + item.id_size, item.data_size));
+    // The same command send_to_holder would carry, encoded without building it.
+    link->send_to_client(id, item.binary, text.substr(item.text_at + item.id_size, item.data_size));
     return;
   }
   // The message travels beside the header, not inside it.

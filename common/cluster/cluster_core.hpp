@@ -226,8 +226,6 @@ class cluster_core final : public transport {
   std::optional<std::string> drain_reason_;
   std::map<std::string, std::uint64_t> drain_waiting_;
   std::uint64_t drains_sent_ = 0;
-  // Reused to encode client_message items.
-  link::v2::Frame message_frame_;
 
   // What other threads may read.
   mutable std::mutex status_mutex_;

@@ -60,6 +60,13 @@ void gateway_link::send(const link::v2::Frame& frame, std::string_view payload) 
   }
 }
 
+void gateway_link::send_to_client(std::string_view client_id, bool binary,
+                                  std::string_view payload) {
+  if (state_ == state::up) {
+    stream_->send_to_client(client_id, binary, payload);
+  }
+}
+
 std::size_t gateway_link::queued_bytes() const {
   return stream_ ? stream_->queued_bytes() : 0;
 }

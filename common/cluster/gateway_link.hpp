@@ -66,6 +66,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
 
   /// Queues a frame (header and payload); dropped unless the link is up.
   void send(const link::v2::Frame& frame, std::string_view payload = {});
+  /// Queues a send_to_clients command to one client (link_stream::send_to_client); dropped
+  /// unless the link is up.
+  void send_to_client(std::string_view client_id, bool binary, std::string_view payload);
 
   bool is_up() const { return state_ == state::up; }
   const registry::gateway_entry& entry() const { return entry_; }

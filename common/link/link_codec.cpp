@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "common/link/protowire.hpp"
+
 namespace gwx::link_codec {
 namespace {
 
@@ -26,13 +28,24 @@ bool skip_varint(std::string_view in, std::size_t& i) {
   return false;
 }
 
+using link::v2::ClientEvent;
+using link::v2::Command;
+using link::v2::Frame;
+using link::v2::SendToClients;
+namespace pw = protowire;
+
+constexpr char k_event_tag = pw::tag(Frame::kEventFieldNumber, pw::k_len);
+constexpr char k_command_tag = pw::tag(Frame::kCommandFieldNumber, pw::k_len);
+constexpr char k_send_to_clients_tag = pw::tag(Command::kSendToClientsFieldNumber, pw::k_len);
+static_assert(Frame::kCommandFieldNumber < 16 && ClientEvent::kRedeliveredFieldNumber < 16 &&
+                  ClientEvent::kClientIdFieldNumber < 16,
+              "one-byte tags only");
+
 /// Whether a frame header is a Command whose operation is send_to_clients: the command field
 /// (10, length-delimited), its length, an optional request_id (1, varint), then the
 /// send_to_clients field (2, length-delimited). Encoders write fields in number order.
 bool is_send_to_clients(std::string_view header) {
-  constexpr char k_command_tag = 0x52;
-  constexpr char k_request_id_tag = 0x08;
-  constexpr char k_send_to_clients_tag = 0x12;
+  constexpr char k_request_id_tag = pw::tag(Command::kRequestIdFieldNumber, pw::k_varint);
   std::size_t i = 1;
   if (header.empty() || header[0] != k_command_tag || !skip_varint(header, i)) {
     return false;
@@ -48,6 +61,130 @@ void clear_unknown_fields(google::protobuf::Message& m) {
   if (!reflection->GetUnknownFields(m).empty()) {
     reflection->MutableUnknownFields(&m)->Clear();
   }
+}
+
+bool is_ascii(std::string_view s) {
+  for (const char c : s) {
+    if ((static_cast<unsigned char>(c) & 0x80) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/// When field `field` (a varint; bool: written as 0 or 1) comes next, reads it and passes its
+/// value to `set`. False only when it is there and malformed.
+template <class Set>
+bool optional_uint(pw::reader& r, int field, Set set) {
+  std::uint64_t v = 0;
+  if (!r.take_tag(pw::tag(field, pw::k_varint))) {
+    return true;
+  }
+  if (!r.varint(v)) {
+    return false;
+  }
+  set(v);
+  return true;
+}
+template <class Set>
+bool optional_bool(pw::reader& r, int field, Set set) {
+  bool ok = true;
+  return optional_uint(r, field,
+                       [&](std::uint64_t v) {
+                         ok = v <= 1;
+                         set(v == 1);
+                       }) &&
+         ok;
+}
+/// When field `field` (length-delimited) comes next, passes its bytes to `set`. False only
+/// when it is there and malformed.
+template <class Set>
+bool optional_bytes(pw::reader& r, int field, Set set) {
+  std::string_view bytes;
+  if (!r.take_tag(pw::tag(field, pw::k_len))) {
+    return true;
+  }
+  return r.bytes(bytes) && set(bytes);
+}
+
+/// The worker's steady state: a MESSAGE event as the gateway writes it (gateway
+/// make_message_event: event_id, kind, binary, client_id, redelivered, in that order) read
+/// into the cleared `ev` without protobuf's parser. False for any other header (`ev` then holds
+/// part of it: the caller clears it and lets protobuf parse). The client id must be ASCII here:
+/// protobuf checks a string field's UTF-8, and this path accepts nothing protobuf would refuse.
+bool read_message_event(std::string_view header, ClientEvent& ev) {
+  pw::reader r(header);
+  std::uint64_t kind = 0;
+  if (!r.take_tag(k_event_tag) || !r.len_to_end() ||
+      !optional_uint(r, ClientEvent::kEventIdFieldNumber,
+                     [&](std::uint64_t v) { ev.set_event_id(v); }) ||
+      !r.take_tag(pw::tag(ClientEvent::kKindFieldNumber, pw::k_varint)) || !r.varint(kind) ||
+      kind != link::v2::EVENT_KIND_MESSAGE) {
+    return false;
+  }
+  ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
+  return optional_bool(r, ClientEvent::kBinaryFieldNumber, [&](bool b) { ev.set_binary(b); }) &&
+         optional_bytes(r, ClientEvent::kClientIdFieldNumber,
+                        [&](std::string_view id) {
+                          ev.mutable_client_id()->assign(id.data(), id.size());
+                          return is_ascii(id);
+                        }) &&
+         optional_bool(r, ClientEvent::kRedeliveredFieldNumber,
+                       [&](bool b) { ev.set_redelivered(b); }) &&
+         r.done();
+}
+
+/// The gateway's steady state: a send_to_clients command as a worker writes it (optional
+/// request_id, the client ids, a message holding at most `binary`: its data is the payload)
+/// read into `cmd`, whose SendToClients was cleared, without protobuf's parser. False for any
+/// other header, as read_message_event.
+bool read_send_to_clients(std::string_view header, Command& cmd) {
+  pw::reader r(header);
+  if (!r.take_tag(k_command_tag) || !r.len_to_end() ||
+      !optional_uint(r, Command::kRequestIdFieldNumber,
+                     [&](std::uint64_t v) { cmd.set_request_id(v); }) ||
+      !r.take_tag(k_send_to_clients_tag) || !r.len_to_end()) {
+    return false;
+  }
+  auto& op = *cmd.mutable_send_to_clients();
+  const char id_tag = pw::tag(SendToClients::kClientIdsFieldNumber, pw::k_len);
+  std::string_view id;
+  while (r.take_tag(id_tag)) {
+    if (!r.bytes(id)) {
+      return false;
+    }
+    op.add_client_ids()->assign(id.data(), id.size());
+  }
+  return optional_bytes(r, SendToClients::kMessageFieldNumber,
+                        [&](std::string_view bytes) {
+                          pw::reader m(bytes);
+                          auto& message = *op.mutable_message();
+                          return optional_bool(m, link::v2::Message::kBinaryFieldNumber,
+                                               [&](bool b) { message.set_binary(b); }) &&
+                                 m.done();
+                        }) &&
+         r.done();
+}
+
+/// What the steady-state paths start from: a cleared event, or a command whose SendToClients
+/// is cleared (their strings keep their capacity).
+void clear_event(Frame& frame) {
+  frame.mutable_event()->Clear();
+  clear_unknown_fields(frame);
+}
+void clear_send_to_clients(Frame& frame) {
+  auto* command = frame.mutable_command();
+  command->mutable_send_to_clients()->Clear();
+  command->set_request_id(0);
+  clear_unknown_fields(*command);
+  clear_unknown_fields(frame);
+}
+
+std::size_t send_to_client_lengths(std::string_view client_id, bool binary, std::size_t& command,
+                                   std::size_t& op) {
+  op = pw::len_field_size(client_id.size()) + pw::len_field_size(binary ? 2 : 0);
+  command = pw::len_field_size(op);
+  return pw::len_field_size(command);
 }
 
 void write_u32(char* p, std::uint32_t v) {
@@ -148,24 +285,25 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
     return r;
   }
   // An event after an event (a worker's steady state) is parsed into the same ClientEvent:
-  // Clear() keeps its strings' capacity, so parsing it allocates nothing. An event frame's
-  // header starts with the event field (7, length-delimited: tag 0x3a). Likewise a command
+  // Clear() keeps its strings' capacity, so parsing it allocates nothing. Likewise a command
   // that sends to clients after another (the gateway's steady state: replies and pushes) keeps
   // the Command, its SendToClients and the strings of its client ids: only the message is
-  // allocated again. Any other header starts from a cleared frame. Either way the frame holds
-  // exactly what the header says.
-  constexpr char k_event_tag = 0x3a;
-  if (frame.body_case() == link::v2::Frame::kEvent && r.header[0] == k_event_tag) {
-    frame.mutable_event()->Clear();
-    clear_unknown_fields(frame);
-  } else if (frame.body_case() == link::v2::Frame::kCommand &&
-             frame.command().op_case() == link::v2::Command::kSendToClients &&
-             is_send_to_clients(r.header)) {
-    auto* command = frame.mutable_command();
-    command->mutable_send_to_clients()->Clear();
-    command->set_request_id(0);
-    clear_unknown_fields(*command);
-    clear_unknown_fields(frame);
+  // allocated again. The usual shapes of both are read without protobuf's parser (see
+  // read_message_event); any other header starts from a cleared frame. Either way the frame
+  // holds exactly what the header says.
+  if (frame.body_case() == Frame::kEvent && r.header[0] == k_event_tag) {
+    clear_event(frame);
+    if (read_message_event(r.header, *frame.mutable_event())) {
+      return r;
+    }
+    clear_event(frame);
+  } else if (frame.body_case() == Frame::kCommand &&
+             frame.command().op_case() == Command::kSendToClients && is_send_to_clients(r.header)) {
+    clear_send_to_clients(frame);
+    if (read_send_to_clients(r.header, *frame.mutable_command())) {
+      return r;
+    }
+    clear_send_to_clients(frame);
   } else {
     frame.Clear();
   }
@@ -199,9 +337,42 @@ void encode(std::string& out, const link::v2::Frame& header, std::string_view pa
   out.append(payload.data(), payload.size());
 }
 
-std::string* payload_field(link::v2::Frame& frame) {
-  using link::v2::Command;
-  using link::v2::Frame;
+std::size_t send_to_client_size(std::string_view client_id, bool binary, std::size_t payload_size) {
+  std::size_t command = 0;
+  std::size_t op = 0;
+  return k_prefix_size + send_to_client_lengths(client_id, binary, command, op) + payload_size;
+}
+
+void encode_send_to_client(std::string& out, std::string_view client_id, bool binary,
+                           std::string_view payload) {
+  std::size_t command = 0;
+  std::size_t op = 0;
+  const std::size_t header_len = send_to_client_lengths(client_id, binary, command, op);
+  const std::size_t pos = out.size();
+  out.resize(pos + k_prefix_size + header_len);
+  char* p = out.data() + pos;
+  write_u32(p, static_cast<std::uint32_t>(header_len + payload.size()));
+  write_u32(p + 4, static_cast<std::uint32_t>(header_len));
+  p += k_prefix_size;
+  pw::put_len(p, Frame::kCommandFieldNumber, command);
+  pw::put_len(p, Command::kSendToClientsFieldNumber, op);
+  pw::put_bytes_always(p, SendToClients::kClientIdsFieldNumber, client_id);
+  pw::put_len(p, SendToClients::kMessageFieldNumber, binary ? 2 : 0);
+  if (binary) {
+    *p++ = pw::tag(link::v2::Message::kBinaryFieldNumber, pw::k_varint);
+    *p++ = 1;
+  }
+  out.append(payload.data(), payload.size());
+}
+
+namespace {
+// A send's message data; with `create` false, null when the send has no message.
+template <class Op>
+std::string* message_data(Op& op, bool create) {
+  return create || op.has_message() ? op.mutable_message()->mutable_data() : nullptr;
+}
+
+std::string* payload_field(link::v2::Frame& frame, bool create) {
   if (frame.body_case() == Frame::kEvent) {
     return frame.mutable_event()->mutable_payload();
   }
@@ -211,13 +382,13 @@ std::string* payload_field(link::v2::Frame& frame) {
   auto& c = *frame.mutable_command();
   switch (c.op_case()) {
     case Command::kSendToClients:
-      return c.mutable_send_to_clients()->mutable_message()->mutable_data();
+      return message_data(*c.mutable_send_to_clients(), create);
     case Command::kSendToAll:
-      return c.mutable_send_to_all()->mutable_message()->mutable_data();
+      return message_data(*c.mutable_send_to_all(), create);
     case Command::kSendToGroups:
-      return c.mutable_send_to_groups()->mutable_message()->mutable_data();
+      return message_data(*c.mutable_send_to_groups(), create);
     case Command::kSendToUids:
-      return c.mutable_send_to_uids()->mutable_message()->mutable_data();
+      return message_data(*c.mutable_send_to_uids(), create);
     case Command::kCloseClient:
       return c.close_client().has_final_message()
                  ? c.mutable_close_client()->mutable_final_message()->mutable_data()
@@ -225,6 +396,11 @@ std::string* payload_field(link::v2::Frame& frame) {
     default:
       return nullptr;
   }
+}
+}  // namespace
+
+std::string* payload_field(link::v2::Frame& frame) {
+  return payload_field(frame, true);
 }
 
 std::string detach_payload(link::v2::Frame& frame) {
@@ -236,12 +412,12 @@ std::string detach_payload(link::v2::Frame& frame) {
 }
 
 bool attach_payload(link::v2::Frame& frame, std::string_view payload) {
-  if (payload.empty()) {
-    return true;
-  }
-  auto* field = payload_field(frame);
+  // The field ends up holding exactly the payload, even when a peer wrote bytes into the
+  // header's own field (empty on the wire by the format); an empty payload adds no message to
+  // a send that has none.
+  auto* field = payload_field(frame, !payload.empty());
   if (field == nullptr) {
-    return false;
+    return payload.empty();
   }
   field->assign(payload.data(), payload.size());
   return true;

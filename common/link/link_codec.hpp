@@ -68,6 +68,14 @@ void encode(std::string& out, const link::v2::Frame& header, std::string_view pa
 /// then its `payload_len` payload bytes (for a header encoded without a Frame object).
 void append_prefix(std::string& out, std::size_t header_len, std::size_t payload_len);
 
+/// A worker's reply to one client, the hottest frame there is, encoded without a Frame object:
+/// the same bytes encode() appends for a Frame holding a Command whose send_to_clients names
+/// `client_id` once and carries a message with `binary` (and `payload` as the frame's payload).
+void encode_send_to_client(std::string& out, std::string_view client_id, bool binary,
+                           std::string_view payload);
+/// Bytes encode_send_to_client() appends.
+std::size_t send_to_client_size(std::string_view client_id, bool binary, std::size_t payload_size);
+
 /// Bytes encode() appends for this header and payload.
 std::size_t encoded_size(const link::v2::Frame& header, std::size_t payload_size);
 
@@ -79,7 +87,8 @@ std::string* payload_field(link::v2::Frame& frame);
 std::string detach_payload(link::v2::Frame& frame);
 
 /// Puts a received payload into the frame's payload field (a copy; for receivers that keep
-/// the frame). A payload on a frame that carries none is an error: false.
+/// the frame), replacing whatever the header put there. A payload on a frame that carries none
+/// is an error: false.
 bool attach_payload(link::v2::Frame& frame, std::string_view payload);
 
 }  // namespace gwx::link_codec

@@ -247,24 +247,40 @@ bool link_stream::consume() {
   return true;
 }
 
-net::send_status link_stream::send(const link::v2::Frame& frame, std::string_view payload) {
+template <class Encode>
+net::send_status link_stream::queue(std::size_t size, const Encode& encode) {
   if (!open_) {
     return net::send_status::dropped;
   }
-  const std::size_t size = link_codec::encoded_size(frame, payload.size());
   auto* out = out_.reserve(size);
   if (out == nullptr) {
     shutdown("peer is not reading: " + std::to_string(out_.bytes()) +
              " bytes queued towards it (the cap)");
     return net::send_status::dropped;
   }
-  // encoded_size() computed the header's cached size: encode() reuses it.
-  link_codec::encode(*out, frame, payload);
+  encode(*out);
   const auto status = out_.commit();
   if (!out_.writing()) {
     do_write();
   }
   return status;
+}
+
+net::send_status link_stream::send(const link::v2::Frame& frame, std::string_view payload) {
+  if (!open_) {
+    return net::send_status::dropped;
+  }
+  // encoded_size() computes the header's cached size: encode() reuses it.
+  return queue(link_codec::encoded_size(frame, payload.size()),
+               [&](std::string& out) { link_codec::encode(out, frame, payload); });
+}
+
+net::send_status link_stream::send_to_client(std::string_view client_id, bool binary,
+                                             std::string_view payload) {
+  return queue(link_codec::send_to_client_size(client_id, binary, payload.size()),
+               [&](std::string& out) {
+                 link_codec::encode_send_to_client(out, client_id, binary, payload);
+               });
 }
 
 net::send_status link_stream::send_encoded(std::string_view wire) {

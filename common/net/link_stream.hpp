@@ -75,6 +75,11 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// is being cut because the peer stopped reading.
   net::send_status send(const link::v2::Frame& frame, std::string_view payload = {});
 
+  /// Queues a send_to_clients command to one client (link_codec::encode_send_to_client): the
+  /// same frame send() queues for that command, without building it.
+  net::send_status send_to_client(std::string_view client_id, bool binary,
+                                  std::string_view payload);
+
   /// Queues a frame already encoded in the wire format (link_codec::encode).
   net::send_status send_encoded(std::string_view wire);
 
@@ -97,6 +102,10 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
 
  private:
   struct tls_layer;
+
+  /// Queues `size` bytes that `encode` appends to the string it is given.
+  template <class Encode>
+  net::send_status queue(std::size_t size, const Encode& encode);
 
   void do_read();
   void on_read(std::size_t n);

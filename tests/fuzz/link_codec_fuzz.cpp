@@ -2,7 +2,9 @@
 // the limits (top bit: handshake limits) and byte 1 the chunk size the wire is fed in; the rest
 // is the wire, preamble first. Checks that feeding in chunks and all at once agree, that no
 // frame exceeds its limits, that the one Frame decoded into holds exactly what a fresh parse of
-// each header gives, and that every frame re-encodes to the bytes it came from.
+// each header gives (the steady-state readers that skip protobuf's parser included), that a
+// payload moves into its field and back unchanged, and that a reply to one client encoded
+// without a Frame (encode_send_to_client) is byte for byte the decoded frame's encode().
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -27,6 +29,27 @@ struct outcome {
 
   bool operator==(const outcome&) const = default;
 };
+
+// A decoded send to exactly one client, as a worker writes it: encoding it without the frame
+// gives what protobuf gives.
+void check_reply_encoding(const gwx::link::v2::Frame& frame, std::string_view payload) {
+  if (frame.body_case() != gwx::link::v2::Frame::kCommand) {
+    return;
+  }
+  const auto& command = frame.command();
+  const auto& op = command.send_to_clients();
+  if (command.op_case() != gwx::link::v2::Command::kSendToClients || command.request_id() != 0 ||
+      op.client_ids_size() != 1 || !op.has_message() || !op.message().data().empty() ||
+      frame.ByteSizeLong() !=
+          lc::send_to_client_size(op.client_ids(0), op.message().binary(), 0) - lc::k_prefix_size) {
+    return;  // another command, or unknown fields kept from the header
+  }
+  std::string direct;
+  std::string framed;
+  lc::encode_send_to_client(direct, op.client_ids(0), op.message().binary(), payload);
+  lc::encode(framed, frame, payload);
+  check(direct == framed);
+}
 
 outcome run(std::string_view wire, std::size_t chunk, const lc::limits& lim) {
   outcome out;
@@ -71,6 +94,7 @@ outcome run(std::string_view wire, std::size_t chunk, const lc::limits& lim) {
       if (lc::attach_payload(frame, payload)) {
         check(lc::detach_payload(frame) == payload);
       }
+      check_reply_encoding(frame, payload);
       out.frames.push_back(std::string(r.header) + payload);
       buf.erase(0, r.consumed);
     }

@@ -4,6 +4,9 @@ namespace gwx::sdk {
 
 session_map session_tracker::resolve(const std::string& client_id, std::uint64_t event_seq,
                                      session_map from_gateway) {
+  if (pending_.empty()) {
+    return from_gateway;  // the usual case: no hashing of the client id
+  }
   const auto it = pending_.find(client_id);
   if (it == pending_.end()) {
     return from_gateway;

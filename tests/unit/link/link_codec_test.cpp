@@ -235,6 +235,21 @@ TEST(link_codec, payload_moves_between_field_and_frame) {
   ASSERT_TRUE(attach_payload(back, payload));
   EXPECT_EQ(back.command().send_to_uids().message().data(), "hi there");
 
+  // A peer that writes the bytes into the header's field anyway: the frame ends up holding
+  // what travelled beside the header, also when that is nothing, and an empty payload adds no
+  // message to a send without one.
+  back.mutable_command()->mutable_send_to_uids()->mutable_message()->set_data("in the header");
+  ASSERT_TRUE(attach_payload(back, ""));
+  EXPECT_EQ(back.command().send_to_uids().message().data(), "");
+  link::v2::Frame event;
+  event.mutable_event()->set_payload("in the header");
+  ASSERT_TRUE(attach_payload(event, ""));
+  EXPECT_EQ(event.event().payload(), "");
+  link::v2::Frame bare_send;
+  bare_send.mutable_command()->mutable_send_to_clients()->add_client_ids("c");
+  ASSERT_TRUE(attach_payload(bare_send, ""));
+  EXPECT_FALSE(bare_send.command().send_to_clients().has_message());
+
   link::v2::Frame ack;
   ack.mutable_ack()->add_event_ids(1);
   EXPECT_TRUE(detach_payload(ack).empty());
@@ -268,6 +283,113 @@ TEST(link_codec, redelivered_flag_is_the_last_byte_of_an_event_header) {
   EXPECT_TRUE(g.event().redelivered());
   EXPECT_EQ(g.event().event_id(), 42U);
   EXPECT_EQ(link_entries::find(g.event().client().session(), "k")->value(), "v");
+}
+
+// A worker's reply to one client is encoded without a Frame object: the same bytes as encode()
+// of the Frame, for ids whose lengths cross the varint boundaries.
+TEST(link_codec, a_reply_to_one_client_encodes_as_its_frame_would) {
+  for (const std::size_t id_size : {0U, 1U, 48U, 72U, 120U, 127U, 128U, 16383U, 16384U}) {
+    for (const bool binary : {false, true}) {
+      for (const std::string& payload : {std::string(), std::string("hi"), std::string(300, 'p')}) {
+        const std::string id(id_size, 'a');
+        link::v2::Frame f;
+        auto* op = f.mutable_command()->mutable_send_to_clients();
+        op->add_client_ids(id);
+        op->mutable_message()->set_binary(binary);
+        std::string direct = "kept";  // appends after what is there
+        encode_send_to_client(direct, id, binary, payload);
+        EXPECT_EQ(direct, "kept" + encoded(f, payload))
+            << "id " << id_size << " binary " << binary << " payload " << payload.size();
+        EXPECT_EQ(send_to_client_size(id, binary, payload.size()), direct.size() - 4);
+      }
+    }
+  }
+}
+
+// Headers written by hand, in the canonical form the steady-state readers take and in other
+// spellings protobuf also accepts (which those readers leave to protobuf's parser): a frame
+// reused across them holds exactly what a fresh parse of each holds, and what protobuf refuses
+// is refused.
+std::string with_prefix(const std::string& header, std::string_view payload = "data") {
+  std::string out;
+  append_prefix(out, header.size(), payload.size());
+  return out + header + std::string(payload);
+}
+std::string len_field(char tag, const std::string& body) {
+  return std::string(1, tag) + static_cast<char>(body.size()) + body;  // bodies < 128 bytes
+}
+
+TEST(link_codec, hand_written_events_decode_as_protobuf_parses_them) {
+  const std::string id = "0123456789abcdef0123456789abcdef0123456789abcdef";
+  const std::string id_field = len_field(0x5a, id);
+  const std::string kind = std::string("\x10\x02", 2);  // EVENT_KIND_MESSAGE
+  ASSERT_EQ(link::v2::EVENT_KIND_MESSAGE, 2);
+  const std::vector<std::string> bodies = {
+      // canonical: event_id, kind, binary, client_id, redelivered
+      std::string("\x08\x07", 2) + kind + std::string("\x28\x01", 2) + id_field +
+          std::string("\x78\x00", 2),
+      std::string("\x08\xff\x01", 3) + kind + id_field + std::string("\x78\x01", 2),
+      kind + id_field,  // event id 0, no redelivered flag
+      // other spellings
+      kind + std::string("\x08\x07", 2) + id_field,                        // out of order
+      std::string("\x08\x07", 2) + kind + id_field + id_field,             // repeated field
+      std::string("\x08\x87\x00", 3) + kind + id_field,                    // long varint
+      std::string("\x08\x07", 2) + kind + std::string("\x28\x02", 2),      // bool written as 2
+      std::string("\x08\x07", 2) + std::string("\x10\x03", 2) + id_field,  // CLOSE
+      std::string("\x08\x07", 2) + kind + id_field + std::string("\x80\x01\x05", 3),  // unknown
+      std::string("\x08\x07", 2) + kind + len_field(0x4a, "bye") + id_field,  // close_reason
+  };
+  link::v2::Frame reused;
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    const std::string header = len_field(0x3a, bodies[i]);
+    link::v2::Frame fresh;
+    ASSERT_TRUE(fresh.ParseFromString(header)) << "body " << i;
+    const auto r = decode(with_prefix(header), limits{}, reused);
+    ASSERT_EQ(r.status, decode_status::message) << "body " << i;
+    EXPECT_EQ(r.payload, "data");
+    EXPECT_EQ(reused.SerializeAsString(), fresh.SerializeAsString()) << "body " << i;
+    EXPECT_EQ(reused.event().has_redelivered(), fresh.event().has_redelivered()) << "body " << i;
+  }
+  // A client id that is not UTF-8 in the string field: protobuf refuses it, and so does the
+  // reused frame, right after an event it took.
+  const std::string bad = len_field(0x3a, kind + len_field(0x5a, "\xff\xfe"));
+  link::v2::Frame fresh;
+  EXPECT_FALSE(fresh.ParseFromString(bad));
+  EXPECT_EQ(decode(with_prefix(bad), limits{}, reused).status, decode_status::error);
+}
+
+TEST(link_codec, hand_written_sends_decode_as_protobuf_parses_them) {
+  const std::string ids = len_field(0x0a, "client-one") + len_field(0x0a, "") +
+                          len_field(0x0a, std::string("\xff\x00", 2));  // bytes: any value
+  const std::vector<std::string> commands = {
+      // canonical: request_id, send_to_clients{client_ids..., message{binary}}
+      len_field(0x12, ids + len_field(0x12, std::string("\x10\x01", 2))),
+      std::string("\x08\x05", 2) + len_field(0x12, ids + len_field(0x12, "")),
+      len_field(0x12, ids),  // no message
+      len_field(0x12, ""),   // no ids
+      // other spellings
+      len_field(0x12, len_field(0x12, "") + ids),                          // message first
+      len_field(0x12, ids + len_field(0x12, len_field(0x0a, "inline"))),   // data in the header
+      len_field(0x12, ids + len_field(0x12, std::string("\x10\x02", 2))),  // bool written as 2
+      len_field(0x12, ids) + std::string("\x08\x05", 2),                   // request id last
+      len_field(0x12, ids + std::string("\x18\x01", 2)),                   // unknown field
+      len_field(0x12, ids) + len_field(0x12, len_field(0x0a, "merged")),   // op written twice
+  };
+  link::v2::Frame reused;
+  for (std::size_t i = 0; i < commands.size(); ++i) {
+    const std::string header = len_field(0x52, commands[i]);
+    link::v2::Frame fresh;
+    ASSERT_TRUE(fresh.ParseFromString(header)) << "command " << i;
+    // Twice each: the first may follow another shape, the second follows itself.
+    for (int round = 0; round < 2; ++round) {
+      const auto r = decode(with_prefix(header), limits{}, reused);
+      ASSERT_EQ(r.status, decode_status::message) << "command " << i;
+      EXPECT_EQ(reused.SerializeAsString(), fresh.SerializeAsString()) << "command " << i;
+      EXPECT_EQ(reused.command().send_to_clients().has_message(),
+                fresh.command().send_to_clients().has_message())
+          << "command " << i;
+    }
+  }
 }
 
 }  // namespace
