@@ -56,20 +56,29 @@ bool is_send_to_clients(std::string_view header) {
   return i < header.size() && header[i] == k_send_to_clients_tag;
 }
 
-void clear_unknown_fields(google::protobuf::Message& m) {
-  const auto* reflection = m.GetReflection();
+// The reflection of M is looked up once (each GetReflection() call checks the descriptors).
+template <class M>
+void clear_unknown_fields(M& m) {
+  static const auto* const reflection = M::GetReflection();
   if (!reflection->GetUnknownFields(m).empty()) {
     reflection->MutableUnknownFields(&m)->Clear();
   }
 }
 
+// Eight bytes at a time (a client id is 48 or 72).
 bool is_ascii(std::string_view s) {
-  for (const char c : s) {
-    if ((static_cast<unsigned char>(c) & 0x80) != 0) {
-      return false;
-    }
+  constexpr std::uint64_t k_high_bits = 0x8080808080808080ULL;
+  std::uint64_t any = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, s.data() + i, 8);
+    any |= word;
   }
-  return true;
+  for (; i < s.size(); ++i) {
+    any |= static_cast<unsigned char>(s[i]);
+  }
+  return (any & k_high_bits) == 0;
 }
 
 /// When field `field` (a varint; bool: written as 0 or 1) comes next, reads it and passes its

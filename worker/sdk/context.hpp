@@ -54,17 +54,21 @@ class context {
   context(gateway_api& api, client_info info, session_map session, bool redelivered = false,
           std::optional<tls_info> tls = std::nullopt);
 
-  const std::string& client_id() const { return info_.client_id; }
-  const std::string& remote_address() const { return info_.remote_address; }
-  std::uint16_t remote_port() const { return info_.remote_port; }
-  const std::string& gateway_address() const { return info_.gateway_address; }
-  const std::string& listener() const { return info_.listener; }
-  const std::string& uid() const { return info_.uid; }
+  /// A copy holds its own copy of the client's info.
+  context(const context& other);
+  context& operator=(const context&) = delete;
+
+  const std::string& client_id() const { return info_->client_id; }
+  const std::string& remote_address() const { return info_->remote_address; }
+  std::uint16_t remote_port() const { return info_->remote_port; }
+  const std::string& gateway_address() const { return info_->gateway_address; }
+  const std::string& listener() const { return info_->listener; }
+  const std::string& uid() const { return info_->uid; }
   /// How the client connected over TLS: set in on_websocket_connect and on_connect of clients
   /// on TLS listeners, with the verified client certificate when there is one (bind a uid from
   /// it there); empty on other events and plain listeners.
   const std::optional<tls_info>& tls() const { return tls_; }
-  const client_info& info() const { return info_; }
+  const client_info& info() const { return *info_; }
 
   /// The client's session. Changes are written back to the gateway when the handler returns,
   /// and the client's next events see them even if they were already on their way.
@@ -92,7 +96,10 @@ class context {
   friend class sdk::event_runner;  // refills one context for each event
 
   gateway_api& api_;
-  client_info info_;
+  client_info own_info_;
+  // The event's client: own_info_, or, while the SDK runs a handler, the info in its event
+  // slot (no copy per event).
+  const client_info* info_ = &own_info_;
   session_map session_;
   bool redelivered_ = false;
   std::optional<tls_info> tls_;

@@ -24,18 +24,6 @@ tls_info tls_of(link::v2::TlsInfo& t) {
   return info;
 }
 
-// Swaps two infos field by field (no temporaries): each side keeps buffers to refill.
-static_assert(sizeof(client_info) == 5 * sizeof(std::string) + alignof(std::string),
-              "client_info changed: swap every field in swap_info()");
-void swap_info(client_info& a, client_info& b) {
-  a.client_id.swap(b.client_id);
-  a.remote_address.swap(b.remote_address);
-  std::swap(a.remote_port, b.remote_port);
-  a.gateway_address.swap(b.gateway_address);
-  a.listener.swap(b.listener);
-  a.uid.swap(b.uid);
-}
-
 websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) {
   websocket_request r;
   r.method = std::move(*w.mutable_method());
@@ -54,7 +42,9 @@ websocket_request request_of(link::v2::WebSocketRequest& w, const context& ctx) 
 
 void client_event::assign(const cluster::link_ref& from, link::v2::ClientEvent& event,
                           std::string_view message_bytes, const link_clients::client_view* info) {
-  if (link.serial != from.serial || link.gateway_id != from.gateway_id) {
+  // A link's serial is new every time it comes up (one counter for the process): equal
+  // non-zero serials are the same link, and its gateway id needs no comparing per event.
+  if (link.serial != from.serial || (from.serial == 0 && link.gateway_id != from.gateway_id)) {
     link = from;
   }
   event_id = event.event_id();
@@ -120,9 +110,9 @@ void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& eve
 
 void event_runner::run(client_event& event, event_sink& sink) {
   auto& ctx = ctx_;
-  // The slot gets the previous event's strings, to be filled again.
-  swap_info(ctx.info_, event.client);
-  const std::string& client_id = ctx.info_.client_id;
+  // The handler sees the slot's info; the context lets go of it when the event is done.
+  ctx.info_ = &event.client;
+  const std::string& client_id = event.client.client_id;
   session_map before = sessions_.resolve(client_id, event.session_seq, std::move(event.session));
   ctx.session_ = before;
   ctx.redelivered_ = event.redelivered;
@@ -171,6 +161,7 @@ void event_runner::run(client_event& event, event_sink& sink) {
     }
   }
   sink.ack(event.link, event.event_id);
+  ctx.info_ = &ctx.own_info_;
 }
 
 bool event_runner::on_connect(client_event& event, event_sink& sink) {

@@ -99,10 +99,9 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
       return;  // Not acknowledged: the gateway keeps it for another worker.
     }
     inline_queue_.add().assign(link, event, payload, client);
-    {
-      std::lock_guard lock(idle_mutex_);
-      ++inline_unfinished_;
-    }
+    // Only this thread writes it: raising it needs neither a lock nor a locked instruction.
+    inline_unfinished_.store(inline_unfinished_.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_release);
     // One task runs everything queued; a handler blocked in a query (the loop keeps running
     // under it) must not be overtaken by a second one.
     if (!inline_scheduled_ && !inline_running_ && inline_started_) {
@@ -130,8 +129,9 @@ void handler_pool::stop() {
     if (started_ && !core_.on_network_thread()) {
       // What was dispatched before runs to the end (bounded by the loop's own progress).
       std::unique_lock lock(idle_mutex_);
-      idle_changed_.wait_for(lock, std::chrono::seconds(30),
-                             [this] { return inline_unfinished_ == 0 || core_.stopped(); });
+      idle_changed_.wait_for(lock, std::chrono::seconds(30), [this] {
+        return inline_unfinished_.load(std::memory_order_acquire) == 0 || core_.stopped();
+      });
     }
     return;
   }
@@ -150,7 +150,8 @@ void handler_pool::stop() {
 bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
   if (inline_mode_) {
     std::unique_lock lock(idle_mutex_);
-    return idle_changed_.wait_until(lock, deadline, [this] { return inline_unfinished_ == 0; });
+    return idle_changed_.wait_until(
+        lock, deadline, [this] { return inline_unfinished_.load(std::memory_order_acquire) == 0; });
   }
   for (auto& l : lanes_) {
     std::unique_lock lock(l->mutex);
@@ -163,8 +164,7 @@ bool handler_pool::wait_idle(std::chrono::steady_clock::time_point deadline) {
 
 std::size_t handler_pool::unfinished() const {
   if (inline_mode_) {
-    std::lock_guard lock(idle_mutex_);
-    return inline_unfinished_;
+    return inline_unfinished_.load(std::memory_order_acquire);
   }
   std::size_t n = 0;
   for (const auto& l : lanes_) {
@@ -200,7 +200,7 @@ void handler_pool::run_inline() {
   inline_running_ = false;
   std::lock_guard lock(idle_mutex_);
   // Counted down only once the batch's acks and commands are on the links.
-  inline_unfinished_ = inline_queue_.size;
+  inline_unfinished_.store(inline_queue_.size, std::memory_order_release);
   idle_changed_.notify_all();
 }
 

@@ -89,8 +89,9 @@ class handler_pool {
 
   cluster::cluster_core& core_;
   bool inline_mode_ = false;
-  // Inline mode; the queue and flags are touched on the network thread only, the counters
-  // under idle_mutex_ by the threads that wait for idleness.
+  // Inline mode; the queue and flags are touched on the network thread only. The count of
+  // unfinished events is written there only too (no lock per event); threads that wait for
+  // idleness read it, and run_inline() lowers it under idle_mutex_ before it wakes them.
   event_queue inline_queue_;
   // The events run_inline() is running (events dispatched meanwhile go to inline_queue_).
   event_queue inline_batch_;
@@ -100,7 +101,7 @@ class handler_pool {
   std::atomic<bool> inline_stopping_{false};
   mutable std::mutex idle_mutex_;
   std::condition_variable idle_changed_;
-  std::size_t inline_unfinished_ = 0;
+  std::atomic<std::size_t> inline_unfinished_{0};
   std::atomic<std::uint64_t> writer_seq_{0};
   std::atomic<std::uint64_t> handled_{0};
   std::vector<std::unique_ptr<lane>> lanes_;

@@ -352,10 +352,19 @@ TEST(link_codec, hand_written_events_decode_as_protobuf_parses_them) {
   }
   // A client id that is not UTF-8 in the string field: protobuf refuses it, and so does the
   // reused frame, right after an event it took.
-  const std::string bad = len_field(0x3a, kind + len_field(0x5a, "\xff\xfe"));
-  link::v2::Frame fresh;
-  EXPECT_FALSE(fresh.ParseFromString(bad));
-  EXPECT_EQ(decode(with_prefix(bad), limits{}, reused).status, decode_status::error);
+  for (const std::size_t at : {0U, 7U, 20U, 47U}) {
+    std::string bad_id = id;
+    bad_id[at] = '\xff';
+    for (const auto& bad_field : {bad_id, std::string("\xff\xfe")}) {
+      const std::string bad = len_field(0x3a, kind + len_field(0x5a, bad_field));
+      link::v2::Frame fresh;
+      EXPECT_FALSE(fresh.ParseFromString(bad));
+      EXPECT_EQ(decode(with_prefix(bad), limits{}, reused).status, decode_status::error)
+          << "byte " << at;
+      ASSERT_EQ(decode(with_prefix(len_field(0x3a, bodies[0])), limits{}, reused).status,
+                decode_status::message);
+    }
+  }
 }
 
 TEST(link_codec, hand_written_sends_decode_as_protobuf_parses_them) {
