@@ -344,7 +344,8 @@ TEST(link_codec, hand_written_events_decode_as_protobuf_parses_them) {
     const std::string header = len_field(0x3a, bodies[i]);
     link::v2::Frame fresh;
     ASSERT_TRUE(fresh.ParseFromString(header)) << "body " << i;
-    const auto r = decode(with_prefix(header), limits{}, reused);
+    const std::string wire = with_prefix(header);  // the payload is a view into it
+    const auto r = decode(wire, limits{}, reused);
     ASSERT_EQ(r.status, decode_status::message) << "body " << i;
     EXPECT_EQ(r.payload, "data");
     EXPECT_EQ(reused.SerializeAsString(), fresh.SerializeAsString()) << "body " << i;
@@ -391,7 +392,8 @@ TEST(link_codec, hand_written_sends_decode_as_protobuf_parses_them) {
     ASSERT_TRUE(fresh.ParseFromString(header)) << "command " << i;
     // Twice each: the first may follow another shape, the second follows itself.
     for (int round = 0; round < 2; ++round) {
-      const auto r = decode(with_prefix(header), limits{}, reused);
+      const std::string wire = with_prefix(header);
+      const auto r = decode(wire, limits{}, reused);
       ASSERT_EQ(r.status, decode_status::message) << "command " << i;
       EXPECT_EQ(reused.SerializeAsString(), fresh.SerializeAsString()) << "command " << i;
       EXPECT_EQ(reused.command().send_to_clients().has_message(),
