@@ -9,6 +9,10 @@ namespace {
 // Spare send queues kept per loop, and the storage each may keep (beyond it, freed).
 constexpr std::size_t k_spare_queues = 64;
 constexpr std::size_t k_spare_bytes = 4096;
+// A client's queue starts its buffers at this size: a read's worth of small replies (eight
+// 32-byte echoes are 272 bytes) fits without regrowing, and the spare buffer of the last write
+// (up to four times this) is reused for the next instead of growing one from 64 bytes again.
+constexpr std::size_t k_client_segment = 512;
 }  // namespace
 
 client_loop::client_loop(asio::io_context& io, session_events& events, bool io_uring)
@@ -108,7 +112,9 @@ void client_loop::write_listed() {
 
 std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {
   if (spare_queues_.empty()) {
-    return std::make_unique<net::send_queue>(cap);
+    auto q = std::make_unique<net::send_queue>(cap);
+    q->set_min_segment(k_client_segment);
+    return q;
   }
   auto q = std::move(spare_queues_.back());
   spare_queues_.pop_back();

@@ -164,26 +164,41 @@ bool read_send_to_clients(std::string_view header, Command& cmd) {
     }
     op.add_client_ids()->assign(id.data(), id.size());
   }
-  return optional_bytes(r, SendToClients::kMessageFieldNumber,
-                        [&](std::string_view bytes) {
-                          pw::reader m(bytes);
-                          auto& message = *op.mutable_message();
-                          return optional_bool(m, link::v2::Message::kBinaryFieldNumber,
-                                               [&](bool b) { message.set_binary(b); }) &&
-                                 m.done();
-                        }) &&
-         r.done();
+  bool has_message = false;
+  const bool ok = optional_bytes(r, SendToClients::kMessageFieldNumber,
+                                 [&](std::string_view bytes) {
+                                   has_message = true;
+                                   pw::reader m(bytes);
+                                   auto& message = *op.mutable_message();
+                                   return optional_bool(m, link::v2::Message::kBinaryFieldNumber,
+                                                        [&](bool b) { message.set_binary(b); }) &&
+                                          m.done();
+                                 }) &&
+                  r.done();
+  if (ok && !has_message) {
+    op.clear_message();  // the one kept from the previous command
+  }
+  return ok;
 }
 
 /// What the steady-state paths start from: a cleared event, or a command whose SendToClients
-/// is cleared (their strings keep their capacity).
+/// is cleared (their strings keep their capacity). With `keep_message` the SendToClients keeps
+/// its Message, cleared, where Clear() would delete it: read_send_to_clients reuses it, and
+/// drops it when the header has none.
 void clear_event(Frame& frame) {
   frame.mutable_event()->Clear();
   clear_unknown_fields(frame);
 }
-void clear_send_to_clients(Frame& frame) {
+void clear_send_to_clients(Frame& frame, bool keep_message) {
   auto* command = frame.mutable_command();
-  command->mutable_send_to_clients()->Clear();
+  auto* op = command->mutable_send_to_clients();
+  if (keep_message && op->has_message()) {
+    op->mutable_client_ids()->Clear();
+    op->mutable_message()->Clear();
+    clear_unknown_fields(*op);
+  } else {
+    op->Clear();
+  }
   command->set_request_id(0);
   clear_unknown_fields(*command);
   clear_unknown_fields(frame);
@@ -296,10 +311,9 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
   // An event after an event (a worker's steady state) is parsed into the same ClientEvent:
   // Clear() keeps its strings' capacity, so parsing it allocates nothing. Likewise a command
   // that sends to clients after another (the gateway's steady state: replies and pushes) keeps
-  // the Command, its SendToClients and the strings of its client ids: only the message is
-  // allocated again. The usual shapes of both are read without protobuf's parser (see
-  // read_message_event); any other header starts from a cleared frame. Either way the frame
-  // holds exactly what the header says.
+  // the Command, its SendToClients, its Message and the strings of its client ids. The usual
+  // shapes of both are read without protobuf's parser (see read_message_event); any other
+  // header starts from a cleared frame. Either way the frame holds exactly what the header says.
   if (frame.body_case() == Frame::kEvent && r.header[0] == k_event_tag) {
     clear_event(frame);
     if (read_message_event(r.header, *frame.mutable_event())) {
@@ -308,11 +322,11 @@ frame_bytes decode(std::string_view in, const limits& lim, link::v2::Frame& fram
     clear_event(frame);
   } else if (frame.body_case() == Frame::kCommand &&
              frame.command().op_case() == Command::kSendToClients && is_send_to_clients(r.header)) {
-    clear_send_to_clients(frame);
+    clear_send_to_clients(frame, true);
     if (read_send_to_clients(r.header, *frame.mutable_command())) {
       return r;
     }
-    clear_send_to_clients(frame);
+    clear_send_to_clients(frame, false);
   } else {
     frame.Clear();
   }

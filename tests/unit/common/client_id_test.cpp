@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "common/link_auth.hpp"
 #include "common/net/endpoint.hpp"
 
@@ -35,6 +37,30 @@ TEST(ClientId, ConnectionFromTheTail) {
   EXPECT_EQ(client_id_connection(bad), std::nullopt);
   bad.back() = 'A';  // upper case is not a client_id
   EXPECT_EQ(client_id_connection(bad), std::nullopt);
+}
+
+TEST(ClientId, EveryByteAtEveryPlaceOfTheConnection) {
+  for (const std::uint64_t connection :
+       {0ULL, 0x0123456789abcdefULL, 0xfedcba9876543210ULL, 0x8000000000000001ULL}) {
+    const auto id = make_client_id("10.1.2.3", 4242, 99, connection);
+    ASSERT_EQ(client_id_connection(id), connection);
+    for (std::size_t place = id.size() - 16; place < id.size(); ++place) {
+      const int shift = static_cast<int>(4 * (id.size() - 1 - place));
+      for (int byte = 0; byte < 256; ++byte) {
+        auto changed = id;
+        changed[place] = static_cast<char>(byte);
+        const char* digits = "0123456789abcdef";
+        const char* hit = byte == 0 ? nullptr : std::strchr(digits, byte);
+        if (hit == nullptr) {
+          EXPECT_EQ(client_id_connection(changed), std::nullopt) << place << " " << byte;
+          continue;
+        }
+        const auto digit = static_cast<std::uint64_t>(hit - digits);
+        const std::uint64_t expected = (connection & ~(0xfULL << shift)) | (digit << shift);
+        EXPECT_EQ(client_id_connection(changed), expected) << place << " " << byte;
+      }
+    }
+  }
 }
 
 TEST(ClientId, DifferentEpochsNeverCollide) {
