@@ -17,7 +17,7 @@ build_packages=(build-essential cmake ninja-build pkg-config libasio-dev libprot
   libspdlog-dev libgtest-dev libgmock-dev libssl-dev prometheus-cpp-dev libhiredis-dev
   librabbitmq-dev liburing-dev python3)
 test_packages=(python3-websockets chromium procps iproute2 prometheus python3-yaml systemd openssl
-  redis-server redis-tools rabbitmq-server python3-redis python3-pika)
+  redis-server redis-tools rabbitmq-server python3-redis python3-pika valgrind)
 
 install_packages() {
   local missing=()
@@ -103,7 +103,8 @@ run_tests() {
 #   they add over the tests above is throughput and memory figures a sanitizer's allocator
 #   changes; their code paths (redelivery, drain, queues) run in the upgrade tests kept here;
 #   likewise xcheck (the independent load generator and reference server, tools/bench/xcheck,
-#   and gwx-bench, which this stage does not build);
+#   and gwx-bench, which this stage does not build), and profile_callgrind (valgrind cannot run
+#   a binary built with ASan);
 # - the browser tests (browser_chat, tls_browser): Chromium's own start-up is most of their time
 #   and the gateway paths they use are the ws/wss ones e2e_commands and e2e_tls run;
 # - tls_memory (OpenSSL's bytes per idle connection, counted by a tool of its own: figures a
@@ -115,7 +116,7 @@ run_tests() {
 # - one unit test, MetricsExposer.AcceptFailuresAtTheFileLimit...: it takes every file
 #   descriptor, and UBSan's own check of a vtable pointer needs one (a pipe), so UBSan reports a
 #   bad vptr in fmt where there is none.
-sanitize_skip_e2e='^e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|xcheck|install|browser_chat|tls_browser|deploy|config|netns_.*|tls_memory|bus_amqp)$'
+sanitize_skip_e2e='^e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|xcheck|profile_callgrind|install|browser_chat|tls_browser|deploy|config|netns_.*|tls_memory|bus_amqp)$'
 sanitize_skip_unit='MetricsExposer.AcceptFailuresAtTheFileLimitAreLoggedOncePerInterval'
 
 sanitize() {

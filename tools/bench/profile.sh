@@ -4,13 +4,20 @@
 # records both processes with `perf record -e cpu-clock -g` (software clock: works where hardware
 # counters do not) and prints, per process, the CPU split by library and the top symbols.
 # The perf data files stay in --out for `perf report -i FILE`.
+# --tool callgrind runs one --process under `valgrind --tool=callgrind` instead, counts
+# instructions only while the load runs (callgrind_control -i on/off, --seconds) and prints the
+# instructions per echoed message (per call of the function --unit names) and the allocations
+# per message: repeatable where cpu-clock samples are not. The rate under valgrind is lower,
+# and fewer messages then share each read and write, so compare counts taken at similar rates.
 #
 # usage: tools/bench/profile.sh [--bin build/bin] [--protocol ws] [--inflight 8]
 #                               [--connections 100] [--seconds 6] [--out DIR] [--top 25]
 #                               [--call-graph fp|dwarf]   (dwarf: callers of malloc & co. too)
+#                               [--tool perf|callgrind] [--process gateway|worker] [--unit RE]
 set -euo pipefail
 
 bin=build/bin protocol=ws inflight=8 connections=100 seconds=6 out="" top=25 call_graph=fp
+tool=perf process=gateway unit=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -21,11 +28,27 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --top) top=$2; shift 2 ;;
     --call-graph) call_graph=$2; shift 2 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --tool) tool=$2; shift 2 ;;
+    --process) process=$2; shift 2 ;;
+    --unit) unit=$2; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "profile.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; }
+case "$tool:$process" in
+  perf:*) command -v perf >/dev/null ||
+    { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 1; } ;;
+  callgrind:gateway|callgrind:worker) command -v valgrind >/dev/null ||
+    { echo "profile.sh: valgrind not found (apt-get install valgrind)" >&2; exit 1; } ;;
+  callgrind:*) echo "profile.sh: --process must be gateway or worker" >&2; exit 2 ;;
+  *) echo "profile.sh: --tool must be perf or callgrind" >&2; exit 2 ;;
+esac
+# One call per echoed message: the gateway executes each reply command, the worker encodes
+# each reply.
+if [[ -z "$unit" ]]; then
+  unit='command_executor::execute\('
+  [[ "$process" == worker ]] && unit='link_codec::encode_send_to_client\('
+fi
 for b in gwx-register gwx-gateway gwx-worker gwx-bench; do
   [[ -x "$bin/$b" ]] || { echo "profile.sh: $bin/$b not found (build first, or --bin DIR)" >&2; exit 1; }
 done
@@ -46,16 +69,22 @@ wait_line() {
   exit 1
 }
 
+# Under callgrind the chosen process starts with instrumentation off (start-up is not counted).
+gateway_under=() worker_under=()
+if [[ "$tool" == callgrind ]]; then
+  declare -n under="${process}_under"
+  under=(valgrind -q --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/$process.callgrind")
+fi
 secret="profile-$RANDOM$RANDOM"
 "$bin/gwx-register" --listen 127.0.0.1:0 >"$out/register.out" 2>"$out/register.err" &
 pids+=($!)
 register=$(wait_line "$out/register.out" "listening grpc://")
 url_suffix=""; [[ "$protocol" == ws ]] && url_suffix=/
-"$bin/gwx-gateway" --register "$register" --secret "$secret" --internal 127.0.0.1:0 \
+"${gateway_under[@]}" "$bin/gwx-gateway" --register "$register" --secret "$secret" --internal 127.0.0.1:0 \
   --listen "$protocol://127.0.0.1:0$url_suffix" >"$out/gateway.out" 2>"$out/gateway.err" &
 gateway=$!; pids+=($gateway)
 url=$(wait_line "$out/gateway.out" "listening ")
-"$bin/gwx-worker" --register "$register" --secret "$secret" --app echo \
+"${worker_under[@]}" "$bin/gwx-worker" --register "$register" --secret "$secret" --app echo \
   >"$out/worker.out" 2>"$out/worker.err" &
 worker=$!; pids+=($worker)
 wait_line "$out/worker.out" "linked " >/dev/null
@@ -64,6 +93,27 @@ wait_line "$out/worker.out" "linked " >/dev/null
   --duration $((seconds + 2)) --pid gateway=$gateway --pid worker=$worker >"$out/bench.out" 2>&1 &
 bench=$!
 sleep 2
+if [[ "$tool" == callgrind ]]; then
+  target=$gateway
+  [[ "$process" == worker ]] && target=$worker
+  callgrind_control -i on "$target" >/dev/null
+  sleep "$seconds"
+  callgrind_control -i off "$target" >/dev/null
+  wait "$bench" || true
+  echo "load (the $process under valgrind): $(cat "$out/bench.out")"
+  kill "$target"  # callgrind writes its file as the process exits
+  wait "$target" || true
+  echo
+  echo "== $process: instructions while the load ran"
+  python3 "$(dirname "$0")/callgrind_per_call.py" "$out/$process.callgrind" "$unit" \
+    --count '^operator new\(' --count '^malloc$'
+  echo "== $process: top $top functions (instructions, exclusive)"
+  set +o pipefail
+  callgrind_annotate "$out/$process.callgrind" 2>/dev/null | grep -E '^ *[0-9,]+ \(' | sed -n "2,$((top + 1))p"
+  echo
+  echo "callgrind output in $out/$process.callgrind (callgrind_annotate, kcachegrind)"
+  exit 0
+fi
 perf record -q -e cpu-clock --call-graph "$call_graph" -p "$gateway" -o "$out/gateway.perf" -- sleep "$seconds" \
   >/dev/null 2>&1 &
 perf_gw=$!
