@@ -260,9 +260,7 @@ net::send_status link_stream::queue(std::size_t size, const Encode& encode) {
   }
   encode(*out);
   const auto status = out_.commit();
-  if (!out_.writing()) {
-    do_write();
-  }
+  write_soon();
   return status;
 }
 
@@ -293,10 +291,21 @@ net::send_status link_stream::send_encoded(std::string_view wire) {
              " bytes queued towards it (the cap)");
     return status;
   }
-  if (!out_.writing()) {
-    do_write();
-  }
+  write_soon();
   return status;
+}
+
+void link_stream::write_soon() {
+  if (out_.writing() || write_due_) {
+    return;
+  }
+  write_due_ = true;
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    self->write_due_ = false;
+    if (self->open_ && !self->out_.writing()) {
+      self->do_write();
+    }
+  });
 }
 
 void link_stream::on_drained() {
@@ -332,7 +341,7 @@ void link_stream::close(const std::string& reason) {
   }
   closing_ = true;
   close_reason_ = reason;
-  if (!out_.writing()) {
+  if (!out_.writing() && !write_due_) {
     shutdown(reason);
     return;
   }

@@ -115,6 +115,10 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Decodes every whole frame in the read buffer; false when the link closed meanwhile.
   bool consume();
   void do_write();
+  /// Starts a write once the handler running now returns, unless one is in flight or already
+  /// due: every frame queued meanwhile (a read's worth of events, replies and acks) leaves in
+  /// that one write. Writing at once would send the first frame alone and the rest after it.
+  void write_soon();
   /// The send queue is empty: gives its memory back and finishes a pending close.
   void on_drained();
   void do_keepalive();
@@ -140,6 +144,7 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   link::v2::Frame frame_;
   bool open_ = true;
   bool closing_ = false;
+  bool write_due_ = false;  // write_soon() posted a write that has not started yet
   std::string close_reason_;
   frame_handler on_frame_;
   close_handler on_close_;

@@ -72,6 +72,39 @@ TEST(LinkStream, DeliversABurstOfFramesWithTheirPayloadsInOrder) {
   }
 }
 
+// Frames queued by one handler leave together once it returns; a close() in that same handler
+// (a Reject, then close) must still deliver them, in order, before the link ends. Both on a
+// fresh link (the preamble's write may still be in flight) and on one that has been idle.
+TEST(LinkStream, FramesQueuedJustBeforeCloseStillArriveInOrder) {
+  for (const bool idle_first : {false, true}) {
+    socket_pair p;
+    std::vector<std::uint64_t> ids;
+    std::string receiver_closed;
+    std::string sender_closed;
+    auto receiver = std::make_shared<link_stream>(std::move(p.server));
+    auto sender = std::make_shared<link_stream>(std::move(p.client));
+    sender->start([](link::v2::Frame&, std::string_view) {},
+                  [&](const std::string& why) { sender_closed = why; });
+    receiver->start(
+        [&](link::v2::Frame& fr, std::string_view) { ids.push_back(fr.event().event_id()); },
+        [&](const std::string& why) { receiver_closed = why; });
+    if (idle_first) {
+      p.io.run_for(50ms);  // the preambles are written and read
+      ASSERT_EQ(sender->queued_bytes(), 0U);
+    }
+    asio::post(p.io, [&] {
+      for (std::uint64_t i = 0; i < 3; ++i) {
+        sender->send(event(i), "payload");
+      }
+      sender->close("done");
+    });
+    p.run_until([&] { return !receiver_closed.empty(); });
+    EXPECT_EQ(ids, (std::vector<std::uint64_t>{0, 1, 2})) << "idle first: " << idle_first;
+    EXPECT_EQ(sender_closed, "done");
+    EXPECT_FALSE(receiver_closed.empty());
+  }
+}
+
 // Before the handshake only tiny frames pass: an unauthenticated peer cannot make the other
 // side buffer megabytes.
 TEST(LinkStream, RefusesLargeFramesUntilAuthenticated) {
