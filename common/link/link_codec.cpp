@@ -182,13 +182,13 @@ bool read_send_to_clients(std::string_view header, Command& cmd) {
 }
 
 /// What the steady-state paths start from: a cleared event, or a command whose SendToClients
-/// is cleared (their strings keep their capacity). With `keep_message` the SendToClients keeps
-/// its Message, cleared, where Clear() would delete it: read_send_to_clients reuses it, and
-/// drops it when the header has none.
+/// is cleared (their strings keep their capacity).
 void clear_event(Frame& frame) {
   frame.mutable_event()->Clear();
   clear_unknown_fields(frame);
 }
+/// With `keep_message` the SendToClients keeps its Message, cleared, where Clear() would delete
+/// it: read_send_to_clients reuses it, and drops it when the header has none.
 void clear_send_to_clients(Frame& frame, bool keep_message) {
   auto* command = frame.mutable_command();
   auto* op = command->mutable_send_to_clients();
