@@ -16,7 +16,15 @@ constexpr std::size_t k_client_segment = 512;
 }  // namespace
 
 client_loop::client_loop(asio::io_context& io, session_events& events, bool io_uring)
-    : io_(io), events_(events), origin_(clock::now()), timer_(io), reads_(io), sender_(io_uring) {}
+    : io_(io),
+      events_(events),
+      origin_(clock::now()),
+      timer_(io),
+      reads_(io),
+      sender_(io_uring),
+      receiver_(io_uring) {
+  reads_.after_each_turn([this] { read_listed(); });
+}
 
 std::uint64_t client_loop::tick_of(clock::time_point t) const {
   if (t <= origin_) {
@@ -81,12 +89,13 @@ void client_loop::flush_all() {
 }
 
 void client_loop::write_later(client_session& s, const wire_bytes& head) {
-  sender_.add(s.native_handle(), asio::const_buffer(head->data(), head->size()), writes_.size());
+  sender_.add_send(s.native_handle(), asio::const_buffer(head->data(), head->size()),
+                   writes_.size());
   writes_.push_back({s.shared_from_this(), head});
 }
 
 void client_loop::write_later(client_session& s, const std::vector<asio::const_buffer>& bufs) {
-  sender_.add(s.native_handle(), bufs.data(), bufs.size(), writes_.size());
+  sender_.add_send(s.native_handle(), bufs.data(), bufs.size(), writes_.size());
   writes_.push_back({s.shared_from_this(), nullptr});
 }
 
@@ -101,12 +110,42 @@ void client_loop::write_listed() {
     w.session->on_batched_write(w.head ? &w.head : nullptr, result);
   });
   running_writes_.clear();
-  if (batched && !sender_.batched()) {
-    spdlog::warn("client writes: {}; this loop writes with sendmsg() from now on",
-                 sender_.why_not_batched());
-  }
+  note_unbatched(sender_, batched, "writes", "write");
   if (!writes_.empty()) {
     post_flush();  // listed while the results came in: written next turn
+  }
+}
+
+void client_loop::read_later(client_session& s) {
+  to_read_.push_back(s.shared_from_this());
+}
+
+void client_loop::read_listed() {
+  if (to_read_.empty()) {
+    return;
+  }
+  if (!read_buffer_) {
+    read_buffer_ = std::make_unique_for_overwrite<char[]>(k_read_buffer);
+  }
+  std::swap(to_read_, running_reads_);
+  const std::size_t share = std::min(k_read_most, k_read_buffer / running_reads_.size());
+  for (std::size_t i = 0; i < running_reads_.size(); ++i) {
+    receiver_.add_recv(running_reads_[i]->native_handle(),
+                       asio::buffer(read_buffer_.get() + i * share, share), i);
+  }
+  const bool batched = receiver_.batched();
+  receiver_.run([this, share](std::uint64_t tag, long result) {
+    running_reads_[tag]->on_batched_read(read_buffer_.get() + tag * share, result);
+  });
+  running_reads_.clear();
+  note_unbatched(receiver_, batched, "reads", "read");
+}
+
+void client_loop::note_unbatched(const batched_io& io, bool was_batched, const char* what,
+                                 const char* each) {
+  if (was_batched && !io.batched()) {
+    spdlog::warn("client {}: {}; this loop makes one system call per {} from now on", what,
+                 io.why_not_batched(), each);
   }
 }
 

@@ -9,7 +9,7 @@
 
 #include "common/net/read_poller.hpp"
 #include "common/net/send_queue.hpp"
-#include "gateway/batched_sender.hpp"
+#include "gateway/batched_io.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
 #include "gateway/write_batch.hpp"
@@ -20,11 +20,12 @@ class client_session;
 class session_events;
 
 /// What the client sessions of one event loop share, so that a connection owns no timer and,
-/// while idle, no send queue: the loop's coarse timer wheel (handshake, idle, heartbeat and
-/// close deadlines), the sessions with bytes to write at the end of this turn of the loop (one
-/// write per client however many messages it got meanwhile, and those writes of plain
-/// connections handed to the kernel together: batched_sender), the read readiness of its plain
-/// connections (read_poller), and spare send queues. One per shard; used on its loop only, not
+/// while idle, no send queue and no read buffer: the loop's coarse timer wheel (handshake, idle,
+/// heartbeat and close deadlines), the sessions with bytes to write at the end of this turn of
+/// the loop (one write per client however many messages it got meanwhile, and those writes of
+/// plain connections handed to the kernel together: batched_io), the read readiness of its plain
+/// connections (read_poller) and the reads of those reported in a turn (made together too, into
+/// one buffer of the loop's), and spare send queues. One per shard; used on its loop only, not
 /// thread-safe.
 class client_loop {
  public:
@@ -32,7 +33,14 @@ class client_loop {
   static constexpr std::chrono::milliseconds k_tick{50};
   using clock = std::chrono::steady_clock;
 
-  /// `io_uring`: batch the writes of a turn through io_uring where the kernel allows it.
+  /// Most bytes one read of a client takes (a turn with fewer clients to read gives each up to
+  /// this much; with more, an even share of k_read_buffer).
+  static constexpr std::size_t k_read_most = 64 * 1024;
+  /// The loop's read buffer, shared by the reads of a turn.
+  static constexpr std::size_t k_read_buffer = 512 * 1024;
+
+  /// `io_uring`: batch the reads and the writes of a turn through io_uring where the kernel
+  /// allows it.
   client_loop(asio::io_context& io, session_events& events, bool io_uring = true);
   client_loop(const client_loop&) = delete;
   client_loop& operator=(const client_loop&) = delete;
@@ -66,7 +74,10 @@ class client_loop {
   /// on_batched_write(nullptr, result).
   void write_later(client_session& s, const std::vector<asio::const_buffer>& bufs);
   /// How this loop's writes reach the kernel.
-  const batched_sender& sender() const { return sender_; }
+  const batched_io& sender() const { return sender_; }
+  /// From on_poll_ready(): has `s` read with the other sessions the read set reported in this
+  /// turn, all in one call once each was reported; `s` hears on_batched_read(data, result).
+  void read_later(client_session& s);
   /// Read readiness of this loop's plain client sockets.
   net::read_poller<client_session>& reads() { return reads_; }
 
@@ -82,6 +93,11 @@ class client_loop {
   void post_flush();
   void flush_all();
   void write_listed();
+  void read_listed();
+  /// Logs that `io` (the loop's `what`, one `each`) stopped using io_uring, if it did during a
+  /// run that started `was_batched`.
+  static void note_unbatched(const batched_io& io, bool was_batched, const char* what,
+                             const char* each);
 
   asio::io_context& io_;
   session_events& events_;
@@ -99,9 +115,14 @@ class client_loop {
     wire_bytes head;
   };
   net::read_poller<client_session> reads_;  // before what holds sessions: outlives them
-  batched_sender sender_;
+  batched_io sender_;
   std::vector<listed_write> writes_;
   std::vector<listed_write> running_writes_;
+  /// Reads of plain sessions, listed in a turn of reads_ and made at its end.
+  batched_io receiver_;
+  std::vector<std::shared_ptr<client_session>> to_read_;
+  std::vector<std::shared_ptr<client_session>> running_reads_;
+  std::unique_ptr<char[]> read_buffer_;  ///< k_read_buffer bytes, from the first read on
 };
 
 }  // namespace gwx::gateway

@@ -25,10 +25,11 @@ constexpr std::size_t k_frame_overhead = 16;
 // How long a closing client may take to accept what is still queued for it.
 constexpr auto k_close_linger = std::chrono::seconds(5);
 // One read's worth: what a loop reads into before anything is kept per client.
-constexpr std::size_t k_read_scratch = 64 * 1024;
+constexpr std::size_t k_read_scratch = client_loop::k_read_most;
 
-// Every client of a loop reads into this one buffer; only the unfinished tail of a message is
-// kept per client, so an idle client holds no read buffer at all.
+// Every TLS client of a loop decrypts into this one buffer (plain ones read into the loop's:
+// client_loop::read_later); only the unfinished tail of a message is kept per client, so an
+// idle client holds no read buffer at all.
 std::string& read_scratch() {
   thread_local std::string buf(k_read_scratch, '\0');
   return buf;
@@ -178,9 +179,30 @@ void client_session::on_poll_ready() {
     unwatch();
     return;
   }
-  const auto self = shared_from_this();  // reading may close it and drop the last holder
   reading_ = false;
-  on_readable();
+  loop_.read_later(*this);  // read with the turn's others: on_batched_read()
+}
+
+void client_session::on_batched_read(char* data, long result) {
+  if (state_ == client_state::closing || state_ == client_state::closed) {
+    return;  // closed since it was reported: what it read goes with it
+  }
+  if (result == -EAGAIN || result == -EWOULDBLOCK || result == -EINTR) {
+    arm_read();  // still watched: reported again when there is something
+    return;
+  }
+  if (result <= 0) {
+    finish(result == 0 ? close_cause::client : close_cause::io_error,
+           result == 0 ? "client closed the connection"
+                       : std::error_code(static_cast<int>(-result), std::system_category())
+                             .message());
+    return;
+  }
+  // Paused since it was reported (a worker's bound reached by the turn's other reads): take()
+  // keeps what was read until resume_reading().
+  if (take(data, static_cast<std::size_t>(result))) {
+    arm_read();
+  }
 }
 
 void client_session::read_again() {
@@ -195,25 +217,7 @@ void client_session::on_readable() {
   if (paused_ || (state_ != client_state::handshake && state_ != client_state::open)) {
     return;
   }
-  if (auto* tls = tls_io()) {
-    on_tls_readable(*tls);
-    return;
-  }
-  auto& scratch = read_scratch();
-  std::error_code ec;
-  const std::size_t n = socket_.read_some(asio::buffer(scratch), ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    arm_read();
-    return;
-  }
-  if (ec) {
-    finish(ec == asio::error::eof ? close_cause::client : close_cause::io_error,
-           ec == asio::error::eof ? "client closed the connection" : ec.message());
-    return;
-  }
-  if (take(scratch.data(), n)) {
-    arm_read();
-  }
+  on_tls_readable(*tls_io());
 }
 
 bool client_session::take(char* data, std::size_t n) {

@@ -76,8 +76,12 @@ class client_session : public client_port,
   /// The result of a write flush() listed with the loop (client_loop::write_later): `head` the
   /// head it wrote (null: the queue's gather), `result` the bytes the socket took or -errno.
   void on_batched_write(const wire_bytes* head, long result);
-  /// The loop's read_poller found the socket readable (plain sessions).
+  /// The loop's read_poller found the socket readable (plain sessions): lists a read with the
+  /// loop (client_loop::read_later).
   void on_poll_ready();
+  /// That read's result: `result` bytes read into `data` (the loop's buffer, valid during the
+  /// call), 0 at the client's end of stream, or -errno.
+  void on_batched_read(char* data, long result);
   int native_handle() { return socket_.native_handle(); }
 
   /// The TLS connection of a client on a TLS listener (null on plain ones).
@@ -93,6 +97,7 @@ class client_session : public client_port,
   void arm_read();
   /// Leaves the loop's read_poller, if in it (closing, paused, or going away).
   void unwatch();
+  /// TLS sessions: the socket is readable (or a read is due again).
   void on_readable();
   /// Keeps the bytes read into the loop's buffer: runs them through the codec, keeps the
   /// unfinished tail. False when the session closed meanwhile.

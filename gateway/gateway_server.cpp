@@ -182,9 +182,9 @@ void gateway_server::start() {
                gateway_id_, config_.name, pool_.size(), internal_bound_, advertised_,
                link_tls_ ? "TLS" : "plain");
   if (const auto& writes = shards_.front()->client_writes(); writes.batched()) {
-    spdlog::info("client writes: each loop turn's in one io_uring call");
+    spdlog::info("client reads and writes: each loop turn's in one io_uring call each");
   } else if (config_.io_uring) {
-    spdlog::warn("client writes: io_uring not used ({}); one sendmsg() per write",
+    spdlog::warn("client reads and writes: io_uring not used ({}); one system call each",
                  writes.why_not_batched());
   }
 }

@@ -48,8 +48,9 @@ struct gateway_config {
   std::string secret;
   std::string name;
   std::size_t threads = 1;
-  /// Hand each loop's client writes of one turn to the kernel in one io_uring call (falls back
-  /// to one sendmsg() per write where io_uring is unavailable); false: always sendmsg().
+  /// Hand each loop's client writes of one turn to the kernel in one io_uring call, and its
+  /// client reads of one turn in another (falls back to one sendmsg() or recvfrom() each where
+  /// io_uring is unavailable); false: always one system call each.
   bool io_uring = true;
   std::chrono::milliseconds lease_ttl{6000};
   std::chrono::milliseconds link_keepalive_interval{1000};

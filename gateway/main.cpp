@@ -82,9 +82,10 @@ int main(int argc, char** argv) {
       ("io-uring", value<std::string>()->default_value("on")->value_name("on|off"),
        "on: each event loop hands the client writes of one turn (a broadcast's hundreds, an "
        "echo burst's replies) to the kernel in one io_uring call instead of one system call "
-       "each; where io_uring is unavailable (old kernel, kernel.io_uring_disabled, a seccomp "
-       "filter) the gateway says so once at start and writes with sendmsg(). off: always "
-       "sendmsg()")
+       "each, and the reads of the clients found readable in one turn in another; where "
+       "io_uring is unavailable (old kernel, kernel.io_uring_disabled, a seccomp filter) the "
+       "gateway says so once at start and makes one sendmsg() or recvfrom() each. off: "
+       "always one system call each")
       ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
        "largest client message (WebSocket: larger closes with 1009)")
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),

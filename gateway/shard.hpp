@@ -35,8 +35,8 @@ struct worker_ref {
 class shard final : public session_events, private membership_listener {
  public:
   shard(gateway_server& server, unsigned index, asio::io_context& io);
-  /// How this shard's client writes reach the kernel.
-  const batched_sender& client_writes() const { return loop_.sender(); }
+  /// How this shard's client writes reach the kernel (its reads go the same way).
+  const batched_io& client_writes() const { return loop_.sender(); }
 
   asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }

@@ -7,6 +7,8 @@
 #include <array>
 #include <asio.hpp>
 #include <cerrno>
+#include <functional>
+#include <utility>
 #include <system_error>
 #include <vector>
 
@@ -63,6 +65,10 @@ class read_poller {
     return true;
   }
 
+  /// Has `f` run after the targets reported in a turn got their on_poll_ready(): where the
+  /// reads they listed are made together (one call for all of them instead of one each).
+  void after_each_turn(std::function<void()> f) { after_turn_ = std::move(f); }
+
   /// Stops reporting `t` (its socket `fd` still open), including its events already taken.
   void forget(Target& t, int fd) {
     epoll_event ev{};
@@ -98,11 +104,15 @@ class read_poller {
     }
     dispatching_ = false;
     forgotten_.clear();
+    if (n > 0 && after_turn_) {
+      after_turn_();
+    }
   }
 
   asio::posix::stream_descriptor set_;
   std::array<epoll_event, k_batch> events_{};
   std::vector<Target*> forgotten_;
+  std::function<void()> after_turn_;
   bool armed_ = false;
   bool dispatching_ = false;
 };

@@ -1,6 +1,6 @@
 /* gwx-syscall-cost: what a system call and a small loopback send cost on this machine, and what
  * the same sends cost when handed to the kernel together through io_uring (the way the gateway
- * writes a loop turn's client writes, gateway/batched_sender.hpp). CPU time of the calling
+ * writes a loop turn's client writes, gateway/batched_io.hpp). CPU time of the calling
  * thread, so other load on the machine matters less than for wall-clock figures.
  *
  *   gwx-syscall-cost [SOCKETS [ROUNDS]]     (defaults: 900 sockets, 2000 rounds)

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "tests/unit/common/socket_pair.hpp"
 
@@ -91,6 +92,22 @@ TEST_F(ReadPoller, ATargetForgottenDuringATurnGetsNoMoreOfThatTurnsEvents) {
   io.restart();
   io.run_one_for(std::chrono::milliseconds(200));  // exactly one turn: one read of the set
   EXPECT_EQ(t.ready + u.ready, 1);
+}
+
+TEST_F(ReadPoller, TheAfterTurnHookRunsOnceAfterEveryReportedTargetOfTheTurn) {
+  socket_pair q;
+  target u;
+  watch();
+  ASSERT_TRUE(poller.watch(u, q.fd[0]));
+  std::vector<int> seen_at_hook;  // targets reported before each run of the hook
+  poller.after_each_turn([&] { seen_at_hook.push_back(t.ready + u.ready); });
+  turn();
+  EXPECT_TRUE(seen_at_hook.empty());  // a turn with nothing reported does not run it
+  p.send_to_tested("x");
+  q.send_to_tested("y");
+  io.restart();
+  io.run_one_for(std::chrono::milliseconds(200));  // one turn, both reported in it
+  EXPECT_EQ(seen_at_hook, std::vector<int>{2});
 }
 
 TEST_F(ReadPoller, WatchingABadDescriptorFailsWithErrno) {

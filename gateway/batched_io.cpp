@@ -1,4 +1,4 @@
-#include "gateway/batched_sender.hpp"
+#include "gateway/batched_io.hpp"
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -16,6 +16,7 @@ namespace gwx::gateway {
 namespace {
 
 constexpr int k_send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
+constexpr int k_recv_flags = MSG_DONTWAIT;
 
 std::string error_text(int err) {
   return std::error_code(err, std::system_category()).message();
@@ -23,15 +24,33 @@ std::string error_text(int err) {
 
 }  // namespace
 
-struct batched_sender::ring {
+struct batched_io::ring {
   io_uring uring{};
   std::vector<msghdr> headers;  ///< one per sendmsg of a chunk, alive until it completed
 };
 
 namespace {
 
-// Whether a MSG_DONTWAIT send through `r` completes during the submitting call, whether the
-// socket takes the bytes or is full. Empty when it does, else what went wrong.
+// Submits `sqe`'s operation and returns its result if it completed during the submitting
+// call; else sets `why` (prefixed by `what`) and returns 0.
+int probe_one(io_uring& r, const char* what, std::string& why) {
+  if (const int n = io_uring_submit(&r); n != 1) {
+    why = std::string("probe ") + what + ": submit: " + error_text(n < 0 ? -n : EIO);
+    return 0;
+  }
+  io_uring_cqe* cqe = nullptr;
+  if (io_uring_peek_cqe(&r, &cqe) != 0 || cqe == nullptr) {
+    // Left pending: the ring is torn down by the caller, which cancels it.
+    why = std::string("a non-blocking ") + what + " did not complete during its submission";
+    return 0;
+  }
+  const int res = cqe->res;
+  io_uring_cqe_seen(&r, cqe);
+  return res;
+}
+
+// Whether MSG_DONTWAIT sends and receives through `r` complete during the submitting call,
+// whether or not the socket can move bytes now. Empty when they do, else what went wrong.
 std::string probe(io_uring& r) {
   int fds[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0) {
@@ -43,25 +62,31 @@ std::string probe(io_uring& r) {
   while (::send(fds[0], fill, sizeof fill, k_send_flags) > 0) {
   }
   std::string why;
-  for (const bool full : {true, false}) {
-    const int fd = full ? fds[0] : fds[1];  // fds[1]'s peer has room: it takes the byte
+  // A send to the full fds[0], one byte to fds[0] from fds[1], that byte received, then a
+  // receive from the now empty fds[0].
+  struct step {
+    const char* what;
+    int fd;
+    bool send;
+    int expect;
+  };
+  const step steps[] = {{"send to a full socket", fds[0], true, -EAGAIN},
+                        {"send to a free socket", fds[1], true, 1},
+                        {"receive from a socket with data", fds[0], false, 1},
+                        {"receive from an empty socket", fds[0], false, -EAGAIN}};
+  for (const auto& s : steps) {
     io_uring_sqe* sqe = io_uring_get_sqe(&r);
-    io_uring_prep_send(sqe, fd, fill, 1, k_send_flags);
-    if (const int n = io_uring_submit(&r); n != 1) {
-      why = "probe submit: " + error_text(n < 0 ? -n : EIO);
+    if (s.send) {
+      io_uring_prep_send(sqe, s.fd, fill, 1, k_send_flags);
+    } else {
+      io_uring_prep_recv(sqe, s.fd, fill, sizeof fill, k_recv_flags);
+    }
+    const int res = probe_one(r, s.what, why);
+    if (!why.empty()) {
       break;
     }
-    io_uring_cqe* cqe = nullptr;
-    if (io_uring_peek_cqe(&r, &cqe) != 0 || cqe == nullptr) {
-      // Left pending: the ring is torn down by the caller, which cancels it.
-      why = "a non-blocking send did not complete during its submission";
-      break;
-    }
-    const int res = cqe->res;
-    io_uring_cqe_seen(&r, cqe);
-    if (full ? res != -EAGAIN : res != 1) {
-      why = std::string("probe send to a ") + (full ? "full" : "free") + " socket returned " +
-            std::to_string(res);
+    if (res != s.expect) {
+      why = std::string("probe ") + s.what + " returned " + std::to_string(res);
       break;
     }
   }
@@ -73,9 +98,9 @@ std::string probe(io_uring& r) {
 }  // namespace
 
 static_assert(sizeof(iovec) == 2 * sizeof(void*) && offsetof(iovec, iov_len) == sizeof(void*),
-              "batched_sender::iov mirrors struct iovec");
+              "batched_io::iov mirrors struct iovec");
 
-batched_sender::batched_sender(bool use_ring) {
+batched_io::batched_io(bool use_ring) {
   if (!use_ring) {
     return;
   }
@@ -95,23 +120,30 @@ batched_sender::batched_sender(bool use_ring) {
   ring_ = std::move(r);
 }
 
-batched_sender::~batched_sender() {
+batched_io::~batched_io() {
   if (ring_) {
     io_uring_queue_exit(&ring_->uring);
   }
 }
 
-void batched_sender::add(int fd, const asio::const_buffer* bufs, std::size_t count,
-                         std::uint64_t tag) {
+void batched_io::add_send(int fd, const asio::const_buffer* bufs, std::size_t count,
+                          std::uint64_t tag) {
   auto& l = listed_;
-  l.ops.push_back(
-      {fd, static_cast<std::uint32_t>(l.iovs.size()), static_cast<std::uint32_t>(count), tag});
+  l.ops.push_back({fd, false, static_cast<std::uint32_t>(l.iovs.size()),
+                   static_cast<std::uint32_t>(count), tag});
   for (std::size_t i = 0; i < count; ++i) {
-    l.iovs.push_back({bufs[i].data(), bufs[i].size()});
+    // Never written through: a send's buffers are only read.
+    l.iovs.push_back({const_cast<void*>(bufs[i].data()), bufs[i].size()});
   }
 }
 
-void batched_sender::execute() {
+void batched_io::add_recv(int fd, asio::mutable_buffer buf, std::uint64_t tag) {
+  auto& l = listed_;
+  l.ops.push_back({fd, true, static_cast<std::uint32_t>(l.iovs.size()), 1, tag});
+  l.iovs.push_back({buf.data(), buf.size()});
+}
+
+void batched_io::execute() {
   const std::size_t n = running_.ops.size();
   results_.resize(n);
   for (std::size_t begin = 0; begin < n;) {
@@ -123,18 +155,20 @@ void batched_sender::execute() {
   }
 }
 
-bool batched_sender::execute_ring(std::size_t begin, std::size_t end) {
+bool batched_io::execute_ring(std::size_t begin, std::size_t end) {
   auto& r = *ring_;
   for (std::size_t i = begin; i < end; ++i) {
     const auto& o = running_.ops[i];
-    const iov* v = &running_.iovs[o.first];
+    iov* v = &running_.iovs[o.first];
     io_uring_sqe* sqe = io_uring_get_sqe(&r.uring);  // never null: the ring is empty now
-    if (o.count == 1) {
+    if (o.recv) {
+      io_uring_prep_recv(sqe, o.fd, v->base, v->len, k_recv_flags);
+    } else if (o.count == 1) {
       io_uring_prep_send(sqe, o.fd, v->base, v->len, k_send_flags);
     } else {
       auto& h = r.headers[i - begin];
       h = msghdr{};
-      h.msg_iov = reinterpret_cast<iovec*>(const_cast<iov*>(v));
+      h.msg_iov = reinterpret_cast<iovec*>(v);
       h.msg_iovlen = o.count;
       io_uring_prep_sendmsg(sqe, o.fd, &h, k_send_flags);
     }
@@ -153,8 +187,8 @@ bool batched_sender::execute_ring(std::size_t begin, std::size_t end) {
       if (err == -EINTR) {
         continue;
       }
-      // Cannot happen with sends that complete inline; were it to, the sends not reported
-      // count as failed (their connections close): a send is never made twice.
+      // Cannot happen with operations that complete inline; were it to, those not reported
+      // count as failed (their connections close): an operation is never made twice.
       for (std::size_t i = begin + seen; i < begin + taken; ++i) {
         results_[i] = -EIO;
       }
@@ -171,8 +205,8 @@ bool batched_sender::execute_ring(std::size_t begin, std::size_t end) {
   if (why_not_.empty()) {
     why_not_ = "io_uring submit failed: " + error_text(submitted < 0 ? -submitted : EIO);
   }
-  // The sends not taken still sit in the submission ring: tearing it down drops them, and
-  // from now on every send is a plain sendmsg().
+  // The operations not taken still sit in the submission ring: tearing it down drops them,
+  // and from now on each is a system call of its own.
   io_uring_queue_exit(&r.uring);
   ring_.reset();
   if (taken != 0) {
@@ -182,16 +216,22 @@ bool batched_sender::execute_ring(std::size_t begin, std::size_t end) {
   return false;
 }
 
-void batched_sender::execute_plain(std::size_t begin, std::size_t end) {
+void batched_io::execute_plain(std::size_t begin, std::size_t end) {
   for (std::size_t i = begin; i < end; ++i) {
     const auto& o = running_.ops[i];
-    msghdr h{};
-    h.msg_iov = reinterpret_cast<iovec*>(&running_.iovs[o.first]);
-    h.msg_iovlen = o.count;
-    // The system call itself, not libc's sendmsg(): that is a thread cancellation point, which
-    // in a process with threads brackets every call with two more, and no gwx thread is ever
-    // cancelled.
-    const long n = ::syscall(SYS_sendmsg, o.fd, &h, k_send_flags);
+    auto& v = running_.iovs[o.first];
+    // The system calls themselves, not libc's sendmsg() or recv(): those are thread
+    // cancellation points, which in a process with threads bracket every call with two more,
+    // and no gwx thread is ever cancelled.
+    long n = 0;
+    if (o.recv) {
+      n = ::syscall(SYS_recvfrom, o.fd, v.base, v.len, k_recv_flags, nullptr, nullptr);
+    } else {
+      msghdr h{};
+      h.msg_iov = reinterpret_cast<iovec*>(&v);
+      h.msg_iovlen = o.count;
+      n = ::syscall(SYS_sendmsg, o.fd, &h, k_send_flags);
+    }
     results_[i] = n >= 0 ? n : -static_cast<long>(errno);
   }
 }
