@@ -191,11 +191,13 @@ void client_session::on_batched_read(char* data, long result) {
     arm_read();  // still watched: reported again when there is something
     return;
   }
-  if (result <= 0) {
-    finish(result == 0 ? close_cause::client : close_cause::io_error,
-           result == 0 ? "client closed the connection"
-                       : std::error_code(static_cast<int>(-result), std::system_category())
-                             .message());
+  if (result == 0) {
+    finish(close_cause::client, "client closed the connection");
+    return;
+  }
+  if (result < 0) {
+    finish(close_cause::io_error,
+           std::error_code(static_cast<int>(-result), std::system_category()).message());
     return;
   }
   // Paused since it was reported (a worker's bound reached by the turn's other reads): take()

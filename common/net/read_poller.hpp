@@ -8,8 +8,8 @@
 #include <asio.hpp>
 #include <cerrno>
 #include <functional>
-#include <utility>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace gwx::net {
