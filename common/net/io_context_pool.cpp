@@ -9,7 +9,7 @@ io_context_pool::io_context_pool(std::size_t size) {
     throw std::invalid_argument("thread count must be between 1 and 256");
   }
   for (std::size_t i = 0; i < size; ++i) {
-    contexts_.push_back(std::make_unique<asio::io_context>(1));
+    contexts_.push_back(std::make_unique<context>(1));
     guards_.push_back(asio::make_work_guard(*contexts_.back()));
   }
 }
@@ -34,6 +34,13 @@ void io_context_pool::stop() {
     }
   }
   threads_.clear();
+}
+
+void io_context_pool::discard_pending() {
+  stop();
+  for (auto& ctx : contexts_) {
+    ctx->discard_pending();
+  }
 }
 
 }  // namespace gwx

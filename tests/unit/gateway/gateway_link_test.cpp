@@ -494,5 +494,23 @@ TEST_F(GatewayLinkTest, ShutdownSaysGoodbyeAndWaitsForTheLastAcks) {
   EXPECT_TRUE(ec);
 }
 
+TEST_F(GatewayLinkTest, ShutdownEndsAtItsTimeoutWhenTheWorkerNeverAcknowledges) {
+  // Each round: a worker that stays linked and silent (the test's loop does not run while
+  // stop() waits), so stop() waits out shutdown_timeout and asks the loops for their count once
+  // more after the deadline. That late question once answered into a promise already gone.
+  for (int round = 0; round < 3; ++round) {
+    restart([](gateway_config& cfg) { cfg.shutdown_timeout = 300ms; });
+    add_peer();
+    auto client = connect_client();
+    next_event(link::v2::EVENT_KIND_CONNECT);  // never acknowledged
+    const auto t0 = std::chrono::steady_clock::now();
+    server_->stop();
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_GE(took, 300ms) << "round " << round;
+    EXPECT_LT(took, 2300ms) << "round " << round;
+    std::this_thread::sleep_for(50ms);  // the loops' late answers land before the next round
+  }
+}
+
 }  // namespace
 }  // namespace gwx::gateway
