@@ -236,50 +236,52 @@ void gateway_server::stop() {
   for (auto& s : shards_) {
     asio::post(s->io(), [sh = s.get(), goodbye = config_.goodbye] { sh->shutdown(goodbye); });
   }
-  // Wait until every socket closed and the workers acknowledged the last events (their CLOSE
-  // events among them) — or nobody is left to acknowledge them, or time is up.
-  // `left` is the last count every loop answered (a loop busy past the deadline ends the wait).
-  shard::drain_state left;
-  bool counted = false;
+  // Every loop's count and whether any has a worker; nothing when one did not answer in time.
   const auto deadline = started + config_.shutdown_timeout;
-  for (;;) {
-    shard::drain_state count;
-    bool workers = false;
-    bool answered = true;
+  const auto count_all = [this, deadline]() -> std::optional<std::pair<shard::drain_state, bool>> {
+    std::pair<shard::drain_state, bool> all{};
     for (auto& s : shards_) {
       const auto answer = ask_loop(
           s->io(), [sh = s.get()] { return std::make_pair(sh->remaining(), sh->has_workers()); },
           deadline);
       if (!answer) {
-        answered = false;
-        break;
+        return std::nullopt;
       }
-      count.open_sockets += answer->first.open_sockets;
-      count.pending_events += answer->first.pending_events;
-      workers = workers || answer->second;
+      all.first.open_sockets += answer->first.open_sockets;
+      all.first.pending_events += answer->first.pending_events;
+      all.second = all.second || answer->second;
     }
-    if (answered) {
-      left = count;
-      counted = true;
+    return all;
+  };
+  // Wait until every socket closed and the workers acknowledged the last events (their CLOSE
+  // events among them) — or nobody is left to acknowledge them, or time is up. `left` is the
+  // last count every loop answered (a loop busy past the deadline ends the wait).
+  std::optional<shard::drain_state> left;
+  for (;;) {
+    const auto count = count_all();
+    if (!count) {
+      break;
     }
-    const bool done = answered && left.open_sockets == 0 && (left.pending_events == 0 || !workers);
-    if (done || !answered || std::chrono::steady_clock::now() >= deadline) {
+    left = count->first;
+    const bool workers = count->second;
+    const bool done = left->open_sockets == 0 && (left->pending_events == 0 || !workers);
+    if (done || std::chrono::steady_clock::now() >= deadline) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - started);
-  if (!counted) {
+  if (!left) {
     spdlog::warn(
         "shutdown after {} ms: the loops did not answer in time (sockets and events "
         "left unknown)",
         took.count());
-  } else if (left.open_sockets > 0 || left.pending_events > 0) {
+  } else if (left->open_sockets > 0 || left->pending_events > 0) {
     spdlog::warn(
         "shutdown after {} ms: {} client socket(s) still open, {} event(s) not "
         "acknowledged by a worker",
-        took.count(), left.open_sockets, left.pending_events);
+        took.count(), left->open_sockets, left->pending_events);
   } else {
     spdlog::info("shutdown complete in {} ms", took.count());
   }
