@@ -329,8 +329,13 @@ bool event_router::linked(std::uint64_t worker_id) const {
                      [worker_id](const worker_slot& w) { return w.id == worker_id; });
 }
 
-void event_router::set_workers(std::vector<std::shared_ptr<worker_port>> workers,
+bool event_router::set_workers(std::uint64_t version,
+                               std::vector<std::shared_ptr<worker_port>> workers,
                                clock::time_point now) {
+  if (version <= workers_version_) {
+    return false;
+  }
+  workers_version_ = version;
   ports_ = std::move(workers);
   workers_.clear();
   for (const auto& p : ports_) {
@@ -385,6 +390,7 @@ void event_router::set_workers(std::vector<std::shared_ptr<worker_port>> workers
       forget_if_done(*c);
     }
   }
+  return true;
 }
 
 }  // namespace gwx::gateway

@@ -106,7 +106,11 @@ class event_router {
 
   /// Replaces the worker set: events a vanished worker did not acknowledge go to another
   /// worker (flagged redelivered, before the client's held events), held events go out.
-  void set_workers(std::vector<std::shared_ptr<worker_port>> workers, clock::time_point now);
+  /// `version` orders the sets as they were published: a set older than the one applied last
+  /// arrived late (a loop's posts to itself queue behind other threads' posts) and is ignored,
+  /// so a worker is never taken for gone, or for linked, by a stale set. False when ignored.
+  bool set_workers(std::uint64_t version, std::vector<std::shared_ptr<worker_port>> workers,
+                   clock::time_point now);
   bool has_workers() const { return !workers_.empty(); }
   /// Acknowledgements from a worker for events of this loop's clients.
   void on_acks(const std::vector<std::uint64_t>& event_ids, clock::time_point now);
@@ -149,6 +153,8 @@ class event_router {
   delivery_config config_;
   const event_metrics& metrics_;
   std::vector<std::shared_ptr<worker_port>> ports_;
+  /// Version of the worker set applied last (0: none yet).
+  std::uint64_t workers_version_ = 0;
   std::vector<worker_slot> workers_;
   std::size_t next_worker_ = 0;
   std::unordered_set<std::uint64_t> waiting_;    ///< connections with held events

@@ -643,10 +643,13 @@ void gateway_server::worker_down(std::uint64_t link_id) {
 }
 
 void gateway_server::publish_workers() {
-  // Called with workers_mutex_ held, so every shard sees the updates in the same order.
+  // Called with workers_mutex_ held. The copies may still arrive out of order: a loop's post
+  // to itself (a link on that loop came up or went down) waits in a private queue until the
+  // handler returns, behind any later post from another thread. The version sorts them out.
+  const auto version = ++workers_version_;
   for (auto& s : shards_) {
     asio::post(s->io(),
-               [sh = s.get(), copy = workers_]() mutable { sh->set_workers(std::move(copy)); });
+               [sh = s.get(), version, copy = workers_] { sh->set_workers(version, copy); });
   }
 }
 
@@ -666,9 +669,11 @@ void gateway_server::worker_draining(const std::shared_ptr<worker_link>& link,
   }
   // Each shard applies the new set, then reports to the link's loop. Events a shard routed to
   // the link before were posted there earlier, so the report arrives after them.
+  const auto version = ++workers_version_;
   for (auto& s : shards_) {
-    asio::post(s->io(), [sh = s.get(), copy = workers_, state, &link_loop]() mutable {
-      sh->set_workers(std::move(copy));
+    asio::post(s->io(), [sh = s.get(), version, copy = workers_, state, &link_loop] {
+      // Ignored when a newer set came first: that one has the draining flag too.
+      sh->set_workers(version, copy);
       asio::post(link_loop, [state] {
         if (--state->left == 0) {
           state->done();

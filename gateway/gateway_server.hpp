@@ -216,6 +216,9 @@ class gateway_server {
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;
+  /// Counts the copies of workers_ posted to the shards (under workers_mutex_): a shard applies
+  /// only a newer copy than its last, as posts can overtake one another.
+  std::uint64_t workers_version_ = 0;
   /// Every internal link accepted and not closed yet: stop() detaches those still open.
   std::mutex links_mutex_;
   std::unordered_map<std::uint64_t, std::weak_ptr<worker_link>> links_;

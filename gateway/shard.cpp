@@ -169,14 +169,14 @@ void shard::on_closed(client_record& c, close_cause cause, const std::string& re
   router_.forget_if_done(c);
 }
 
-void shard::set_workers(const std::vector<worker_ref>& workers) {
+void shard::set_workers(std::uint64_t version, const std::vector<worker_ref>& workers) {
   std::vector<std::shared_ptr<worker_port>> ports;
   ports.reserve(workers.size());
   for (const auto& w : workers) {
     ports.push_back(
         std::make_shared<linked_worker>(w, index_, server_.mailbox(index_, w.link->loop())));
   }
-  router_.set_workers(std::move(ports), std::chrono::steady_clock::now());
+  router_.set_workers(version, std::move(ports), std::chrono::steady_clock::now());
 }
 
 void shard::on_acks(const std::vector<std::uint64_t>& event_ids) {

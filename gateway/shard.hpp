@@ -50,8 +50,9 @@ class shard final : public session_events, private membership_listener {
   void on_closed(client_record& c, close_cause cause, const std::string& reason) override;
 
   /// Replaces this shard's copy of the worker set: events a vanished worker did not
-  /// acknowledge go to another worker (flagged redelivered), queued events go out.
-  void set_workers(const std::vector<worker_ref>& workers);
+  /// acknowledge go to another worker (flagged redelivered), queued events go out. A set
+  /// published before the one applied last is ignored (see event_router::set_workers).
+  void set_workers(std::uint64_t version, const std::vector<worker_ref>& workers);
 
   /// Acknowledgements from a worker for events of this shard's clients.
   void on_acks(const std::vector<std::uint64_t>& event_ids);

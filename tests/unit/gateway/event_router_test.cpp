@@ -42,8 +42,14 @@ class EventRouterTest : public ::testing::Test {
   std::shared_ptr<fake_worker_port> worker(std::uint64_t id, bool draining = false) {
     return std::make_shared<fake_worker_port>(id, draining);
   }
+  /// Applies `workers` as the next set published.
   void set_workers(std::vector<std::shared_ptr<fake_worker_port>> workers) {
-    router().set_workers({workers.begin(), workers.end()}, now_);
+    ASSERT_TRUE(set_workers_as(++version_, std::move(workers)));
+  }
+  /// Applies `workers` as the set published as `version`; whether the router took it.
+  bool set_workers_as(std::uint64_t version,
+                      std::vector<std::shared_ptr<fake_worker_port>> workers) {
+    return router().set_workers(version, {workers.begin(), workers.end()}, now_);
   }
   event_router& router() {
     if (!router_) {
@@ -60,6 +66,7 @@ class EventRouterTest : public ::testing::Test {
   std::unique_ptr<event_router> router_;
   std::vector<std::shared_ptr<fake_client_port>> ports_;
   std::uint64_t next_ = 0;
+  std::uint64_t version_ = 0;
   event_router::clock::time_point now_{std::chrono::hours(1)};
 };
 
@@ -372,6 +379,45 @@ TEST_F(EventRouterTest, AnEventWhoseWorkersKeepVanishingIsQuarantined) {
   EXPECT_EQ(last->ids(), (ids{after}));
   EXPECT_TRUE(port_of(a).closes.empty());
   EXPECT_EQ(first->ids(), (ids{poison, fine}));
+}
+
+// The gateway publishes each worker set to every loop, but a loop's post to itself can queue
+// behind a later post from another thread: a set that arrives after a newer one is stale.
+TEST_F(EventRouterTest, AWorkerSetThatArrivesAfterANewerOneIsIgnored) {
+  config_.max_attempts = 3;
+  auto w1 = worker(1);
+  auto w2 = worker(2);
+  ASSERT_TRUE(set_workers_as(1, {w1, w2}));
+  auto& a = add();
+  auto& b = add();
+  const auto ea = send(a);
+  const auto eb = send(b);
+  ASSERT_EQ(w1->ids(), (ids{ea}));
+  ASSERT_EQ(w2->ids(), (ids{eb}));
+  // Both links die one after the other: a's event was handed to w1, then to w2.
+  ASSERT_TRUE(set_workers_as(2, {w2}));
+  ASSERT_TRUE(set_workers_as(3, {}));
+  // Both workers link again; the set with both new links (5) arrives before the one with the
+  // first of them only (4). Each client's events go to one of them: a's for the third time.
+  auto w3 = worker(3);
+  auto w4 = worker(4);
+  ASSERT_TRUE(set_workers_as(5, {w3, w4}));
+  ASSERT_EQ(w3->events.size() + w4->events.size(), 2U);
+  EXPECT_FALSE(set_workers_as(4, {w3}));
+  // Nothing was taken for lost: no event dropped or handed out again, w4 keeps its clients.
+  EXPECT_EQ(router().counts().dropped, 0U);
+  EXPECT_EQ(router().counts().redelivered, 3U);
+  EXPECT_EQ(w3->events.size() + w4->events.size(), 2U);
+  auto& on_w4 = a.delivery().worker_id() == 4 ? a : b;
+  EXPECT_EQ(on_w4.delivery().worker_id(), 4U);
+  const auto next = send(on_w4);
+  EXPECT_EQ(w4->ids().back(), next);
+  // A set as old as the last one stays ignored; the next newer one applies.
+  EXPECT_FALSE(set_workers_as(5, {}));
+  router().on_acks({ea, eb, next}, now_);
+  EXPECT_TRUE(set_workers_as(6, {w4}));
+  EXPECT_EQ(router().pending(), 0U);
+  EXPECT_EQ(router().counts().dropped, 0U);
 }
 
 // Who a client is goes to a link once, ahead of the client's first event there, and again
