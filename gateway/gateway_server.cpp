@@ -642,14 +642,19 @@ void gateway_server::worker_down(std::uint64_t link_id) {
   publish_workers();
 }
 
-void gateway_server::publish_workers() {
+void gateway_server::publish_workers(const std::function<void()>& applied) {
   // Called with workers_mutex_ held. The copies may still arrive out of order: a loop's post
-  // to itself (a link on that loop came up or went down) waits in a private queue until the
-  // handler returns, behind any later post from another thread. The version sorts them out.
+  // to itself (a link on that loop came up, went down or began to drain) waits in a private
+  // queue until the handler returns, behind any later post from another thread. The version
+  // sorts them out.
   const auto version = ++workers_version_;
   for (auto& s : shards_) {
-    asio::post(s->io(),
-               [sh = s.get(), version, copy = workers_] { sh->set_workers(version, copy); });
+    asio::post(s->io(), [sh = s.get(), version, copy = workers_, applied] {
+      sh->set_workers(version, copy);
+      if (applied) {
+        applied();
+      }
+    });
   }
 }
 
@@ -667,20 +672,16 @@ void gateway_server::worker_draining(const std::shared_ptr<worker_link>& link,
       w.draining = true;
     }
   }
-  // Each shard applies the new set, then reports to the link's loop. Events a shard routed to
-  // the link before were posted there earlier, so the report arrives after them.
-  const auto version = ++workers_version_;
-  for (auto& s : shards_) {
-    asio::post(s->io(), [sh = s.get(), version, copy = workers_, state, &link_loop] {
-      // Ignored when a newer set came first: that one has the draining flag too.
-      sh->set_workers(version, copy);
-      asio::post(link_loop, [state] {
-        if (--state->left == 0) {
-          state->done();
-        }
-      });
+  // Each shard applies the new set (or ignores it for a newer one, which has the draining flag
+  // too), then reports to the link's loop. Events a shard routed to the link before were
+  // posted there earlier, so the report arrives after them.
+  publish_workers([state, &link_loop] {
+    asio::post(link_loop, [state] {
+      if (--state->left == 0) {
+        state->done();
+      }
     });
-  }
+  });
 }
 
 bool gateway_server::request_drain(const std::string& name) {

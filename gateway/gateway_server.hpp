@@ -171,7 +171,9 @@ class gateway_server {
   struct listener;
   void accept_next(listener& l);
   void accept_internal();
-  void publish_workers();
+  /// Posts a copy of workers_ (the next version) to every shard; `applied`, if set, runs on
+  /// each shard's loop once that shard dealt with the copy. Call with workers_mutex_ held.
+  void publish_workers(const std::function<void()>& applied = {});
   void attach_metrics(metrics::registry& reg);
   void attach_bus_metrics(metrics::registry& reg);
   void warn_accept_error(const std::string& where, std::error_code ec);
