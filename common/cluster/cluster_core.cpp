@@ -461,6 +461,11 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
     cmd.set_request_id(rid);
     const std::string bytes = link_codec::detach_payload(frame);
     link->send(frame, bytes);
+    if (!link->is_up()) {
+      // This very send cut the link (the gateway stopped reading): no answer can come.
+      g->result.missing_gateways.push_back(link->address());
+      continue;
+    }
     pending_.emplace(rid, pending_request{g, id, link->serial(), link->address()});
     g->outstanding.push_back(rid);
   }
@@ -665,6 +670,9 @@ void cluster_core::send_drain(gateway_link& link) {
   link::v2::Frame frame;
   frame.mutable_drain()->set_reason(*drain_reason_);
   link.send(frame);
+  if (!link.is_up()) {
+    return;  // the send cut the link: its gateway redelivers what was not acknowledged
+  }
   drain_waiting_[link.gateway_id()] = link.serial();
   ++drains_sent_;
 }

@@ -55,16 +55,25 @@ void gateway_link::stop() {
 }
 
 void gateway_link::send(const link::v2::Frame& frame, std::string_view payload) {
-  if (state_ == state::up) {
-    stream_->send(frame, payload);
+  if (state_ != state::up) {
+    return;
   }
+  // A send past the cap closes the stream from inside it: keep it alive until it returns.
+  const auto stream = stream_;
+  sending_ = true;
+  stream->send(frame, payload);
+  sending_ = false;
 }
 
 void gateway_link::send_to_client(std::string_view client_id, bool binary,
                                   std::string_view payload) {
-  if (state_ == state::up) {
-    stream_->send_to_client(client_id, binary, payload);
+  if (state_ != state::up) {
+    return;
   }
+  const auto stream = stream_;
+  sending_ = true;
+  stream->send_to_client(client_id, binary, payload);
+  sending_ = false;
 }
 
 std::size_t gateway_link::queued_bytes() const {
@@ -205,15 +214,32 @@ void gateway_link::on_stream_closed(const std::string& reason) {
     stream_.reset();
     clients_.clear();
     spdlog::warn("link to gateway {} ({}) down: {}", address_, entry_.gateway_id, reason);
-    if (cb_.on_down) {
-      cb_.on_down(*this, reason);
+    if (sending_) {
+      // Our own send() cut the link (the gateway stopped reading): its caller may be walking
+      // its links and must not see one vanish under it. Report once the send has returned;
+      // until then the link is simply not up.
+      const auto attempt = ++attempt_;
+      asio::post(io_, [weak = weak_from_this(), attempt, reason] {
+        auto self = weak.lock();
+        if (self && self->attempt_ == attempt) {
+          self->report_down(reason);
+        }
+      });
+      return;
     }
-    retry_later();
+    report_down(reason);
     return;
   }
   if (state_ == state::handshaking) {
     fail(reason);
   }
+}
+
+void gateway_link::report_down(const std::string& reason) {
+  if (cb_.on_down) {
+    cb_.on_down(*this, reason);
+  }
+  retry_later();
 }
 
 void gateway_link::fail(const std::string& reason) {

@@ -49,7 +49,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   struct callbacks {
     /// The handshake succeeded.
     std::function<void(gateway_link&)> on_up;
-    /// A link that was up is gone (a reconnect follows unless stopped).
+    /// A link that was up is gone (a reconnect follows unless stopped). Never called from
+    /// inside send(): a send that cuts the link (the gateway stopped reading) leaves the link
+    /// not up at once and reports it from a task of its own.
     std::function<void(gateway_link&, const std::string& reason)> on_down;
     /// A frame arrived on a link that is up (Ping/Pong are handled below); `payload` is valid
     /// during the call only.
@@ -61,7 +63,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
 
   /// Starts connecting.
   void start();
-  /// Closes the link after flushing what is queued; no reconnect follows. No callbacks after.
+  /// Closes the link after flushing what is queued; no reconnect follows. No callbacks after,
+  /// but for the on_down of a link a send had already cut (the owner must hear it went down).
   void stop();
 
   /// Queues a frame (header and payload); dropped unless the link is up.
@@ -97,6 +100,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   void on_connected(asio::ip::tcp::socket socket);
   void on_handshake_frame(link::v2::Frame& frame);
   void on_stream_closed(const std::string& reason);
+  /// Tells the owner the link went down, then schedules the reconnect.
+  void report_down(const std::string& reason);
   void fail(const std::string& reason);
   void retry_later();
 
@@ -112,6 +117,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   state state_ = state::idle;
   // Bumped on every attempt and state change so stale async completions are ignored.
   std::uint64_t attempt_ = 0;
+  // Inside send() / send_to_client(): a close it causes is reported after it returns.
+  bool sending_ = false;
   std::string address_;
   std::string id_prefix_;
   std::optional<link_handshake::peer_side> handshake_;

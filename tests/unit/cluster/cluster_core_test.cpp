@@ -73,6 +73,22 @@ std::shared_ptr<cluster_core> started_core(std::vector<registry::gateway_entry> 
   return core;
 }
 
+// Most bytes a capped_core() queues towards a gateway before it cuts the link.
+constexpr std::size_t k_small_cap = 64 * 1024;
+
+/// A started core whose links are cut past k_small_cap queued bytes, its link hook recorded by
+/// `links`, told about `gateways`.
+std::shared_ptr<cluster_core> capped_core(std::vector<registry::gateway_entry> gateways,
+                                          link_log& links) {
+  auto o = test_options();
+  o.link.send_cap = k_small_cap;
+  auto core = std::make_shared<cluster_core>(o);
+  links.attach(*core);
+  core->start();
+  core->set_gateways(std::move(gateways));
+  return core;
+}
+
 std::vector<std::string> texts_sent(const std::vector<link::v2::Command>& cmds) {
   std::vector<std::string> out;
   for (const auto& c : cmds) {
@@ -307,6 +323,54 @@ TEST(ClusterCoreTest, LinkedGatewayLeavingTheSetKeepsItsLinkUntilItClosesThenIsN
     EXPECT_EQ(g.hellos, 1);
     return true;
   });
+}
+
+// A send past a link's cap cuts that link from inside the send (the gateway stopped reading).
+// Gateways the registers no longer list are then dropped, while a send to all of them is still
+// walking the links: every one must still be tried, and each dropped once, not retried.
+TEST(ClusterCoreTest, SendToAllThatCutsUnlistedLinksReachesEveryLinkAndDropsEach) {
+  fake_gateway a(k_secret);
+  fake_gateway b(k_secret);
+  link_log links;
+  auto core = capped_core({a.entry(), b.entry()}, links);
+  ASSERT_TRUE(core->wait_ready(10s));
+  core->set_gateways({});  // leases lapsed: both links stay, unlisted
+  gateway_api api(core);
+  api.send_to_all(message(std::string(2 * k_small_cap, 'x')));  // past the cap of each link
+  ASSERT_TRUE(links.wait(a.address(), false));
+  ASSERT_TRUE(links.wait(b.address(), false));
+  EXPECT_TRUE(core->gateways().empty());
+  EXPECT_TRUE(core->wait_ready(1s));
+  core->stop();
+  EXPECT_EQ(links.count(a.address(), false), 1);
+  EXPECT_EQ(links.count(b.address(), false), 1);
+  for (auto* g : {&a, &b}) {
+    g->wait([](auto& gw) {
+      EXPECT_EQ(gw.hellos, 1);  // not relinked
+      return true;
+    });
+  }
+}
+
+// A query whose own send cuts the link gets no answer from that gateway: it says so at once
+// instead of waiting for its timeout.
+TEST(ClusterCoreTest, QueryWhoseSendCutsTheLinkReportsTheGatewayMissingAtOnce) {
+  fake_gateway a(k_secret);
+  link_log links;
+  auto core = capped_core({a.entry()}, links);
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  auto done = std::make_shared<std::promise<result<std::map<std::string, std::uint64_t>>>>();
+  auto future = done->get_future();
+  api.async_get_client_count_by_groups(
+      {std::string(2 * k_small_cap, 'g')},
+      [done](result<std::map<std::string, std::uint64_t>> r) { done->set_value(std::move(r)); },
+      60s);
+  ASSERT_EQ(future.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(future.get().missing_gateways, std::vector<std::string>{a.address()});
+  ASSERT_TRUE(links.wait(a.address(), false));
+  ASSERT_TRUE(links.wait(a.address(), true, 2));  // still listed: relinked
+  core->stop();
 }
 
 TEST(ClusterCoreTest, ListedAgainBeforeItsLinkClosesTheGatewayIsRelinked) {
