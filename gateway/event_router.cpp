@@ -139,10 +139,9 @@ void event_router::unthrottle(client_record& c) {
 void event_router::hold(client_record& c, event_ptr event, clock::time_point now) {
   auto& d = c.delivery();
   const std::size_t bytes = event_size(event);
-  const bool over = d.held_.size() + 1 > config_.queue_max_events ||
-                    d.held_bytes_ + bytes > config_.queue_max_bytes;
-  if (over && !config_.queue_close_client && !d.held_.empty()) {
-    drop_held(c, 1, "event queue bound reached: oldest events dropped", now);
+  const bool over = !fits_held(c, bytes);
+  if (over && !config_.queue_close_client) {
+    make_room(c, bytes, now);
   }
   d.held_bytes_ += bytes;
   d.held_.push_back({std::move(event), bytes, now});
@@ -156,16 +155,27 @@ void event_router::hold(client_record& c, event_ptr event, clock::time_point now
   }
 }
 
-void event_router::drop_held(client_record& c, std::size_t count, const char* why,
-                             clock::time_point now) {
+bool event_router::fits_held(const client_record& c, std::size_t bytes) const {
+  const auto& d = c.delivery();
+  return d.held_.size() + 1 <= config_.queue_max_events &&
+         d.held_bytes_ + bytes <= config_.queue_max_bytes;
+}
+
+void event_router::make_room(client_record& c, std::size_t bytes, clock::time_point now) {
+  // As many of the oldest as it takes: one large event may displace many small ones. An
+  // event over the byte bound by itself is then held alone.
   auto& d = c.delivery();
-  for (std::size_t i = 0; i < count && !d.held_.empty(); ++i) {
+  bool dropped = false;
+  while (!d.held_.empty() && !fits_held(c, bytes)) {
     d.held_bytes_ -= d.held_.pop_front().bytes;
     ++dropped_;
     metrics_.queued.dec();
     metrics_.dropped_queue_bound.inc();
+    dropped = true;
   }
-  warn_queue(why, now);
+  if (dropped) {
+    warn_queue("event queue bound reached: oldest events dropped", now);
+  }
 }
 
 void event_router::flush_held(client_record& c, clock::time_point now) {

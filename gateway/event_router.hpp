@@ -143,7 +143,10 @@ class event_router {
   void throttle(client_record& c);
   void unthrottle(client_record& c);
   void flush_held(client_record& c, clock::time_point now);
-  void drop_held(client_record& c, std::size_t count, const char* why, clock::time_point now);
+  /// Whether an event of `bytes` can join `c`'s held events within both queue bounds.
+  bool fits_held(const client_record& c, std::size_t bytes) const;
+  /// Drops `c`'s oldest held events until one of `bytes` fits (or none is left).
+  void make_room(client_record& c, std::size_t bytes, clock::time_point now);
   bool linked(std::uint64_t worker_id) const;
   void warn_queue(const char* what, clock::time_point now);
 

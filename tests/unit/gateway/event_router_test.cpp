@@ -217,6 +217,48 @@ TEST_F(EventRouterTest, TheCountBoundDropsTheOldestEvents) {
   EXPECT_TRUE(port_of(a).closes.empty());
 }
 
+TEST_F(EventRouterTest, ALargeEventDisplacesAsManyOldEventsAsTheByteBoundNeeds) {
+  auto& a = add();
+  // Room for eight small events and a half: the large one weighs about five small ones.
+  const auto small_size = event_size(make_message_event(a, 1, std::string(40, 's'), false));
+  config_.queue_max_bytes = small_size * 17 / 2;
+  ids small;
+  for (int i = 0; i < 8; ++i) {
+    small.push_back(send(a, std::string(40, 's')));
+  }
+  ASSERT_EQ(a.delivery().held_count(), 8U);  // within both bounds: nothing dropped yet
+  ASSERT_EQ(router().counts().dropped, 0U);
+  const auto large = send(a, std::string(small_size * 5, 'L'));
+  // The large one needs room for all of itself: several small ones go, not just the oldest.
+  EXPECT_LE(a.delivery().held_bytes(), config_.queue_max_bytes);
+  const auto kept = a.delivery().held_count() - 1;
+  EXPECT_LE(kept, 3U);
+  EXPECT_EQ(router().counts().dropped, 8U - kept);
+
+  auto w = worker(1);
+  set_workers({w});
+  ids expected(small.end() - static_cast<std::ptrdiff_t>(kept), small.end());
+  expected.push_back(large);
+  EXPECT_EQ(w->ids(), expected);  // the newest, in order
+  EXPECT_TRUE(port_of(a).closes.empty());
+}
+
+TEST_F(EventRouterTest, AnEventOverTheByteBoundByItselfIsHeldAlone) {
+  config_.queue_max_bytes = 1000;
+  auto& a = add();
+  send(a, "one");
+  send(a, "two");
+  const auto huge = send(a, std::string(5000, 'H'));
+  EXPECT_EQ(a.delivery().held_count(), 1U);
+  EXPECT_EQ(router().counts().dropped, 2U);
+  const auto next = send(a, "after");  // the huge one goes for it
+  EXPECT_EQ(router().counts().dropped, 3U);
+  auto w = worker(1);
+  set_workers({w});
+  EXPECT_EQ(w->ids(), (ids{next}));
+  EXPECT_NE(huge, next);
+}
+
 TEST_F(EventRouterTest, TheByteBoundWithTheClosePolicyClosesTheClient) {
   config_.queue_max_bytes = 300;
   config_.queue_close_client = true;
