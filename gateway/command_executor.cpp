@@ -12,19 +12,30 @@ bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const
   return std::find(list.begin(), list.end(), s) != list.end();
 }
 
-/// False (and counted as dropped) when `payload` cannot be framed for `c`'s listener.
-bool can_frame(const client_record& c, std::string_view payload) {
-  if (frameable(c.listener().kind, payload)) {
-    return true;
+/// Counts a message `c`'s listener cannot frame (outbound.hpp: frameable()) as dropped.
+bool counted(const client_record& c, bool framed) {
+  if (!framed) {
+    c.listener().metrics.messages_dropped_unframeable.inc();
   }
-  c.listener().metrics.messages_dropped_unframeable.inc();
-  return false;
+  return framed;
+}
+
+/// False (and counted as dropped) when `payload` cannot be framed for `c`'s listener.
+bool can_frame(const client_record& c, std::string_view payload, bool binary) {
+  return counted(c, frameable(c.listener().kind, payload, binary));
 }
 
 /// Queues the message for `c`, framed for its listener; true when queued.
 bool deliver(client_record& c, encode_cache& cache) {
-  return can_frame(c, cache.payload()) &&
-         c.port().send(cache.get(c.listener().kind)) == send_status::ok;
+  const auto kind = c.listener().kind;
+  return counted(c, cache.frameable(kind)) && c.port().send(cache.get(kind)) == send_status::ok;
+}
+
+/// Each client once: a client in two of the named sets must not get the message twice, and
+/// a delivery that closes its client may free the record, which must not be visited again.
+void unique_targets(std::vector<client_record*>& targets) {
+  std::sort(targets.begin(), targets.end());
+  targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
 }
 
 }  // namespace
@@ -104,8 +115,8 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         auto* c = clients_.find(op.client_ids(0));
         if (c == nullptr) {
           offline();
-        } else if (!can_frame(*c, message)) {
-          reply.set_error("unframeable: a tcp+line client cannot receive a newline");
+        } else if (!can_frame(*c, message, op.message().binary())) {
+          reply.set_error(unframeable_reason(c->listener().kind));
         } else if (c->port().send_message(c->listener().kind, message, op.message().binary()) ==
                    send_status::ok) {
           ++messages_out_;
@@ -160,8 +171,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         }
       }
       if (op.groups_size() > 1) {
-        std::sort(targets.begin(), targets.end());
-        targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
+        unique_targets(targets);
       }
       const bool excluding = op.exclude_client_ids_size() > 0;
       for (auto* c : targets) {
@@ -178,6 +188,9 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         if (const auto* members = clients_.uid(u)) {
           targets.insert(targets.end(), members->begin(), members->end());
         }
+      }
+      if (op.uids_size() > 1) {
+        unique_targets(targets);  // a uid named twice: its clients get the message once
       }
       for (auto* c : targets) {
         messages_out_ += deliver(*c, cache) ? 1 : 0;
@@ -231,7 +244,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
         offline();
       } else if (op.immediate()) {
         c->port().destroy(close_cause::server, "destroyed by a worker");
-      } else if (op.has_final_message() && can_frame(*c, message)) {
+      } else if (op.has_final_message() && can_frame(*c, message, op.final_message().binary())) {
         c->port().close_gracefully(std::make_pair(message, op.final_message().binary()));
       } else {
         c->port().close_gracefully(std::nullopt);

@@ -98,6 +98,38 @@ TEST_F(CommandExecutorTest, ANewlineIsRefusedForLineClientsNotSplit) {
   EXPECT_EQ(pc->texts(), std::vector<std::string>{"one line\n"});
 }
 
+TEST_F(CommandExecutorTest, TextThatIsNotUtf8IsRefusedForWebSocketClientsNotSentAsText) {
+  auto [a, pa] = add(ws_);
+  auto [b, pb] = add(line_);
+  const std::string latin1 = "caf\xe9";  // a browser would fail the connection on this text
+  // One recipient: refused with a reason, nothing queued.
+  const auto reply = run(to_clients({a->id()}, latin1));
+  EXPECT_NE(reply.error().find("UTF-8"), std::string::npos) << reply.error();
+  EXPECT_TRUE(pa->sent.empty());
+  // A broadcast: the line client gets the bytes, the WebSocket client nothing.
+  link::v2::Command cmd;
+  cmd.mutable_send_to_all()->mutable_message()->set_data(latin1);
+  run(cmd);
+  EXPECT_TRUE(pa->sent.empty());
+  EXPECT_EQ(pb->texts(), std::vector<std::string>{latin1 + "\n"});
+  // The same bytes as a binary message, and valid UTF-8 text, go through.
+  cmd.mutable_send_to_all()->mutable_message()->set_binary(true);
+  run(cmd);
+  ASSERT_EQ(pa->sent.size(), 1U);
+  EXPECT_EQ(*pa->sent[0], "\x82\x04" + latin1);
+  EXPECT_EQ(run(to_clients({a->id()}, "caf\xc3\xa9")).error(), "");
+  ASSERT_EQ(pa->sent.size(), 2U);
+  EXPECT_EQ(*pa->sent[1],
+            "\x81\x05"
+            "caf\xc3\xa9");
+  // A graceful close whose final text is not UTF-8 closes without it.
+  link::v2::Command close;
+  close.mutable_close_client()->set_client_id(a->id());
+  close.mutable_close_client()->mutable_final_message()->set_data(latin1);
+  run(close);
+  EXPECT_EQ(pa->closes, std::vector<std::string>{"graceful"});
+}
+
 TEST_F(CommandExecutorTest, ABroadcastIsFramedOncePerListenerKind) {
   auto [a, pa] = add(ws_);
   auto [b, pb] = add(ws_);
@@ -165,6 +197,29 @@ TEST_F(CommandExecutorTest, GroupAndUidSendsReachEachMemberOnce) {
   EXPECT_EQ(pa->sent.size(), 1U);
   EXPECT_EQ(pb->texts(), (std::vector<std::string>{"g\n", "u\n"}));
   EXPECT_EQ(pc->texts(), std::vector<std::string>{"u\n"});
+}
+
+TEST_F(CommandExecutorTest, AUidNamedTwiceReachesItsClientsOnce) {
+  auto [a, pa] = add(line_);
+  dir_.bind(*a, "bob");
+  link::v2::Command cmd;
+  cmd.mutable_send_to_uids()->add_uids("bob");
+  cmd.mutable_send_to_uids()->add_uids("bob");
+  cmd.mutable_send_to_uids()->mutable_message()->set_data("u");
+  run(cmd);
+  EXPECT_EQ(pa->texts(), std::vector<std::string>{"u\n"});
+  EXPECT_EQ(exec_.messages_out(), 1U);
+
+  // A send that closes its client frees the record (at-most-once: nothing keeps it): the
+  // second naming of the uid must not reach it again (ASan: a use after free before).
+  const auto connection = a->connection();
+  pa->after_send = [this, pa = pa, connection] {
+    pa->state = client_state::closed;
+    dir_.erase(connection);
+  };
+  run(cmd);
+  EXPECT_EQ(dir_.find_connection(connection), nullptr);
+  EXPECT_EQ(pa->sent.size(), 2U);
 }
 
 TEST_F(CommandExecutorTest, MessagesDroppedBySlowClientsAreNotCounted) {

@@ -4,6 +4,7 @@
 // gateway's per-loop parts do to them.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,6 +29,9 @@ class fake_client_port final : public gateway::client_port {
   bool paused = false;
   /// pause_reading() / resume_reading() calls, in order: "pause", "resume".
   std::vector<std::string> reading;
+  /// Runs after each send() it took, as a session closed by its send would (may free the
+  /// client's record).
+  std::function<void()> after_send;
 
   gateway::client_state current_state() const override { return state; }
   gateway::send_status send(const gateway::wire_bytes& bytes) override {
@@ -37,7 +41,11 @@ class fake_client_port final : public gateway::client_port {
     if (answer == gateway::send_status::ok) {
       sent.push_back(bytes);
     }
-    return answer;
+    const auto out = answer;
+    if (after_send) {
+      after_send();
+    }
+    return out;
   }
   void pause_reading() override {
     paused = true;
