@@ -241,13 +241,18 @@ bool client_session::take(char* data, std::size_t n) {
     }
     return true;
   }
-  if (pending_.size() + n > max_pending()) {
+  // The read may hold whole messages behind the unfinished one: the bound applies to what is
+  // left unfinished once they are taken (a read adds at most k_read_scratch meanwhile).
+  pending_.append(data, n);
+  consume_pending();
+  if (state_ == client_state::closed) {
+    return false;
+  }
+  if (pending_.size() > max_pending()) {
     fail(codec::ws::k_close_too_big, "message larger than the limit");
     return false;
   }
-  pending_.append(data, n);
-  consume_pending();
-  return state_ != client_state::closed;
+  return true;
 }
 
 void client_session::on_tls_readable(net::tls_io& tls) {

@@ -161,7 +161,7 @@ listener_config parse_listener_url(const std::string& url, const listener_config
     const auto key = kv.substr(0, eq);
     const auto value = eq == std::string::npos ? std::string{} : kv.substr(eq + 1);
     if (key == "max_message") {
-      cfg.max_message = parse_size(url, key, value, 1, 1ULL << 31);
+      cfg.max_message = parse_size(url, key, value, 1, k_max_client_message);
     } else if (key == "max_connections") {
       cfg.max_connections = parse_size(url, key, value, 1, 100000000);
     } else if (key == "send_buffer") {

@@ -35,6 +35,11 @@ struct listener_tls_files {
   std::string client_auth;
 };
 
+/// The largest max_message a listener may have: a client's message goes to a worker as one
+/// link frame, and a link frame is at most 64 MiB (common/net/link_stream.hpp); 1 MiB of it is
+/// left for the event's header.
+constexpr std::size_t k_max_client_message = 63 << 20;
+
 /// Per-listener settings. Defaults come from gateway-wide flags; a listener URL overrides them
 /// with query parameters, e.g. `ws://0.0.0.0:8080/chat?max_message=65536&ask=1`.
 struct listener_config {

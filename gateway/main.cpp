@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
        "gateway says so once at start and makes one sendmsg() or recvfrom() each. off: "
        "always one system call each")
       ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
-       "largest client message (WebSocket: larger closes with 1009)")
+       "largest client message, at most 66060288 (63 MiB; WebSocket: larger closes with 1009)")
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
        "client connections per listener")
       ("send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
@@ -177,6 +177,11 @@ int main(int argc, char** argv) {
     std::vector<gwx::gateway::listener_config> listeners;
     gwx::gateway::listener_config defaults;
     defaults.max_message = vm["max-message"].as<std::size_t>();
+    if (defaults.max_message == 0 || defaults.max_message > gwx::gateway::k_max_client_message) {
+      throw std::invalid_argument("--max-message must be 1.." +
+                                  std::to_string(gwx::gateway::k_max_client_message) +
+                                  " bytes (a message goes to a worker in one 64 MiB link frame)");
+    }
     defaults.max_connections = vm["max-connections"].as<std::size_t>();
     defaults.send_buffer = vm["send-buffer"].as<std::size_t>();
     const auto slow = vm["slow-client"].as<std::string>();

@@ -198,9 +198,13 @@ def check_errors(binary, tmp):
                 ("ws://127.0.0.1:99999/", "99999", "listener port out of range"),
                 ("tcp+line://127.0.0.1:9000/path", "path", "path on a TCP listener"),
                 ("ws://127.0.0.1:9000/?max_message=0", "max_message", "bad listener option"),
+                ("ws://127.0.0.1:9000/?max_message=66060289", "max_message",
+                 "max_message over what a link frame carries"),
                 ("ws://127.0.0.1:9000/?nonsense=1", "nonsense", "unknown listener option")):
             one_line_error(["--listen", url, "--print-config"], {}, [needle], what)
             one_line_error(["--print-config"], {env_name("listen"): url}, [needle], what + " (env)")
+        one_line_error(["--max-message", "66060289", "--print-config"], {}, ["--max-message"],
+                       "--max-message over what a link frame carries")
         printed, _ = print_config(binary, ["--listen", "ws://127.0.0.1:9000/?max_message=64"])
         check(printed["listen"][0][0] == "ws://127.0.0.1:9000/?max_message=64",
               f"{prog}: a good listener URL printed as {printed['listen']}")

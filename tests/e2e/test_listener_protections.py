@@ -23,9 +23,13 @@ by the operator.
    comes first).
 7. The upgrade request line must say HTTP/1.1 (HTTP/2.0 -> 505, HTTP/1.0 -> 505).
 8. WebSocket message limits: a message just under max_message in one-byte fragments is delivered;
-   one byte over is 1009. tcp+raw with max_message=100 loses no byte of a 20 KB write.
+   one byte over is 1009. 20,000 small messages in one write (ws with max_message=1000, tcp+line
+   with max_message=100) are all echoed: a read ending inside a message is not taken for one
+   message over the limit. tcp+raw with max_message=100 loses no byte of a 20 KB write.
 9. A `\\n` inside a message pushed to a tcp+line client: refused for that client (it would split
-   into two messages), counted as dropped (reason `unframeable`); other clients get it.
+   into two messages), counted as dropped (reason `unframeable`); other clients get it. Text that
+   is not UTF-8 pushed to a WebSocket client: refused for it the same way (a browser would fail
+   the connection on it); it stays connected, and a tcp+line client gets the bytes.
 10. `ask=1`: the worker's refusal comes back as its HTTP status (401); with the worker stopped
     nobody decides and the client gets 503 after the handshake timeout; with no worker linked at
     all, 503 at once.
@@ -57,6 +61,8 @@ HB_MS = 200
 IDLE_MS = 700
 HANDSHAKE_MS = 600
 ASK_HANDSHAKE_MS = 1500
+# Small messages sent in one write (section 8): several times the gateway's 64 KiB read.
+BURST = 20000
 
 # name -> listener URL (port 0); the order is the order of the --listen flags.
 LISTENERS = {
@@ -75,6 +81,7 @@ LISTENERS = {
     "frag": "ws://127.0.0.1:0/?max_message=1000",
     "raw": "tcp+raw://127.0.0.1:0?max_message=100",
     "line": "tcp+line://127.0.0.1:0",
+    "small_line": "tcp+line://127.0.0.1:0?max_message=100",
     "ask": f"ws://127.0.0.1:0/?ask=1&handshake_timeout_ms={ASK_HANDSHAKE_MS}",
 }
 
@@ -497,6 +504,28 @@ async def main(h):
     code, _, _ = await read_frames_until_close(raw, REPLY_TIMEOUT)
     check_eq(code, 1009, "frag: one byte over max_message in fragments")
     raw.writer.close()
+    # Many small messages in one write: the gateway's reads end inside a message, and what a read
+    # holds behind that unfinished one is whole messages, not one message over the limit.
+    burst = [f"echo b{i}".encode() for i in range(BURST)]
+    raw = RawWs("burst")
+    await raw.open(host, port)
+    await raw.send(b"".join(frame(OP_TEXT, m) for m in burst))
+    for i, m in enumerate(burst):
+        b0, got = await raw.read_frame(REPLY_TIMEOUT)
+        if (b0 & 0x0F, got) != (OP_TEXT, m[5:]):
+            check_eq((b0 & 0x0F, got), (OP_TEXT, m[5:]), f"burst: reply {i} of {BURST}")
+    raw.writer.close()
+    lhost, lport = host_port("small_line")
+    small = await LineClient.connect(lhost, lport, "small_line")
+    small.writer.write(b"".join(m + b"\n" for m in burst))
+    await small.writer.drain()
+    for i, m in enumerate(burst):
+        got = await small.recv()
+        if got != m[5:].decode():
+            check_eq(got, m[5:].decode(), f"small_line: reply {i} of {BURST}")
+    await small.close()
+    log(f"{BURST} small messages in one write, max_message 1000 (ws) and 100 (tcp+line): "
+        "every one echoed, in order")
     rhost, rport = host_port("raw")
     bytes_before = await metrics.value("gwx_gateway_message_bytes_total", "raw", direction="in")
     raw_client = await RawClient.connect(rhost, rport, "raw")
@@ -534,10 +563,28 @@ async def main(h):
                      "newline messages to the line client counted as dropped")
     check_eq(await bystander.cmd(f"to-client {liner_id} one line"), "ok", "to-client reply")
     check_eq(await liner.recv(), "one line", "liner still gets messages without a newline")
+    # Bytes that are not UTF-8, sent as text (a tcp+line client's message is text): a WebSocket
+    # client cannot take them as a text frame (RFC 6455 8.1: it would fail the connection, 1007),
+    # so they are refused for it, counted, and it stays connected; the line client gets them.
+    ws_dropped_before = await metrics.value("gwx_gateway_messages_dropped_total", "plain",
+                                            reason="unframeable")
+    wsm_id = (await wsm.cmd("id")).split()[1]
+    liner.writer.write(f"to-client {wsm_id} caf".encode() + b"\xe9\n")
+    check_eq(await liner.recv(), "ok", "to-client reply (bytes that are not UTF-8)")
+    liner.writer.write(b"to-group nl caf\xe9\n")
+    got = sorted([await asyncio.wait_for(liner.reader.readline(), REPLY_TIMEOUT) for _ in range(2)])
+    check_eq(got, [b"caf\xe9\n", b"ok\n"], "to-group: the reply, and the line member (the sender "
+             "itself) gets the bytes as sent")
+    await assert_quiet([wsm], "text that is not UTF-8 to a WebSocket client")
+    await poll_until(lambda: metrics.value("gwx_gateway_messages_dropped_total", "plain",
+                                           reason="unframeable"),
+                     lambda v: v >= ws_dropped_before + 2, REPLY_TIMEOUT,
+                     "text that is not UTF-8 to the ws client counted as dropped")
     await liner.close()
     await wsm.close()
     log("a message with '\\n' is refused for tcp+line clients (counted unframeable), "
-        "delivered whole to WebSocket clients")
+        "delivered whole to WebSocket clients; text that is not UTF-8 is refused for WebSocket "
+        "clients (counted unframeable; they stay connected), delivered to tcp+line clients")
 
     # ---- 10. ask=1 ------------------------------------------------------------------------------
     check_eq(await ws_status(ws_url("ask", "?refuse=401")), 401, "ask: the worker's 401")

@@ -40,6 +40,8 @@ TEST(ListenerConfig, RejectsBadUrlsWithTheUrlInTheMessage) {
   for (const char* bad :
        {"http://127.0.0.1:80", "ws://127.0.0.1", "127.0.0.1:80", "tcp+line://h:1/path",
         "ws://127.0.0.1:1/?max_message=0", "ws://127.0.0.1:1/?max_message=abc",
+        // Larger than a link frame can carry to a worker.
+        "ws://127.0.0.1:1/?max_message=66060289", "tcp+frame://127.0.0.1:1?max_message=2147483648",
         "ws://127.0.0.1:1/?nope=1", "tcp+line://127.0.0.1:1?ask=1",
         "ws://127.0.0.1:1/?slow_client=maybe", "ws://127.0.0.1:99999/"}) {
     try {
