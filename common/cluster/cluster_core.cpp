@@ -621,6 +621,9 @@ void cluster_core::on_link_down(gateway_link& link) {
     }
   }
   publish_status();
+  if (on_link_lost_) {
+    on_link_lost_(link.ref());
+  }
   if (on_link_change_) {
     on_link_change_(link.address(), false);
   }

@@ -60,6 +60,8 @@ class cluster_core final : public transport {
   using event_handler =
       std::function<void(const link_ref& link, link::v2::ClientEvent& event,
                          std::string_view payload, const link_clients::client_view* client)>;
+  /// A link that was up went down (called before the link change hook).
+  using link_lost_handler = std::function<void(const link_ref& link)>;
   /// A gateway asked this process to drain (an operator's `gwxctl drain`).
   using drain_request_handler =
       std::function<void(const std::string& gateway_address, const std::string& reason)>;
@@ -73,6 +75,8 @@ class cluster_core final : public transport {
   void set_link_change_handler(link_change_handler h) { on_link_change_ = std::move(h); }
   /// Sets the client event hook; before start().
   void set_event_handler(event_handler h) { on_event_ = std::move(h); }
+  /// Sets the link loss hook; before start().
+  void set_link_lost_handler(link_lost_handler h) { on_link_lost_ = std::move(h); }
   /// Sets the drain request hook; before start().
   void set_drain_request_handler(drain_request_handler h) { on_drain_request_ = std::move(h); }
 
@@ -206,6 +210,7 @@ class cluster_core final : public transport {
   core_options options_;
   std::shared_ptr<const link_settings> link_settings_;
   link_change_handler on_link_change_;
+  link_lost_handler on_link_lost_;
   event_handler on_event_;
   drain_request_handler on_drain_request_;
 

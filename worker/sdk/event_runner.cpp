@@ -113,7 +113,8 @@ void event_runner::run(client_event& event, event_sink& sink) {
   // The handler sees the slot's info; the context lets go of it when the event is done.
   ctx.info_ = &event.client;
   const std::string& client_id = event.client.client_id;
-  session_map before = sessions_.resolve(client_id, event.session_seq, std::move(event.session));
+  session_map before =
+      sessions_.resolve(client_id, event.link.serial, event.session_seq, std::move(event.session));
   ctx.session_ = before;
   ctx.redelivered_ = event.redelivered;
   ctx.tls_.reset();
@@ -157,7 +158,7 @@ void event_runner::run(client_event& event, event_sink& sink) {
       link::v2::Command cmd;
       *cmd.mutable_session_write() = std::move(*write);
       transport_.send_to_holder(client_id, std::move(cmd));
-      sessions_.wrote(client_id, seq, std::move(ctx.session_));
+      sessions_.wrote(client_id, event.link.serial, seq, std::move(ctx.session_));
     }
   }
   sink.ack(event.link, event.event_id);

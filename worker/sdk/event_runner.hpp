@@ -63,6 +63,9 @@ class event_runner {
   /// Handles `event`, whose client info it carries (its payload in the payload field).
   void run(const cluster::link_ref& link, link::v2::ClientEvent& event, event_sink& sink);
 
+  /// The link `link` went down: forgets the session writes made for its events.
+  void link_lost(const cluster::link_ref& link) { sessions_.forget_link(link.serial); }
+
   /// Clients whose session write the gateway has not confirmed yet.
   std::size_t pending_sessions() const { return sessions_.size(); }
 

@@ -123,6 +123,24 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
   }
 }
 
+void handler_pool::link_lost(const cluster::link_ref& link) {
+  if (inline_mode_) {
+    if (inline_running_ || !inline_queue_.empty()) {
+      // Events of that link still to run, or a handler below us (blocked in a query) that may
+      // still write for one: run_inline() forgets the link once it has run them.
+      inline_lost_.push_back(link);
+    } else {
+      lanes_.front()->runner->link_lost(link);
+    }
+    return;
+  }
+  for (auto& l : lanes_) {
+    std::lock_guard lock(l->mutex);
+    l->lost.push_back(link);
+    l->wake.notify_one();
+  }
+}
+
 void handler_pool::stop() {
   if (inline_mode_) {
     inline_stopping_ = true;
@@ -198,6 +216,10 @@ void handler_pool::run_inline() {
     }
   }
   inline_running_ = false;
+  for (const auto& link : inline_lost_) {
+    lanes_.front()->runner->link_lost(link);
+  }
+  inline_lost_.clear();
   std::lock_guard lock(idle_mutex_);
   // Counted down only once the batch's acks and commands are on the links.
   inline_unfinished_.store(inline_queue_.size, std::memory_order_release);
@@ -206,6 +228,7 @@ void handler_pool::run_inline() {
 
 void handler_pool::run(lane& l) {
   event_queue batch;
+  std::vector<cluster::link_ref> lost;
   while (true) {
     {
       std::unique_lock lock(l.mutex);
@@ -213,11 +236,12 @@ void handler_pool::run(lane& l) {
       if (l.queue.empty()) {
         l.idle.notify_all();
       }
-      l.wake.wait(lock, [&] { return l.stopping || !l.queue.empty(); });
-      if (l.queue.empty()) {
+      l.wake.wait(lock, [&] { return l.stopping || !l.queue.empty() || !l.lost.empty(); });
+      if (l.queue.empty() && l.lost.empty()) {
         return;  // stopping, and everything taken before is done
       }
       std::swap(batch, l.queue);
+      std::swap(lost, l.lost);
       l.running = batch.size;
     }
     {
@@ -234,6 +258,11 @@ void handler_pool::run(lane& l) {
       }
     }
     batch.recycle();
+    // After the events taken with them: those came before the link went down.
+    for (const auto& link : lost) {
+      l.runner->link_lost(link);
+    }
+    lost.clear();
   }
 }
 

@@ -43,6 +43,9 @@ class handler_pool {
   /// only the client_id is known); may move from `event`. Dropped once stopping.
   void dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event,
                 std::string_view payload, const link_clients::client_view* client);
+  /// The link `link` went down: the runners forget the session writes made for its events
+  /// (they may never reach the gateway), once the events of that link queued before have run.
+  void link_lost(const cluster::link_ref& link);
   /// Runs what is queued, then joins the threads. Idempotent.
   void stop();
 
@@ -76,6 +79,8 @@ class handler_pool {
     /// Signalled when the lane becomes idle (queue empty, nothing running).
     std::condition_variable idle;
     event_queue queue;
+    /// Links that went down since the runner last looked (handled after the queued events).
+    std::vector<cluster::link_ref> lost;
     /// Events taken from the queue whose output has not been handed over yet.
     std::size_t running = 0;
     bool stopping = false;
@@ -97,6 +102,8 @@ class handler_pool {
   event_queue inline_batch_;
   bool inline_scheduled_ = false;
   bool inline_running_ = false;
+  // Links lost while run_inline() runs: handled once it has run what it took.
+  std::vector<cluster::link_ref> inline_lost_;
   std::atomic<bool> inline_started_{false};
   std::atomic<bool> inline_stopping_{false};
   mutable std::mutex idle_mutex_;

@@ -2,8 +2,8 @@
 
 namespace gwx::sdk {
 
-session_map session_tracker::resolve(const std::string& client_id, std::uint64_t event_seq,
-                                     session_map from_gateway) {
+session_map session_tracker::resolve(const std::string& client_id, std::uint64_t link_serial,
+                                     std::uint64_t event_seq, session_map from_gateway) {
   if (pending_.empty()) {
     return from_gateway;  // the usual case: no hashing of the client id
   }
@@ -11,18 +11,24 @@ session_map session_tracker::resolve(const std::string& client_id, std::uint64_t
   if (it == pending_.end()) {
     return from_gateway;
   }
-  if (event_seq < it->second.writer_seq) {
+  if (event_seq < it->second.writer_seq && link_serial == it->second.link_serial) {
     return it->second.session;
   }
   pending_.erase(it);
   return from_gateway;
 }
 
-void session_tracker::wrote(const std::string& client_id, std::uint64_t writer_seq,
-                            session_map session) {
+void session_tracker::wrote(const std::string& client_id, std::uint64_t link_serial,
+                            std::uint64_t writer_seq, session_map session) {
   auto& p = pending_[client_id];
+  p.link_serial = link_serial;
   p.writer_seq = writer_seq;
   p.session = std::move(session);
+}
+
+void session_tracker::forget_link(std::uint64_t link_serial) {
+  std::erase_if(pending_,
+                [link_serial](const auto& p) { return p.second.link_serial == link_serial; });
 }
 
 std::optional<link::v2::SessionWrite> session_diff(const std::string& client_id,

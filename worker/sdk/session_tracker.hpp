@@ -12,26 +12,37 @@ namespace gwx::sdk {
 
 /// Remembers the sessions a handler thread wrote back until the gateway's events show it has
 /// applied them (ClientInfo.session_seq >= our writer_seq), so an event already on its way when
-/// the handler changed the session still sees the change. Not thread-safe: one per handler
-/// thread (a client's events always reach the same one).
+/// the handler changed the session still sees the change. A write is only trusted while the
+/// link its event came on lasts: one made around a link loss may never have reached the
+/// gateway (a write for a gateway that is not linked is dropped), and an event of a later link
+/// must not be shown it, or the handler would take its own lost write for applied and never
+/// write it again. Not thread-safe: one per handler thread (a client's events always reach the
+/// same one).
 class session_tracker {
  public:
-  /// The session a handler should see for an event stamped `event_seq`: our last written copy
-  /// while the gateway has not caught up, else `from_gateway`.
-  session_map resolve(const std::string& client_id, std::uint64_t event_seq,
-                      session_map from_gateway);
+  /// The session a handler should see for an event stamped `event_seq` that came on the link
+  /// `link_serial`: our last written copy while the gateway has not caught up and the link is
+  /// the one of that write, else `from_gateway`.
+  session_map resolve(const std::string& client_id, std::uint64_t link_serial,
+                      std::uint64_t event_seq, session_map from_gateway);
 
-  /// Records that `session` was written back for `client_id` with `writer_seq`.
-  void wrote(const std::string& client_id, std::uint64_t writer_seq, session_map session);
+  /// Records that `session` was written back for `client_id` with `writer_seq`, for an event
+  /// that came on the link `link_serial`.
+  void wrote(const std::string& client_id, std::uint64_t link_serial, std::uint64_t writer_seq,
+             session_map session);
 
   /// Drops what is known about a client that is gone.
   void forget(const std::string& client_id) { pending_.erase(client_id); }
+  /// Drops the writes made for events of a link that went down (their clients' next events
+  /// come on another link, or never when the gateway died).
+  void forget_link(std::uint64_t link_serial);
 
   /// How many clients have a write the gateway has not confirmed yet.
   std::size_t size() const { return pending_.size(); }
 
  private:
   struct pending {
+    std::uint64_t link_serial = 0;
     std::uint64_t writer_seq = 0;
     session_map session;
   };

@@ -57,6 +57,8 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
                            std::string_view payload, const link_clients::client_view* client) {
         pool->dispatch(link, event, payload, client);
       });
+  core_->set_link_lost_handler(
+      [pool = pool_.get()](const cluster::link_ref& link) { pool->link_lost(link); });
   core_->set_link_change_handler(std::move(options.on_link_change));
   core_->set_drain_request_handler([this](const std::string& address, const std::string& reason) {
     on_drain_request(address, reason);

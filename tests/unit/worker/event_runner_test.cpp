@@ -145,6 +145,32 @@ TEST_F(EventRunnerTest, SessionChangesAreWrittenBackAndSeenByEventsAlreadyInFlig
   EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2, 3, 4}));
 }
 
+// The link went down before the write left (dropped: no link to send it on). The gateway
+// redelivers the event on the next link with the session of before: the handler must see that
+// session, not its own lost write, so that it writes again.
+TEST_F(EventRunnerTest, AWriteLostWithItsLinkIsMadeAgainWhenTheEventComesBackOnTheNextLink) {
+  run(event(link::v2::EVENT_KIND_MESSAGE, "set n 1", 0, {{"keep", "1"}}));
+  ASSERT_EQ(session_writes().size(), 1U);
+  link_ = cluster::link_ref{"gw", 2};
+  auto again = event(link::v2::EVENT_KIND_MESSAGE, "set n 1", 0, {{"keep", "1"}});
+  again.set_redelivered(true);
+  run(std::move(again));
+  EXPECT_EQ(app_.sessions_seen.back(), (session_map{{"keep", "1"}}));
+  const auto writes = session_writes();
+  ASSERT_EQ(writes.size(), 2U);
+  ASSERT_NE(link_entries::find(writes[1].session(), "n"), nullptr);
+  EXPECT_EQ(link_entries::find(writes[1].session(), "n")->value(), "1");
+}
+
+TEST_F(EventRunnerTest, LosingALinkForgetsTheWritesMadeForItsEvents) {
+  run(event(link::v2::EVENT_KIND_MESSAGE, "set n 1"));
+  EXPECT_EQ(runner_.pending_sessions(), 1U);
+  runner_.link_lost(cluster::link_ref{"gw", 2});  // another link
+  EXPECT_EQ(runner_.pending_sessions(), 1U);
+  runner_.link_lost(link_);  // its gateway may be gone for good: no event would clear it
+  EXPECT_EQ(runner_.pending_sessions(), 0U);
+}
+
 TEST_F(EventRunnerTest, EveryEventIsAcknowledgedEvenWhenTheHandlerThrows) {
   run(event(link::v2::EVENT_KIND_MESSAGE, "throw"));
   run(event(link::v2::EVENT_KIND_MESSAGE, "fine"));
