@@ -59,7 +59,9 @@ void handler_pool::event_queue::recycle() {
 
 handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
                            cluster::cluster_core& core)
-    : core_(core), inline_mode_(threads == 0) {
+    : core_(core),
+      inline_mode_(threads == 0),
+      writer_seq_(first_writer_seq(std::chrono::system_clock::now())) {
   // Inline mode has one runner, used on the network thread.
   for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
     auto l = std::make_unique<lane>();

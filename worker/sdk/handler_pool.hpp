@@ -109,7 +109,8 @@ class handler_pool {
   mutable std::mutex idle_mutex_;
   std::condition_variable idle_changed_;
   std::atomic<std::size_t> inline_unfinished_{0};
-  std::atomic<std::uint64_t> writer_seq_{0};
+  // Above any number an earlier process of this worker used (first_writer_seq()).
+  std::atomic<std::uint64_t> writer_seq_;
   std::atomic<std::uint64_t> handled_{0};
   std::vector<std::unique_ptr<lane>> lanes_;
   bool started_ = false;

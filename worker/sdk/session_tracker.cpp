@@ -31,6 +31,12 @@ void session_tracker::forget_link(std::uint64_t link_serial) {
                 [link_serial](const auto& p) { return p.second.link_serial == link_serial; });
 }
 
+std::uint64_t first_writer_seq(std::chrono::system_clock::time_point now) {
+  constexpr int k_writes_per_ms_bits = 20;
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch());
+  return static_cast<std::uint64_t>(ms.count()) << k_writes_per_ms_bits;
+}
+
 std::optional<link::v2::SessionWrite> session_diff(const std::string& client_id,
                                                    const session_map& before,
                                                    const session_map& after) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -48,6 +49,13 @@ class session_tracker {
   };
   std::unordered_map<std::string, pending> pending_;
 };
+
+/// The first writer_seq of a worker process started at `now`: milliseconds since the epoch
+/// shifted left by 20 bits. The gateway keeps the highest writer_seq a client's session got
+/// (from any process), so a restarted worker must number above what the previous one left:
+/// this stays ahead unless a process made over a million writes per millisecond of its life,
+/// or the clock stepped back across the restart. 41 bits of milliseconds + 20 fit in 64.
+std::uint64_t first_writer_seq(std::chrono::system_clock::time_point now);
 
 /// The merge-write that turns `before` into `after` (changed keys set, missing keys erased),
 /// or nullopt when they are equal. Merging, not replacing, keeps keys others set meanwhile.

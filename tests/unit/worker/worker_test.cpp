@@ -183,6 +183,29 @@ TEST_F(WorkerTest, SessionIsWrittenBackAndSeenByTheNextEventAlreadyOnItsWay) {
             (std::vector<std::string>{"remember tea|tea", "what|tea", "again|coffee"}));
 }
 
+// The gateway keeps the highest writer_seq a session got, also from a worker that is gone: a
+// new worker's writes must still count as newer, or an event stamped with that old number
+// makes the worker drop its own fresh write and show the handler a stale session.
+TEST_F(WorkerTest, WritesOfANewWorkerAreNewerThanThoseAnEarlierWorkerLeft) {
+  ASSERT_TRUE(worker_->wait_ready(10s));
+  const auto c = gw_.client_id(43);
+  // An earlier worker, started an hour ago, made a million writes (numbered from its start
+  // time in milliseconds, shifted left by 20 bits).
+  const auto hour_ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+      (std::chrono::system_clock::now() - 1h).time_since_epoch());
+  const std::uint64_t earlier = (static_cast<std::uint64_t>(hour_ago.count()) << 20) + 1'000'000;
+  gw_.send_event(message_event(1, c, "remember tea", earlier));
+  // Sent before the gateway applied the write: the earlier worker's number, no memo.
+  gw_.send_event(message_event(2, c, "what", earlier));
+  ASSERT_TRUE(gw_.wait([&](auto& g) { return count_sends(g) == 2; }));
+  const auto cmds = gw_.commands_copy();
+  const auto write = std::find_if(cmds.begin(), cmds.end(),
+                                  [](const auto& cmd) { return cmd.has_session_write(); });
+  ASSERT_NE(write, cmds.end());
+  EXPECT_GT(write->session_write().writer_seq(), earlier);
+  EXPECT_EQ(replies_to(cmds, c), (std::vector<std::string>{"remember tea|tea", "what|tea"}));
+}
+
 TEST_F(WorkerTest, EventsNamingTheirClientGetTheInfoSentAheadWhileTheLinkLasts) {
   ASSERT_TRUE(worker_->wait_ready(10s));
   const auto c = gw_.client_id(43);
