@@ -442,7 +442,9 @@ void commands_app::on_connect(context& ctx) {
 }
 
 void commands_app::on_message(context& ctx, const message& msg) {
-  ctx.send_to_current_client(execute(ctx, msg.data));
+  // Answered in the command's kind: a binary command's answer may carry bytes that are not
+  // UTF-8 (a client-chosen uid, group or session value), which a text message must not.
+  ctx.send_to_current_client(message(execute(ctx, msg.data), msg.binary));
 }
 
 }  // namespace gwx::apps
