@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
+#include <unordered_set>
 
 #include "common/codec/utf8.hpp"
 
@@ -99,6 +101,9 @@ class json_parser {
     }
     v.kind_ = json_value::kind::object;
     ++pos_;
+    // The keys so far, once the object is past a few members (a scan per key of an object with
+    // 100,000 members took seconds: quadratic).
+    std::unordered_set<std::string> seen;
     skip_ws();
     if (pos_ < s_.size() && s_[pos_] == '}') {
       ++pos_;
@@ -113,7 +118,7 @@ class json_parser {
       if (!parse_string(key)) {
         return false;
       }
-      if (v.find(key) != nullptr) {
+      if (!first_use_of(key, v, seen)) {
         return fail("duplicate key");
       }
       skip_ws();
@@ -137,6 +142,22 @@ class json_parser {
       }
       return fail("expected ',' or '}'");
     }
+  }
+
+  // False when `key` is already a member of `object`: a scan of the members while they are
+  // few, a hash set of their keys from then on.
+  static bool first_use_of(const std::string& key, const json_value& object,
+                           std::unordered_set<std::string>& seen) {
+    constexpr std::size_t k_scan_members = 16;
+    if (object.members_.size() < k_scan_members) {
+      return object.find(key) == nullptr;
+    }
+    if (seen.empty()) {
+      for (const auto& member : object.members_) {
+        seen.insert(member.first);
+      }
+    }
+    return seen.insert(key).second;
   }
 
   bool parse_array(json_value& v, std::size_t depth) {

@@ -89,6 +89,31 @@ TEST(json, value_count_limit) {
   EXPECT_FALSE(json_parse("[1,2,3,4]", lim).ok);
 }
 
+// An object of `n` members "k0".."k<n-1>", then `extra` (a member text) before the '}'.
+std::string object_of(std::size_t n, const std::string& extra = {}) {
+  std::string text = "{";
+  for (std::size_t i = 0; i < n; ++i) {
+    text += (i ? ",\"k" : "\"k") + std::to_string(i) + "\":" + std::to_string(i);
+  }
+  return text + extra + "}";
+}
+
+TEST(json, a_repeated_key_is_refused_in_objects_of_any_size) {
+  // Few members, many members, a repeat of the first key and of a key past the first few.
+  const json_limits roomy{.max_depth = 16, .max_values = 1 << 20};
+  for (const std::size_t n : {2U, 15U, 16U, 17U, 100'000U}) {
+    const auto unique = json_parse(object_of(n), roomy);
+    ASSERT_TRUE(unique.ok) << n << ": " << unique.error;
+    EXPECT_EQ(unique.value.members().size(), n);
+    EXPECT_EQ(unique.value.find("k" + std::to_string(n - 1))->as_number(), double(n - 1));
+    for (const std::size_t repeated : {std::size_t{0}, n / 2, n - 1}) {
+      const auto r = json_parse(object_of(n, ",\"k" + std::to_string(repeated) + "\":0"), roomy);
+      EXPECT_FALSE(r.ok) << n << " members, k" << repeated << " repeated";
+      EXPECT_EQ(r.error, "duplicate key");
+    }
+  }
+}
+
 TEST(json, string_literal_round_trip) {
   const std::string s = "q\"b\\n\n\r\t\x01\x1f \xC3\xA9";
   std::string lit;
