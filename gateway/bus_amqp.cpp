@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/bus/amqp_connection.hpp"
+#include "common/bus/bus_message.hpp"
 #include "common/registry/backoff.hpp"
 #include "gateway/bus_backends.hpp"
 
@@ -17,7 +18,6 @@ constexpr auto k_connect_timeout = std::chrono::seconds(5);
 /// How long one wait for a frame lasts: the latency of a binding change or of stop().
 constexpr long k_poll_us = 50'000;
 /// AMQP short strings (routing keys) hold at most 255 bytes.
-constexpr std::size_t k_max_routing_key = 255;
 /// Binding changes sent before the broker's answers are read again.
 constexpr std::size_t k_binding_batch = 256;
 
@@ -113,7 +113,7 @@ class amqp_subscriber final : public bus_subscriber {
   // broker refuses closes the channel, which consume() sees: the gateway then reconnects and
   // binds everything again.
   std::string bind(const std::string& key) {
-    if (key.size() > k_max_routing_key) {
+    if (key.size() > bus::k_max_routing_key) {
       warn("routing key of " + std::to_string(key.size()) +
            " bytes not bound (AMQP allows 255): publish to 'all' for it");
       return {};
@@ -170,6 +170,12 @@ class amqp_subscriber final : public bus_subscriber {
     return {};
   }
 
+  /// "<code> <text>" of a broker's close method, the text cut to a log line's worth.
+  static std::string close_reason(std::uint16_t code, amqp_bytes_t text) {
+    return std::to_string(code) + " " +
+           std::string(static_cast<const char*>(text.bytes), std::min<std::size_t>(text.len, 200));
+  }
+
   /// Reads deliveries until the connection fails or stop(); returns why it ended.
   std::string consume() {
     auto* st = conn_.state();
@@ -197,6 +203,21 @@ class amqp_subscriber final : public bus_subscriber {
       if (rc != AMQP_STATUS_OK) {
         return std::string("connection lost: ") + amqp_error_string2(rc);
       }
+      if (frame.channel == 0) {
+        // The broker closing the whole connection (an operator, a node shutting down, memory
+        // alarm policies): answered at once and reconnected, rather than noticed only when
+        // the socket goes away seconds later.
+        if (frame.frame_type == AMQP_FRAME_METHOD &&
+            frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
+          const auto* close =
+              static_cast<const amqp_connection_close_t*>(frame.payload.method.decoded);
+          amqp_connection_close_ok_t ok{};
+          amqp_send_method(st, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok);
+          return "the broker closed the connection: " +
+                 close_reason(close->reply_code, close->reply_text);
+        }
+        continue;
+      }
       if (frame.channel != 1) {
         continue;
       }
@@ -204,9 +225,11 @@ class amqp_subscriber final : public bus_subscriber {
         case AMQP_FRAME_METHOD:
           if (frame.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
             next = expect::header;
-          } else if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
-                     frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD) {
-            return "the broker closed the subscription";
+          } else if (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD) {
+            const auto* close =
+                static_cast<const amqp_channel_close_t*>(frame.payload.method.decoded);
+            return "the broker closed the subscription: " +
+                   close_reason(close->reply_code, close->reply_text);
           }
           break;
         case AMQP_FRAME_HEADER: {
@@ -240,6 +263,9 @@ class amqp_subscriber final : public bus_subscriber {
             body.append(static_cast<const char*>(part.bytes), part.len);
           }
           body_left -= std::min<std::uint64_t>(body_left, part.len);
+          // The frame is copied or skipped: its memory goes back now, so a message of any
+          // size costs one frame here, not its whole size until its last frame.
+          amqp_maybe_release_buffers_on_channel(st, 1);
           if (body_left == 0) {
             if (!skipping) {
               on_message(body);

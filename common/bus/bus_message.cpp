@@ -570,8 +570,8 @@ std::vector<bus_publication> encode_bus_command(const link::v2::Command& cmd, bo
     default:
       return refuse("not a bus operation (queries and drains use the links)");
   }
-  if (!routed) {
-    for (auto& p : out) {
+  for (auto& p : out) {
+    if (!routed || p.routing_key.size() > k_max_routing_key) {
       p.routing_key = "all";
     }
   }

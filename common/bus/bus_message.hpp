@@ -50,6 +50,10 @@ bus_parse_result parse_bus_message(std::string_view text, std::size_t max_bytes)
 /// epoch). Empty when `client_id` is not a client_id.
 std::string client_routing_key(std::string_view client_id);
 
+/// The longest routing key AMQP carries (a short string). A gateway does not bind a longer
+/// key, so a message whose uid or group would make one is published to `all` instead.
+inline constexpr std::size_t k_max_routing_key = 255;
+
 /// One bus message to publish: its routing key (AMQP routed mode) and its JSON text.
 struct bus_publication {
   std::string routing_key;
@@ -59,9 +63,10 @@ struct bus_publication {
 /// Encodes a Gateway API write (as gwx::gateway_api builds it, the message in its Message
 /// field) as bus messages. `routed`: split so that each message carries one routing key and
 /// reaches only the gateways concerned (`uid.<uid>`, `group.<group>`, the client key, `all`);
-/// otherwise one message (routing key "all"). Queries and drains are not bus operations and
-/// give nothing; `error` then says why. Names that are not UTF-8 cannot travel in JSON: such a
-/// command gives nothing either.
+/// otherwise one message (routing key "all"). A key longer than k_max_routing_key becomes
+/// `all` (the gateways of its clients match the message's names themselves). Queries and drains are
+/// not bus operations and give nothing; `error` then says why. Names that are not UTF-8 cannot
+/// travel in JSON: such a command gives nothing either.
 std::vector<bus_publication> encode_bus_command(const link::v2::Command& cmd, bool routed,
                                                 std::string* error = nullptr);
 

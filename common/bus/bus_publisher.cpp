@@ -157,13 +157,25 @@ bool bus_publisher::send_redis(const std::vector<bus_publication>& batch) {
     redisAppendCommand(redis_, "PUBLISH %b %b", url_.channel.data(), url_.channel.size(),
                        m.json.data(), m.json.size());
   }
+  // An error reply (NOAUTH, NOPERM on the channel, a read-only replica…) is a message the
+  // broker did not publish: the batch counts as dropped, said once with the broker's reason,
+  // and the connection is made again (an ACL or password fixed meanwhile takes effect).
+  std::string refused;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     void* reply = nullptr;
     if (redisGetReply(redis_, &reply) != REDIS_OK) {
       warn(std::string("connection lost: ") + redis_->errstr);
       return false;
     }
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (r != nullptr && r->type == REDIS_REPLY_ERROR && refused.empty()) {
+      refused.assign(r->str, r->len);
+    }
     freeReplyObject(reply);
+  }
+  if (!refused.empty()) {
+    warn("PUBLISH refused by the broker: " + refused.substr(0, 200));
+    return false;
   }
   return true;
 }

@@ -22,7 +22,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (ClientClosed, TestFailure, assert_quiet, check,  # noqa: E402
-                         check_eq, connect, expect_reply, fetch_id, log, poll_until, run_test)
+                         check_eq, check_memory, connect, expect_reply, fetch_id, log,
+                         poll_until, run_test)
 from bus_brokers import RabbitServer  # noqa: E402
 from bus_checks import (BusCluster, check_every_op, check_hostile, expect_push,  # noqa: E402
                         metric, op)
@@ -75,6 +76,61 @@ async def echo_through_restarted_bus(client):
     raise TestFailure(f"{client.name}: no echo through the bus after the broker restart")
 
 
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise TestFailure(f"no VmHWM for pid {pid}")
+
+
+async def check_huge_message_costs_one_frame(bc, publish_raw):
+    """A 100 MiB message (over the gateways' limit) is skipped frame by frame: neither gateway's
+    peak resident memory grows by anything near its size."""
+    peaks = {g.name: peak_rss_kib(g.pid) for g in bc.gateways}
+    before = {g.name: await bc.bus_value(g, "gwx_gateway_bus_rejected_total", reason="too_large")
+              or 0 for g in bc.gateways}
+    await publish_raw(b'{"op":"send_to_all","data":"' + b"x" * (100 << 20) + b'"}')
+    grown = {}
+    for g in bc.gateways:
+        async def too_large(g=g):
+            return await bc.bus_value(g, "gwx_gateway_bus_rejected_total", reason="too_large")
+        await poll_until(too_large, lambda v, g=g: (v or 0) - before[g.name] == 1, 60,
+                         f"{g.name}: the 100 MiB message rejected")
+        grown[g.name] = peak_rss_kib(g.pid) - peaks[g.name]
+        check_memory(grown[g.name], 24 << 10,
+                     f"{g.name}: peak RSS while skipping a 100 MiB bus message")
+    await publish_raw(op(op="send_to_all", data="after the huge one").encode())
+    await expect_push(bc.everyone, "after the huge one", bc.everyone, "a push after 100 MiB")
+    log(f"a 100 MiB bus message: rejected as too large, the gateways' peak RSS grew {grown} KiB")
+
+
+async def check_broker_closing_the_connection(bc, rabbit):
+    """The broker closes every connection (connection.close on channel 0): each gateway says
+    why, reconnects and applies pushes again."""
+    connects = {g.name: await bc.bus_value(g, "gwx_gateway_bus_connects_total")
+                for g in bc.gateways}
+    await rabbit.ctl("close_all_connections", "closed by the e2e test")
+    for g in bc.gateways:
+        async def said(g=g):
+            with open(g.stderr_path, encoding="utf-8", errors="replace") as f:
+                return [ln for ln in f if "the broker closed the connection: 320 " in ln]
+        lines = await poll_until(said, bool, 30, f"{g.name}: logs that the broker closed")
+        check("closed by the e2e test" in lines[0], f"{g.name}: the broker's reason {lines}")
+
+        async def reconnected(g=g):
+            return await bc.bus_value(g, "gwx_gateway_bus_connects_total")
+        await poll_until(reconnected, lambda v, g=g: v > connects[g.name], 60,
+                         f"{g.name}: the bus reconnected")
+    await bc.wait_connected(True)
+    pub = await asyncio.to_thread(Publisher, rabbit.port, "gwx.fanout", "fanout")
+    await asyncio.to_thread(pub.publish, "", op(op="send_to_all", data="after the close"))
+    await expect_push(bc.everyone, "after the close", bc.everyone, "a push after close_all")
+    pub.close()
+    log("rabbitmqctl close_all_connections: each gateway logged the broker's reason, "
+        "reconnected and applied pushes again")
+
+
 async def fanout_phase(h, rabbit):
     bc = await BusCluster(h).start(rabbit.url("gwx.fanout", "fanout"))
     pub = await asyncio.to_thread(Publisher, rabbit.port, "gwx.fanout", "fanout")
@@ -92,7 +148,9 @@ async def fanout_phase(h, rabbit):
     await check_hostile(bc, publish_raw)
     for g in bc.gateways:
         check_eq(await bc.bus_value(g, "gwx_gateway_bus_bindings"), 1.0, f"{g.name} bindings")
+    await check_huge_message_costs_one_frame(bc, publish_raw)
     pub.close()
+    await check_broker_closing_the_connection(bc, rabbit)
     for p in [bc.worker, *bc.gateways, bc.register]:
         await p.stop()
     log("fanout: done; its cluster stopped")

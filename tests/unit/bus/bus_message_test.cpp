@@ -202,6 +202,34 @@ TEST(bus_message, encode_routed_splits_by_key) {
   EXPECT_TRUE(encode_bus_command(not_utf8, false, &why).empty());
 }
 
+TEST(bus_message, encode_routed_sends_a_name_too_long_for_a_routing_key_to_all) {
+  // "uid." + 251 bytes is the longest key AMQP carries; one byte more goes to `all`, which every
+  // gateway binds (it does not bind a longer key), with the message naming the uid or group.
+  const std::string longest(k_max_routing_key - 4, 'u');
+  const std::string too_long(k_max_routing_key - 3, 'u');
+  link::v2::Command uids;
+  uids.mutable_send_to_uids()->add_uids(longest);
+  uids.mutable_send_to_uids()->add_uids(too_long);
+  uids.mutable_send_to_uids()->mutable_message()->set_data("hi");
+  const auto pubs = encode_bus_command(uids, true);
+  ASSERT_EQ(pubs.size(), 2U);
+  EXPECT_EQ(pubs[0].routing_key, "uid." + longest);
+  EXPECT_EQ(pubs[0].routing_key.size(), k_max_routing_key);
+  EXPECT_EQ(pubs[1].routing_key, "all");
+  EXPECT_EQ(pubs[1].json, R"({"op":"send_to_uid","uids":[")" + too_long + R"("],"data":"hi"})");
+
+  const std::string long_group(k_max_routing_key, 'g');
+  link::v2::Command group;
+  group.mutable_send_to_groups()->add_groups(long_group);
+  EXPECT_EQ(encode_bus_command(group, true).at(0).routing_key, "all");
+  link::v2::Command ungroup;
+  ungroup.mutable_ungroup()->set_group(long_group);
+  const auto dissolve = encode_bus_command(ungroup, true);
+  ASSERT_EQ(dissolve.size(), 1U);
+  EXPECT_EQ(dissolve[0].routing_key, "all");
+  EXPECT_EQ(dissolve[0].json, R"({"op":"ungroup","group":")" + long_group + R"("})");
+}
+
 TEST(bus_message, encode_then_parse_gives_the_same_command) {
   for (const std::string json : {
            R"({"op":"send_to_uid","uids":["alice"],"data":"h\"i\n"})",
