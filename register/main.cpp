@@ -120,6 +120,11 @@ int main(int argc, char** argv) {
        "(a gateway makes one every third of its lease); 0: no limit")
       ("peer-burst", gwx::po::value<double>()->default_value(100)->value_name("N"),
        "calls allowed from one IP address at once, above the rate")
+      ("max-watchers", gwx::po::value<long long>()->default_value(4096)->value_name("N"),
+       "most Watch streams (one per worker and register) open at once; one beyond it is refused "
+       "(RESOURCE_EXHAUSTED) and its watcher retries with backoff")
+      ("max-watchers-per-peer", gwx::po::value<long long>()->default_value(256)->value_name("N"),
+       "most Watch streams open for callers from one IP address")
       ("max-watch-backlog-bytes", gwx::po::value<long long>()->default_value(4 << 20)
                                       ->value_name("N"),
        "changes queued for one watcher that reads too slowly, in bytes; past it its stream is "
@@ -158,6 +163,8 @@ int main(int argc, char** argv) {
   config.max_gateways_per_peer = bounded(vm, "max-gateways-per-peer", 1, 1000000);
   config.max_entry_bytes = bounded(vm, "max-entry-bytes", 256, 65536);
   config.max_watch_backlog_bytes = bounded(vm, "max-watch-backlog-bytes", 65536, 1LL << 30);
+  config.max_watchers = bounded(vm, "max-watchers", 1, 1000000);
+  config.max_watchers_per_peer = bounded(vm, "max-watchers-per-peer", 1, 1000000);
   config.peer_rate = vm["peer-rate"].as<double>();
   config.peer_burst = vm["peer-burst"].as<double>();
   if (!(config.peer_rate >= 0 && config.peer_rate <= 1e6) ||
@@ -221,13 +228,14 @@ int main(int argc, char** argv) {
   }
   spdlog::info(
       "listening grpc://{} ({}, token {}, lease {}..{} ms, at most {} gateways, {} per address, "
-      "{} bytes each, {}/s per address{})",
+      "{} bytes each, {} watchers, {} per address, {}/s per address{})",
       address,
       tls.cert.empty() ? "plaintext"
       : tls.ca.empty() ? "TLS"
                        : "TLS, client certificates required",
       config.token.empty() ? "off" : "on", config.min_ttl.count(), config.max_ttl.count(),
-      config.max_gateways, config.max_gateways_per_peer, config.max_entry_bytes, config.peer_rate,
+      config.max_gateways, config.max_gateways_per_peer, config.max_entry_bytes,
+      config.max_watchers, config.max_watchers_per_peer, config.peer_rate,
       config.peer_rate > 0 ? "" : " (no limit)");
   if (config.token.empty()) {
     spdlog::warn(

@@ -107,6 +107,7 @@ void register_service::register_metrics(metrics::registry& reg) {
       {rejection::not_owner, "not_owner"},
       {rejection::rate_limited, "rate_limited"},
       {rejection::too_many_gateways, "too_many_gateways"},
+      {rejection::too_many_watchers, "too_many_watchers"},
       {rejection::shutting_down, "shutting_down"}};
   for (const auto& [reason, label] : reasons) {
     rejected_[static_cast<std::size_t>(reason)] = rejected.with({label});
@@ -508,8 +509,23 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
                                       {grpc::StatusCode::UNAVAILABLE, "register shutting down"}));
     }
     prune_watchers_locked();
+    const auto peer = peer_host(context->peer());
+    const char* full = nullptr;
+    if (watchers_.size() >= config_.max_watchers) {
+      full = "register full of watchers (--max-watchers)";
+    } else if (static_cast<std::size_t>(
+                   std::count_if(watchers_.begin(), watchers_.end(), [&](const auto& w) {
+                     return w->peer() == peer;
+                   })) >= config_.max_watchers_per_peer) {
+      full = "too many watchers from this address (--max-watchers-per-peer)";
+    }
+    if (full != nullptr) {
+      log_rejection(context->peer(), "Watch", full);
+      return new refused_watch(
+          reject(rejection::too_many_watchers, {grpc::StatusCode::RESOURCE_EXHAUSTED, full}));
+    }
     snapshot = snapshot_locked();
-    stream = std::make_shared<watch_stream>(label, config_.max_watch_backlog,
+    stream = std::make_shared<watch_stream>(label, peer, config_.max_watch_backlog,
                                             config_.max_watch_backlog_bytes);
     watchers_.push_back(stream);
   }

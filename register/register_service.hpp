@@ -51,6 +51,11 @@ struct register_config {
   /// bound.
   std::size_t max_watch_backlog = 65536;
   std::size_t max_watch_backlog_bytes = 4 << 20;
+  /// Most Watch streams open at once, and most open for callers from one address (each costs
+  /// tens of KB in gRPC's buffers); a Watch beyond them is refused (RESOURCE_EXHAUSTED) and the
+  /// watcher retries with backoff.
+  std::size_t max_watchers = 4096;
+  std::size_t max_watchers_per_peer = 256;
   /// Budget of one message the register sends (a Watch snapshot piece, a List page): far below
   /// gRPC's default 4 MB receive limit, whatever the entries.
   std::size_t max_message_bytes = 1 << 20;
@@ -67,7 +72,8 @@ struct register_config {
 /// registry must outlive the service.
 ///
 /// Floods are bounded: entries (in all, per caller address, in bytes), calls per caller address,
-/// and each watcher's backlog (in events and bytes; a watcher past it is cut and resyncs).
+/// watchers (in all, per caller address) and each watcher's backlog (in events and bytes; a
+/// watcher past it is cut and resyncs).
 /// Snapshots and List answers go in pieces of at most max_message_bytes.
 ///
 /// Served on gRPC's callback API: no call holds a thread. Unary calls answer at once (a short
@@ -136,6 +142,7 @@ class register_service final : public v1::RegisterService::CallbackService {
     not_owner,
     rate_limited,
     too_many_gateways,
+    too_many_watchers,
     shutting_down,
     count
   };

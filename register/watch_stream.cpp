@@ -6,8 +6,12 @@
 
 namespace gwx::registry {
 
-watch_stream::watch_stream(std::string label, std::size_t max_events, std::size_t max_bytes)
-    : label_(std::move(label)), max_events_(max_events), max_bytes_(max_bytes) {}
+watch_stream::watch_stream(std::string label, std::string peer, std::size_t max_events,
+                           std::size_t max_bytes)
+    : label_(std::move(label)),
+      peer_(std::move(peer)),
+      max_events_(max_events),
+      max_bytes_(max_bytes) {}
 
 void watch_stream::start(snapshot_ptr snapshot) {
   std::unique_lock lock(mutex_);

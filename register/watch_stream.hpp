@@ -47,7 +47,8 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   using change_ptr = std::shared_ptr<const watch_change>;
   using snapshot_ptr = std::shared_ptr<const std::vector<v1::WatchEvent>>;
 
-  watch_stream(std::string label, std::size_t max_events, std::size_t max_bytes);
+  /// `peer`: the caller's address (host only), for the per-address cap on watchers.
+  watch_stream(std::string label, std::string peer, std::size_t max_events, std::size_t max_bytes);
 
   /// Starts writing: the snapshot pieces, then the changes pushed since construction.
   void start(snapshot_ptr snapshot);
@@ -72,6 +73,8 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 
   /// The watcher's name and address, for logs.
   const std::string& label() const { return label_; }
+  /// The caller's address (host only).
+  const std::string& peer() const { return peer_; }
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -84,6 +87,7 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   std::deque<change_ptr> take_queue_locked();
 
   const std::string label_;
+  const std::string peer_;
   const std::size_t max_events_;
   const std::size_t max_bytes_;
 

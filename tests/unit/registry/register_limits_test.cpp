@@ -156,7 +156,8 @@ TEST(RegisterLimits, SnapshotOfManyMaxSizeEntriesReachesANewWatcher) {
   watcher.start();
   ASSERT_TRUE(watcher.wait_for_snapshot(20s));
   EXPECT_EQ(watcher.current().size(), 150U);
-  ASSERT_FALSE(changes.history().empty());
+  // The handler runs just after the snapshot is marked seen (outside the watcher's lock).
+  ASSERT_TRUE(eventually([&] { return !changes.history().empty(); }));
   EXPECT_EQ(changes.history().front().size(), 150U) << "the pieces are applied as one snapshot";
   watcher.stop();
 
@@ -206,6 +207,52 @@ TEST(RegisterLimits, EntriesAreCappedInNumberPerCallerAndInSize) {
             2);
   EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"entry_too_large\"}"),
             1);
+}
+
+// The review: 2,000 Watch streams from one caller cost the register ~72 MB, with no limit. Now
+// they are capped in all and per caller address; a closed one frees its place.
+TEST(RegisterLimits, WatchersAreCappedInAllAndPerCaller) {
+  metrics::registry metrics;
+  register_config config;
+  config.max_watchers = 3;
+  config.max_watchers_per_peer = 2;
+  config.peer_rate = 0;
+  auto server = start_dual_stack(config, &metrics);
+  if (!server) {
+    GTEST_SKIP() << "no IPv6 loopback: cannot call from two addresses";
+  }
+  auto one = stub_from("127.0.0.1", server->port());
+  auto two = stub_from(k_other_host, server->port());
+
+  auto a0 = open_watch(*one, {}, "a0");
+  auto a1 = open_watch(*one, {}, "a1");
+  ASSERT_TRUE(a0.ok && a1.ok);
+  auto a2 = open_watch(*one, {}, "a2");
+  EXPECT_FALSE(a2.ok) << "a third watcher from one address";
+  EXPECT_EQ(a2.reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  auto b0 = open_watch(*two, {}, "b0");
+  ASSERT_TRUE(b0.ok) << "another address has its own share";
+  auto b1 = open_watch(*two, {}, "b1");
+  EXPECT_FALSE(b1.ok) << "the register is full";
+  const auto refused = b1.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(refused.error_message().find("--max-watchers"), std::string::npos);
+  EXPECT_EQ(server->service().watcher_count(), 3U);
+
+  // a0 goes away: its place is free again.
+  a0.context->TryCancel();
+  v1::WatchEvent event;
+  while (a0.reader->Read(&event)) {
+  }
+  a0.reader->Finish();
+  EXPECT_TRUE(eventually([&] { return server->service().watcher_count() == 2; }));
+  auto a3 = open_watch(*one, {}, "a3");
+  EXPECT_TRUE(a3.ok);
+  EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"too_many_watchers\"}"),
+            2);
+  for (auto* w : {&a1, &b0, &a3}) {
+    w->context->TryCancel();
+  }
 }
 
 // The review: 5,000 fake entries from one caller (here 1,000). Now its flood is refused beyond its
