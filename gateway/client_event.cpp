@@ -166,10 +166,14 @@ std::uint64_t event_id_of(const event_ptr& event) {
 }
 
 namespace {
-// The header's last byte: the value of `redelivered` (see the proto).
+// The header's last byte: the value of `redelivered` (see the proto). Read from the prefix's
+// header length (the event was encoded here, whatever its size), not by decoding the frame
+// under limits it need not fit.
 std::size_t flag_offset(const std::string& wire) {
-  const auto r = link_codec::decode(wire, link_codec::limits{});
-  return link_codec::k_prefix_size + r.header.size() - 1;
+  const auto* p = reinterpret_cast<const unsigned char*>(wire.data()) + 4;
+  const std::size_t header_len = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
+                                 (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+  return link_codec::k_prefix_size + header_len - 1;
 }
 }  // namespace
 

@@ -101,6 +101,25 @@ TEST_F(ClientEventTest, UidSessionBinaryAndLongFieldsAsProtobufWritesThem) {
   EXPECT_TRUE(f.event().redelivered());
 }
 
+TEST_F(ClientEventTest, AnEventPastTheDefaultFrameLimitIsFlaggedInItsHeader) {
+  // A frame past the decoder's default limit (a message near the largest allowed, with a
+  // session beside it): the flag is still found from the prefix, and the prefix left intact.
+  auto& c = add(2222);
+  const std::string payload(link_codec::limits{}.max_frame, 'p');
+  const auto e = make_message_event(c, 5, payload, true);
+  ASSERT_GT(e->wire.size(), link_codec::limits{}.max_frame);
+  EXPECT_FALSE(is_redelivered(e));
+  const auto again = redelivered_copy(e);
+  EXPECT_TRUE(is_redelivered(again));
+  const link_codec::limits roomy{2 * link_codec::limits{}.max_frame,
+                                 link_codec::limits{}.max_header};
+  link::v2::Frame f;
+  const auto r = link_codec::decode(again->wire, roomy, f);
+  ASSERT_EQ(r.status, codec::decode_status::message);
+  EXPECT_TRUE(f.event().redelivered());
+  EXPECT_EQ(r.payload.size(), payload.size());
+}
+
 TEST_F(ClientEventTest, TheClientInfoFrameSaysWhoTheClientIsNow) {
   auto& c = add(54321);
   dir_.bind(c, "alice");
