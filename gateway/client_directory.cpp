@@ -114,17 +114,21 @@ const std::unordered_set<client_record*>* client_directory::uid(const std::strin
   return it == uids_.end() ? nullptr : &it->second;
 }
 
-void client_directory::bind(client_record& c, const std::string& uid) {
+bool client_directory::bind(client_record& c, const std::string& uid) {
   if (c.uid() == uid) {
-    return;
+    return true;
+  }
+  if (uid.size() + c.member().session_bytes > k_max_client_info_bytes) {
+    return false;
   }
   unbind(c);
   if (uid.empty()) {
-    return;
+    return true;
   }
   c.member_to_write().uid = uid;
   add_to(uids_, key_kind::uid, uid, &c);
   c.delivery_.info_changed();
+  return true;
 }
 
 void client_directory::unbind(client_record& c) {
@@ -188,19 +192,52 @@ void client_directory::forget_membership(client_record& c) {
   leave_all(c);
 }
 
-void client_directory::write_session(client_record& c, const link::v2::SessionWrite& op) {
-  auto& m = c.member_to_write();
+namespace {
+std::size_t bytes_of(const session_values& session) {
+  std::size_t bytes = 0;
+  for (const auto& [k, v] : session) {
+    bytes += k.size() + v.size();
+  }
+  return bytes;
+}
+
+// Applies `op` to `session` (replace or merge, then the erasures).
+void apply(session_values& session, const link::v2::SessionWrite& op) {
   if (!op.merge()) {
-    m.session.clear();
+    session.clear();
   }
   for (const auto& e : op.session()) {
-    m.session[e.key()] = e.value();
+    session[e.key()] = e.value();
   }
   for (const auto& k : op.erase_keys()) {
-    m.session.erase(k);
+    session.erase(k);
   }
+}
+}  // namespace
+
+bool client_directory::write_session(client_record& c, const link::v2::SessionWrite& op) {
+  auto& m = c.member_to_write();
   m.session_seq = std::max(m.session_seq, op.writer_seq());
   c.delivery_.info_changed();
+  // Most writes are small: what they could add at most is checked before anything is copied.
+  std::size_t most = op.merge() ? m.session_bytes : 0;
+  for (const auto& e : op.session()) {
+    most += e.key().size() + e.value().size();
+  }
+  if (m.uid.size() + most <= k_max_client_info_bytes) {
+    apply(m.session, op);
+    m.session_bytes = bytes_of(m.session);
+    return true;
+  }
+  auto after = m.session;
+  apply(after, op);
+  const auto bytes = bytes_of(after);
+  if (m.uid.size() + bytes > k_max_client_info_bytes) {
+    return false;
+  }
+  m.session = std::move(after);
+  m.session_bytes = bytes;
+  return true;
 }
 
 void client_directory::query(const link::v2::Query& q, link::v2::QueryResult& r) {

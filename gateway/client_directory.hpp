@@ -19,6 +19,12 @@ namespace gwx::gateway {
 /// A client's session: key/value pairs kept at the gateway.
 using session_values = std::map<std::string, std::string>;
 
+/// What one client's uid and session may hold together, in bytes (keys and values counted). A
+/// client's info travels to its worker in one link frame beside a message of up to
+/// k_max_client_message, which must stay within the link's 64 MiB: a bigger session made every
+/// event of its client break the worker's link. A uid or session write past it is refused.
+inline constexpr std::size_t k_max_client_info_bytes = 512 << 10;
+
 /// One client as its loop knows it: identity, membership, session and delivery state, and the
 /// port that reaches its connection. Changed only through client_directory (membership,
 /// session) and event_router (delivery).
@@ -67,6 +73,8 @@ class client_record {
     std::string uid;
     std::vector<std::string> groups;
     session_values session;
+    /// Bytes of the session's keys and values.
+    std::size_t session_bytes = 0;
     std::uint64_t session_seq = 0;
   };
   static const membership k_no_membership;
@@ -150,8 +158,9 @@ class client_directory {
   /// Marks the client as known to the workers (it becomes addressable once open).
   void announce(client_record& c) { c.announced_ = true; }
 
-  /// Binds `uid` (one per client; an empty uid unbinds).
-  void bind(client_record& c, const std::string& uid);
+  /// Binds `uid` (one per client; an empty uid unbinds). False, and nothing changed, when the
+  /// uid and the session would be over k_max_client_info_bytes.
+  bool bind(client_record& c, const std::string& uid);
   void unbind(client_record& c);
   void join(client_record& c, const std::string& group);
   void leave(client_record& c, const std::string& group);
@@ -161,7 +170,10 @@ class client_directory {
   void forget_membership(client_record& c);
 
   /// Replaces (or merges into) the session, erases keys, keeps the highest writer sequence.
-  void write_session(client_record& c, const link::v2::SessionWrite& op);
+  /// False when the session and the uid would be over k_max_client_info_bytes: the session is
+  /// left as it was, but the writer sequence is still kept, so that the writing worker's next
+  /// event of the client shows it the session the gateway holds, not its refused write.
+  bool write_session(client_record& c, const link::v2::SessionWrite& op);
 
   /// Who hears of first/last-holder transitions (null: nobody); set before clients arrive.
   void set_membership_listener(membership_listener* l) { listener_ = l; }

@@ -1,5 +1,7 @@
 #include "gateway/command_executor.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <vector>
 
@@ -199,7 +201,9 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
     }
     case Command::kBindUid:
       if (auto* c = clients_.find(cmd.bind_uid().client_id())) {
-        clients_.bind(*c, cmd.bind_uid().uid());
+        if (!clients_.bind(*c, cmd.bind_uid().uid())) {
+          refuse(*c, "bind_uid", reply);
+        }
       } else {
         offline();
       }
@@ -232,7 +236,9 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       break;
     case Command::kSessionWrite:
       if (auto* c = clients_.find(cmd.session_write().client_id())) {
-        clients_.write_session(*c, cmd.session_write());
+        if (!clients_.write_session(*c, cmd.session_write())) {
+          refuse(*c, "session write", reply);
+        }
       } else {
         offline();
       }
@@ -269,6 +275,22 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       reply.set_error("empty command");
       break;
   }
+}
+
+void command_executor::refuse(const client_record& c, const char* what, link::v2::Reply& reply) {
+  const auto why = "uid and session over " + std::to_string(k_max_client_info_bytes) + " bytes";
+  reply.set_error(why);
+  ++writes_refused_;
+  ++refusals_unlogged_;
+  const auto now = std::chrono::steady_clock::now();
+  if (last_refusal_log_ != std::chrono::steady_clock::time_point{} &&
+      now - last_refusal_log_ < k_refusal_log_interval) {
+    return;
+  }
+  last_refusal_log_ = now;
+  spdlog::warn("{} for client {} refused: {} ({} refused since the last such line)", what, c.id(),
+               why, refusals_unlogged_);
+  refusals_unlogged_ = 0;
 }
 
 }  // namespace gwx::gateway

@@ -17,6 +17,7 @@ and the worker's link must never drop.
 
 import asyncio
 import os
+import re
 import struct
 import sys
 
@@ -166,6 +167,26 @@ async def main(h):
     check_memory(grown, 8 * 1024, "gateway RSS with one non-reading client")
     await echo_ok(bystander, "after broadcasts")
     sleeper.writer.close()
+
+    # -- 4. a session grown past what fits beside a message in one link frame --
+    # (A 72 MB session made every event of its client break the worker's link.)
+    hoarder = await WsClient.connect(url, "hoarder")
+    value = "v" * (60 << 10)  # each answer below stays under the 64 KiB send buffer
+    for i in range(10):
+        await hoarder.send(f"set k{i} {value}")
+        check(await hoarder.recv() == "ok", f"hoarder: set k{i} answered")
+    # k0..k7 fit in 512 KiB (8 x 61,442 bytes); k8 and k9 are refused.
+    for key, want in (("k7", "value " + value), ("k8", "value"), ("k9", "value")):
+        await hoarder.send(f"get {key}")
+        got = await hoarder.recv()
+        check(got == want, f"hoarder: get {key}: {len(got)} bytes, expected {len(want)}")
+    await echo_ok(hoarder, "after the refused writes")
+    await echo_ok(bystander, "after the session hoard")
+    refusals = re.findall(r"session write for client \S+ refused: uid and session over 524288 "
+                          r"bytes", c.stderr_of(gw))
+    check(len(refusals) == 1, f"one log line for the two refusals: {refusals}")
+    log("session writes past 512 KiB (uid and session) refused, logged once; the link stayed up")
+    await hoarder.close()
     check(not w.has_line(r"^unlinked"), "the worker's link dropped during the attacks")
 
 

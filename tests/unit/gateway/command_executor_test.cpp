@@ -274,6 +274,58 @@ TEST_F(CommandExecutorTest, MembershipAndSessionCommandsChangeTheDirectory) {
   EXPECT_EQ(run(link::v2::Command{}).error(), "empty command");
 }
 
+// A session past what fits beside a message in one link frame made every event of its client
+// break the worker's link (a 72 MB session: the link flapped, each event quarantined).
+TEST_F(CommandExecutorTest, UidAndSessionWritesPastTheInfoBoundAreRefusedAndTheRestKept) {
+  auto [a, pa] = add(line_);
+  const auto session_write = [&](bool merge, std::uint64_t seq,
+                                 std::vector<std::pair<std::string, std::string>> entries,
+                                 std::vector<std::string> erase = {}) {
+    link::v2::Command w;
+    auto& op = *w.mutable_session_write();
+    op.set_client_id(a->id());
+    op.set_merge(merge);
+    op.set_writer_seq(seq);
+    for (auto& [k, v] : entries) {
+      link_entries::find_or_add(*op.mutable_session(), k)->set_value(v);
+    }
+    for (auto& k : erase) {
+      op.add_erase_keys(k);
+    }
+    return run(w).error();
+  };
+  const std::string half(k_max_client_info_bytes / 2, 'v');
+  EXPECT_EQ(session_write(true, 1, {{"a", half}}), "");
+  // Merging a second half (plus its key) would pass the bound: refused, the session kept, the
+  // writer sequence still taken (the writer's next event shows it what the gateway holds).
+  const auto refused = session_write(true, 2, {{"b", half}});
+  EXPECT_NE(refused.find("over " + std::to_string(k_max_client_info_bytes) + " bytes"),
+            std::string::npos)
+      << refused;
+  EXPECT_EQ(a->session(), (session_values{{"a", half}}));
+  EXPECT_EQ(a->session_seq(), 2U);
+  EXPECT_EQ(exec_.writes_refused(), 1U);
+  // The same bytes fit once the write erases what it replaces, or replaces the whole session.
+  EXPECT_EQ(session_write(true, 3, {{"b", half}}, {"a"}), "");
+  EXPECT_EQ(a->session(), (session_values{{"b", half}}));
+  EXPECT_EQ(session_write(false, 4, {{"c", half}, {"d", "x"}}), "");
+  EXPECT_EQ(a->session().size(), 2U);
+
+  // The uid counts with the session.
+  link::v2::Command bind;
+  bind.mutable_bind_uid()->set_client_id(a->id());
+  bind.mutable_bind_uid()->set_uid("alice");
+  EXPECT_EQ(run(bind).error(), "");
+  bind.mutable_bind_uid()->set_uid(std::string(k_max_client_info_bytes / 2, 'u'));
+  EXPECT_NE(run(bind).error(), "");
+  EXPECT_EQ(a->uid(), "alice");
+  EXPECT_EQ(dir_.uid("alice")->size(), 1U);
+  EXPECT_EQ(exec_.writes_refused(), 2U);
+  EXPECT_NE(session_write(true, 5, {{"e", std::string(k_max_client_info_bytes / 2, 'e')}}), "");
+  EXPECT_EQ(a->session().count("e"), 0U);
+  EXPECT_EQ(a->session_seq(), 5U);
+}
+
 TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
   auto [a, pa] = add(line_);
   auto [b, pb] = add(line_);
