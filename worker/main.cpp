@@ -104,6 +104,11 @@ int main(int argc, char** argv) {
       "(fastest; blocking Gateway API calls still work, but a handler must not block on "
       "anything else for long). N > 0: N handler threads, for handlers doing slow work (a "
       "client's events always run on the same one)")(
+      "handler-queue-max-bytes",
+      gwx::po::value<std::size_t>()->default_value(16 * 1024 * 1024)->value_name("BYTES"),
+      "bytes of received events waiting for a handler (payloads plus 512 each); at this bound "
+      "the worker stops reading the gateway links until half of it has run, so the gateways "
+      "hold their clients back (a link with a query outstanding is read regardless)")(
       "name", gwx::po::value<std::string>()->value_name("NAME"),
       "worker name shown by gateways (default worker-HOST-PID)")(
       "token", gwx::po::value<std::string>()->default_value("")->value_name("T"),
@@ -144,6 +149,10 @@ int main(int argc, char** argv) {
   }
   options.cluster.name = vm.count("name") != 0U ? vm["name"].as<std::string>() : default_name();
   options.threads = vm["threads"].as<unsigned>();
+  options.max_queued_bytes = vm["handler-queue-max-bytes"].as<std::size_t>();
+  if (options.max_queued_bytes == 0) {
+    gwx::die("gwx-worker", "--handler-queue-max-bytes must be positive", 2);
+  }
   options.cluster.query_timeout = std::chrono::milliseconds(vm["query-timeout-ms"].as<unsigned>());
   options.cluster.keepalive_interval =
       std::chrono::milliseconds(vm["keepalive-interval-ms"].as<unsigned>());

@@ -223,6 +223,25 @@ std::vector<gateway_status> cluster_core::gateways() const {
   return status_;
 }
 
+void cluster_core::hold_events(bool hold) {
+  if (!on_network_thread()) {
+    asio::post(io_, [this, hold] { hold_events(hold); });
+    return;
+  }
+  events_held_ = hold;
+  for (auto& [id, link] : links_) {
+    link->hold_events(hold);
+  }
+}
+
+std::size_t cluster_core::links_paused() const {
+  std::size_t n = 0;
+  for (const auto& [id, link] : links_) {
+    n += link->reading_paused() ? 1 : 0;
+  }
+  return n;
+}
+
 bool cluster_core::on_network_thread() const {
   return io_.get_executor().running_in_this_thread();
 }
@@ -468,6 +487,7 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
     }
     pending_.emplace(rid, pending_request{g, id, link->serial(), link->address()});
     g->outstanding.push_back(rid);
+    link->request_sent();
   }
   if (!g->outstanding.empty()) {
     g->timer.expires_after(timeout);
@@ -480,6 +500,7 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
         const auto it = pending_.find(rid);
         if (it != pending_.end()) {
           g->result.missing_gateways.push_back(it->second.address);
+          request_ended(it->second);
           pending_.erase(it);
         }
       }
@@ -496,6 +517,7 @@ void cluster_core::on_reply(link::v2::Reply& reply) {
     return;  // Answered after its gather timed out, or a write's reply nobody waits for.
   }
   auto g = it->second.owner;
+  request_ended(it->second);
   auto address = std::move(it->second.address);
   pending_.erase(it);
   std::erase(g->outstanding, reply.request_id());
@@ -525,6 +547,13 @@ void cluster_core::drop_requests_of(const std::string& gateway_id, std::uint64_t
   }
   for (auto& g : touched) {
     finish_if_done(g);
+  }
+}
+
+void cluster_core::request_ended(const pending_request& p) {
+  const auto it = links_.find(p.gateway_id);
+  if (it != links_.end()) {
+    it->second->request_ended(p.serial);
   }
 }
 
@@ -567,6 +596,7 @@ void cluster_core::apply_set(const std::vector<registry::gateway_entry>& gateway
       on_frame(l, f, payload);
     };
     auto link = std::make_shared<gateway_link>(io_, entry, link_settings_, std::move(cb));
+    link->hold_events(events_held_);
     links_.emplace(entry.gateway_id, link);
     spdlog::debug("gateway {} ({}) joined the cluster", entry.internal_address, entry.gateway_id);
     link->start();

@@ -120,6 +120,15 @@ class cluster_core final : public transport {
   /// confirm within `timeout` (empty: all done). Not on the network thread.
   std::vector<std::string> flush(std::chrono::milliseconds timeout);
 
+  /// Stops (true) or resumes (false) reading every gateway link, for an owner that holds too
+  /// many of their events to take more: TCP backpressure then reaches the gateways, which hold
+  /// their clients back. A link with a request outstanding is read anyway (its answer comes
+  /// behind the events queued before it). Links that come up later follow the last call. Any
+  /// thread (applied on the network thread).
+  void hold_events(bool hold);
+  /// Links whose reading is paused now (network thread; for tests and stats).
+  std::size_t links_paused() const;
+
   /// True on the network thread.
   bool on_network_thread() const override;
   /// Runs `task` on the network thread (later, never inline).
@@ -202,6 +211,8 @@ class cluster_core final : public transport {
   void start_gather(command_builder& build, std::chrono::milliseconds timeout,
                     gather_handler& done);
   void drop_requests_of(const std::string& gateway_id, std::uint64_t serial);
+  /// The request `p` was answered or given up: its link may pause again.
+  void request_ended(const pending_request& p);
   void finish_if_done(const std::shared_ptr<gather>& g);
   // Copies the links' state into status_ for other threads; `set_applied`: the registers' set
   // has been applied (wait_ready() may answer from then on).
@@ -227,6 +238,8 @@ class cluster_core final : public transport {
   std::set<std::string, std::less<>> unlisted_;
   std::unordered_map<std::uint64_t, pending_request> pending_;
   std::uint64_t next_request_id_ = 1;
+  // hold_events(): links are not read but for answers.
+  bool events_held_ = false;
   // Set by start_drain(); the links sent Drain and not answered yet: gateway_id -> serial.
   std::optional<std::string> drain_reason_;
   std::map<std::string, std::uint64_t> drain_waiting_;

@@ -76,6 +76,30 @@ void gateway_link::send_to_client(std::string_view client_id, bool binary,
   sending_ = false;
 }
 
+void gateway_link::hold_events(bool hold) {
+  hold_ = hold;
+  apply_hold();
+}
+
+void gateway_link::request_sent() {
+  ++requests_;
+  apply_hold();
+}
+
+void gateway_link::request_ended(std::uint64_t serial) {
+  if (serial != serial_ || requests_ == 0) {
+    return;  // a request of an earlier link: the count started again when this one came up
+  }
+  --requests_;
+  apply_hold();
+}
+
+void gateway_link::apply_hold() {
+  if (state_ == state::up && stream_) {
+    stream_->pause_reading(hold_ && requests_ == 0);
+  }
+}
+
 std::size_t gateway_link::queued_bytes() const {
   return stream_ ? stream_->queued_bytes() : 0;
 }
@@ -196,9 +220,13 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   serial_ = g_next_serial.fetch_add(1, std::memory_order_relaxed);
   ref_ = link_ref{entry_.gateway_id, serial_};
   clients_.clear();
+  requests_ = 0;
   timer_.cancel();
   stream_->authenticated();
   stream_->enable_keepalive(settings_->keepalive_interval, settings_->keepalive_timeout);
+  // Held before the link came up (the owner still holds too many events): read nothing more
+  // than the frames of this read until it has room.
+  apply_hold();
   failures_ = 0;
   warned_failures_.clear();
   backoff_.reset();

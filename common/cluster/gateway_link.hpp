@@ -84,6 +84,18 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   std::uint64_t serial() const { return serial_; }
   /// This link as commands and acks name it (gateway_id and serial).
   const link_ref& ref() const { return ref_; }
+  /// Stops (true) or resumes reading the link because its owner holds too many of the events
+  /// it sent (TCP backpressure then reaches the gateway). Kept across reconnects. While a
+  /// request is outstanding on the link it is read anyway: the answer comes behind the events
+  /// the gateway queued before it, and a handler may be blocked waiting for it.
+  void hold_events(bool hold);
+  /// A request went out on the link and waits for its answer.
+  void request_sent();
+  /// A request sent on the link with serial `serial` was answered or given up.
+  void request_ended(std::uint64_t serial);
+  /// Whether reading is paused now (held, and no request outstanding).
+  bool reading_paused() const { return stream_ && stream_->reading_paused(); }
+
   /// Bytes queued on the link and not yet written.
   std::size_t queued_bytes() const;
   /// What this link told of the clients it sends events of; emptied when the link goes down
@@ -104,6 +116,8 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   void report_down(const std::string& reason);
   void fail(const std::string& reason);
   void retry_later();
+  /// Pauses or resumes the stream's reads as hold_ and requests_ say.
+  void apply_hold();
 
   asio::io_context& io_;
   registry::gateway_entry entry_;
@@ -130,6 +144,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   /// failure whose wording alternates between two reasons is not logged at every retry).
   std::vector<std::string> warned_failures_;
   link_clients::client_info_cache clients_;
+  bool hold_ = false;
+  // Requests sent on this link (this serial) and not answered or given up yet.
+  std::size_t requests_ = 0;
 };
 
 }  // namespace gwx::cluster

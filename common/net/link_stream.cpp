@@ -149,6 +149,10 @@ void link_stream::do_keepalive() {
     if (ec || !self->open_ || self->closing_) {
       return;
     }
+    if (self->read_paused_) {
+      // Not reading: whatever the peer sent waits in the socket, silence proves nothing.
+      self->last_heard_ = std::chrono::steady_clock::now();
+    }
     const auto silent = std::chrono::steady_clock::now() - self->last_heard_;
     if (silent > self->ka_timeout_) {
       self->shutdown(
@@ -174,7 +178,32 @@ void link_stream::prepare_read_space() {
   }
 }
 
+void link_stream::pause_reading(bool paused) {
+  read_paused_ = paused;
+  if (paused || !read_parked_ || !open_) {
+    return;
+  }
+  read_parked_ = false;
+  last_heard_ = std::chrono::steady_clock::now();
+  // From a task: the caller may be handling a frame of this very stream.
+  asio::post(socket_.get_executor(), [self = shared_from_this()] {
+    if (!self->open_) {
+      return;
+    }
+    if (self->tls_) {
+      // OpenSSL may hold decrypted bytes already: read them before waiting for the socket.
+      self->tls_on_ready();
+    } else {
+      self->do_read();
+    }
+  });
+}
+
 void link_stream::do_read() {
+  if (read_paused_) {
+    read_parked_ = true;
+    return;
+  }
   if (tls_) {
     tls_wait(asio::socket_base::wait_read);
     return;
@@ -460,6 +489,10 @@ void link_stream::tls_on_ready() {
     }
   }
   for (;;) {
+    if (read_paused_) {
+      read_parked_ = true;
+      return;
+    }
     prepare_read_space();
     std::size_t n = 0;
     const auto status =

@@ -86,6 +86,14 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Closes the socket after flushing what is queued (bounded by a short timer).
   void close(const std::string& reason);
 
+  /// Stops (true) or resumes (false) reading from the peer, so that TCP backpressure reaches it
+  /// while the owner cannot take more frames. A read in flight still delivers its frames; while
+  /// paused the peer's silence does not count against the keepalive (this end sends its pings).
+  /// Resuming reads from a task of its own, never inside the caller.
+  void pause_reading(bool paused);
+  /// Whether reading is paused.
+  bool reading_paused() const { return read_paused_; }
+
   /// Forgets the handlers without closing: for an owner whose event loop has ended, since an
   /// open stream's handlers keep their owner (and so the stream) alive. No callback runs.
   void drop_handlers();
@@ -140,6 +148,9 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   std::string read_buf_;
   std::size_t read_len_ = 0;
   bool preamble_seen_ = false;
+  bool read_paused_ = false;
+  // No read in flight because reading is paused: resuming starts one.
+  bool read_parked_ = false;
   net::send_queue out_;
   link::v2::Frame frame_;
   bool open_ = true;

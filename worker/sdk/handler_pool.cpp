@@ -13,6 +13,11 @@ constexpr std::size_t k_flush_every = 64;
 constexpr std::size_t k_keep_slots = 1024;
 constexpr std::size_t k_keep_payload = 64 * 1024;
 
+// What an event counts for against the bound.
+std::size_t size_of(const client_event& e) {
+  return e.payload.size() + handler_pool::k_event_overhead;
+}
+
 class batch_sink final : public event_sink {
  public:
   batch_sink(cluster::cluster_core& core, cluster::outbox_scope& outbox)
@@ -58,9 +63,11 @@ void handler_pool::event_queue::recycle() {
 }
 
 handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
-                           cluster::cluster_core& core)
+                           cluster::cluster_core& core, std::size_t max_queued_bytes)
     : core_(core),
       inline_mode_(threads == 0),
+      max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, 1)),
+      low_water_(max_queued_bytes_ / 2),
       writer_seq_(first_writer_seq(std::chrono::system_clock::now())) {
   // Inline mode has one runner, used on the network thread.
   for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
@@ -101,6 +108,7 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
       return;  // Not acknowledged: the gateway keeps it for another worker.
     }
     inline_queue_.add().assign(link, event, payload, client);
+    queued(payload.size() + k_event_overhead);
     // Only this thread writes it: raising it needs neither a lock nor a locked instruction.
     inline_unfinished_.store(inline_unfinished_.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
@@ -120,8 +128,38 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
   }
   const bool was_empty = l.queue.empty();
   l.queue.add().assign(link, event, payload, client);
+  // Under the lane's lock: the runner cannot count it down before it is counted.
+  queued(payload.size() + k_event_overhead);
   if (was_empty) {
     l.wake.notify_one();
+  }
+}
+
+void handler_pool::queued(std::size_t bytes) {
+  const auto now = queued_bytes_.fetch_add(bytes) + bytes;
+  if (now >= max_queued_bytes_ && !holding_) {
+    holding_ = true;
+    core_.hold_events(true);
+  }
+}
+
+void handler_pool::ran(std::size_t bytes) {
+  const auto before = queued_bytes_.fetch_sub(bytes);
+  // Only the event that crosses the mark looks: the links were held at the bound, above it,
+  // so every hold is followed by such a crossing once enough has run.
+  if (before > low_water_ && before - bytes <= low_water_) {
+    if (core_.on_network_thread()) {
+      release_if_drained();
+    } else {
+      core_.post([this] { release_if_drained(); });
+    }
+  }
+}
+
+void handler_pool::release_if_drained() {
+  if (holding_ && queued_bytes_.load() <= low_water_) {
+    holding_ = false;
+    core_.hold_events(false);
   }
 }
 
@@ -208,8 +246,10 @@ void handler_pool::run_inline() {
     while (!inline_queue_.empty()) {
       std::swap(inline_batch_, inline_queue_);
       for (std::size_t i = 0; i < inline_batch_.size; ++i) {
+        const auto bytes = size_of(inline_batch_.slots[i]);
         runner.run(inline_batch_.slots[i], sink);
         handled_.fetch_add(1, std::memory_order_relaxed);
+        ran(bytes);
         if (++n % k_flush_every == 0) {
           outbox.flush();
         }
@@ -252,8 +292,10 @@ void handler_pool::run(lane& l) {
       batch_sink sink(core_, outbox);
       std::size_t n = 0;
       for (std::size_t i = 0; i < batch.size; ++i) {
+        const auto bytes = size_of(batch.slots[i]);
         l.runner->run(batch.slots[i], sink);
         handled_.fetch_add(1, std::memory_order_relaxed);
+        ran(bytes);
         if (++n % k_flush_every == 0) {
           outbox.flush();
         }

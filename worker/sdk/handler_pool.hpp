@@ -28,11 +28,29 @@ namespace gwx::sdk {
 ///   hands its output (commands, decisions, then one EventAck per link) to the network thread
 ///   in one batch. For handlers that do slow or blocking work of their own.
 ///
+/// The events queued and not yet run are bounded in bytes (`max_queued_bytes`: payloads plus
+/// k_event_overhead each): once the bound is reached the pool holds the links (the core stops
+/// reading them, so TCP backpressure reaches the gateways, which hold their clients back), and
+/// lets them go once what is queued is down to half of it. Nothing is dropped or reordered: an
+/// event is queued and acknowledged after it ran as before. A link with a Gateway API request
+/// outstanding is read regardless (the answer comes behind the events, and the handler that
+/// waits for it may be the one that has to run them), so a handler that queries under a flood
+/// can exceed the bound by what the gateways queued before their answers. In inline mode the
+/// loop reads little while a handler runs anyway; there the bound matters while handlers wait
+/// for answers.
+///
 /// dispatch() is called on the network thread; start(), stop(), wait_idle() and unfinished()
 /// from any other thread.
 class handler_pool {
  public:
-  handler_pool(std::size_t threads, handler& app, gateway_api& api, cluster::cluster_core& core);
+  /// What an event counts for beside its payload (its slot, its client's info).
+  static constexpr std::size_t k_event_overhead = 512;
+  /// Default bound of the queued events, in bytes.
+  static constexpr std::size_t k_default_max_queued_bytes = 16 * 1024 * 1024;
+
+  /// `max_queued_bytes`: bound of the events queued and not yet run (at least 1).
+  handler_pool(std::size_t threads, handler& app, gateway_api& api, cluster::cluster_core& core,
+               std::size_t max_queued_bytes = k_default_max_queued_bytes);
   ~handler_pool();
   handler_pool(const handler_pool&) = delete;
   handler_pool& operator=(const handler_pool&) = delete;
@@ -55,6 +73,13 @@ class handler_pool {
   bool wait_idle(std::chrono::steady_clock::time_point deadline);
   /// Events dispatched and not yet run to the end (queued or running).
   std::size_t unfinished() const;
+  /// Bytes of the events queued and not yet run to the end (payloads plus k_event_overhead
+  /// each). Any thread.
+  std::size_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  /// Whether the pool holds the links now (the bound was reached, not yet down to half).
+  /// Network thread.
+  bool holding() const { return holding_; }
+
   /// Events run since construction.
   std::uint64_t handled() const { return handled_.load(std::memory_order_relaxed); }
 
@@ -89,11 +114,25 @@ class handler_pool {
   };
 
   void run(lane& l);
+  /// Counts `bytes` more queued; holds the links at the bound. Network thread.
+  void queued(std::size_t bytes);
+  /// An event of `bytes` has run: below the low-water mark the links are let go (from the
+  /// network thread). Any thread.
+  void ran(std::size_t bytes);
+  /// Lets the links go if the pool holds them and is down to the low-water mark. Network
+  /// thread.
+  void release_if_drained();
   /// Inline mode: runs what is queued (a task of the network loop).
   void run_inline();
 
   cluster::cluster_core& core_;
   bool inline_mode_ = false;
+  std::size_t max_queued_bytes_;
+  std::size_t low_water_;
+  // Raised on the network thread, lowered by whoever ran the event.
+  std::atomic<std::size_t> queued_bytes_{0};
+  // Network thread only.
+  bool holding_ = false;
   // Inline mode; the queue and flags are touched on the network thread only. The count of
   // unfinished events is written there only too (no lock per event); threads that wait for
   // idleness read it, and run_inline() lowers it under idle_mutex_ before it wakes them.

@@ -51,7 +51,8 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
     bus_ = std::make_shared<bus::bus_publisher>(bus::parse_bus_url(push_bus));
     api_ = std::make_unique<gateway_api>(std::make_shared<cluster::bus_transport>(core_, bus_));
   }
-  pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_);
+  pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_,
+                                              options.max_queued_bytes);
   core_->set_event_handler(
       [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event,
                            std::string_view payload, const link_clients::client_view* client) {

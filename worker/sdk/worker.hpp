@@ -37,6 +37,11 @@ struct worker_options {
   /// handler may make blocking Gateway API calls but must not block on anything else for
   /// long). Use N > 0 for handlers doing slow work.
   std::size_t threads = 0;
+  /// Bytes of received events waiting for a handler (payloads plus 512 each): at this bound
+  /// the worker stops reading the gateway links until half of it has run, so the gateways hold
+  /// their clients back instead of this process growing. A link with a Gateway API query
+  /// outstanding is read regardless (its answer is behind the events). At least 1.
+  std::size_t max_queued_bytes = 16 * 1024 * 1024;
   /// Longest a drain takes (drain() with a zero timeout, and a drain a gateway asks for).
   std::chrono::milliseconds drain_timeout{30000};
   /// Called on the network thread when a gateway link comes up (true) or goes down (false).

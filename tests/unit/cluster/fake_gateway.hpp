@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -98,6 +99,33 @@ class fake_gateway {
     link::v2::Frame f;
     *f.mutable_event() = std::move(event);
     send_frame(std::move(f));
+  }
+
+  /// Sends client events to the most recent authenticated peer in one go: all are queued
+  /// before anything the peer sends meanwhile is read (or answered).
+  void send_events(std::vector<link::v2::ClientEvent> events) {
+    asio::post(io_, [this, events = std::move(events)]() mutable {
+      if (auto it = streams_.find(last_authenticated_); it != streams_.end()) {
+        link::v2::Frame f;
+        for (auto& e : events) {
+          *f.mutable_event() = std::move(e);
+          const std::string payload = link_codec::detach_payload(f);
+          it->second->send(f, payload);
+        }
+      }
+    });
+  }
+
+  /// Bytes queued towards the most recent authenticated peer and not written yet (what it
+  /// did not read, beyond what the sockets hold).
+  std::size_t queued_bytes() {
+    std::promise<std::size_t> bytes;
+    auto f = bytes.get_future();
+    asio::post(io_, [this, &bytes] {
+      const auto it = streams_.find(last_authenticated_);
+      bytes.set_value(it != streams_.end() ? it->second->queued_bytes() : 0);
+    });
+    return f.get();
   }
 
   /// Sends a client's ClientInfo frame to the most recent authenticated peer.

@@ -313,5 +313,55 @@ TEST(LinkStreamTls, ACertificateFromAnotherCaGetsNoFrameThrough) {
   }
 }
 
+// A receiver that pauses reading gets no further frames (beyond the read it was in), its peer
+// keeps the rest queued (TCP backpressure), its keepalive does not take the silence for a dead
+// peer, and after resuming everything arrives in order. Plain and over TLS (where OpenSSL may
+// already hold decrypted bytes when reading resumes).
+TEST(LinkStream, PausedReadingHoldsThePeerBackUntilResumed) {
+  link_pki pki;
+  for (const bool tls : {false, true}) {
+    SCOPED_TRACE(tls ? "tls" : "plain");
+    socket_pair p;
+    auto server_ctx = make_tls_server(pki.gateway);
+    auto client_ctx = make_tls_client(pki.worker);
+    link_end receiver{std::make_shared<link_stream>(std::move(p.server), 1 << 20,
+                                                    link_stream::k_default_send_cap,
+                                                    tls ? server_ctx->new_ssl() : nullptr)};
+    link_end sender{std::make_shared<link_stream>(std::move(p.client), 1 << 20,
+                                                  link_stream::k_default_send_cap,
+                                                  tls ? client_ctx->new_ssl() : nullptr)};
+    receiver.stream->start(
+        [&](link::v2::Frame& f, std::string_view) {
+          receiver.frames.push_back(f);
+          if (receiver.frames.size() == 1) {
+            receiver.stream->pause_reading(true);
+          }
+        },
+        [&](const std::string& why) { receiver.closed = why; });
+    sender.start();
+    receiver.stream->authenticated();
+    sender.stream->authenticated();
+    receiver.stream->enable_keepalive(20ms, 200ms);
+    constexpr std::uint64_t k_frames = 4000;
+    constexpr std::size_t k_payload = 4096;  // 16 MB in all: far more than the socket buffers
+    for (std::uint64_t i = 0; i < k_frames; ++i) {
+      sender.stream->send(event(i), std::string(k_payload, 'p'));
+    }
+    // Several keepalive timeouts: nothing more is read and the link stays up.
+    p.run_until([] { return false; }, 1s);
+    EXPECT_EQ(receiver.closed, "");
+    EXPECT_TRUE(receiver.stream->reading_paused());
+    EXPECT_LT(receiver.frames.size(), 64U);  // the frames of the read that paused, no more
+    EXPECT_GT(sender.stream->queued_bytes(), 4U << 20) << "the sender kept what was not read";
+    receiver.stream->pause_reading(false);
+    p.run_until([&] { return receiver.frames.size() >= k_frames || !receiver.closed.empty(); });
+    EXPECT_EQ(receiver.closed, "");
+    ASSERT_EQ(receiver.frames.size(), k_frames);
+    for (std::uint64_t i = 0; i < k_frames; ++i) {
+      ASSERT_EQ(receiver.frames[i].event().event_id(), i);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gwx
