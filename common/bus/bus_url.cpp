@@ -85,6 +85,13 @@ bus_url parse_bus_url(std::string_view url) {
     rest = rest.substr(0, slash);
     has_path = true;
   }
+  if (rest.find('@') == std::string_view::npos &&
+      (path.find('@') != std::string_view::npos || query.find('@') != std::string_view::npos)) {
+    // A '/' or '?' in a password ends the host part early: what follows must not be quoted
+    // back (an error naming a "parameter" or channel would hold part of the password).
+    bad("an '@' after the host: percent-encode '/', '?' and '@' in a user name, password or "
+        "name (%2F, %3F, %40)");
+  }
   if (const auto at = rest.rfind('@'); at != std::string_view::npos) {
     const auto userinfo = rest.substr(0, at);
     rest = rest.substr(at + 1);

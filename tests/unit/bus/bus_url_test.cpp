@@ -44,13 +44,17 @@ TEST(bus_url, bad_urls_are_explained_without_the_password) {
         "redis://h:x/c", "redis://:1/c", "redis://h:1/c?x=1",
         "amqp://u:topsecret@h:1/v?mode=fanout", "amqp://u:topsecret@h:1/v?exchange=x",
         "amqp://u:topsecret@h:1/v?exchange=x&mode=direct",
-        "amqp://u:topsecret@h:1/v?exchange=x&mode=fanout&durable=1",
-        "redis://u:topsecret%zz@h:1/c"}) {
+        "amqp://u:topsecret@h:1/v?exchange=x&mode=fanout&durable=1", "redis://u:topsecret%zz@h:1/c",
+        // A '?' or '/' in the password, not percent-encoded, ends the host part early: with
+        // digits before it, "u:1234" reads as a host and port, and the rest of the password
+        // as a query parameter or the channel (accepted, then logged with the URL).
+        "amqp://u:1234?secret@h:1/v?exchange=x&mode=fanout",
+        "amqp://u:1234/secret@h:1/v?exchange=x&mode=fanout", "redis://u:1234/secret@h:1/c"}) {
     try {
       parse_bus_url(bad);
       ADD_FAILURE() << "accepted " << bad;
     } catch (const std::invalid_argument& e) {
-      EXPECT_EQ(std::string(e.what()).find("topsecret"), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find("secret"), std::string::npos) << e.what();
       EXPECT_EQ(std::string(e.what()).rfind("bad --bus URL: ", 0), 0U) << e.what();
     }
   }
