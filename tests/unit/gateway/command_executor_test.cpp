@@ -21,10 +21,13 @@ class CommandExecutorTest : public ::testing::Test {
     line_.kind = framing::line;
   }
 
-  /// An open, announced client on `listener`; returns its port.
+  /// An open, announced client on `listener`; returns its port. The fixture keeps every port
+  /// alive, as a session keeps itself alive while it sends: a port may outlive its record
+  /// (a send that closes the client erases the record in the middle of the send).
   std::pair<client_record*, fake_client_port*> add(const listener_config& listener) {
     const std::uint64_t connection = ++next_ << 8;
     auto port = std::make_shared<fake_client_port>();
+    ports_.push_back(port);
     auto& c = dir_.add(connection, make_client_id("127.0.0.1", 7800, k_epoch, connection), listener,
                        "10.0.0.1", 5000, port);
     dir_.announce(c);
@@ -53,6 +56,7 @@ class CommandExecutorTest : public ::testing::Test {
                            s.set_messages_in(42);
                          }};
   std::uint64_t next_ = 0;
+  std::vector<std::shared_ptr<fake_client_port>> ports_;
 };
 
 TEST_F(CommandExecutorTest, SendsToNamedClientsAndSaysOfflineWhenNoneIsHere) {
