@@ -14,7 +14,15 @@ namespace {
 
 using link::v2::Command;
 
-constexpr json_limits k_limits{.max_depth = 8, .max_values = 1 << 20};
+// One JSON value per 8 bytes of the size limit at most (a parsed value costs ~100 bytes, so a
+// message of "[0,0,0,…]" would otherwise cost ~50 times its size while parsed); a name in a list
+// takes 3 bytes and more, and a real one more than 8.
+constexpr std::size_t k_bytes_per_value = 8;
+constexpr std::size_t k_min_values = 4096;
+
+json_limits limits_for(std::size_t max_bytes) {
+  return {.max_depth = 8, .max_values = std::max(k_min_values, max_bytes / k_bytes_per_value)};
+}
 
 struct refusal {
   bus_error error;
@@ -342,7 +350,7 @@ bus_parse_result parse_bus_message(std::string_view text, std::size_t max_bytes)
         std::to_string(text.size()) + " bytes, over the limit of " + std::to_string(max_bytes);
     return r;
   }
-  auto parsed = json_parse(text, k_limits);
+  auto parsed = json_parse(text, limits_for(max_bytes));
   if (!parsed.ok) {
     r.error = parsed.error == "nested too deeply" ? bus_error::too_deep : bus_error::invalid_json;
     r.detail = parsed.error + " at byte " + std::to_string(parsed.offset);

@@ -126,6 +126,26 @@ TEST(bus_message, size_limit_is_exact) {
   EXPECT_EQ(error_of(msg, msg.size() - 1), bus_error::too_large);
 }
 
+TEST(bus_message, values_are_bounded_by_the_size_limit) {
+  // One JSON value per 8 bytes of the limit: 1 MiB allows 131,072 (the object, its op, its
+  // list and the data count too), so a message of tiny values costs bounded memory to parse.
+  const auto uids = [](std::size_t n) {
+    std::string text = R"({"op":"send_to_uid","data":"x","uids":[)";
+    for (std::size_t i = 0; i < n; ++i) {
+      text += i == 0 ? "\"u\"" : ",\"u\"";
+    }
+    return text + "]}";
+  };
+  constexpr std::size_t limit = 1 << 20;
+  const auto fits = parse_bus_message(uids(limit / 8 - 4), limit);
+  EXPECT_EQ(fits.error, bus_error::none) << fits.detail;
+  const auto over = parse_bus_message(uids(limit / 8 - 3), limit);
+  EXPECT_EQ(over.error, bus_error::invalid_json);
+  EXPECT_NE(over.detail.find("too many values"), std::string::npos) << over.detail;
+  // A small limit still allows 4,096 values.
+  EXPECT_EQ(error_of(uids(1000), 8192), bus_error::none);
+}
+
 TEST(bus_message, client_routing_key_names_the_gateway) {
   const auto a1 = make_client_id("10.0.0.5", 7800, 42, (1 << 8) | 0);
   const auto a2 = make_client_id("10.0.0.5", 7800, 42, (9 << 8) | 1);
