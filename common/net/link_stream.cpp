@@ -16,6 +16,8 @@ namespace {
 // handled before what they cause is written, so a smaller read lets the peer see the first
 // replies of a burst while the rest is handled: hundreds of small events per read, not thousands.
 constexpr std::size_t k_read_chunk = 16 * 1024;
+// A read buffer past this, mostly empty, is given back even while a frame is unfinished.
+constexpr std::size_t k_shrink_above = 1 << 20;
 // A link's writes batch many frames: each starts in a buffer of this size, and one spare of up
 // to four times it is kept while the link is idle (no regrowth from 64 bytes per write).
 constexpr std::size_t k_write_segment = 16 * 1024;
@@ -172,6 +174,12 @@ void link_stream::prepare_read_space() {
   if (read_len_ == 0 && read_buf_.size() > k_read_chunk) {
     // A large frame came and went: give its memory back.
     std::string().swap(read_buf_);
+  } else if (read_buf_.size() > k_shrink_above && read_len_ < read_buf_.size() / 8) {
+    // The same on a busy link, whose reads mostly end inside a frame (read_len_ is never 0
+    // there): the unfinished part moves to a buffer its size.
+    std::string smaller(std::max(k_read_chunk, 2 * read_len_), '\0');
+    std::memcpy(smaller.data(), read_buf_.data(), read_len_);
+    read_buf_.swap(smaller);
   }
   if (read_buf_.size() - read_len_ < k_read_chunk / 4) {
     read_buf_.resize(std::max(read_buf_.size() * 2, read_len_ + k_read_chunk));

@@ -105,6 +105,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   bool backpressured() const { return out_.over_high_water(); }
   /// Bytes queued and not yet written.
   std::size_t queued_bytes() const { return out_.bytes(); }
+  /// Bytes allocated for reading (what a large frame left behind is given back).
+  std::size_t read_buffer_bytes() const { return read_buf_.size(); }
   std::string remote_address() const { return remote_; }
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 

@@ -5,6 +5,7 @@
 #include <asio.hpp>
 #include <chrono>
 
+#include "common/link/link_codec.hpp"
 #include "common/net/tls_files.hpp"
 #include "common/tls_options.hpp"
 #include "tests/unit/common/tls_test_pki.hpp"
@@ -130,6 +131,38 @@ TEST(LinkStream, RefusesLargeFramesUntilAuthenticated) {
       EXPECT_EQ(closed, "link frame larger than the limit");
     }
   }
+}
+
+// A large frame's read buffer is given back even when the reads that follow end inside a frame,
+// as they mostly do on a busy link (it was kept until a read ended exactly between frames).
+TEST(LinkStream, AReadBufferGrownByALargeFrameShrinksWhileAFrameIsUnfinished) {
+  socket_pair p;
+  std::string closed;
+  std::vector<std::uint64_t> ids;
+  auto receiver = std::make_shared<link_stream>(std::move(p.server));
+  receiver->start(
+      [&](link::v2::Frame& fr, std::string_view) { ids.push_back(fr.event().event_id()); },
+      [&](const std::string& why) { closed = why; });
+  receiver->authenticated();
+  // The large frame, a small one, then the first bytes of the next: the read that ends the
+  // large frame ends inside another, with the buffer at the large frame's size.
+  std::string next;
+  link_codec::encode(next, event(3), "three");
+  std::string wire(link_codec::preamble());
+  link_codec::encode(wire, event(1), std::string(8 << 20, 'x'));
+  link_codec::encode(wire, event(2), "two");
+  wire += next.substr(0, 5);
+  // Written while the receiver reads (a blocking write of 8 MiB would wait for it forever).
+  asio::async_write(p.client, asio::buffer(wire), [](const asio::error_code&, std::size_t) {});
+  p.run_until([&] { return ids.size() == 2 || !closed.empty(); });
+  ASSERT_EQ(ids.size(), 2U) << closed;
+  p.run_until([&] { return receiver->read_buffer_bytes() < (1U << 20); }, 2s);
+  EXPECT_LT(receiver->read_buffer_bytes(), 1U << 20);
+  // The unfinished frame survived the move: its rest completes it.
+  asio::write(p.client, asio::buffer(next.substr(5)));
+  p.run_until([&] { return ids.size() == 3 || !closed.empty(); });
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(closed, "");
 }
 
 // A peer that stops reading cannot grow our memory without bound: the link is cut at the cap.
