@@ -105,7 +105,9 @@ int main(int argc, char** argv) {
       "anything else for long). N > 0: N handler threads, for handlers doing slow work (a "
       "client's events always run on the same one)")(
       "handler-queue-max-bytes",
-      gwx::po::value<std::size_t>()->default_value(16 * 1024 * 1024)->value_name("BYTES"),
+      gwx::po::value<std::size_t>()
+          ->default_value(gwx::worker_options{}.max_queued_bytes)
+          ->value_name("BYTES"),
       "bytes of received events waiting for a handler (payloads plus 512 each); at this bound "
       "the worker stops reading the gateway links until half of it has run, so the gateways "
       "hold their clients back (a link with a query outstanding is read regardless)")(

@@ -107,8 +107,9 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
     if (inline_stopping_) {
       return;  // Not acknowledged: the gateway keeps it for another worker.
     }
-    inline_queue_.add().assign(link, event, payload, client);
-    queued(payload.size() + k_event_overhead);
+    auto& slot = inline_queue_.add();
+    slot.assign(link, event, payload, client);
+    queued(size_of(slot));
     // Only this thread writes it: raising it needs neither a lock nor a locked instruction.
     inline_unfinished_.store(inline_unfinished_.load(std::memory_order_relaxed) + 1,
                              std::memory_order_release);
@@ -127,9 +128,10 @@ void handler_pool::dispatch(const cluster::link_ref& link, link::v2::ClientEvent
     return;  // Not acknowledged: the gateway keeps it for another worker.
   }
   const bool was_empty = l.queue.empty();
-  l.queue.add().assign(link, event, payload, client);
+  auto& slot = l.queue.add();
+  slot.assign(link, event, payload, client);
   // Under the lane's lock: the runner cannot count it down before it is counted.
-  queued(payload.size() + k_event_overhead);
+  queued(size_of(slot));
   if (was_empty) {
     l.wake.notify_one();
   }

@@ -29,6 +29,21 @@
 
 namespace gwx::fakes {
 
+/// A MESSAGE event of `client` (with its info, as a gateway sends it when the info changed).
+inline link::v2::ClientEvent message_event(std::uint64_t id, const std::string& client,
+                                           const std::string& text,
+                                           const std::string& gateway_address,
+                                           std::uint64_t session_seq = 0) {
+  link::v2::ClientEvent ev;
+  ev.set_event_id(id);
+  ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
+  ev.set_payload(text);
+  ev.mutable_client()->set_client_id(client);
+  ev.mutable_client()->set_gateway_address(gateway_address);
+  ev.mutable_client()->set_session_seq(session_seq);
+  return ev;
+}
+
 class fake_gateway {
  public:
   enum class behaviour {

@@ -109,13 +109,7 @@ class HandlerPoolBoundTest : public ::testing::TestWithParam<std::size_t> {
 
   link::v2::ClientEvent message_event(std::uint64_t id, const std::string& client,
                                       const std::string& text) {
-    link::v2::ClientEvent ev;
-    ev.set_event_id(id);
-    ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
-    ev.set_payload(text);
-    ev.mutable_client()->set_client_id(client);
-    ev.mutable_client()->set_gateway_address(gw_.address());
-    return ev;
+    return fakes::message_event(id, client, text, gw_.address());
   }
 
   // Links whose reading is paused, as the network thread sees them.

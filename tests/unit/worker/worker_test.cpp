@@ -72,14 +72,7 @@ class WorkerTest : public ::testing::Test {
 
   link::v2::ClientEvent message_event(std::uint64_t id, const std::string& client,
                                       const std::string& text, std::uint64_t session_seq = 0) {
-    link::v2::ClientEvent ev;
-    ev.set_event_id(id);
-    ev.set_kind(link::v2::EVENT_KIND_MESSAGE);
-    ev.set_payload(text);
-    ev.mutable_client()->set_client_id(client);
-    ev.mutable_client()->set_gateway_address(gw_.address());
-    ev.mutable_client()->set_session_seq(session_seq);
-    return ev;
+    return fakes::message_event(id, client, text, gw_.address(), session_seq);
   }
 
   // The texts sent to `client`, in arrival order.
