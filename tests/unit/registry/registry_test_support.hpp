@@ -165,6 +165,12 @@ class change_recorder {
     std::lock_guard lock(mutex_);
     return history_;
   }
+  /// The set last reported. The watcher updates current() just before it calls the handler, so
+  /// a test that then reads history() waits on this, not on current().
+  std::vector<std::string> last() const {
+    std::lock_guard lock(mutex_);
+    return history_.empty() ? std::vector<std::string>{} : history_.back();
+  }
 
  private:
   mutable std::mutex mutex_;
