@@ -154,9 +154,9 @@ auth_result auth_verifier::spend(std::int64_t unix_ms, std::int64_t now_ms,
                                  const std::string& nonce) {
   std::lock_guard lock(mutex_);
   // Forget what can no longer be replayed: its time is out of the window.
-  while (!order_.empty() && order_.front().unix_ms < now_ms - window_.count()) {
-    nonces_.erase(order_.front().nonce);
-    order_.pop_front();
+  while (!by_time_.empty() && by_time_.begin()->first < now_ms - window_.count()) {
+    nonces_.erase(by_time_.begin()->second);
+    by_time_.erase(by_time_.begin());
   }
   if (unix_ms <= floor_ms_) {
     return auth_result::replayed;
@@ -164,11 +164,13 @@ auth_result auth_verifier::spend(std::int64_t unix_ms, std::int64_t now_ms,
   if (!nonces_.insert(nonce).second) {
     return auth_result::replayed;
   }
-  order_.push_back({unix_ms, nonce});
-  while (order_.size() > max_nonces_) {
-    floor_ms_ = std::max(floor_ms_, order_.front().unix_ms);
-    nonces_.erase(order_.front().nonce);
-    order_.pop_front();
+  by_time_.emplace(unix_ms, nonce);
+  // Past the cap, the earliest proof time is forgotten, never the earliest accepted: a caller
+  // whose clock runs ahead must not lift the floor over the honest proofs of everyone else.
+  while (by_time_.size() > max_nonces_) {
+    floor_ms_ = std::max(floor_ms_, by_time_.begin()->first);
+    nonces_.erase(by_time_.begin()->second);
+    by_time_.erase(by_time_.begin());
   }
   return auth_result::ok;
 }

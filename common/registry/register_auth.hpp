@@ -3,7 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <map>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -43,7 +43,8 @@ enum class auth_result {
 /// The register's side of the token check: verifies version-2 proofs (method, time window and
 /// HMAC) and remembers every nonce it accepted until its time leaves the window, so that a
 /// proof captured on the wire cannot be used again. The memory is bounded: past `max_nonces`,
-/// the oldest nonces are forgotten and every proof not newer than them is refused from then on.
+/// the nonces of the earliest proof times are forgotten and every proof not later than them is
+/// refused from then on.
 /// Thread-safe.
 class auth_verifier {
  public:
@@ -64,11 +65,6 @@ class auth_verifier {
   std::size_t remembered() const;
 
  private:
-  struct seen {
-    std::int64_t unix_ms;
-    std::string nonce;
-  };
-
   auth_result spend(std::int64_t unix_ms, std::int64_t now_ms, const std::string& nonce);
 
   const std::string token_;
@@ -79,8 +75,9 @@ class auth_verifier {
 
   mutable std::mutex mutex_;
   std::unordered_set<std::string> nonces_;
-  // In acceptance order; forgotten from the front once out of the window (or past the cap).
-  std::deque<seen> order_;
+  // The same nonces by proof time; forgotten from the earliest once out of the window (or past
+  // the cap).
+  std::multimap<std::int64_t, std::string> by_time_;
   // Proofs at or before this time are refused: their nonces may have been forgotten.
   std::int64_t floor_ms_ = 0;
 };

@@ -116,6 +116,28 @@ TEST(RegisterAuth, NonceMemoryIsBoundedWithoutOpeningReplays) {
   EXPECT_EQ(verifier.check("Watch", make_auth_proof(k_token, "Watch")), auth_result::ok);
 }
 
+TEST(RegisterAuth, ACallerWithAClockAheadCannotLiftTheFloorOverHonestProofs) {
+  auth_verifier verifier(k_token, std::chrono::seconds(60), std::chrono::seconds(0), 4);
+  const auto now = now_ms();
+  // Accepted first, but timed 30 s ahead: the last of these to be forgotten.
+  const auto ahead = v2_proof(k_token, "Watch", now + 30000, std::string(32, 'f'));
+  ASSERT_EQ(verifier.check("Watch", ahead), auth_result::ok);
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_EQ(verifier.check("Watch", v2_proof(k_token, "Watch", now - 5000 + i,
+                                               std::string(31, 'b') + char('0' + i))),
+              auth_result::ok)
+        << i;
+  }
+  EXPECT_LE(verifier.remembered(), 4U);
+  EXPECT_EQ(verifier.check("Watch", ahead), auth_result::replayed);
+  // The floor stands at the earliest forgotten time, well before an honest proof made now.
+  EXPECT_EQ(verifier.check("Watch", make_auth_proof(k_token, "Watch")), auth_result::ok);
+  EXPECT_EQ(
+      verifier.check("Watch", v2_proof(k_token, "Watch", now - 5000 + 3, std::string(32, 'c'))),
+      auth_result::replayed)
+      << "at or before a forgotten time is refused";
+}
+
 TEST(RegisterAuth, LegacyProofFormat) {
   const auto value = make_auth_value(k_token);
   EXPECT_EQ(value.find(k_token), std::string::npos);
