@@ -141,14 +141,22 @@ void client_directory::unbind(client_record& c) {
   c.delivery_.info_changed();
 }
 
-void client_directory::join(client_record& c, const std::string& group) {
-  auto& groups = c.member_to_write().groups;
-  const auto it = std::lower_bound(groups.begin(), groups.end(), group);
-  if (it != groups.end() && *it == group) {
-    return;
+bool client_directory::join(client_record& c, const std::string& group) {
+  const auto& now = c.member();
+  const auto it = std::lower_bound(now.groups.begin(), now.groups.end(), group);
+  if (it != now.groups.end() && *it == group) {
+    return true;
   }
-  groups.insert(it, group);
+  if (now.groups.size() >= k_max_client_groups ||
+      now.group_bytes + group.size() > k_max_client_group_bytes) {
+    return false;
+  }
+  const auto at = it - now.groups.begin();
+  auto& m = c.member_to_write();
+  m.groups.insert(m.groups.begin() + at, group);
+  m.group_bytes += group.size();
   add_to(groups_, key_kind::group, group, &c);
+  return true;
 }
 
 void client_directory::leave(client_record& c, const std::string& group) {
@@ -162,6 +170,7 @@ void client_directory::leave(client_record& c, const std::string& group) {
   }
   // The index first: `group` may refer to the very string erased from the client's list below.
   remove_from(groups_, key_kind::group, group, &c);
+  c.member_->group_bytes -= it->size();
   groups.erase(it);
 }
 
@@ -185,6 +194,7 @@ void client_directory::leave_all(client_record& c) {
     remove_from(groups_, key_kind::group, group, &c);
   }
   c.member_->groups.clear();
+  c.member_->group_bytes = 0;
 }
 
 void client_directory::forget_membership(client_record& c) {

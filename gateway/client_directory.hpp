@@ -25,6 +25,13 @@ using session_values = std::map<std::string, std::string>;
 /// event of its client break the worker's link. A uid or session write past it is refused.
 inline constexpr std::size_t k_max_client_info_bytes = 512 << 10;
 
+/// How many groups one client may be in, and what their names may hold together in bytes. The
+/// groups of a client are answered in one link frame (groups of a client) and each costs an
+/// index entry: without a bound, one client joined to ever more groups grew the gateway without
+/// limit. A join past either is refused.
+inline constexpr std::size_t k_max_client_groups = 4096;
+inline constexpr std::size_t k_max_client_group_bytes = 512 << 10;
+
 /// One client as its loop knows it: identity, membership, session and delivery state, and the
 /// port that reaches its connection. Changed only through client_directory (membership,
 /// session) and event_router (delivery).
@@ -72,6 +79,8 @@ class client_record {
   struct membership {
     std::string uid;
     std::vector<std::string> groups;
+    /// Bytes of the group names.
+    std::size_t group_bytes = 0;
     session_values session;
     /// Bytes of the session's keys and values.
     std::size_t session_bytes = 0;
@@ -162,7 +171,9 @@ class client_directory {
   /// uid and the session would be over k_max_client_info_bytes.
   bool bind(client_record& c, const std::string& uid);
   void unbind(client_record& c);
-  void join(client_record& c, const std::string& group);
+  /// Joins `group`. False, and nothing changed, when the client is in k_max_client_groups
+  /// groups already or its group names would be over k_max_client_group_bytes.
+  bool join(client_record& c, const std::string& group);
   void leave(client_record& c, const std::string& group);
   /// Removes every member from `group`.
   void ungroup(const std::string& group);

@@ -10,6 +10,9 @@
 namespace gwx::gateway {
 namespace {
 
+const std::string k_info_bound =
+    "uid and session over " + std::to_string(k_max_client_info_bytes) + " bytes";
+
 bool contains(const google::protobuf::RepeatedPtrField<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
 }
@@ -202,7 +205,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
     case Command::kBindUid:
       if (auto* c = clients_.find(cmd.bind_uid().client_id())) {
         if (!clients_.bind(*c, cmd.bind_uid().uid())) {
-          refuse(*c, "bind_uid", reply);
+          refuse(*c, "bind_uid", k_info_bound, reply);
         }
       } else {
         offline();
@@ -217,8 +220,11 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
       break;
     case Command::kJoinGroup:
       if (auto* c = clients_.find(cmd.join_group().client_id())) {
-        if (!cmd.join_group().group().empty()) {
-          clients_.join(*c, cmd.join_group().group());
+        if (!cmd.join_group().group().empty() && !clients_.join(*c, cmd.join_group().group())) {
+          refuse(*c, "join_group",
+                 "in " + std::to_string(k_max_client_groups) + " groups or group names over " +
+                     std::to_string(k_max_client_group_bytes) + " bytes",
+                 reply);
         }
       } else {
         offline();
@@ -237,7 +243,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
     case Command::kSessionWrite:
       if (auto* c = clients_.find(cmd.session_write().client_id())) {
         if (!clients_.write_session(*c, cmd.session_write())) {
-          refuse(*c, "session write", reply);
+          refuse(*c, "session write", k_info_bound, reply);
         }
       } else {
         offline();
@@ -277,8 +283,8 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
   }
 }
 
-void command_executor::refuse(const client_record& c, const char* what, link::v2::Reply& reply) {
-  const auto why = "uid and session over " + std::to_string(k_max_client_info_bytes) + " bytes";
+void command_executor::refuse(const client_record& c, const char* what, const std::string& why,
+                              link::v2::Reply& reply) {
   reply.set_error(why);
   ++writes_refused_;
   ++refusals_unlogged_;

@@ -34,14 +34,16 @@ class command_executor {
 
   /// Messages queued for clients so far.
   std::uint64_t messages_out() const { return messages_out_; }
-  /// Uid and session writes refused so far (over k_max_client_info_bytes).
+  /// Uid, session and group writes refused so far (over k_max_client_info_bytes, or the
+  /// client's group bounds).
   std::uint64_t writes_refused() const { return writes_refused_; }
 
  private:
   static constexpr auto k_refusal_log_interval = std::chrono::seconds(10);
 
   // Answers a refused write with why, counts it and logs it (a line every 10 s at most).
-  void refuse(const client_record& c, const char* what, link::v2::Reply& reply);
+  void refuse(const client_record& c, const char* what, const std::string& why,
+              link::v2::Reply& reply);
 
   client_directory& clients_;
   stats_filler fill_stats_;

@@ -330,6 +330,52 @@ TEST_F(CommandExecutorTest, UidAndSessionWritesPastTheInfoBoundAreRefusedAndTheR
   EXPECT_EQ(a->session_seq(), 5U);
 }
 
+// Nothing bounded one client's groups: joined to ever more groups, it grew the gateway without
+// limit, and its groups are answered in one link frame.
+TEST_F(CommandExecutorTest, JoinsPastAClientsGroupBoundsAreRefusedAndItsGroupsKept) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  const auto join = [&](const client_record& c, const std::string& group) {
+    link::v2::Command j;
+    j.mutable_join_group()->set_client_id(c.id());
+    j.mutable_join_group()->set_group(group);
+    return run(j).error();
+  };
+  for (std::size_t i = 0; i < k_max_client_groups; ++i) {
+    ASSERT_EQ(join(*a, "g" + std::to_string(i)), "") << i;
+  }
+  const auto refused = join(*a, "one-more");
+  EXPECT_NE(refused.find(std::to_string(k_max_client_groups) + " groups"), std::string::npos)
+      << refused;
+  EXPECT_EQ(dir_.group("one-more"), nullptr);
+  EXPECT_EQ(a->groups().size(), k_max_client_groups);
+  EXPECT_EQ(exec_.writes_refused(), 1U);
+  // A group it is in already is no new join; another client is not limited by a's groups.
+  EXPECT_EQ(join(*a, "g7"), "");
+  EXPECT_EQ(join(*b, "one-more"), "");
+  // Leaving makes room.
+  link::v2::Command leave;
+  leave.mutable_leave_group()->set_client_id(a->id());
+  leave.mutable_leave_group()->set_group("g7");
+  run(leave);
+  EXPECT_EQ(join(*a, "one-more"), "");
+  EXPECT_EQ(dir_.group("one-more")->size(), 2U);
+
+  // The names' bytes: two names of a third of the bound fit, a third name does not.
+  const std::string third(k_max_client_group_bytes / 3, 'n');
+  EXPECT_EQ(join(*b, third + "1"), "");
+  EXPECT_EQ(join(*b, third + "2"), "");
+  EXPECT_NE(join(*b, third + "3"), "");
+  EXPECT_EQ(dir_.group(third + "3"), nullptr);
+  EXPECT_EQ(exec_.writes_refused(), 2U);
+  // Leaving (or an ungroup) gives the bytes back.
+  link::v2::Command ungroup;
+  ungroup.mutable_ungroup()->set_group(third + "1");
+  run(ungroup);
+  EXPECT_EQ(join(*b, third + "3"), "");
+  EXPECT_EQ(b->groups(), (std::vector<std::string>{third + "2", third + "3", "one-more"}));
+}
+
 TEST_F(CommandExecutorTest, CloseClientFlushesOrDestroys) {
   auto [a, pa] = add(line_);
   auto [b, pb] = add(line_);
