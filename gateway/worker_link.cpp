@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common/client_id.hpp"
+#include "common/link/link_codec.hpp"
 #include "common/link/link_entries.hpp"
 #include "gateway/gateway_server.hpp"
 
@@ -450,6 +451,26 @@ void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
   }
   link::v2::Frame f;
   *f.mutable_reply() = std::move(state.reply);
+  // An answer over a frame would break the link when the worker reads it, and the asking
+  // event's redelivery would ask again: it is refused with its size instead.
+  const auto size = link_codec::encoded_size(f, 0);
+  const auto limit = server_.config().max_link_frame;
+  if (size > limit) {
+    const auto request_id = f.reply().request_id();
+    f.mutable_reply()->Clear();
+    f.mutable_reply()->set_request_id(request_id);
+    f.mutable_reply()->set_error("answer too large: " + std::to_string(size) +
+                                 " bytes, over the link's frame limit of " + std::to_string(limit) +
+                                 " bytes; ask for less");
+    ++answers_too_large_;
+    const auto now = std::chrono::steady_clock::now();
+    if (too_large_logged_ == std::chrono::steady_clock::time_point{} ||
+        now - too_large_logged_ >= std::chrono::seconds(10)) {
+      too_large_logged_ = now;
+      spdlog::warn("worker '{}': {} ({} such answers refused on this link)", name_,
+                   f.reply().error(), answers_too_large_);
+    }
+  }
   stream_->send(f);
 }
 

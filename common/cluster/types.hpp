@@ -40,7 +40,8 @@ using session_map = std::map<std::string, std::string>;
 template <typename T>
 struct result {
   T value{};
-  /// Internal addresses of the gateways that did not answer in time.
+  /// Internal addresses of the gateways that did not answer in time, or answered with an error
+  /// (e.g. an answer over the link's 64 MiB frame limit, which a gateway refuses to send).
   std::vector<std::string> missing_gateways;
   /// Set when the query did not run (see gwx::api_errc); `value` is then empty.
   std::error_code error;

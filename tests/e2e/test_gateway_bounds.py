@@ -13,6 +13,8 @@ and the worker's link must never drop.
    else, so the flood cannot queue more than the cap.
 3. Tiny broadcasts to a client that never reads: the cap counts memory (each queued buffer costs
    its overhead too), not just wire bytes.
+4. A session grown past what fits beside a message in one link frame: refused, logged once.
+5. A query whose answer is over the link's frame limit: answered with an error, the link kept.
 """
 
 import asyncio
@@ -187,6 +189,37 @@ async def main(h):
     check(len(refusals) == 1, f"one log line for the two refusals: {refusals}")
     log("session writes past 512 KiB (uid and session) refused, logged once; the link stayed up")
     await hoarder.close()
+
+    # -- 5. a query whose answer is larger than a link frame --
+    # (140 uids of 500 KiB: the answer to "all uids" is 72 MB; sent as one frame, it was over
+    # the worker's 64 MiB limit and broke the link, and the asking event's redelivery asked again.)
+    binders = []
+    for i in range(140):
+        b = await WsClient.connect(url, f"binder{i}")
+        await b.send(f"bind {i:03d}" + "u" * (500 << 10))
+        binders.append(b)
+    for b in binders:
+        check(await b.recv() == "ok", f"{b.name}: bind answered")
+    # The gateway answers with an error instead; the API reports that gateway as missing from
+    # the answer (the app then counts none), and the link stays up.
+    got = await bystander.cmd("uid-count", REPLY_TIMEOUT * 3)
+    check(got == "uid-count 0", f"bystander: 'uid-count' over a link frame answered {got[:200]!r}")
+    refused = re.findall(r"answer too large: (\d+) bytes, over the link's frame limit of "
+                         r"67108864 bytes", c.stderr_of(gw))
+    check(len(refused) == 1 and int(refused[0]) > 140 * (500 << 10),
+          f"the gateway logs the refused answer once, with its size: {refused}")
+    await echo_ok(bystander, "after the oversized answer")
+    for b in binders[40:]:
+        await b.close()
+    # Once it fits again, the same query is answered in full.
+    deadline = asyncio.get_running_loop().time() + REPLY_TIMEOUT
+    while (got := await bystander.cmd("uid-count")) != "uid-count 40":
+        check(asyncio.get_running_loop().time() < deadline, f"uid-count stays at {got!r}")
+        await asyncio.sleep(0.1)
+    for b in binders[:40]:
+        await b.close()
+    log(f"an answer of {int(refused[0]) >> 20} MiB, over the link's frame limit, was refused with "
+        "a reason; the link stayed up and answers that fit go on")
     check(not w.has_line(r"^unlinked"), "the worker's link dropped during the attacks")
 
 
