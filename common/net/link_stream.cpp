@@ -1,5 +1,6 @@
 #include "common/net/link_stream.hpp"
 
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -289,6 +290,9 @@ net::send_status link_stream::queue(std::size_t size, const Encode& encode) {
   if (!open_) {
     return net::send_status::dropped;
   }
+  if (over_frame_limit(size)) {
+    return net::send_status::dropped;
+  }
   auto* out = out_.reserve(size);
   if (out == nullptr) {
     shutdown("peer is not reading: " + std::to_string(out_.bytes()) +
@@ -299,6 +303,23 @@ net::send_status link_stream::queue(std::size_t size, const Encode& encode) {
   const auto status = out_.commit();
   write_soon();
   return status;
+}
+
+bool link_stream::over_frame_limit(std::size_t size) {
+  if (size <= limits_.max_frame) {
+    return false;
+  }
+  ++frames_too_large_;
+  const auto now = std::chrono::steady_clock::now();
+  if (too_large_logged_ == std::chrono::steady_clock::time_point{} ||
+      now - too_large_logged_ >= std::chrono::seconds(10)) {
+    too_large_logged_ = now;
+    spdlog::error(
+        "link {}: a frame of {} bytes not sent: over the link's frame limit of {} bytes ({} such "
+        "frames so far)",
+        remote_, size, limits_.max_frame, frames_too_large_);
+  }
+  return true;
 }
 
 net::send_status link_stream::send(const link::v2::Frame& frame, std::string_view payload) {
@@ -319,7 +340,7 @@ net::send_status link_stream::send_to_client(std::string_view client_id, bool bi
 }
 
 net::send_status link_stream::send_encoded(std::string_view wire) {
-  if (!open_) {
+  if (!open_ || over_frame_limit(wire.size())) {
     return net::send_status::dropped;
   }
   const auto status = out_.push(wire);

@@ -72,7 +72,9 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
 
   /// Queues one frame (header + payload); it goes out with whatever else is pending.
   /// backpressured: past the high-water mark (producers should hold back); dropped: the link
-  /// is being cut because the peer stopped reading.
+  /// is being cut because the peer stopped reading, or the frame alone is over the link's
+  /// frame limit (the peer would cut the link on it): such a frame is not sent, the link stays
+  /// up, and it is counted and logged (a line every 10 s at most).
   net::send_status send(const link::v2::Frame& frame, std::string_view payload = {});
 
   /// Queues a send_to_clients command to one client (link_codec::encode_send_to_client): the
@@ -108,6 +110,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Bytes allocated for reading (what a large frame left behind is given back).
   std::size_t read_buffer_bytes() const { return read_buf_.size(); }
   std::string remote_address() const { return remote_; }
+  /// Frames not sent for being over the link's frame limit.
+  std::uint64_t frames_too_large() const { return frames_too_large_; }
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
  private:
@@ -117,6 +121,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   template <class Encode>
   net::send_status queue(std::size_t size, const Encode& encode);
 
+  /// True (counted, logged now and then) when a frame of `size` bytes is over the frame limit.
+  bool over_frame_limit(std::size_t size);
   void do_read();
   void on_read(std::size_t n);
   /// Room for at least a quarter chunk after read_len_ (and a large buffer given back once
@@ -144,6 +150,8 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   link_codec::limits limits_;
+  std::uint64_t frames_too_large_ = 0;
+  std::chrono::steady_clock::time_point too_large_logged_{};
   link_codec::limits active_limits_ = link_codec::k_handshake_limits;
   std::size_t idle_spare_ = 0;  // send buffer kept while idle (once authenticated: a batch)
   std::string remote_;

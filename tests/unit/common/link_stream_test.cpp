@@ -165,6 +165,42 @@ TEST(LinkStream, AReadBufferGrownByALargeFrameShrinksWhileAFrameIsUnfinished) {
   EXPECT_EQ(closed, "");
 }
 
+// A frame over the link's limit would make the peer cut the link (and a worker's event be
+// redelivered to the handler that sent it, again and again): it is not sent, the link stays.
+TEST(LinkStream, AFrameOverTheFrameLimitIsNotSentAndTheLinkStays) {
+  socket_pair p;
+  std::string closed;
+  std::vector<std::uint64_t> ids;
+  std::size_t payload_bytes = 0;
+  constexpr std::size_t k_limit = 1 << 20;
+  auto sender = std::make_shared<link_stream>(std::move(p.client), k_limit);
+  auto receiver = std::make_shared<link_stream>(std::move(p.server), k_limit);
+  sender->start([](link::v2::Frame&, std::string_view) {},
+                [&](const std::string& why) { closed = why; });
+  receiver->start(
+      [&](link::v2::Frame& fr, std::string_view payload) {
+        ids.push_back(fr.event().event_id());
+        payload_bytes += payload.size();
+      },
+      [&](const std::string& why) { closed = why; });
+  sender->authenticated();
+  receiver->authenticated();
+  EXPECT_EQ(sender->send(event(1), std::string(k_limit, 'x')), net::send_status::dropped);
+  EXPECT_EQ(sender->send_to_client("c", false, std::string(k_limit, 'y')),
+            net::send_status::dropped);
+  EXPECT_EQ(sender->frames_too_large(), 2U);
+  // The largest frame that fits still goes, and so does what follows.
+  const auto fits = k_limit - link_codec::encoded_size(event(2), 0);
+  EXPECT_NE(sender->send(event(2), std::string(fits, 'z')), net::send_status::dropped);
+  EXPECT_NE(sender->send(event(3), "three"), net::send_status::dropped);
+  p.run_until([&] { return ids.size() == 2 || !closed.empty(); });
+  EXPECT_EQ(ids, (std::vector<std::uint64_t>{2, 3}));
+  EXPECT_EQ(payload_bytes, fits + 5);
+  EXPECT_EQ(closed, "");
+  EXPECT_TRUE(sender->is_open());
+  EXPECT_TRUE(receiver->is_open());
+}
+
 // A peer that stops reading cannot grow our memory without bound: the link is cut at the cap.
 TEST(LinkStream, CutsAPeerThatStopsReadingAtTheSendCap) {
   socket_pair p;
