@@ -286,17 +286,10 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
 void command_executor::refuse(const client_record& c, const char* what, const std::string& why,
                               link::v2::Reply& reply) {
   reply.set_error(why);
-  ++writes_refused_;
-  ++refusals_unlogged_;
-  const auto now = std::chrono::steady_clock::now();
-  if (last_refusal_log_ != std::chrono::steady_clock::time_point{} &&
-      now - last_refusal_log_ < k_refusal_log_interval) {
-    return;
+  if (refusals_.count()) {
+    spdlog::warn("{} for client {} refused: {} ({} refused since the last such line)", what, c.id(),
+                 why, refusals_.take_pending());
   }
-  last_refusal_log_ = now;
-  spdlog::warn("{} for client {} refused: {} ({} refused since the last such line)", what, c.id(),
-               why, refusals_unlogged_);
-  refusals_unlogged_ = 0;
 }
 
 }  // namespace gwx::gateway

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/logging.hpp"
 #include "gateway/client_directory.hpp"
 #include "gwx/link/v2/link.pb.h"
 
@@ -36,11 +37,9 @@ class command_executor {
   std::uint64_t messages_out() const { return messages_out_; }
   /// Uid, session and group writes refused so far (over k_max_client_info_bytes, or the
   /// client's group bounds).
-  std::uint64_t writes_refused() const { return writes_refused_; }
+  std::uint64_t writes_refused() const { return refusals_.total(); }
 
  private:
-  static constexpr auto k_refusal_log_interval = std::chrono::seconds(10);
-
   // Answers a refused write with why, counts it and logs it (a line every 10 s at most).
   void refuse(const client_record& c, const char* what, const std::string& why,
               link::v2::Reply& reply);
@@ -48,9 +47,7 @@ class command_executor {
   client_directory& clients_;
   stats_filler fill_stats_;
   std::uint64_t messages_out_ = 0;
-  std::uint64_t writes_refused_ = 0;
-  std::uint64_t refusals_unlogged_ = 0;
-  std::chrono::steady_clock::time_point last_refusal_log_{};
+  log_throttle refusals_;
 };
 
 }  // namespace gwx::gateway

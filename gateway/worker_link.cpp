@@ -462,13 +462,9 @@ void worker_link::merge(gather_state& state, const link::v2::Reply& part) {
     f.mutable_reply()->set_error("answer too large: " + std::to_string(size) +
                                  " bytes, over the link's frame limit of " + std::to_string(limit) +
                                  " bytes; ask for less");
-    ++answers_too_large_;
-    const auto now = std::chrono::steady_clock::now();
-    if (too_large_logged_ == std::chrono::steady_clock::time_point{} ||
-        now - too_large_logged_ >= std::chrono::seconds(10)) {
-      too_large_logged_ = now;
+    if (answers_too_large_.count()) {
       spdlog::warn("worker '{}': {} ({} such answers refused on this link)", name_,
-                   f.reply().error(), answers_too_large_);
+                   f.reply().error(), answers_too_large_.total());
     }
   }
   stream_->send(f);

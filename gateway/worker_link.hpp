@@ -2,13 +2,13 @@
 
 #include <asio.hpp>
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "common/link/link_handshake.hpp"
+#include "common/logging.hpp"
 #include "common/metrics/counter.hpp"
 #include "common/net/link_stream.hpp"
 #include "gateway/client_event.hpp"
@@ -81,9 +81,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   std::uint64_t next_event_id_ = 0;
   std::uint64_t events_sent_ = 0;
   std::uint64_t events_acked_ = 0;
-  /// Answers refused for being over the link's frame limit, and when that was last logged.
-  std::uint64_t answers_too_large_ = 0;
-  std::chrono::steady_clock::time_point too_large_logged_{};
+  /// Answers refused for being over the link's frame limit.
+  log_throttle answers_too_large_;
   metrics::counter routed_;
 };
 

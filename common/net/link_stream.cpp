@@ -309,15 +309,11 @@ bool link_stream::over_frame_limit(std::size_t size) {
   if (size <= limits_.max_frame) {
     return false;
   }
-  ++frames_too_large_;
-  const auto now = std::chrono::steady_clock::now();
-  if (too_large_logged_ == std::chrono::steady_clock::time_point{} ||
-      now - too_large_logged_ >= std::chrono::seconds(10)) {
-    too_large_logged_ = now;
+  if (too_large_.count()) {
     spdlog::error(
         "link {}: a frame of {} bytes not sent: over the link's frame limit of {} bytes ({} such "
         "frames so far)",
-        remote_, size, limits_.max_frame, frames_too_large_);
+        remote_, size, limits_.max_frame, too_large_.total());
   }
   return true;
 }

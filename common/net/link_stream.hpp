@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/link/link_codec.hpp"
+#include "common/logging.hpp"
 #include "common/net/send_queue.hpp"
 #include "common/net/tls_context.hpp"
 #include "gwx/link/v2/link.pb.h"
@@ -111,7 +112,7 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   std::size_t read_buffer_bytes() const { return read_buf_.size(); }
   std::string remote_address() const { return remote_; }
   /// Frames not sent for being over the link's frame limit.
-  std::uint64_t frames_too_large() const { return frames_too_large_; }
+  std::uint64_t frames_too_large() const { return too_large_.total(); }
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
  private:
@@ -150,8 +151,7 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   link_codec::limits limits_;
-  std::uint64_t frames_too_large_ = 0;
-  std::chrono::steady_clock::time_point too_large_logged_{};
+  log_throttle too_large_;
   link_codec::limits active_limits_ = link_codec::k_handshake_limits;
   std::size_t idle_spare_ = 0;  // send buffer kept while idle (once authenticated: a batch)
   std::string remote_;
