@@ -203,25 +203,27 @@ void client_directory::forget_membership(client_record& c) {
 }
 
 namespace {
-std::size_t bytes_of(const session_values& session) {
-  std::size_t bytes = 0;
-  for (const auto& [k, v] : session) {
-    bytes += k.size() + v.size();
-  }
-  return bytes;
-}
-
-// Applies `op` to `session` (replace or merge, then the erasures).
-void apply(session_values& session, const link::v2::SessionWrite& op) {
+// Applies `op` to `session` (replace or merge, then the erasures), whose keys and values hold
+// `bytes`; returns what they hold after it, counted as they change (never by a walk of all).
+std::size_t apply(session_values& session, std::size_t bytes, const link::v2::SessionWrite& op) {
   if (!op.merge()) {
     session.clear();
+    bytes = 0;
   }
   for (const auto& e : op.session()) {
-    session[e.key()] = e.value();
+    auto [it, added] = session.try_emplace(e.key());
+    bytes -= added ? 0 : it->first.size() + it->second.size();
+    it->second = e.value();
+    bytes += it->first.size() + it->second.size();
   }
   for (const auto& k : op.erase_keys()) {
-    session.erase(k);
+    const auto it = session.find(k);
+    if (it != session.end()) {
+      bytes -= it->first.size() + it->second.size();
+      session.erase(it);
+    }
   }
+  return bytes;
 }
 }  // namespace
 
@@ -235,13 +237,11 @@ bool client_directory::write_session(client_record& c, const link::v2::SessionWr
     most += e.key().size() + e.value().size();
   }
   if (m.uid.size() + most <= k_max_client_info_bytes) {
-    apply(m.session, op);
-    m.session_bytes = bytes_of(m.session);
+    m.session_bytes = apply(m.session, m.session_bytes, op);
     return true;
   }
   auto after = m.session;
-  apply(after, op);
-  const auto bytes = bytes_of(after);
+  const auto bytes = apply(after, m.session_bytes, op);
   if (m.uid.size() + bytes > k_max_client_info_bytes) {
     return false;
   }

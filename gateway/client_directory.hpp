@@ -51,6 +51,8 @@ class client_record {
   /// Sorted.
   const std::vector<std::string>& groups() const { return member().groups; }
   const session_values& session() const { return member().session; }
+  /// Bytes of the session's keys and values (what k_max_client_info_bytes counts with the uid).
+  std::size_t session_bytes() const { return member().session_bytes; }
   /// Highest writer sequence of a session write applied.
   std::uint64_t session_seq() const { return member().session_seq; }
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "common/client_id.hpp"
@@ -228,6 +229,33 @@ TEST_F(ClientDirectoryTest, SessionWritesReplaceMergeEraseAndKeepTheHighestSeque
   dir_.write_session(a, replace);
   EXPECT_EQ(a.session(), (session_values{{"only", "this"}}));
   EXPECT_EQ(a.session_seq(), 9U);
+}
+
+// The session's bytes are counted as writes change them, not recounted: after any mix of
+// replaces, merges, overwrites and erasures (of keys present or not) the count is exact.
+TEST_F(ClientDirectoryTest, TheSessionsByteCountFollowsEveryKindOfWrite) {
+  auto& a = add();
+  std::mt19937 rng(7);
+  const auto pick = [&](std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+  };
+  for (int i = 0; i < 3000; ++i) {
+    link::v2::SessionWrite w;
+    w.set_merge(pick(8) != 0);
+    for (auto n = pick(4); n > 0; --n) {
+      link_entries::find_or_add(*w.mutable_session(), "k" + std::to_string(pick(12)))
+          ->set_value(std::string(pick(40), 'v'));
+    }
+    for (auto n = pick(3); n > 0; --n) {
+      w.add_erase_keys("k" + std::to_string(pick(12)));
+    }
+    ASSERT_TRUE(dir_.write_session(a, w));
+    std::size_t recount = 0;
+    for (const auto& [k, v] : a.session()) {
+      recount += k.size() + v.size();
+    }
+    ASSERT_EQ(a.session_bytes(), recount) << "after write " << i;
+  }
 }
 
 // Uids, groups and session keys a client chose may be any bytes: the answers that carry them
