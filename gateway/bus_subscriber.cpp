@@ -5,11 +5,6 @@
 #include "gateway/bus_backends.hpp"
 
 namespace gwx::gateway {
-namespace {
-
-constexpr auto k_log_interval = std::chrono::seconds(10);
-
-}  // namespace
 
 std::unique_ptr<bus_subscriber> bus_subscriber::make(bus_config config, dispatch_fn dispatch) {
   if (config.url.kind == bus::bus_kind::redis) {
@@ -122,25 +117,21 @@ void bus_subscriber::reject(bus::bus_error error, const std::string& detail) {
   // Once per interval, with how many went unlogged: a flood of garbage costs a line, not a disk.
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(log_mutex_);
-  if (now - last_reject_log_ < k_log_interval) {
-    ++unlogged_rejects_;
+  if (!reject_log_.count(now)) {
     return;
   }
-  last_reject_log_ = now;
-  spdlog::warn("bus: message refused ({}): {}{}", bus::bus_error_name(error), detail,
-               unlogged_rejects_ == 0
-                   ? std::string()
-                   : " (" + std::to_string(unlogged_rejects_) + " more refused before it)");
-  unlogged_rejects_ = 0;
+  const auto unlogged = reject_log_.take_pending() - 1;  // those before this one
+  spdlog::warn(
+      "bus: message refused ({}): {}{}", bus::bus_error_name(error), detail,
+      unlogged == 0 ? std::string() : " (" + std::to_string(unlogged) + " more refused before it)");
 }
 
 void bus_subscriber::warn(const std::string& what) {
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(log_mutex_);
-  if (now - last_warn_log_ < k_log_interval) {
+  if (!warn_log_.count(now)) {
     return;
   }
-  last_warn_log_ = now;
   spdlog::warn("bus {}: {}", config_.url.redacted(), what);
 }
 

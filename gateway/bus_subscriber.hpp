@@ -16,6 +16,7 @@
 
 #include "common/bus/bus_message.hpp"
 #include "common/bus/bus_url.hpp"
+#include "common/logging.hpp"
 
 namespace gwx::gateway {
 
@@ -125,9 +126,8 @@ class bus_subscriber {
   bool started_ = false;
 
   std::mutex log_mutex_;
-  std::chrono::steady_clock::time_point last_reject_log_{};
-  std::uint64_t unlogged_rejects_ = 0;
-  std::chrono::steady_clock::time_point last_warn_log_{};
+  log_throttle reject_log_;  ///< under log_mutex_
+  log_throttle warn_log_;    ///< under log_mutex_
 
   std::mutex keys_mutex_;
   /// Key → loops holding it.

@@ -7,7 +7,6 @@
 namespace gwx::gateway {
 namespace {
 
-constexpr auto k_warn_interval = std::chrono::seconds(10);
 // RFC 6455 registry: the server is overloaded or unable to serve now; retry later.
 constexpr std::uint16_t k_close_try_again_later = 1013;
 constexpr const char* k_no_worker = "no worker available: client events are queued";
@@ -237,23 +236,19 @@ void event_router::quarantine(const client_record& c, const sent_event& e, clock
   ++dropped_;
   metrics_.dropped_quarantined.inc();
   auto& w = queue_warnings_[k_quarantined];
-  ++w.count;
-  if (w.last_log == clock::time_point{} || now - w.last_log >= k_warn_interval) {
+  if (w.count(now)) {
     spdlog::warn(
         "loop {}: event {} of client {} quarantined (dropped): its worker vanished before "
         "acknowledging it {} times ({} event(s) quarantined so far)",
-        loop_, event_id_of(e.event), c.id(), e.attempts, w.count);
-    w.last_log = now;
+        loop_, event_id_of(e.event), c.id(), e.attempts, w.total());
   }
 }
 
 void event_router::warn_queue(const char* what, clock::time_point now) {
   auto& w = queue_warnings_[what];
-  ++w.count;
-  if (w.last_log == clock::time_point{} || now - w.last_log >= k_warn_interval) {
+  if (w.count(now)) {
     spdlog::warn("loop {}: {} ({} such event(s) so far; {} dropped by the queue policy)", loop_,
-                 what, w.count, dropped_);
-    w.last_log = now;
+                 what, w.total(), dropped_);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/logging.hpp"
 #include "gateway/client_directory.hpp"
 #include "gateway/client_event.hpp"
 #include "gateway/gateway_metrics.hpp"
@@ -166,11 +167,7 @@ class event_router {
   std::uint64_t dropped_ = 0;
   /// Rate limit per kind of queue warning (keyed by the message's static text), so one kind
   /// never hides another.
-  struct warning_state {
-    std::uint64_t count = 0;
-    clock::time_point last_log{};
-  };
-  std::unordered_map<const char*, warning_state> queue_warnings_;
+  std::unordered_map<const char*, log_throttle> queue_warnings_;
 };
 
 }  // namespace gwx::gateway

@@ -25,7 +25,7 @@ struct gateway_server::listener {
   listener_config config;
   asio::ip::tcp::acceptor acceptor;
   std::atomic<std::size_t> connections{0};
-  std::chrono::steady_clock::time_point last_full_log{};
+  log_throttle full_log;  ///< from the accept handler only (one accept pending at a time)
 
   listener(listener_config c, asio::io_context& io) : config(std::move(c)), acceptor(io) {}
 };
@@ -435,11 +435,9 @@ void gateway_server::warn_accept_error(const std::string& where, std::error_code
   // Out of descriptors makes every retry fail: one line per interval, with the count.
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(accept_log_mutex_);
-  ++accept_errors_;
-  if (now - last_accept_log_ >= std::chrono::seconds(10)) {
+  if (accept_errors_.count(now)) {
     spdlog::warn("accept on {} failed: {} ({} accept error(s) so far)", where, ec.message(),
-                 accept_errors_);
-    last_accept_log_ = now;
+                 accept_errors_.total());
   }
 }
 
@@ -538,11 +536,9 @@ void gateway_server::accept_next(listener& l) {
     if (l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections) {
       l.connections.fetch_sub(1, std::memory_order_relaxed);
       l.config.metrics.refused.inc();
-      const auto now = std::chrono::steady_clock::now();
-      if (now - l.last_full_log > std::chrono::seconds(10)) {
+      if (l.full_log.count()) {
         spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
                      l.config.max_connections);
-        l.last_full_log = now;
       }
       // Told so (WebSocket: 503; TCP: a clean close), never a bare reset.
       asio::post(s.io(), [&l, this, sock = std::move(sock)]() mutable {
@@ -606,10 +602,8 @@ void gateway_server::link_refused(const std::string& remote, const std::string& 
   constexpr std::size_t k_names_per_interval = 64;
   const auto now = std::chrono::steady_clock::now();
   std::lock_guard lock(accept_log_mutex_);
-  ++links_refused_;
-  if (now - last_refusal_log_ >= std::chrono::seconds(10)) {
-    last_refusal_log_ = now;
-    refused_names_.clear();
+  if (links_refused_.count(now)) {
+    refused_names_.clear();  // a new interval: each name may be logged once again
   }
   // A peer refused before it named itself (a TLS or preamble mismatch) is known by its host;
   // each reason counts apart, so one peer's mistake does not hide another's from that host.
@@ -617,7 +611,7 @@ void gateway_server::link_refused(const std::string& remote, const std::string& 
   if (refused_names_.size() < k_names_per_interval &&
       refused_names_.insert(std::move(key)).second) {
     spdlog::warn("link from {}{} refused: {} ({} link(s) refused so far)", remote,
-                 name.empty() ? "" : " (name '" + name + "')", reason, links_refused_);
+                 name.empty() ? "" : " (name '" + name + "')", reason, links_refused_.total());
   }
 }
 

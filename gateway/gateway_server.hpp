@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/logging.hpp"
 #include "common/metrics/callback.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/net/io_context_pool.hpp"
@@ -209,12 +210,11 @@ class gateway_server {
   std::atomic<bool> stopped_{false};
   bool running_ = false;  ///< the loops were started (start() got that far)
   std::atomic<std::size_t> unauthenticated_links_{0};
-  std::uint64_t links_refused_ = 0;  ///< under accept_log_mutex_
-  std::chrono::steady_clock::time_point last_refusal_log_{};
+  /// Links refused, and the interval in which each refused name is logged once.
+  log_throttle links_refused_;           ///< under accept_log_mutex_
   std::set<std::string> refused_names_;  ///< under accept_log_mutex_
   std::mutex accept_log_mutex_;
-  std::uint64_t accept_errors_ = 0;
-  std::chrono::steady_clock::time_point last_accept_log_{};
+  log_throttle accept_errors_;  ///< under accept_log_mutex_
 
   mutable std::mutex workers_mutex_;
   std::vector<worker_ref> workers_;

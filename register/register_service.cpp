@@ -12,7 +12,6 @@
 namespace gwx::registry {
 namespace {
 
-constexpr std::chrono::seconds k_rejection_log_interval{10};
 // Ceiling on the sweeper's sleep, so a new short lease is never swept late.
 constexpr std::chrono::milliseconds k_sweep_poll{250};
 
@@ -239,17 +238,13 @@ grpc::Status register_service::reject(rejection reason, grpc::Status status) {
 
 void register_service::log_rejection(const std::string& peer, const char* method,
                                      const char* reason) {
-  std::size_t skipped = 0;
+  std::uint64_t skipped = 0;
   {
     std::lock_guard lock(rejection_mutex_);
-    const auto now = clock::now();
-    if (last_rejection_log_ != clock::time_point{} &&
-        now - last_rejection_log_ < k_rejection_log_interval) {
-      ++rejections_unlogged_;
+    if (!rejection_log_.count()) {
       return;
     }
-    last_rejection_log_ = now;
-    skipped = std::exchange(rejections_unlogged_, 0);
+    skipped = rejection_log_.take_pending() - 1;  // those since the last line, before this one
   }
   spdlog::warn("rejected {} from {}: {} ({} more rejected calls not logged since the last report)",
                method, peer, reason, skipped);

@@ -13,6 +13,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/logging.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/registry/register_auth.hpp"
 #include "gwx/registry/v1/registry.grpc.pb.h"
@@ -183,10 +184,9 @@ class register_service final : public v1::RegisterService::CallbackService {
   std::atomic<std::size_t> watch_overflow_count_{0};
   bool shutting_down_ = false;
 
-  // Rejected calls are logged at most every few seconds, with a count of the ones skipped.
+  // Rejected calls are logged at most every 10 s, with a count of the ones skipped.
   std::mutex rejection_mutex_;
-  clock::time_point last_rejection_log_{};
-  std::size_t rejections_unlogged_ = 0;
+  log_throttle rejection_log_;  ///< under rejection_mutex_
 
   std::thread sweeper_;
   // Starts the writes of published changes outside mutex_, so a change costs the call that made

@@ -81,10 +81,9 @@ void bus_publisher::warn(const std::string& what) {
   const auto now = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mutex_);
-    if (now - last_warn_ < std::chrono::seconds(10)) {
+    if (!warn_log_.count(now)) {
       return;
     }
-    last_warn_ = now;
   }
   spdlog::warn("bus {}: {}", url_.redacted(), what);
 }

@@ -15,6 +15,7 @@
 #include "common/bus/amqp_connection.hpp"
 #include "common/bus/bus_message.hpp"
 #include "common/bus/bus_url.hpp"
+#include "common/logging.hpp"
 
 struct redisContext;
 
@@ -76,7 +77,7 @@ class bus_publisher {
   std::atomic<std::uint64_t> published_{0};
   std::atomic<std::uint64_t> dropped_{0};
   std::atomic<bool> connected_{false};
-  std::chrono::steady_clock::time_point last_warn_{};
+  log_throttle warn_log_;  ///< under mutex_
 
   // The bus thread's connection: one of these is open.
   redisContext* redis_ = nullptr;
