@@ -54,15 +54,16 @@ void gateway_link::stop() {
   }
 }
 
-void gateway_link::send(const link::v2::Frame& frame, std::string_view payload) {
+net::send_status gateway_link::send(const link::v2::Frame& frame, std::string_view payload) {
   if (state_ != state::up) {
-    return;
+    return net::send_status::dropped;
   }
   // A send past the cap closes the stream from inside it: keep it alive until it returns.
   const auto stream = stream_;
   sending_ = true;
-  stream->send(frame, payload);
+  const auto status = stream->send(frame, payload);
   sending_ = false;
+  return status;
 }
 
 void gateway_link::send_to_client(std::string_view client_id, bool binary,

@@ -67,8 +67,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   /// but for the on_down of a link a send had already cut (the owner must hear it went down).
   void stop();
 
-  /// Queues a frame (header and payload); dropped unless the link is up.
-  void send(const link::v2::Frame& frame, std::string_view payload = {});
+  /// Queues a frame (header and payload); dropped unless the link is up, and when it is over
+  /// the link's frame limit (link_stream::send).
+  net::send_status send(const link::v2::Frame& frame, std::string_view payload = {});
   /// Queues a send_to_clients command to one client (link_stream::send_to_client); dropped
   /// unless the link is up.
   void send_to_client(std::string_view client_id, bool binary, std::string_view payload);

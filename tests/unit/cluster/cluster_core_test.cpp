@@ -373,6 +373,31 @@ TEST(ClusterCoreTest, QueryWhoseSendCutsTheLinkReportsTheGatewayMissingAtOnce) {
   core->stop();
 }
 
+// A query too large for one link frame is not sent (the gateway would cut the link on it): it
+// says at once that the gateway did not answer, and the link stays up for the next query.
+TEST(ClusterCoreTest, QueryOverTheFrameLimitReportsTheGatewayMissingAtOnceAndTheLinkStays) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(3); });
+  link_log links;
+  auto o = test_options();
+  o.link.max_frame = 1 << 20;
+  auto core = std::make_shared<cluster_core>(o);
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = api.get_client_count_by_groups({std::string(1 << 20, 'g')}, 60s);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "not ended by its timeout";
+  EXPECT_EQ(r.missing_gateways, std::vector<std::string>{a.address()});
+  const auto next = api.get_all_client_count(10s);
+  EXPECT_TRUE(next.complete());
+  EXPECT_EQ(next.value, 3U);
+  EXPECT_EQ(links.count(a.address(), false), 0) << "the link went down";
+  core->stop();
+}
+
 TEST(ClusterCoreTest, ListedAgainBeforeItsLinkClosesTheGatewayIsRelinked) {
   fake_gateway a(k_secret);
   auto core = std::make_shared<cluster_core>(test_options());
