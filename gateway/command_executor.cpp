@@ -77,8 +77,12 @@ const std::string* command_target(const link::v2::Command& cmd) {
   }
 }
 
-command_executor::command_executor(client_directory& clients, stats_filler fill_stats)
-    : clients_(clients), fill_stats_(std::move(fill_stats)) {}
+command_executor::command_executor(client_directory& clients, stats_filler fill_stats,
+                                   const event_metrics& metrics)
+    : clients_(clients),
+      fill_stats_(std::move(fill_stats)),
+      refused_uid_session_(metrics.refused_uid_session),
+      refused_groups_(metrics.refused_groups) {}
 
 void command_executor::execute(const link::v2::Command& cmd, link::v2::Reply& reply) {
   using link::v2::Command;
@@ -205,7 +209,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
     case Command::kBindUid:
       if (auto* c = clients_.find(cmd.bind_uid().client_id())) {
         if (!clients_.bind(*c, cmd.bind_uid().uid())) {
-          refuse(*c, "bind_uid", k_info_bound, reply);
+          refuse(*c, "bind_uid", k_info_bound, refused_uid_session_, reply);
         }
       } else {
         offline();
@@ -224,7 +228,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
           refuse(*c, "join_group",
                  "in " + std::to_string(k_max_client_groups) + " groups or group names over " +
                      std::to_string(k_max_client_group_bytes) + " bytes",
-                 reply);
+                 refused_groups_, reply);
         }
       } else {
         offline();
@@ -243,7 +247,7 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
     case Command::kSessionWrite:
       if (auto* c = clients_.find(cmd.session_write().client_id())) {
         if (!clients_.write_session(*c, cmd.session_write())) {
-          refuse(*c, "session write", k_info_bound, reply);
+          refuse(*c, "session write", k_info_bound, refused_uid_session_, reply);
         }
       } else {
         offline();
@@ -284,8 +288,9 @@ void command_executor::execute(const link::v2::Command& cmd, std::string_view me
 }
 
 void command_executor::refuse(const client_record& c, const char* what, const std::string& why,
-                              link::v2::Reply& reply) {
+                              const metrics::counter& counted, link::v2::Reply& reply) {
   reply.set_error(why);
+  counted.inc();
   if (refusals_.count()) {
     spdlog::warn("{} for client {} refused: {} ({} refused since the last such line)", what, c.id(),
                  why, refusals_.take_pending());

@@ -8,6 +8,7 @@
 
 #include "common/logging.hpp"
 #include "gateway/client_directory.hpp"
+#include "gateway/gateway_metrics.hpp"
 #include "gwx/link/v2/link.pb.h"
 
 namespace gwx::gateway {
@@ -24,7 +25,8 @@ class command_executor {
   /// Adds what the directory does not know (messages in, event counts) to a STATS answer.
   using stats_filler = std::function<void(link::v2::GatewayStats&)>;
 
-  explicit command_executor(client_directory& clients, stats_filler fill_stats = {});
+  explicit command_executor(client_directory& clients, stats_filler fill_stats = {},
+                            const event_metrics& metrics = {});
 
   /// Runs one command already routed to this loop and fills this loop's part of the reply:
   /// the result of a query; "offline" when a write found none of its clients here.
@@ -42,12 +44,14 @@ class command_executor {
  private:
   // Answers a refused write with why, counts it and logs it (a line every 10 s at most).
   void refuse(const client_record& c, const char* what, const std::string& why,
-              link::v2::Reply& reply);
+              const metrics::counter& counted, link::v2::Reply& reply);
 
   client_directory& clients_;
   stats_filler fill_stats_;
   std::uint64_t messages_out_ = 0;
   log_throttle refusals_;
+  metrics::counter refused_uid_session_;
+  metrics::counter refused_groups_;
 };
 
 }  // namespace gwx::gateway

@@ -59,6 +59,12 @@ void event_metrics::attach(metrics::registry& reg) {
                                  "acknowledgement.",
                                  metrics::latency_buckets())
                    .with();
+  auto& refused = reg.add_counter(
+      "gwx_gateway_client_writes_refused_total",
+      "Uid, session and group writes of workers refused for a client's bounds, by bound.",
+      {"bound"});
+  refused_uid_session = refused.with({"uid_session"});
+  refused_groups = refused.with({"groups"});
 }
 
 }  // namespace gwx::gateway

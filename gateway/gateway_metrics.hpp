@@ -44,6 +44,10 @@ struct event_metrics {
   /// Handed to workers that all vanished before acknowledging it, max-attempts times.
   metrics::counter dropped_quarantined;
   metrics::histogram round_trip;  ///< sent to a worker until acknowledged
+  /// A worker's write refused for a client's bounds: a uid or session over
+  /// k_max_client_info_bytes, a join over the client's group bounds.
+  metrics::counter refused_uid_session;
+  metrics::counter refused_groups;
 
   void attach(metrics::registry& reg);
 };

@@ -78,21 +78,23 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
       loop_(io, *this, server.config().io_uring),
       clients_(server.epoch(), index),
       router_(clients_, index, delivery_of(server.config()), server.events(), server.advertised()),
-      executor_(clients_,
-                [this](link::v2::GatewayStats& st) {
-                  st.set_messages_in(messages_in_);
-                  const auto ev = router_.counts();
-                  st.set_events_queued(ev.queued);
-                  st.set_events_in_flight(ev.in_flight);
-                  st.set_events_redelivered(ev.redelivered);
-                  st.set_events_dropped(ev.dropped);
-                  for (const auto& [id, load] : ev.by_worker) {
-                    auto* w = st.add_worker_links();
-                    w->set_link_id(id);
-                    w->set_clients(load.clients);
-                    w->set_events_in_flight(load.in_flight);
-                  }
-                }),
+      executor_(
+          clients_,
+          [this](link::v2::GatewayStats& st) {
+            st.set_messages_in(messages_in_);
+            const auto ev = router_.counts();
+            st.set_events_queued(ev.queued);
+            st.set_events_in_flight(ev.in_flight);
+            st.set_events_redelivered(ev.redelivered);
+            st.set_events_dropped(ev.dropped);
+            for (const auto& [id, load] : ev.by_worker) {
+              auto* w = st.add_worker_links();
+              w->set_link_id(id);
+              w->set_clients(load.clients);
+              w->set_events_in_flight(load.in_flight);
+            }
+          },
+          server.events()),
       sweep_timer_(io) {
   if (server.bus() != nullptr && server.bus()->routed()) {
     clients_.set_membership_listener(this);

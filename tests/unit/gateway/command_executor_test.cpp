@@ -5,6 +5,7 @@
 
 #include "common/client_id.hpp"
 #include "common/link/link_entries.hpp"
+#include "common/metrics/registry.hpp"
 #include "tests/unit/gateway/fake_ports.hpp"
 
 namespace gwx::gateway {
@@ -51,10 +52,18 @@ class CommandExecutorTest : public ::testing::Test {
   listener_config line_;
   client_directory dir_{k_epoch, 0};
   int stats_calls_ = 0;
-  command_executor exec_{dir_, [this](link::v2::GatewayStats& s) {
+  metrics::registry registry_;
+  event_metrics metrics_ = [this] {
+    event_metrics m;
+    m.attach(registry_);
+    return m;
+  }();
+  command_executor exec_{dir_,
+                         [this](link::v2::GatewayStats& s) {
                            ++stats_calls_;
                            s.set_messages_in(42);
-                         }};
+                         },
+                         metrics_};
   std::uint64_t next_ = 0;
   std::vector<std::shared_ptr<fake_client_port>> ports_;
 };
@@ -325,6 +334,8 @@ TEST_F(CommandExecutorTest, UidAndSessionWritesPastTheInfoBoundAreRefusedAndTheR
   EXPECT_EQ(a->uid(), "alice");
   EXPECT_EQ(dir_.uid("alice")->size(), 1U);
   EXPECT_EQ(exec_.writes_refused(), 2U);
+  EXPECT_EQ(metrics_.refused_uid_session.value(), 2U);
+  EXPECT_EQ(metrics_.refused_groups.value(), 0U);
   EXPECT_NE(session_write(true, 5, {{"e", std::string(k_max_client_info_bytes / 2, 'e')}}), "");
   EXPECT_EQ(a->session().count("e"), 0U);
   EXPECT_EQ(a->session_seq(), 5U);
@@ -350,6 +361,8 @@ TEST_F(CommandExecutorTest, JoinsPastAClientsGroupBoundsAreRefusedAndItsGroupsKe
   EXPECT_EQ(dir_.group("one-more"), nullptr);
   EXPECT_EQ(a->groups().size(), k_max_client_groups);
   EXPECT_EQ(exec_.writes_refused(), 1U);
+  EXPECT_EQ(metrics_.refused_groups.value(), 1U);
+  EXPECT_EQ(metrics_.refused_uid_session.value(), 0U);
   // A group it is in already is no new join; another client is not limited by a's groups.
   EXPECT_EQ(join(*a, "g7"), "");
   EXPECT_EQ(join(*b, "one-more"), "");
