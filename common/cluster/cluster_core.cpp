@@ -479,7 +479,7 @@ void cluster_core::start_gather(command_builder& build, std::chrono::millisecond
     const auto rid = next_request_id_++;
     cmd.set_request_id(rid);
     const std::string bytes = link_codec::detach_payload(frame);
-    if (link->send(frame, bytes) == net::send_status::dropped || !link->is_up()) {
+    if (link->send(frame, bytes) == net::send_status::dropped) {
       // Not sent (over the link's frame limit), or this very send cut the link (the gateway
       // stopped reading): no answer can come.
       g->result.missing_gateways.push_back(link->address());
