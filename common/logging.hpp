@@ -13,7 +13,7 @@ namespace gwx {
 void init_logging(const std::string& program, const std::string& level, const std::string& format);
 
 /// Logs a repeated event at most once per interval: count() every occurrence, and when it
-/// returns true write one line with `pending()`, the occurrences that line covers. The first
+/// returns true write one line with take_pending(), the occurrences that line covers. The first
 /// occurrence is always logged. Not thread-safe (one per owner's loop).
 class log_throttle {
  public:
