@@ -3,7 +3,10 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <algorithm>
 #include <stdexcept>
+
+#include "common/codec/utf8.hpp"
 
 namespace gwx {
 namespace {
@@ -32,7 +35,47 @@ class json_message_flag final : public spdlog::custom_flag_formatter {
   }
 };
 
+/// Bytes of the UTF-8 sequence `lead` starts (1 for a byte that cannot start one).
+std::size_t sequence_length(unsigned char lead) {
+  if (lead >= 0xf0) {
+    return 4;
+  }
+  if (lead >= 0xe0) {
+    return 3;
+  }
+  return lead >= 0xc0 ? 2 : 1;
+}
+
 }  // namespace
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    const std::size_t n = std::min(sequence_length(lead), text.size() - i);
+    const auto piece = text.substr(i, n);
+    // C1 controls (U+0080-U+009F, "\xc2\x80"-"\xc2\x9f") are terminal escapes too.
+    const bool c1 = n == 2 && lead == 0xc2 && static_cast<unsigned char>(piece[1]) < 0xa0;
+    const bool plain =
+        n > 1 ? !c1 && codec::is_valid_utf8(piece) : lead >= 0x20 && lead < 0x7f;
+    const std::size_t cost = plain && lead != '\\' ? n : 4;
+    if (out.size() + cost > max_bytes) {
+      out += "...";
+      return out;
+    }
+    if (plain && lead != '\\') {
+      out.append(piece);
+      i += n;
+    } else {
+      const char esc[] = {'\\', 'x', k_hex[lead >> 4], k_hex[lead & 0xf]};
+      out.append(esc, sizeof esc);
+      ++i;
+    }
+  }
+  return out;
+}
 
 void init_logging(const std::string& program, const std::string& level, const std::string& format) {
   const auto lvl = spdlog::level::from_str(level);

@@ -5,12 +5,19 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace gwx {
 
 /// Sets up the default spdlog logger (stderr) for a binary. `format` is "text" or "json".
 /// Throws std::invalid_argument on an unknown level or format.
 void init_logging(const std::string& program, const std::string& level, const std::string& format);
+
+/// `text` (a name someone else chose: a bus field, a watcher's name) fit for one log line: at
+/// most `max_bytes` of it, cut between characters with "..." marking the cut, and every control
+/// character, backslash or byte that is not UTF-8 written as \xNN, so it can neither forge a
+/// line nor carry terminal escapes.
+std::string printable(std::string_view text, std::size_t max_bytes = 64);
 
 /// Logs a repeated event at most once per interval: count() every occurrence, and when it
 /// returns true write one line with take_pending(), the occurrences that line covers. The first

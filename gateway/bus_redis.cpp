@@ -83,6 +83,7 @@ class redis_subscriber final : public bus_subscriber {
       // hiredis frees the context after this callback.
       warn(std::string("cannot connect: ") + ac->errstr);
       ac_ = nullptr;
+      skipping_ = false;  // a real outage now: its end is logged
       retry();
       return;
     }
@@ -94,8 +95,14 @@ class redis_subscriber final : public bus_subscriber {
       warn(std::string("connection lost: ") + ac->errstr);
     }
     ac_ = nullptr;
-    set_connected(false);
-    retry();
+    set_connected(false, skipping_);
+    if (skipping_) {
+      // Our own cut, to skip a message: subscribed again at once, so that as little as
+      // possible published meanwhile is missed (pub/sub keeps nothing for the absent).
+      retry(std::chrono::milliseconds(0));
+    } else {
+      retry(backoff_.next());
+    }
   }
 
   static void on_auth(redisAsyncContext* ac, void* reply, void* self) {
@@ -126,7 +133,8 @@ class redis_subscriber final : public bus_subscriber {
     const std::string_view kind(r->element[0]->str, r->element[0]->len);
     if (kind == "subscribe") {
       self->backoff_.reset();
-      self->set_connected(true);
+      self->set_connected(true, self->skipping_);
+      self->skipping_ = false;
     } else if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
       self->on_message(std::string_view(r->element[2]->str, r->element[2]->len));
     }
@@ -140,16 +148,19 @@ class redis_subscriber final : public bus_subscriber {
       return;
     }
     // Disconnected first, so whoever sees the rejection counted also sees the bus down.
+    skipping_ = true;
     redisAsyncDisconnect(ac);
     reject(bus::bus_error::too_large, "a message over " + std::to_string(config_.max_message) +
                                           " bytes is arriving: reconnected to skip it");
   }
 
-  void retry() {
+  void retry() { retry(backoff_.next()); }
+
+  void retry(std::chrono::milliseconds delay) {
     if (stopping()) {
       return;
     }
-    retry_.expires_after(backoff_.next());
+    retry_.expires_after(delay);
     retry_.async_wait([this](std::error_code ec) {
       if (!ec) {
         connect();
@@ -161,6 +172,8 @@ class redis_subscriber final : public bus_subscriber {
   asio::steady_timer retry_;
   registry::backoff backoff_;
   redisAsyncContext* ac_ = nullptr;
+  /// Set while reconnecting to skip a message over the size limit (check_pending()).
+  bool skipping_ = false;
 };
 
 }  // namespace

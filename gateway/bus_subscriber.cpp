@@ -135,14 +135,16 @@ void bus_subscriber::warn(const std::string& what) {
   spdlog::warn("bus {}: {}", config_.url.redacted(), what);
 }
 
-void bus_subscriber::set_connected(bool up) {
+void bus_subscriber::set_connected(bool up, bool quiet) {
   if (counters_.connected.exchange(up) == up) {
     return;
   }
   if (up) {
     counters_.connects.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("bus {}: subscribed", config_.url.redacted());
-  } else if (!stopping()) {
+    if (!quiet) {
+      spdlog::info("bus {}: subscribed", config_.url.redacted());
+    }
+  } else if (!stopping() && !quiet) {
     spdlog::warn("bus {}: connection lost; clients keep being served, reconnecting",
                  config_.url.redacted());
   }

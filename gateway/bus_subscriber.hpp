@@ -104,7 +104,10 @@ class bus_subscriber {
   void reject(bus::bus_error error, const std::string& detail);
   /// Logs a broker problem at most once per interval (warning), with the redacted URL.
   void warn(const std::string& what);
-  void set_connected(bool up);
+  /// Counts and logs a change of the connection. `quiet`: a reconnect the subscriber made on
+  /// purpose (to skip a message too large to read) is counted but not logged as a loss; the
+  /// refusal's own line says it.
+  void set_connected(bool up, bool quiet = false);
 
   /// Routed mode, bus thread: the keys whose binding must change (taken from the shared set),
   /// `all` and the client key included in the desired set from the start.

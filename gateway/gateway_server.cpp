@@ -389,7 +389,7 @@ bool gateway_server::dispatch_bus(bus::bus_command&& c) {
   }
   // Bounded: what the loops have not run yet is counted, and past the bound the message is
   // dropped here (at-most-once) rather than queued without limit.
-  const std::size_t cost = c.message.size() + c.cmd.ByteSizeLong() + 128;
+  const std::size_t cost = c.message_bytes + c.cmd.ByteSizeLong() + 128;
   if (bus_pending_->fetch_add(cost, std::memory_order_relaxed) + cost > config_.bus_max_pending) {
     bus_pending_->fetch_sub(cost, std::memory_order_relaxed);
     return false;
@@ -402,7 +402,7 @@ bool gateway_server::dispatch_bus(bus::bus_command&& c) {
   const auto run_on = [&](unsigned s) {
     bus_mailboxes_[s]->push([sh = shards_[s].get(), shared] {
       link::v2::Reply ignored;
-      sh->execute(shared->cmd, shared->message, ignored);
+      sh->execute(shared->cmd, shared->text(), ignored);
     });
   };
   if (only) {

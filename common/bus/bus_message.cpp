@@ -8,6 +8,7 @@
 #include "common/bus/json.hpp"
 #include "common/client_id.hpp"
 #include "common/codec/utf8.hpp"
+#include "common/logging.hpp"
 
 namespace gwx::bus {
 namespace {
@@ -41,7 +42,7 @@ class field_reader {
   void only(std::initializer_list<std::string_view> allowed) {
     for (const auto& [key, v] : obj_.members()) {
       if (key != "op" && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        fail("unknown field '" + key + "'");
+        fail("unknown field '" + printable(key) + "'");
       }
     }
   }
@@ -141,22 +142,23 @@ void add_all(Repeated* field, const std::vector<std::string>& values) {
 void build(const std::string& op, field_reader& f, bus_parse_result& r) {
   bus_command out;
   auto& cmd = out.cmd;
+  std::string message;
   if (op == "send_to_client") {
     f.only({"client_ids", "data", "data_b64"});
     auto* o = cmd.mutable_send_to_clients();
     add_all(o->mutable_client_ids(), f.strings("client_ids", true));
-    f.data(*o->mutable_message(), out.message, true);
+    f.data(*o->mutable_message(), message, true);
   } else if (op == "send_to_uid") {
     f.only({"uids", "data", "data_b64"});
     auto* o = cmd.mutable_send_to_uids();
     add_all(o->mutable_uids(), f.strings("uids", true));
-    f.data(*o->mutable_message(), out.message, true);
+    f.data(*o->mutable_message(), message, true);
   } else if (op == "send_to_group") {
     f.only({"groups", "exclude", "data", "data_b64"});
     auto* o = cmd.mutable_send_to_groups();
     add_all(o->mutable_groups(), f.strings("groups", true));
     add_all(o->mutable_exclude_client_ids(), f.strings("exclude", false));
-    f.data(*o->mutable_message(), out.message, true);
+    f.data(*o->mutable_message(), message, true);
   } else if (op == "send_to_all") {
     f.only({"only", "exclude", "data", "data_b64"});
     auto* o = cmd.mutable_send_to_all();
@@ -167,7 +169,7 @@ void build(const std::string& op, field_reader& f, bus_parse_result& r) {
       f.fail("'only' must not be empty (leave it out to reach everyone)");
     }
     add_all(o->mutable_exclude_client_ids(), f.strings("exclude", false));
-    f.data(*o->mutable_message(), out.message, true);
+    f.data(*o->mutable_message(), message, true);
   } else if (op == "close_client" || op == "destroy_client") {
     const bool destroy = op == "destroy_client";
     if (destroy) {
@@ -175,22 +177,28 @@ void build(const std::string& op, field_reader& f, bus_parse_result& r) {
     } else {
       f.only({"client_ids", "data", "data_b64"});
     }
-    const auto ids = f.strings("client_ids", true);
+    auto ids = f.strings("client_ids", true);
     link::v2::Message final_message;
-    std::string message;
     const bool has_final = !destroy && f.data(final_message, message, false);
     if (f.failed()) {
       return;
     }
-    for (const auto& id : ids) {
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    // One buffer for every client named: a message naming thousands of clients must not cost
+    // thousands of copies of its final message.
+    const auto shared = std::make_shared<const std::string>(std::move(message));
+    r.commands.reserve(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
       bus_command one;
       auto* o = one.cmd.mutable_close_client();
-      o->set_client_id(id);
+      o->set_client_id(std::move(ids[i]));
       o->set_immediate(destroy);
       if (has_final) {
         *o->mutable_final_message() = final_message;
-        one.message = message;
       }
+      one.message = shared;
+      one.message_bytes = shared->size() / ids.size() + (i == 0 ? shared->size() % ids.size() : 0);
       r.commands.push_back(std::move(one));
     }
     return;
@@ -252,10 +260,12 @@ void build(const std::string& op, field_reader& f, bus_parse_result& r) {
     }
   } else {
     r.error = bus_error::unknown_op;
-    r.detail = "unknown op '" + op.substr(0, 64) + "'";
+    r.detail = "unknown op '" + printable(op) + "'";
     return;
   }
   if (!f.failed()) {
+    out.message_bytes = message.size();
+    out.message = std::make_shared<const std::string>(std::move(message));
     r.commands.push_back(std::move(out));
   }
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,7 +15,14 @@ namespace gwx::bus {
 /// message it carries (of a send, or a close's final message), kept apart as on the link.
 struct bus_command {
   link::v2::Command cmd;
-  std::string message;
+  /// Never null. The commands of one close_client naming several clients share one buffer:
+  /// a message is held once however many clients it names.
+  std::shared_ptr<const std::string> message;
+  /// This command's part of the message's bytes; the parts of the commands sharing one buffer
+  /// add up to its size, so what they hold is counted once (the gateway's --bus-max-pending).
+  std::size_t message_bytes = 0;
+
+  std::string_view text() const { return *message; }
 };
 
 /// Why a bus message was refused; also the `reason` label of the rejection metric.
@@ -32,7 +40,8 @@ const char* bus_error_name(bus_error e);
 
 /// What parse_bus_message() made of one message.
 struct bus_parse_result {
-  /// Several for a close_client naming several clients (one CloseClient each).
+  /// Several for a close_client naming several clients (one CloseClient each, a client named
+  /// twice closed once).
   std::vector<bus_command> commands;
   bus_error error = bus_error::none;
   /// A one-line explanation for the log (never the message itself).

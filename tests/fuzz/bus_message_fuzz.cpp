@@ -24,20 +24,20 @@ gwx::link::v2::Command with_message(const gwx::bus::bus_command& c) {
   using gwx::link::v2::Command;
   switch (cmd.op_case()) {
     case Command::kSendToClients:
-      cmd.mutable_send_to_clients()->mutable_message()->set_data(c.message);
+      cmd.mutable_send_to_clients()->mutable_message()->set_data(*c.message);
       break;
     case Command::kSendToAll:
-      cmd.mutable_send_to_all()->mutable_message()->set_data(c.message);
+      cmd.mutable_send_to_all()->mutable_message()->set_data(*c.message);
       break;
     case Command::kSendToGroups:
-      cmd.mutable_send_to_groups()->mutable_message()->set_data(c.message);
+      cmd.mutable_send_to_groups()->mutable_message()->set_data(*c.message);
       break;
     case Command::kSendToUids:
-      cmd.mutable_send_to_uids()->mutable_message()->set_data(c.message);
+      cmd.mutable_send_to_uids()->mutable_message()->set_data(*c.message);
       break;
     case Command::kCloseClient:
       if (cmd.close_client().has_final_message()) {
-        cmd.mutable_close_client()->mutable_final_message()->set_data(c.message);
+        cmd.mutable_close_client()->mutable_final_message()->set_data(*c.message);
       }
       break;
     default:

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
 #include <string>
 
 #include "common/client_id.hpp"
@@ -29,7 +30,7 @@ TEST(bus_message, send_to_uid) {
   EXPECT_EQ(c.cmd.send_to_uids().uids_size(), 2);
   EXPECT_EQ(c.cmd.send_to_uids().uids(1), "bob");
   EXPECT_FALSE(c.cmd.send_to_uids().message().binary());
-  EXPECT_EQ(c.message, "hi");
+  EXPECT_EQ(c.text(), "hi");
   EXPECT_EQ(c.cmd.request_id(), 0U);
 }
 
@@ -38,7 +39,7 @@ TEST(bus_message, send_to_client_binary) {
   ASSERT_EQ(r.commands.size(), 1U);
   EXPECT_EQ(r.commands[0].cmd.send_to_clients().client_ids_size(), 2);
   EXPECT_TRUE(r.commands[0].cmd.send_to_clients().message().binary());
-  EXPECT_EQ(r.commands[0].message, std::string("\x00\x01\x02\xff", 4));
+  EXPECT_EQ(r.commands[0].text(), std::string("\x00\x01\x02\xff", 4));
 }
 
 TEST(bus_message, send_to_group_and_all) {
@@ -61,13 +62,41 @@ TEST(bus_message, close_client_gives_one_command_per_client) {
   for (const auto& c : r.commands) {
     EXPECT_TRUE(c.cmd.close_client().has_final_message());
     EXPECT_FALSE(c.cmd.close_client().immediate());
-    EXPECT_EQ(c.message, "bye");
+    EXPECT_EQ(c.text(), "bye");
   }
   EXPECT_EQ(r.commands[1].cmd.close_client().client_id(), "b");
   const auto plain = ok(R"({"op":"close_client","client_ids":["a"]})");
   EXPECT_FALSE(plain.commands[0].cmd.close_client().has_final_message());
   const auto destroy = ok(R"({"op":"destroy_client","client_ids":["a"]})");
   EXPECT_TRUE(destroy.commands[0].cmd.close_client().immediate());
+}
+
+// A close_client naming many clients holds its final message once, not once per client: 2,000
+// ids with a 100 KB goodbye cost ~100 KB, not 200 MB, and the parts counted against the
+// gateway's pending bound add up to the message's size. A client named twice is closed once.
+TEST(bus_message, close_client_shares_one_final_message_between_its_clients) {
+  const std::string goodbye(100'000, 'g');
+  std::string text = R"({"op":"close_client","data":")" + goodbye + R"(","client_ids":[)";
+  for (int i = 0; i < 2000; ++i) {
+    text += "\"c" + std::to_string(i) + "\",";
+  }
+  text += R"("c7","c7"]})";
+  const auto r = parse_bus_message(text, text.size());
+  ASSERT_EQ(r.error, bus_error::none) << r.detail;
+  ASSERT_EQ(r.commands.size(), 2000U);
+  std::size_t counted = 0;
+  std::set<std::string> ids;
+  for (const auto& c : r.commands) {
+    EXPECT_EQ(c.message.get(), r.commands[0].message.get());
+    counted += c.message_bytes;
+    ids.insert(c.cmd.close_client().client_id());
+  }
+  EXPECT_EQ(*r.commands[0].message, goodbye);
+  EXPECT_EQ(counted, goodbye.size());
+  EXPECT_EQ(ids.size(), 2000U);
+  // A single send counts its whole message.
+  const auto one = ok(R"({"op":"send_to_uid","uids":["u"],"data":"hello"})");
+  EXPECT_EQ(one.commands[0].message_bytes, 5U);
 }
 
 TEST(bus_message, membership_and_session) {
@@ -160,13 +189,13 @@ link::v2::Command parsed_with_message(const std::string& json) {
   auto r = ok(json);
   auto cmd = r.commands.at(0).cmd;
   if (cmd.has_send_to_uids()) {
-    cmd.mutable_send_to_uids()->mutable_message()->set_data(r.commands[0].message);
+    cmd.mutable_send_to_uids()->mutable_message()->set_data(*r.commands[0].message);
   } else if (cmd.has_send_to_groups()) {
-    cmd.mutable_send_to_groups()->mutable_message()->set_data(r.commands[0].message);
+    cmd.mutable_send_to_groups()->mutable_message()->set_data(*r.commands[0].message);
   } else if (cmd.has_send_to_clients()) {
-    cmd.mutable_send_to_clients()->mutable_message()->set_data(r.commands[0].message);
+    cmd.mutable_send_to_clients()->mutable_message()->set_data(*r.commands[0].message);
   } else if (cmd.has_send_to_all()) {
-    cmd.mutable_send_to_all()->mutable_message()->set_data(r.commands[0].message);
+    cmd.mutable_send_to_all()->mutable_message()->set_data(*r.commands[0].message);
   }
   return cmd;
 }
