@@ -235,6 +235,31 @@ TEST_F(CommandExecutorTest, AUidNamedTwiceReachesItsClientsOnce) {
   EXPECT_EQ(pa->sent.size(), 2U);
 }
 
+// A list naming a client several times (a bus publisher's, say) reaches it once: before, each
+// naming was a delivery, so one message naming a client 100,000 times filled its queue.
+TEST_F(CommandExecutorTest, AClientNamedTwiceInAListGetsTheMessageOnce) {
+  auto [a, pa] = add(line_);
+  auto [b, pb] = add(line_);
+  auto [c, pc] = add(line_);
+  EXPECT_EQ(run(to_clients({a->id(), b->id(), a->id(), a->id()}, "c")).error(), "");
+  EXPECT_EQ(pa->texts(), std::vector<std::string>{"c\n"});
+  EXPECT_EQ(pb->texts(), std::vector<std::string>{"c\n"});
+
+  link::v2::Command cmd;
+  auto* op = cmd.mutable_send_to_all();
+  op->mutable_message()->set_data("o");
+  for (const auto* id : {&b->id(), &b->id(), &a->id(), &c->id(), &b->id()}) {
+    op->add_only_client_ids(*id);
+  }
+  op->add_exclude_client_ids(a->id());
+  op->add_exclude_client_ids(a->id());
+  run(cmd);
+  EXPECT_EQ(pa->texts(), std::vector<std::string>{"c\n"});
+  EXPECT_EQ(pb->texts(), (std::vector<std::string>{"c\n", "o\n"}));
+  EXPECT_EQ(pc->texts(), std::vector<std::string>{"o\n"});
+  EXPECT_EQ(exec_.messages_out(), 4U);
+}
+
 TEST_F(CommandExecutorTest, MessagesDroppedBySlowClientsAreNotCounted) {
   add(line_);
   add(line_).second->answer = send_status::dropped;
