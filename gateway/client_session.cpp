@@ -26,6 +26,8 @@ constexpr std::size_t k_frame_overhead = 16;
 constexpr auto k_close_linger = std::chrono::seconds(5);
 // One read's worth: what a loop reads into before anything is kept per client.
 constexpr std::size_t k_read_scratch = client_loop::k_read_most;
+// An unfinished message's buffer larger than this is not kept for a much smaller tail.
+constexpr std::size_t k_keep_pending_capacity = 16 * 1024;
 
 // Every TLS client of a loop decrypts into this one buffer (plain ones read into the loop's:
 // client_loop::read_later); only the unfinished tail of a message is kept per client, so an
@@ -347,6 +349,11 @@ void client_session::consume_pending() {
   if (pending_.empty()) {
     // The tail of a large message is gone: so is its memory.
     std::string().swap(pending_);
+  } else if (used > 0 && pending_.capacity() > k_keep_pending_capacity &&
+             pending_.size() < pending_.capacity() / 4) {
+    // A large message taken, the first bytes of the next one left: they must not keep the
+    // large one's buffer (an idle client would hold it for as long as it stays connected).
+    std::string(pending_).swap(pending_);
   }
 }
 
@@ -456,8 +463,8 @@ std::size_t client_session::handle_websocket(char* data, std::size_t size) {
         deliver(ev.data, ev.binary);
         break;
       case kind::ping: {
-        // Over the cap the pong is dropped (RFC 6455 5.5.3 lets an endpoint answer only the
-        // latest ping): a ping flood that never reads its pongs cannot grow our memory.
+        // A pong that does not fit is a message that does not fit: --slow-client applies (a
+        // ping flood that never reads its pongs is closed, not kept with a full buffer).
         auto& pong = control_scratch();
         codec::ws::encode_frame(pong, codec::ws::opcode::pong, ev.data);
         push_control(pong, false);
@@ -583,6 +590,7 @@ void client_session::push_control(std::string_view bytes, bool always) {
   if (always) {
     out().force(bytes);
   } else if (out().push(bytes) == net::send_status::dropped) {
+    over_cap();
     return;
   }
   do_write();
@@ -785,7 +793,7 @@ void client_session::close_gracefully(
 void client_session::fail(std::uint16_t ws_code, const std::string& reason) {
   if (listener_.kind == framing::websocket && state_ == client_state::open && ws_code != 0) {
     auto& frame = control_scratch();
-    codec::ws::encode_close(frame, ws_code);
+    codec::ws::encode_close(frame, ws_code, reason);  // the client is told why, too
     begin_close(close_cause::protocol_error,
                 "protocol error: " + reason + " (" + std::to_string(ws_code) + ")");
     push_control(frame, true);

@@ -125,6 +125,7 @@ class client_session : public client_port,
   void deliver(std::string_view payload, bool binary);
   send_status over_cap();
   /// Queues a control frame or handshake answer; `always`: past the cap too (close frames).
+  /// Otherwise one over the cap meets --slow-client like a message (and may close the client).
   void push_control(std::string_view bytes, bool always);
   /// A per-thread buffer to encode one control frame into (cleared).
   static std::string& control_scratch();

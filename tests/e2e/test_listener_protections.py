@@ -18,14 +18,15 @@ by the operator.
    counted as `heartbeat_timeout`).
 5. send_buffer with slow_client=drop and =close: a client that stops reading while two others flood
    it; `drop` drops messages (counted) and keeps it, `close` closes it (counted); gateway RSS stays
-   bounded either way.
+   bounded either way. A ping flood that never reads its pongs meets the same policy.
 6. The Origin allow-list: allowed, refused (403), missing (403), two Origin headers (400, whichever
    comes first).
 7. The upgrade request line must say HTTP/1.1 (HTTP/2.0 -> 505, HTTP/1.0 -> 505).
 8. WebSocket message limits: a message just under max_message in one-byte fragments is delivered;
    one byte over is 1009. 20,000 small messages in one write (ws with max_message=1000, tcp+line
    with max_message=100) are all echoed: a read ending inside a message is not taken for one
-   message over the limit. tcp+raw with max_message=100 loses no byte of a 20 KB write.
+   message over the limit. Idle clients holding the first bytes of a frame after a 1 MB message
+   do not keep its buffer. tcp+raw with max_message=100 loses no byte of a 20 KB write.
 9. A `\\n` inside a message pushed to a tcp+line client: refused for that client (it would split
    into two messages), counted as dropped (reason `unframeable`); other clients get it. Text that
    is not UTF-8 pushed to a WebSocket client: refused for it the same way (a browser would fail
@@ -391,17 +392,22 @@ async def main(h):
     # ---- 5. slow clients: drop and close --------------------------------------------------------
     payload = "x" * 8192
 
-    async def slow_case(name):
+    async def small_window_client(name, tag):
+        """A WebSocket client with a small receive buffer, upgraded, that reads only on demand."""
         host, port = host_port(name)
-        # The slow client: a small receive buffer, joins the group, then never reads again.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
         await asyncio.get_running_loop().sock_connect(sock, (host, port))
-        slow = RawWs(f"{name}-slow")
-        slow.reader, slow.writer = await asyncio.open_connection(sock=sock)
-        slow.writer.write(upgrade_request(host, port))
-        await slow.reader.readuntil(b"\r\n\r\n")
+        client = RawWs(f"{name}-{tag}")
+        client.reader, client.writer = await asyncio.open_connection(sock=sock)
+        client.writer.write(upgrade_request(host, port))
+        await client.reader.readuntil(b"\r\n\r\n")
+        return client
+
+    async def slow_case(name):
+        # The slow client: a small receive buffer, joins the group, then never reads again.
+        slow = await small_window_client(name, "slow")
         await slow.send(frame(OP_TEXT, f"join {name}".encode()))
         b0, got = await slow.read_frame(REPLY_TIMEOUT)
         check_eq(got, b"ok", f"{name}: slow client joined")
@@ -461,6 +467,40 @@ async def main(h):
         check_eq(await f.cmd("echo flooder fine"), "flooder fine", "slow_close: flooder served")
         await f.close()
     log(f"slow_client=close: {sent_mib:.1f} MiB flooded, the non-reader closed, RSS +{grown} KiB")
+
+    # A ping flood whose pongs are never read: a pong that does not fit is a message that does
+    # not fit. slow_client=close closes the pinger; =drop counts the pongs it drops. (Before,
+    # such pongs were dropped unseen and the client kept a full buffer for as long as it pinged.)
+    async def ping_flood(name):
+        pinger = await small_window_client(name, "pinger")
+        pings = frame(OP_PING, b"p" * 125) * 100
+        sent = 0
+        try:
+            while sent < 40_000:  # 5 MiB of pongs: far over the 64 KiB cap and socket buffers
+                pinger.writer.write(pings)
+                await asyncio.wait_for(pinger.writer.drain(), REPLY_TIMEOUT)
+                sent += 100
+        except ConnectionError:
+            pass  # closed by the gateway under slow_client=close
+        return pinger, sent
+
+    closed_before = await metrics.value("gwx_gateway_connections_closed_total", "slow_close",
+                                        reason="slow_client")
+    pinger, sent = await ping_flood("slow_close")
+    await poll_until(lambda: metrics.value("gwx_gateway_connections_closed_total", "slow_close",
+                                           reason="slow_client"),
+                     lambda v: v >= closed_before + 1, REPLY_TIMEOUT,
+                     "slow_close: the pinger that never reads its pongs was closed")
+    pinger.abort()
+    dropped_before = await metrics.value("gwx_gateway_messages_dropped_total", "slow_drop",
+                                         reason="slow_client")
+    pinger, sent_drop = await ping_flood("slow_drop")
+    pongs_dropped = await metrics.value("gwx_gateway_messages_dropped_total", "slow_drop",
+                                        reason="slow_client") - dropped_before
+    check(pongs_dropped > 0, "slow_drop: the pongs over the cap were not counted as dropped")
+    pinger.abort()
+    log(f"ping floods: the non-reading pinger closed after <= {sent} pings (slow_client=close); "
+        f"{int(pongs_dropped)} of {sent_drop} pongs counted dropped (slow_client=drop)")
     await bystander_ok("slow clients")
 
     # ---- 6. Origin allow-list ---------------------------------------------------------------
@@ -526,6 +566,27 @@ async def main(h):
     await small.close()
     log(f"{BURST} small messages in one write, max_message 1000 (ws) and 100 (tcp+line): "
         "every one echoed, in order")
+    # A large message taken with the first bytes of the next one behind it: the idle client
+    # keeps those bytes, not the large message's buffer (it kept ~1 MiB each before).
+    phost, pport = host_port("plain")
+    big = frame(OP_TEXT, b"echo " + b"t" * 1_000_000)
+    tails = []
+    before = rss_kib(gw.pid)
+    for i in range(20):
+        tail = RawWs(f"tail{i}")
+        await tail.open(phost, pport)
+        await tail.send(big[:1000])
+        await asyncio.sleep(0.02)  # read apart: the message is gathered in the client's buffer
+        await tail.send(big[1000:] + b"\x81\x85")  # two bytes of the next frame's header
+        b0, got = await tail.read_frame(REPLY_TIMEOUT)
+        check_eq(len(got), 1_000_000, f"tail{i}: the large message echoed")
+        tails.append(tail)
+    await asyncio.sleep(0.5)
+    grown = rss_kib(gw.pid) - before
+    check_memory(grown, 20 * 400, "20 idle clients each holding 2 bytes of a next frame")
+    for tail in tails:
+        tail.writer.close()
+    log(f"20 idle clients holding 2 bytes after a 1 MB message: gateway RSS +{grown} KiB")
     rhost, rport = host_port("raw")
     bytes_before = await metrics.value("gwx_gateway_message_bytes_total", "raw", direction="in")
     raw_client = await RawClient.connect(rhost, rport, "raw")

@@ -231,8 +231,11 @@ async def main(h):
         check(code in want if isinstance(want, tuple) else code == want,
               f"{name}: expected close code {want}, got {code} (reason {reason!r}; frames "
               f"before the close: {seen})")
+        # A close for a violation says why, in words a developer can act on.
+        check(code not in (1002, 1007, 1009) or len(reason) > 0,
+              f"{name}: the close frame carries no reason")
         results.append((name, code))
-        log(f"{name}: close {code} as expected")
+        log(f"{name}: close {code} as expected ({reason!r})")
         await good_round_trip(i)
 
     # a handshake that is not a WebSocket upgrade is refused with an HTTP error, not 101
