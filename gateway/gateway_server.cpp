@@ -1,9 +1,11 @@
 #include "gateway/gateway_server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <future>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <system_error>
@@ -36,6 +38,30 @@ namespace {
 // may be doing so at once (past that, a plain close).
 constexpr auto k_refusal_linger = std::chrono::seconds(2);
 constexpr std::size_t k_max_refusing = 256;
+// Descriptors clients may not take: worker links (and those still proving the secret), the
+// refusals being told so, metrics scrapes, register and bus connections, the loops' own.
+constexpr std::size_t k_reserved_descriptors = 512;
+
+/// Raises the soft open-file limit to the hard one; returns how many clients may be open at
+/// once so that links, refusals and metrics always find a descriptor (a flood of clients must
+/// not keep workers from linking: accept would fail for everyone).
+std::size_t client_descriptor_budget() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) {
+    return std::numeric_limits<std::size_t>::max();
+  }
+  if (lim.rlim_cur < lim.rlim_max && lim.rlim_max != RLIM_INFINITY) {
+    const auto before = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+      spdlog::info("open-file limit raised from {} to {} (its hard limit)", before, lim.rlim_cur);
+    } else {
+      lim.rlim_cur = before;
+    }
+  }
+  const auto n = static_cast<std::size_t>(lim.rlim_cur);
+  return n > 2 * k_reserved_descriptors ? n - k_reserved_descriptors : n / 2;
+}
 
 asio::ip::tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
   std::error_code ec;
@@ -163,6 +189,12 @@ void gateway_server::start() {
   advertised_ = format_host_port(advertised_ip_, advertised_port_);
   id_prefix_ = client_id_prefix(advertised_ip_, advertised_port_, epoch_);
 
+  max_clients_ = client_descriptor_budget();
+  if (max_clients_ != std::numeric_limits<std::size_t>::max()) {
+    spdlog::info("at most {} clients at once on all listeners (the open-file limit less {} kept "
+                 "for links, refusals and metrics)",
+                 max_clients_, k_reserved_descriptors);
+  }
   for (auto& lc : config_.listeners) {
     if (lc.tls && !lc.tls_state) {
       load_listener_tls(lc);
@@ -510,10 +542,12 @@ std::optional<unsigned> gateway_server::shard_of(const std::string& client_id) c
   return loop;
 }
 
-std::atomic<std::size_t>& gateway_server::connections_of(const listener_config& l) {
+void gateway_server::client_closed(const listener_config& l) {
   for (auto& candidate : listeners_) {
     if (&candidate->config == &l) {
-      return candidate->connections;
+      candidate->connections.fetch_sub(1, std::memory_order_relaxed);
+      clients_.fetch_sub(1, std::memory_order_relaxed);
+      return;
     }
   }
   throw std::logic_error("unknown listener");
@@ -533,12 +567,21 @@ void gateway_server::accept_next(listener& l) {
       timer->async_wait([this, &l, timer](std::error_code) { accept_next(l); });
       return;
     }
-    if (l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections) {
+    const bool listener_full =
+        l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections;
+    const bool gateway_full = clients_.fetch_add(1, std::memory_order_relaxed) >= max_clients_;
+    if (listener_full || gateway_full) {
       l.connections.fetch_sub(1, std::memory_order_relaxed);
+      clients_.fetch_sub(1, std::memory_order_relaxed);
       l.config.metrics.refused.inc();
-      if (l.full_log.count()) {
+      if (listener_full && l.full_log.count()) {
         spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
                      l.config.max_connections);
+      } else if (!listener_full && clients_full_log_.count()) {
+        spdlog::warn(
+            "{}: {} clients open, all the open-file limit allows besides what links, refusals "
+            "and metrics need: refusing new clients (raise the limit: LimitNOFILE, ulimit -n)",
+            l.config.bound_url, max_clients_);
       }
       // Told so (WebSocket: 503; TCP: a clean close), never a bare reset.
       asio::post(s.io(), [&l, this, sock = std::move(sock)]() mutable {

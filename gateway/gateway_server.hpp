@@ -165,8 +165,12 @@ class gateway_server {
   bus_subscriber* bus() { return bus_.get(); }
   /// Fills the bus part of a STATS answer (any thread).
   void fill_bus_stats(link::v2::GatewayStats& stats) const;
-  /// Connection counting against listener limits (any thread).
-  std::atomic<std::size_t>& connections_of(const listener_config& l);
+  /// A client of `l` is gone: its places in the listener's and the gateway's counts are free
+  /// (any thread).
+  void client_closed(const listener_config& l);
+  /// How many clients may be open at once on all listeners together: the descriptor limit less
+  /// those kept for links, refusals and metrics (set by start()).
+  std::size_t max_clients() const { return max_clients_; }
 
  private:
   struct listener;
@@ -210,6 +214,9 @@ class gateway_server {
   std::atomic<bool> stopped_{false};
   bool running_ = false;  ///< the loops were started (start() got that far)
   std::atomic<std::size_t> unauthenticated_links_{0};
+  std::atomic<std::size_t> clients_{0};  ///< open clients, every listener
+  std::size_t max_clients_ = 0;
+  log_throttle clients_full_log_;  ///< accept handlers (all on loop 0)
   /// Links refused, and the interval in which each refused name is logged once.
   log_throttle links_refused_;           ///< under accept_log_mutex_
   std::set<std::string> refused_names_;  ///< under accept_log_mutex_

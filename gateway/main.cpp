@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
       ("max-message", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
        "largest client message, at most 66060288 (63 MiB; WebSocket: larger closes with 1009)")
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
-       "client connections per listener")
+       "client connections per listener (all listeners together also stay 512 under the "
+       "open-file limit, raised to its hard limit at start, so links always find a descriptor)")
       ("send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
        "unsent bytes a client may accumulate before --slow-client applies")
       ("slow-client", value<std::string>()->default_value("close")->value_name("POLICY"),

@@ -161,7 +161,7 @@ void shard::on_message(client_record& c, std::string_view payload, bool binary) 
 
 void shard::on_closed(client_record& c, close_cause cause, const std::string& reason) {
   spdlog::debug("client {} closed: {}", c.id(), reason);
-  server_.connections_of(c.listener()).fetch_sub(1, std::memory_order_relaxed);
+  server_.client_closed(c.listener());
   c.listener().metrics.count_close(cause);
   if (c.announced()) {
     auto event = make_close_event(c, router_.next_event_id(c), server_.advertised(), reason);
