@@ -81,6 +81,19 @@ class client_loop {
   /// Read readiness of this loop's plain client sockets.
   net::read_poller<client_session>& reads() { return reads_; }
 
+  /// Bytes of unfinished client messages this loop's sessions may hold together (read buffers
+  /// and WebSocket fragments): its share of --unfinished-max-bytes.
+  void set_unfinished_budget(std::size_t bytes) { unfinished_budget_ = bytes; }
+  /// A session's unfinished bytes changed from `held` (its last report, updated) to `now`.
+  /// False when that leaves the loop over its budget while this session holds some: the
+  /// session must let them go (close).
+  bool hold_unfinished(std::size_t& held, std::size_t now) {
+    unfinished_ = unfinished_ - held + now;
+    held = now;
+    return now == 0 || unfinished_ <= unfinished_budget_;
+  }
+  std::size_t unfinished_bytes() const { return unfinished_; }
+
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
   /// Takes back an empty queue (kept as a spare, or freed).
@@ -107,6 +120,8 @@ class client_loop {
   bool ticking_ = false;
   write_batch<client_session> to_flush_;
   bool flush_posted_ = false;
+  std::size_t unfinished_ = 0;
+  std::size_t unfinished_budget_ = static_cast<std::size_t>(-1);
   std::vector<std::unique_ptr<net::send_queue>> spare_queues_;
   /// A write listed with sender_ (the index is its tag): who gets the result, and the head it
   /// wrote (null for a queue's gather), both kept alive until the result is in.

@@ -241,7 +241,7 @@ bool client_session::take(char* data, std::size_t n) {
       }
       pending_.assign(data + used, n - used);
     }
-    return true;
+    return within_unfinished_budget();
   }
   // The read may hold whole messages behind the unfinished one: the bound applies to what is
   // left unfinished once they are taken (a read adds at most k_read_scratch meanwhile).
@@ -254,7 +254,22 @@ bool client_session::take(char* data, std::size_t n) {
     fail(codec::ws::k_close_too_big, "message larger than the limit");
     return false;
   }
-  return true;
+  return within_unfinished_budget();
+}
+
+bool client_session::within_unfinished_budget() {
+  const std::size_t held = (pending_.empty() ? 0 : pending_.capacity()) +
+                           (frames_ ? frames_->buffered() : 0);
+  if (loop_.hold_unfinished(unfinished_, held)) {
+    return true;
+  }
+  // Let go of them at once: the budget is for the clients that stay.
+  std::string().swap(pending_);
+  frames_.reset();
+  loop_.hold_unfinished(unfinished_, 0);
+  close_with_reason(close_cause::overload, codec::ws::k_close_try_again_later,
+                    "server busy: too many unfinished messages, try again later");
+  return false;
 }
 
 void client_session::on_tls_readable(net::tls_io& tls) {
@@ -873,6 +888,7 @@ void client_session::finish(close_cause cause, const std::string& reason) {
     }
   }
   std::string().swap(pending_);
+  loop_.hold_unfinished(unfinished_, 0);
   loop_.events().on_closed(*record_, cause, reason);
 }
 

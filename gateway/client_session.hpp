@@ -102,6 +102,9 @@ class client_session : public client_port,
   /// Keeps the bytes read into the loop's buffer: runs them through the codec, keeps the
   /// unfinished tail. False when the session closed meanwhile.
   bool take(char* data, std::size_t n);
+  /// Reports the unfinished bytes held to the loop; past its budget, closes (overload) and
+  /// returns false.
+  bool within_unfinished_budget();
   /// TLS: runs the handshake, then reads and decrypts all that is there.
   void on_tls_readable(net::tls_io& tls);
   /// TLS: the handshake is done; the WebSocket upgrade or the TCP connect follows.
@@ -171,6 +174,8 @@ class client_session : public client_port,
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).
   std::string pending_;
+  /// Bytes of unfinished messages last reported to the loop (client_loop::hold_unfinished).
+  std::size_t unfinished_ = 0;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
   /// Why it is closing (set by begin_close).

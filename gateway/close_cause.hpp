@@ -18,6 +18,7 @@ enum class close_cause : std::uint8_t {
   heartbeat_timeout,  ///< missed heartbeat_missed heartbeats
   slow_client,        ///< its send buffer overflowed with slow_client=close
   queue_policy,       ///< its events waited for a worker past the queue bounds (policy close)
+  overload,           ///< its unfinished message did not fit the gateway's --unfinished-max-bytes
   shutdown,           ///< the gateway is stopping
   io_error,           ///< a socket or TLS error while reading or writing, or out of memory
 };
@@ -45,6 +46,8 @@ constexpr const char* label(close_cause cause) {
       return "slow_client";
     case close_cause::queue_policy:
       return "queue_policy";
+    case close_cause::overload:
+      return "overload";
     case close_cause::shutdown:
       return "shutdown";
     case close_cause::io_error:

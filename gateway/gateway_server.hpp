@@ -68,6 +68,9 @@ struct gateway_config {
   /// Per-client bounds of events sent and not yet acknowledged (past one: held, reading paused).
   std::size_t inflight_max_events = 64;
   std::size_t inflight_max_bytes = 1 << 20;
+  /// Bytes of unfinished client messages (read buffers, WebSocket fragments) all clients may
+  /// hold together; each loop gets an equal share. Past it, the client that grows is closed.
+  std::size_t unfinished_max_bytes = std::size_t{1} << 30;
   /// Deliveries of an event to workers that all vanished before it is quarantined.
   unsigned event_max_attempts = 3;
   /// Shutdown: what TCP clients are told (WebSocket clients get close 1001) and how long the

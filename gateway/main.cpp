@@ -137,6 +137,11 @@ int main(int argc, char** argv) {
        "worker's link is backpressured) the client's events wait and reading from it pauses")
       ("inflight-max-bytes", value<std::size_t>()->default_value(1 << 20)->value_name("BYTES"),
        "bytes of one client's events sent and not yet acknowledged (one event always fits)")
+      ("unfinished-max-bytes", value<std::size_t>()->default_value(std::size_t{1} << 30)
+                                   ->value_name("BYTES"),
+       "bytes of unfinished client messages (a message still arriving) all clients may hold "
+       "together, shared equally by the loops; past it the client whose message grows is closed "
+       "(WebSocket 1013, counted as overload). Each loop's share must hold the largest max_message")
       ("event-max-attempts", value<unsigned>()->default_value(3)->value_name("N"),
        "an event handed out this many times to workers that all went away before acknowledging "
        "it is dropped (quarantined: counted, logged), never replayed forever")
@@ -289,6 +294,18 @@ int main(int argc, char** argv) {
     cfg.bus_max_pending = vm["bus-max-pending"].as<std::size_t>();
     if (cfg.threads == 0 || cfg.threads > 255) {
       throw std::invalid_argument("--threads must be between 1 and 255");
+    }
+    cfg.unfinished_max_bytes = vm["unfinished-max-bytes"].as<std::size_t>();
+    const std::size_t share = cfg.unfinished_max_bytes / cfg.threads;
+    for (const auto& l : cfg.listeners) {
+      // Room for the largest message, its frame header and the read it arrived with.
+      if (share < l.max_message + 128 * 1024) {
+        throw std::invalid_argument(
+            "--unfinished-max-bytes " + std::to_string(cfg.unfinished_max_bytes) + " leaves " +
+            std::to_string(share) + " bytes to each of " + std::to_string(cfg.threads) +
+            " loops, too little for one message of " + l.url + " (max_message " +
+            std::to_string(l.max_message) + " plus 128 KiB)");
+      }
     }
   };
   parser.add_print_check(

@@ -96,6 +96,8 @@ shard::shard(gateway_server& server, unsigned index, asio::io_context& io)
           },
           server.events()),
       sweep_timer_(io) {
+  loop_.set_unfinished_budget(server.config().unfinished_max_bytes /
+                              std::max<std::size_t>(server.config().threads, 1));
   if (server.bus() != nullptr && server.bus()->routed()) {
     clients_.set_membership_listener(this);
   }

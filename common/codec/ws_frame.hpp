@@ -23,7 +23,8 @@ enum class opcode : std::uint8_t {
 constexpr std::uint16_t k_close_normal = 1000, k_close_going_away = 1001,
                         k_close_protocol_error = 1002, k_close_unsupported = 1003,
                         k_close_no_status = 1005, k_close_invalid_payload = 1007,
-                        k_close_policy = 1008, k_close_too_big = 1009, k_close_internal = 1011;
+                        k_close_policy = 1008, k_close_too_big = 1009, k_close_internal = 1011,
+                        k_close_try_again_later = 1013;
 
 /// Largest control-frame payload (RFC 6455 5.5).
 constexpr std::size_t k_max_control_payload = 125;
@@ -77,6 +78,8 @@ class frame_parser {
 
   /// Parses at most one event from the front of [data, data+size).
   frame_event next(char* data, std::size_t size);
+  /// Bytes held for the fragmented message in progress (its buffer's capacity; 0 when none).
+  std::size_t buffered() const { return fragments_.empty() ? 0 : fragments_.capacity(); }
 
   /// True while a fragmented message has started and its final fragment has not arrived.
   bool in_fragmented_message() const { return in_message_; }

@@ -1,0 +1,99 @@
+#!/usr/bin/python3
+"""Unfinished client messages are bounded gateway-wide (--unfinished-max-bytes).
+
+Each client may hold one unfinished message of up to max_message (1 MiB by default) for as long
+as it stays connected, so many clients each sending most of a large message and then nothing
+used to hold ~1 MiB each without limit. With --unfinished-max-bytes 4 MiB and one loop:
+
+1. 8 clients each send 900 KB of a 1 MB WebSocket frame and stop: some are held, the ones whose
+   message would pass the budget are closed with 1013 and the reason, and what stays held fits
+   the budget.
+2. A bystander is served throughout; once the partial senders leave, a whole 1 MB message is
+   echoed again.
+3. A budget whose share per loop cannot hold one message of a listener is refused at start
+   (exit 2, saying why).
+"""
+
+import asyncio
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gwx_cluster import (  # noqa: E402
+    REPLY_TIMEOUT, check, check_eq, connect, expect_reply, log, run_test)
+from test_ws_malformed import OP_TEXT, RawWs, frame  # noqa: E402
+
+BUDGET = 4 << 20
+MESSAGE = 1_000_000
+SENT = 900_000
+CLIENTS = 8
+
+
+async def main(h):
+    c = h.cluster
+    reg = await c.start_register()
+    gw = await c.start_gateway([reg.addr], listeners=("ws://127.0.0.1:0/",), threads=1,
+                               extra=("--unfinished-max-bytes", str(BUDGET)))
+    w = await c.start_worker([reg.addr], "commands")
+    await c.wait_linked([w], [gw])
+    host, port = gw.host_port("ws")
+    bystander = await connect(gw, "ws", "bystander")
+    await expect_reply(bystander, "echo before", "before")
+
+    whole = frame(OP_TEXT, b"echo " + b"u" * (MESSAGE - 5))
+    partial = whole[:SENT]
+    senders = []
+    for i in range(CLIENTS):
+        s = RawWs(f"partial{i}")
+        await s.open(host, port)
+        await s.send(partial)
+        senders.append(s)
+        await asyncio.sleep(0.1)  # taken in before the next one starts
+    await expect_reply(bystander, "echo during", "during")
+
+    async def outcome(s):
+        try:
+            b0, payload = await s.read_frame(1.0)
+        except asyncio.TimeoutError:
+            return "held"
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return "dropped without a close frame"
+        check_eq(b0 & 0x0F, 0x8, f"{s.name}: a close frame")
+        code = struct.unpack(">H", payload[:2])[0]
+        return f"closed {code} {payload[2:].decode()}"
+
+    outcomes = await asyncio.gather(*(outcome(s) for s in senders))
+    held = outcomes.count("held")
+    closed = [o for o in outcomes if o != "held"]
+    check(closed, f"no partial sender was closed though {CLIENTS} x {SENT} bytes pass the "
+                  f"{BUDGET}-byte budget: {outcomes}")
+    check(all(o.startswith("closed 1013 server busy") for o in closed),
+          f"closed with 1013 and why: {closed}")
+    check(1 <= held and held * SENT <= BUDGET, f"{held} held, the budget allows 1 to "
+                                               f"{BUDGET // SENT}: {outcomes}")
+    log(f"{CLIENTS} clients each holding {SENT} bytes of a message, budget {BUDGET}: {held} held, "
+        f"{len(closed)} closed ({closed[0]!r})")
+
+    for s in senders:
+        s.abort()
+    await asyncio.sleep(0.3)
+    big = RawWs("whole")
+    await big.open(host, port)
+    await big.send(whole)
+    b0, payload = await big.read_frame(REPLY_TIMEOUT)
+    check_eq(len(payload), MESSAGE - 5, "a whole 1 MB message echoed once the partial ones left")
+    big.abort()
+    await expect_reply(bystander, "echo after", "after")
+    await bystander.close()
+
+    status, _, err = await c.run("gateway-small-budget", [
+        c.binary("gwx-gateway"), "--secret", "s", "--register", reg.addr, "--threads", "2",
+        "--listen", "ws://127.0.0.1:0/", "--unfinished-max-bytes", str(2 << 20)])
+    check_eq(status, 2, "a budget too small for one message per loop is refused")
+    check("too little for one message" in err, f"and says why: {err.strip()[-300:]}")
+    log("a budget of 2 MiB over 2 loops (1 MiB each, under max_message plus 128 KiB): exit 2")
+
+
+if __name__ == "__main__":
+    run_test(main)
