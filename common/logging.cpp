@@ -4,6 +4,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <stdexcept>
+#include <string>
 
 namespace gwx {
 namespace {
@@ -33,6 +34,26 @@ class json_message_flag final : public spdlog::custom_flag_formatter {
 };
 
 }  // namespace
+
+std::string log_text(std::string_view text, std::size_t max_bytes) {
+  static constexpr char k_hex[] = "0123456789abcdef";
+  const auto kept = text.substr(0, max_bytes);
+  std::string out;
+  out.reserve(kept.size() + 16);
+  for (const char c : kept) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u >= 0x7f || c == '\\') {
+      const char esc[] = {'\\', 'x', k_hex[u >> 4], k_hex[u & 0xf]};
+      out.append(esc, sizeof esc);
+    } else {
+      out.push_back(c);
+    }
+  }
+  if (kept.size() < text.size()) {
+    out += "...(" + std::to_string(text.size()) + " bytes)";
+  }
+  return out;
+}
 
 void init_logging(const std::string& program, const std::string& level, const std::string& format) {
   const auto lvl = spdlog::level::from_str(level);

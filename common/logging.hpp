@@ -3,14 +3,23 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace gwx {
 
 /// Sets up the default spdlog logger (stderr) for a binary. `format` is "text" or "json".
 /// Throws std::invalid_argument on an unknown level or format.
 void init_logging(const std::string& program, const std::string& level, const std::string& format);
+
+/// `text` that a peer chose (a name, an address, an id), made safe to put in a log line: every
+/// byte outside printable ASCII (control characters such as a newline, DEL, and 0x80 and above)
+/// and the backslash itself are written as `\xNN`, so the text cannot forge a line, break a JSON
+/// log or drive a terminal; past `max_bytes` it is cut and ends with `...(N bytes)`, N the full
+/// size. Thread-safe.
+std::string log_text(std::string_view text, std::size_t max_bytes = 512);
 
 /// Logs a repeated event at most once per interval: count() every occurrence, and when it
 /// returns true write one line with take_pending(), the occurrences that line covers. The first

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/link_auth.hpp"
+#include "common/registry/gateway_watcher.hpp"
 
 namespace gwx::registry {
 namespace {
@@ -49,8 +50,10 @@ std::string hash_lease_key(const std::string& key) {
   return key.empty() ? std::string() : link_auth::hmac_hex("gwx-register lease key", key);
 }
 
+// Both parts escaped once here: the label is logged as it is.
 std::string watcher_label(const grpc::ServerContextBase* context, const std::string& name) {
-  return name.empty() ? context->peer() : name + " (" + context->peer() + ")";
+  const auto peer = log_text(context->peer());
+  return name.empty() ? peer : log_text(name) + " (" + peer + ")";
 }
 
 // A Watch refused before it began.
@@ -247,7 +250,7 @@ void register_service::log_rejection(const std::string& peer, const char* method
     skipped = rejection_log_.take_pending() - 1;  // those since the last line, before this one
   }
   spdlog::warn("rejected {} from {}: {} ({} more rejected calls not logged since the last report)",
-               method, peer, reason, skipped);
+               method, log_text(peer), reason, skipped);
 }
 
 void register_service::publish_locked(v1::WatchEvent event) {
@@ -424,11 +427,11 @@ grpc::Status register_service::heartbeat(grpc::ServerContextBase* context,
   }
   response->set_created(created);
   if (created) {
-    spdlog::info("gateway {} at {} registered by {}, lease {} ms", info.gateway_id(),
-                 info.internal_address(), context->peer(), ttl.count());
+    spdlog::info("gateway {} at {} registered by {}, lease {} ms", log_text(info.gateway_id()),
+                 log_text(info.internal_address()), log_text(context->peer()), ttl.count());
   } else if (updated) {
-    spdlog::info("gateway {} at {} changed its announcement", info.gateway_id(),
-                 info.internal_address());
+    spdlog::info("gateway {} at {} changed its announcement", log_text(info.gateway_id()),
+                 log_text(info.internal_address()));
   }
   return grpc::Status::OK;
 }
@@ -438,10 +441,11 @@ grpc::Status register_service::withdraw(grpc::ServerContextBase* context,
   if (auto status = admit(context, "Withdraw"); !status.ok()) {
     return status;
   }
-  if (request->gateway_id().empty() || request->lease_key().size() > k_max_lease_key) {
-    return reject(
-        rejection::invalid_argument,
-        {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required, lease_key at most 128 bytes"});
+  if (request->gateway_id().empty() || request->gateway_id().size() > k_max_id ||
+      request->lease_key().size() > k_max_lease_key) {
+    return reject(rejection::invalid_argument,
+                  {grpc::StatusCode::INVALID_ARGUMENT,
+                   "gateway_id must be 1..128 bytes, lease_key at most 128 bytes"});
   }
   const auto key_hash = hash_lease_key(request->lease_key());
   bool removed = false;
@@ -461,7 +465,7 @@ grpc::Status register_service::withdraw(grpc::ServerContextBase* context,
   }
   if (removed) {
     leases_withdrawn_.inc();
-    spdlog::info("gateway {} withdrawn", request->gateway_id());
+    spdlog::info("gateway {} withdrawn", log_text(request->gateway_id()));
   }
   return grpc::Status::OK;
 }
@@ -492,6 +496,11 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
     grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
   if (auto status = admit(context, "Watch"); !status.ok()) {
     return new refused_watch(std::move(status));
+  }
+  if (request->watcher_name().size() > k_max_watcher_name) {
+    return new refused_watch(
+        reject(rejection::invalid_argument,
+               {grpc::StatusCode::INVALID_ARGUMENT, "watcher_name longer than 256 bytes"}));
   }
   auto label = watcher_label(context, request->watcher_name());
   std::shared_ptr<watch_stream> stream;
@@ -549,7 +558,7 @@ void register_service::sweep() {
       leases_expired_.inc(lapsed.size());
       lock.unlock();
       for (const auto& id : lapsed) {
-        spdlog::warn("gateway {} dropped: lease lapsed", id);
+        spdlog::warn("gateway {} dropped: lease lapsed", log_text(id));
       }
       lock.lock();
       continue;

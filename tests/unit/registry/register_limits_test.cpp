@@ -370,6 +370,84 @@ TEST(RegisterLimits, EveryChangeIsTimedOnceWhenEveryWatcherHasWrittenIt) {
   EXPECT_GE(metric_value(metrics, "gwx_register_watch_fanout_seconds_sum"), 0);
 }
 
+// The review: a 4 MB watcher_name was kept in each stream's label and logged on connect and
+// disconnect (20 such Watch calls: register RSS 20 -> 208 MB, 160 MB of log), and a name with a
+// newline forged a log line. Now a name over 256 bytes is refused and names are logged escaped.
+TEST(RegisterLimits, WatcherNameIsBoundedAndCannotForgeALogLine) {
+  log_capture logs;
+  metrics::registry metrics;
+  register_config config;
+  config.peer_rate = 0;
+  auto server = std::make_unique<register_server>(host_port{"127.0.0.1", 0}, config, &metrics);
+  auto stub = make_stub(server->port());
+
+  auto huge = open_watch(*stub, {}, std::string(4'000'000, 'N'));
+  EXPECT_FALSE(huge.ok);
+  const auto refused = huge.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << describe(refused);
+  EXPECT_NE(refused.error_message().find("watcher_name longer than 256 bytes"), std::string::npos);
+  auto over = open_watch(*stub, {}, std::string(k_max_watcher_name + 1, 'n'));
+  EXPECT_FALSE(over.ok);
+  EXPECT_EQ(over.reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"invalid_argument\"}"),
+            2);
+  EXPECT_EQ(server->service().watcher_count(), 0U);
+  EXPECT_LT(logs.text().size(), 4096U) << "the refused names never reach the log";
+
+  auto longest = open_watch(*stub, {}, std::string(k_max_watcher_name, 'n'));
+  EXPECT_TRUE(longest.ok) << "256 bytes is allowed";
+  const std::string forged = "w1\n2026-01-01T00:00:00.000 error gwx-register: FORGED\x1b[31m";
+  auto sneaky = open_watch(*stub, {}, forged);
+  ASSERT_TRUE(sneaky.ok);
+  sneaky.context->TryCancel();
+  ASSERT_TRUE(eventually([&] {
+    return logs.count({"FORGED", "disconnected"}) == 1;
+  })) << logs.text();
+  // Both lines, on connect and on disconnect, carry the name escaped.
+  EXPECT_EQ(logs.count({"watcher w1\\x0a2026-01-01T00:00:00.000 error gwx-register: "
+                        "FORGED\\x1b[31m (ipv4:127.0.0.1:",
+                        "connected"}),
+            2U)
+      << logs.text();
+  const auto text = logs.text();
+  EXPECT_EQ(text.find("\n2026-01-01"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  longest.context->TryCancel();
+}
+
+// The same for the strings a gateway announces: they are bounded already (an id of at most 128
+// bytes, an address of at most 512), but a newline in them forged a log line when the gateway
+// registered, changed its announcement, withdrew, or lapsed.
+TEST(RegisterLimits, AnnouncedStringsCannotForgeALogLine) {
+  log_capture logs;
+  register_config config;
+  config.peer_rate = 0;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+
+  auto info =
+      make_info("gw\n2026-01-01T00:00:00.000 info gwx-register: FORGED-ID", "127.0.0.1:1\r\x1b[2K");
+  ASSERT_TRUE(heartbeat(*stub, info, 60000).ok());
+  info.set_internal_address("127.0.0.1:2\nFORGED-ADDRESS");
+  ASSERT_TRUE(heartbeat(*stub, info, 60000).ok());
+  ASSERT_TRUE(withdraw(*stub, info.gateway_id()).ok());
+  ASSERT_TRUE(heartbeat(*stub, make_info("lapses\nFORGED-LAPSE"), 1000).ok());
+  ASSERT_TRUE(eventually([&] { return logs.count({"lease lapsed"}) == 1; })) << logs.text();
+
+  const std::string id = "gw\\x0a2026-01-01T00:00:00.000 info gwx-register: FORGED-ID";
+  EXPECT_EQ(logs.count({id, "at 127.0.0.1:1\\x0d\\x1b[2K registered by ipv4:127.0.0.1:"}), 1U)
+      << logs.text();
+  EXPECT_EQ(logs.count({id, "at 127.0.0.1:2\\x0aFORGED-ADDRESS changed"}), 1U) << logs.text();
+  EXPECT_EQ(logs.count({id, "withdrawn"}), 1U) << logs.text();
+  EXPECT_EQ(logs.count({"gateway lapses\\x0aFORGED-LAPSE dropped: lease lapsed"}), 1U)
+      << logs.text();
+  const auto text = logs.text();
+  EXPECT_EQ(text.find("\nFORGED"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find("\n2026-01-01"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+}
+
 // A worker whose watcher stalls (its handler blocks) is cut, then resyncs from a fresh snapshot
 // and ends up with exactly the register's set.
 TEST(RegisterLimits, StalledGatewayWatcherResyncsFromASnapshot) {
