@@ -13,8 +13,13 @@
 namespace gwx::registry {
 namespace {
 
-// Ceiling on the sweeper's sleep, so a new short lease is never swept late.
+// Ceiling on the sweeper's sleep, so a new short lease is never swept late, nor a stuck Watch
+// stream cancelled late.
 constexpr std::chrono::milliseconds k_sweep_poll{250};
+// How long a Watch stream that must end waits for its write in flight before it is cancelled:
+// a watcher that reads slowly still gets the reason (RESOURCE_EXHAUSTED), one that never reads
+// gives its slot back.
+constexpr std::chrono::milliseconds k_watch_end_grace{1000};
 
 constexpr std::size_t k_max_id = 128;
 constexpr std::size_t k_max_text = 512;
@@ -88,8 +93,10 @@ void register_service::register_metrics(metrics::registry& reg) {
                               "Leases dropped by Withdraw (a clean gateway shutdown).");
   leases_expired_ = counter("gwx_register_lease_expiries_total",
                             "Leases dropped because they lapsed without a heartbeat.");
-  watch_overflows_ = counter("gwx_register_watch_overflows_total",
-                             "Watch streams ended because the watcher fell too far behind.");
+  watch_overflows_ =
+      counter("gwx_register_watch_overflows_total",
+              "Watch streams ended because the watcher fell too far behind or read nothing for "
+              "--watch-write-timeout-s.");
   watch_fanout_ =
       reg.add_histogram("gwx_register_watch_fanout_seconds",
                         "Time from a change (a gateway joining, leaving or lapsing) until every "
@@ -529,7 +536,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
           reject(rejection::too_many_watchers, {grpc::StatusCode::RESOURCE_EXHAUSTED, full}));
     }
     snapshot = snapshot_locked();
-    stream = std::make_shared<watch_stream>(label, peer, config_.max_watch_backlog,
+    stream = std::make_shared<watch_stream>(label, peer, context, config_.max_watch_backlog,
                                             config_.max_watch_backlog_bytes);
     watchers_.push_back(stream);
   }
@@ -538,10 +545,33 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
   return stream.get();
 }
 
+void register_service::cancel_stuck_watchers(std::unique_lock<std::mutex>& lock) {
+  prune_watchers_locked();
+  const auto streams = watchers_;
+  lock.unlock();
+  const auto now = clock::now();
+  const auto grace = std::min<clock::duration>(k_watch_end_grace, config_.watch_write_timeout);
+  for (const auto& stream : streams) {
+    if (stream->cancel_if_stuck(now, config_.watch_write_timeout, grace) ==
+        watch_stream::stuck::stalled) {
+      watch_overflows_.inc();
+      ++watch_overflow_count_;
+      spdlog::warn(
+          "watcher {} read nothing for {} ms (a write to it made no progress); stream "
+          "cancelled, it will resync",
+          stream->label(), config_.watch_write_timeout.count());
+    }
+  }
+  lock.lock();
+}
+
 void register_service::sweep() {
   std::unique_lock lock(mutex_);
   while (!shutting_down_) {
-    prune_watchers_locked();
+    cancel_stuck_watchers(lock);
+    if (shutting_down_) {
+      break;
+    }
     const auto now = clock::now();
     auto next = now + k_sweep_poll;
     std::vector<std::string> lapsed;
