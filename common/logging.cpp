@@ -62,7 +62,7 @@ std::string printable(std::string_view text, std::size_t max_bytes) {
         n > 1 ? !c1 && codec::is_valid_utf8(piece) : lead >= 0x20 && lead < 0x7f;
     const std::size_t cost = plain && lead != '\\' ? n : 4;
     if (out.size() + cost > max_bytes) {
-      out += "...";
+      out += "...(" + std::to_string(text.size()) + " bytes)";
       return out;
     }
     if (plain && lead != '\\') {

@@ -13,11 +13,12 @@ namespace gwx {
 /// Throws std::invalid_argument on an unknown level or format.
 void init_logging(const std::string& program, const std::string& level, const std::string& format);
 
-/// `text` (a name someone else chose: a bus field, a watcher's name) fit for one log line: at
-/// most `max_bytes` of it, cut between characters with "..." marking the cut, and every control
-/// character, backslash or byte that is not UTF-8 written as \xNN, so it can neither forge a
-/// line nor carry terminal escapes.
-std::string printable(std::string_view text, std::size_t max_bytes = 64);
+/// `text` that a peer chose (a bus field's name, a watcher's name, an announced address) fit
+/// for one log line: every control character (C0, DEL, C1), the backslash and every byte that is
+/// not UTF-8 written as \xNN, so it can neither forge a line nor drive a terminal, and an escape
+/// in the output always comes from the escaping; past `max_bytes` it is cut between characters
+/// and ends with `...(N bytes)`, N the full size. Thread-safe.
+std::string printable(std::string_view text, std::size_t max_bytes = 256);
 
 /// Logs a repeated event at most once per interval: count() every occurrence, and when it
 /// returns true write one line with take_pending(), the occurrences that line covers. The first

@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
                                       ->value_name("N"),
        "changes queued for one watcher that reads too slowly, in bytes; past it its stream is "
        "cut and it resyncs from a fresh snapshot when it reconnects")
+      ("watch-write-timeout-s", gwx::po::value<long long>()->default_value(30)->value_name("N"),
+       "a write to a watcher that makes no progress for N s (the watcher reads nothing) cancels "
+       "its Watch stream and frees its slot; it resyncs when it reconnects")
       ("metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
        "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
        "default: none, no metrics endpoint")
@@ -163,6 +166,7 @@ int main(int argc, char** argv) {
   config.max_gateways_per_peer = bounded(vm, "max-gateways-per-peer", 1, 1000000);
   config.max_entry_bytes = bounded(vm, "max-entry-bytes", 256, 65536);
   config.max_watch_backlog_bytes = bounded(vm, "max-watch-backlog-bytes", 65536, 1LL << 30);
+  config.watch_write_timeout = std::chrono::seconds(bounded(vm, "watch-write-timeout-s", 1, 3600));
   config.max_watchers = bounded(vm, "max-watchers", 1, 1000000);
   config.max_watchers_per_peer = bounded(vm, "max-watchers-per-peer", 1, 1000000);
   config.peer_rate = vm["peer-rate"].as<double>();

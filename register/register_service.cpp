@@ -8,12 +8,18 @@
 #include <vector>
 
 #include "common/link_auth.hpp"
+#include "common/registry/gateway_watcher.hpp"
 
 namespace gwx::registry {
 namespace {
 
-// Ceiling on the sweeper's sleep, so a new short lease is never swept late.
+// Ceiling on the sweeper's sleep, so a new short lease is never swept late, nor a stuck Watch
+// stream cancelled late.
 constexpr std::chrono::milliseconds k_sweep_poll{250};
+// How long a Watch stream that must end waits for its write in flight before it is cancelled:
+// a watcher that reads slowly still gets the reason (RESOURCE_EXHAUSTED), one that never reads
+// gives its slot back.
+constexpr std::chrono::milliseconds k_watch_end_grace{1000};
 
 constexpr std::size_t k_max_id = 128;
 constexpr std::size_t k_max_text = 512;
@@ -49,8 +55,10 @@ std::string hash_lease_key(const std::string& key) {
   return key.empty() ? std::string() : link_auth::hmac_hex("gwx-register lease key", key);
 }
 
+// Both parts escaped once here: the label is logged as it is.
 std::string watcher_label(const grpc::ServerContextBase* context, const std::string& name) {
-  return name.empty() ? context->peer() : name + " (" + context->peer() + ")";
+  const auto peer = printable(context->peer());
+  return name.empty() ? peer : printable(name) + " (" + peer + ")";
 }
 
 // A Watch refused before it began.
@@ -85,8 +93,10 @@ void register_service::register_metrics(metrics::registry& reg) {
                               "Leases dropped by Withdraw (a clean gateway shutdown).");
   leases_expired_ = counter("gwx_register_lease_expiries_total",
                             "Leases dropped because they lapsed without a heartbeat.");
-  watch_overflows_ = counter("gwx_register_watch_overflows_total",
-                             "Watch streams ended because the watcher fell too far behind.");
+  watch_overflows_ =
+      counter("gwx_register_watch_overflows_total",
+              "Watch streams ended because the watcher fell too far behind or read nothing for "
+              "--watch-write-timeout-s.");
   watch_fanout_ =
       reg.add_histogram("gwx_register_watch_fanout_seconds",
                         "Time from a change (a gateway joining, leaving or lapsing) until every "
@@ -247,7 +257,7 @@ void register_service::log_rejection(const std::string& peer, const char* method
     skipped = rejection_log_.take_pending() - 1;  // those since the last line, before this one
   }
   spdlog::warn("rejected {} from {}: {} ({} more rejected calls not logged since the last report)",
-               method, peer, reason, skipped);
+               method, printable(peer), reason, skipped);
 }
 
 void register_service::publish_locked(v1::WatchEvent event) {
@@ -424,11 +434,11 @@ grpc::Status register_service::heartbeat(grpc::ServerContextBase* context,
   }
   response->set_created(created);
   if (created) {
-    spdlog::info("gateway {} at {} registered by {}, lease {} ms", info.gateway_id(),
-                 info.internal_address(), context->peer(), ttl.count());
+    spdlog::info("gateway {} at {} registered by {}, lease {} ms", printable(info.gateway_id()),
+                 printable(info.internal_address()), printable(context->peer()), ttl.count());
   } else if (updated) {
-    spdlog::info("gateway {} at {} changed its announcement", info.gateway_id(),
-                 info.internal_address());
+    spdlog::info("gateway {} at {} changed its announcement", printable(info.gateway_id()),
+                 printable(info.internal_address()));
   }
   return grpc::Status::OK;
 }
@@ -438,10 +448,11 @@ grpc::Status register_service::withdraw(grpc::ServerContextBase* context,
   if (auto status = admit(context, "Withdraw"); !status.ok()) {
     return status;
   }
-  if (request->gateway_id().empty() || request->lease_key().size() > k_max_lease_key) {
-    return reject(
-        rejection::invalid_argument,
-        {grpc::StatusCode::INVALID_ARGUMENT, "gateway_id required, lease_key at most 128 bytes"});
+  if (request->gateway_id().empty() || request->gateway_id().size() > k_max_id ||
+      request->lease_key().size() > k_max_lease_key) {
+    return reject(rejection::invalid_argument,
+                  {grpc::StatusCode::INVALID_ARGUMENT,
+                   "gateway_id must be 1..128 bytes, lease_key at most 128 bytes"});
   }
   const auto key_hash = hash_lease_key(request->lease_key());
   bool removed = false;
@@ -461,7 +472,7 @@ grpc::Status register_service::withdraw(grpc::ServerContextBase* context,
   }
   if (removed) {
     leases_withdrawn_.inc();
-    spdlog::info("gateway {} withdrawn", request->gateway_id());
+    spdlog::info("gateway {} withdrawn", printable(request->gateway_id()));
   }
   return grpc::Status::OK;
 }
@@ -493,6 +504,11 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
   if (auto status = admit(context, "Watch"); !status.ok()) {
     return new refused_watch(std::move(status));
   }
+  if (request->watcher_name().size() > k_max_watcher_name) {
+    return new refused_watch(
+        reject(rejection::invalid_argument,
+               {grpc::StatusCode::INVALID_ARGUMENT, "watcher_name longer than 256 bytes"}));
+  }
   auto label = watcher_label(context, request->watcher_name());
   std::shared_ptr<watch_stream> stream;
   watch_stream::snapshot_ptr snapshot;
@@ -520,7 +536,7 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
           reject(rejection::too_many_watchers, {grpc::StatusCode::RESOURCE_EXHAUSTED, full}));
     }
     snapshot = snapshot_locked();
-    stream = std::make_shared<watch_stream>(label, peer, config_.max_watch_backlog,
+    stream = std::make_shared<watch_stream>(label, peer, context, config_.max_watch_backlog,
                                             config_.max_watch_backlog_bytes);
     watchers_.push_back(stream);
   }
@@ -529,10 +545,33 @@ grpc::ServerWriteReactor<v1::WatchEvent>* register_service::Watch(
   return stream.get();
 }
 
+void register_service::cancel_stuck_watchers(std::unique_lock<std::mutex>& lock) {
+  prune_watchers_locked();
+  const auto streams = watchers_;
+  lock.unlock();
+  const auto now = clock::now();
+  const auto grace = std::min<clock::duration>(k_watch_end_grace, config_.watch_write_timeout);
+  for (const auto& stream : streams) {
+    if (stream->cancel_if_stuck(now, config_.watch_write_timeout, grace) ==
+        watch_stream::stuck::stalled) {
+      watch_overflows_.inc();
+      ++watch_overflow_count_;
+      spdlog::warn(
+          "watcher {} read nothing for {} ms (a write to it made no progress); stream "
+          "cancelled, it will resync",
+          stream->label(), config_.watch_write_timeout.count());
+    }
+  }
+  lock.lock();
+}
+
 void register_service::sweep() {
   std::unique_lock lock(mutex_);
   while (!shutting_down_) {
-    prune_watchers_locked();
+    cancel_stuck_watchers(lock);
+    if (shutting_down_) {
+      break;
+    }
     const auto now = clock::now();
     auto next = now + k_sweep_poll;
     std::vector<std::string> lapsed;
@@ -549,7 +588,7 @@ void register_service::sweep() {
       leases_expired_.inc(lapsed.size());
       lock.unlock();
       for (const auto& id : lapsed) {
-        spdlog::warn("gateway {} dropped: lease lapsed", id);
+        spdlog::warn("gateway {} dropped: lease lapsed", printable(id));
       }
       lock.lock();
       continue;

@@ -52,6 +52,11 @@ struct register_config {
   /// bound.
   std::size_t max_watch_backlog = 65536;
   std::size_t max_watch_backlog_bytes = 4 << 20;
+  /// A Watch write (one snapshot piece or change, at most max_message_bytes) not done after this
+  /// long means the watcher reads nothing: its stream is cancelled, which frees its slot and the
+  /// bytes gRPC holds for it. A stream that must end (cut for falling behind, or the register
+  /// shutting down) with a write stuck is cancelled after at most a second.
+  std::chrono::milliseconds watch_write_timeout{30000};
   /// Most Watch streams open at once, and most open for callers from one address (each costs
   /// tens of KB in gRPC's buffers); a Watch beyond them is refused (RESOURCE_EXHAUSTED) and the
   /// watcher retries with backoff.
@@ -73,8 +78,8 @@ struct register_config {
 /// registry must outlive the service.
 ///
 /// Floods are bounded: entries (in all, per caller address, in bytes), calls per caller address,
-/// watchers (in all, per caller address) and each watcher's backlog (in events and bytes; a
-/// watcher past it is cut and resyncs).
+/// watchers (in all, per caller address), each watcher's backlog (in events and bytes; a
+/// watcher past it is cut and resyncs) and how long one of its writes may wait for it to read.
 /// Snapshots and List answers go in pieces of at most max_message_bytes.
 ///
 /// Served on gRPC's callback API: no call holds a thread. Unary calls answer at once (a short
@@ -101,7 +106,8 @@ class register_service final : public v1::RegisterService::CallbackService {
   /// Bytes of events queued for all Watch streams (an event queued for several counts once each).
   std::size_t watch_backlog_bytes() const;
 
-  /// Watch streams ended so far because they fell behind.
+  /// Watch streams ended so far because they fell behind (or read nothing for
+  /// watch_write_timeout).
   std::size_t watch_overflow_count() const { return watch_overflow_count_.load(); }
 
   /// Creates or renews the caller's lease.
@@ -165,6 +171,9 @@ class register_service final : public v1::RegisterService::CallbackService {
   // The snapshot in pieces of at most max_message_bytes, shared until the set changes.
   watch_stream::snapshot_ptr snapshot_locked();
   void prune_watchers_locked();
+  // Cancels the Watch streams whose write is stuck (see watch_stream::cancel_if_stuck); unlocks
+  // `lock` (on mutex_) meanwhile.
+  void cancel_stuck_watchers(std::unique_lock<std::mutex>& lock);
   void sweep();
   // The fan-out thread: starts the writes of what publish_locked() queued on every stream.
   void fan_out();

@@ -6,12 +6,14 @@
 
 namespace gwx::registry {
 
-watch_stream::watch_stream(std::string label, std::string peer, std::size_t max_events,
+watch_stream::watch_stream(std::string label, std::string peer,
+                           grpc::CallbackServerContext* context, std::size_t max_events,
                            std::size_t max_bytes)
     : label_(std::move(label)),
       peer_(std::move(peer)),
       max_events_(max_events),
-      max_bytes_(max_bytes) {}
+      max_bytes_(max_bytes),
+      context_(context) {}
 
 void watch_stream::start(snapshot_ptr snapshot) {
   std::unique_lock lock(mutex_);
@@ -46,6 +48,7 @@ bool watch_stream::push(const change_ptr& change) {
     const auto dropped = take_queue_locked();
     end_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                "watcher fell too far behind; reconnect for a fresh snapshot");
+    ending_since_ = clock::now();
     lock.unlock();
     settle_all(dropped);
     change->settle();
@@ -65,8 +68,42 @@ void watch_stream::end(grpc::Status status) {
   std::unique_lock lock(mutex_);
   if (!end_status_) {
     end_status_ = std::move(status);
+    ending_since_ = clock::now();
   }
   pump(lock);
+}
+
+watch_stream::stuck watch_stream::cancel_if_stuck(clock::time_point now,
+                                                  clock::duration write_timeout,
+                                                  clock::duration end_grace) {
+  std::unique_lock lock(mutex_);
+  // Without a write in flight nothing waits on the watcher: Finish, if due, is under way. And
+  // while a write is in flight Finish has not been called, so OnDone has not freed context_.
+  if (context_ == nullptr || !writing_ || cancelled_) {
+    return stuck::no;
+  }
+  stuck why = stuck::no;
+  if (end_status_ && now - ending_since_ >= end_grace) {
+    why = stuck::ending;
+  } else if (now - write_started_ >= write_timeout) {
+    why = stuck::stalled;
+  } else {
+    return stuck::no;
+  }
+  if (!end_status_) {
+    end_status_ = grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                               "watcher read nothing for too long; reconnect for a fresh snapshot");
+    ending_since_ = now;
+  }
+  cancelled_ = true;
+  cancelling_ = true;
+  lock.unlock();
+  context_->TryCancel();
+  lock.lock();
+  cancelling_ = false;
+  // The write may have completed meanwhile and left the finish to us.
+  pump(lock);
+  return why;
 }
 
 bool watch_stream::done() const {
@@ -80,7 +117,7 @@ std::size_t watch_stream::backlog_bytes() const {
 }
 
 void watch_stream::pump(std::unique_lock<std::mutex>& lock) {
-  if (!started_ || writing_ || finished_) {
+  if (!started_ || writing_ || finished_ || cancelling_) {
     return;
   }
   if (end_status_) {
@@ -103,6 +140,7 @@ void watch_stream::pump(std::unique_lock<std::mutex>& lock) {
     return;
   }
   writing_ = true;
+  write_started_ = clock::now();
   // More is waiting: let gRPC gather it into fewer, larger writes.
   grpc::WriteOptions options;
   if (!queue_.empty() || (snapshot_ && next_piece_ < snapshot_->size())) {

@@ -1,8 +1,10 @@
 #pragma once
 
+#include <grpcpp/server_context.h>
 #include <grpcpp/support/server_callback.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -39,6 +41,9 @@ struct watch_change {
 /// drive it; the first write of a change is started by flush(), from whoever calls it). Its backlog
 /// of changes is bounded in count and bytes: a push past either bound cuts the stream
 /// (RESOURCE_EXHAUSTED) and drops the backlog; the watcher reconnects and resyncs from a snapshot.
+/// A write waits for the watcher to read (HTTP/2 flow control), so a watcher that never reads
+/// would hold the stream, its slot and the bytes of that write forever: cancel_if_stuck(), called
+/// by the owner now and then, cancels a stream whose write makes no progress.
 ///
 /// Owned by a shared_ptr (the register's list of streams) that must outlive OnDone(); never
 /// calls back into its owner, so the owner may push and end under its own lock. Thread-safe.
@@ -46,9 +51,15 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
  public:
   using change_ptr = std::shared_ptr<const watch_change>;
   using snapshot_ptr = std::shared_ptr<const std::vector<v1::WatchEvent>>;
+  using clock = std::chrono::steady_clock;
 
-  /// `peer`: the caller's address (host only), for the per-address cap on watchers.
-  watch_stream(std::string label, std::string peer, std::size_t max_events, std::size_t max_bytes);
+  /// What cancel_if_stuck() did.
+  enum class stuck { no, stalled, ending };
+
+  /// `peer`: the caller's address (host only), for the per-address cap on watchers. `context`:
+  /// the call's, for cancel_if_stuck(); null outside gRPC (nothing to cancel then).
+  watch_stream(std::string label, std::string peer, grpc::CallbackServerContext* context,
+               std::size_t max_events, std::size_t max_bytes);
 
   /// Starts writing: the snapshot pieces, then the changes pushed since construction.
   void start(snapshot_ptr snapshot);
@@ -64,6 +75,14 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
 
   /// Ends the stream with `status` once the write in flight is done; later calls do nothing.
   void end(grpc::Status status);
+
+  /// Cancels the call (gRPC's TryCancel: the write in flight completes, the stream finishes,
+  /// OnDone runs and the owner may drop it) when its write has been in flight for
+  /// `write_timeout` (`stalled`: the watcher reads nothing), or for `end_grace` since the stream
+  /// had to end (`ending`: cut for falling behind, or end() called). Otherwise, or when already
+  /// cancelled, `no`.
+  stuck cancel_if_stuck(clock::time_point now, clock::duration write_timeout,
+                        clock::duration end_grace);
 
   /// True once gRPC is done with the stream (it may be dropped then).
   bool done() const;
@@ -90,6 +109,7 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   const std::string peer_;
   const std::size_t max_events_;
   const std::size_t max_bytes_;
+  grpc::CallbackServerContext* const context_;
 
   mutable std::mutex mutex_;
   snapshot_ptr snapshot_;
@@ -100,6 +120,12 @@ class watch_stream final : public grpc::ServerWriteReactor<v1::WatchEvent> {
   change_ptr in_flight_;
   bool started_ = false;
   bool writing_ = false;
+  // When the write in flight started, and when end_status_ was set.
+  clock::time_point write_started_;
+  clock::time_point ending_since_;
+  // TryCancel is under way: Finish waits for it (OnDone would free the context it uses).
+  bool cancelling_ = false;
+  bool cancelled_ = false;
   bool finished_ = false;
   // OnDone began: pushes are settled at once from then on.
   bool closed_ = false;

@@ -42,7 +42,7 @@ class field_reader {
   void only(std::initializer_list<std::string_view> allowed) {
     for (const auto& [key, v] : obj_.members()) {
       if (key != "op" && std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-        fail("unknown field '" + printable(key) + "'");
+        fail("unknown field '" + printable(key, 64) + "'");
       }
     }
   }
@@ -260,7 +260,7 @@ void build(const std::string& op, field_reader& f, bus_parse_result& r) {
     }
   } else {
     r.error = bus_error::unknown_op;
-    r.detail = "unknown op '" + printable(op) + "'";
+    r.detail = "unknown op '" + printable(op, 64) + "'";
     return;
   }
   if (!f.failed()) {

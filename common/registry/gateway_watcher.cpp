@@ -352,7 +352,7 @@ gateway_watcher::gateway_watcher(std::vector<host_port> registers, std::string t
   const auto& credentials = impl_->credentials.channel;
   impl_->tls = tls.any();
   impl_->token = std::move(token);
-  impl_->watcher_name = std::move(watcher_name);
+  impl_->watcher_name = watcher_name.substr(0, k_max_watcher_name);
   impl_->on_change = std::move(on_change);
   for (auto& address : registers) {
     auto s = std::make_unique<impl::source>();

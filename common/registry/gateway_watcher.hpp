@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -11,6 +12,10 @@
 #include "common/net/tls_files.hpp"
 
 namespace gwx::registry {
+
+/// Longest watcher_name a register accepts in a Watch; a longer one is refused
+/// (INVALID_ARGUMENT), so gateway_watcher sends at most this much of its name.
+constexpr std::size_t k_max_watcher_name = 256;
 
 /// One live gateway as the registers know it.
 struct gateway_entry {
@@ -34,7 +39,8 @@ class gateway_watcher {
  public:
   using change_handler = std::function<void(const std::vector<gateway_entry>&)>;
 
-  /// `tls`: the registers are called over TLS with these files (see make_register_credentials);
+  /// `watcher_name`: shown in the registers' logs, cut to k_max_watcher_name bytes. `tls`: the
+  /// registers are called over TLS with these files (see make_register_credentials);
   /// empty: plaintext. Throws std::runtime_error when a file cannot be read.
   gateway_watcher(std::vector<host_port> registers, std::string token, std::string watcher_name,
                   change_handler on_change, const tls_files& tls = {});

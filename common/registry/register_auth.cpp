@@ -103,11 +103,13 @@ bool check_auth_value(const std::string& token, const std::string& value,
 }
 
 auth_verifier::auth_verifier(std::string token, std::chrono::milliseconds window,
-                             std::chrono::milliseconds legacy_window, std::size_t max_nonces)
+                             std::chrono::milliseconds legacy_window, std::size_t max_nonces,
+                             clock_fn clock)
     : token_(std::move(token)),
       window_(window),
       legacy_window_(legacy_window),
-      max_nonces_(std::max<std::size_t>(max_nonces, 1)) {}
+      max_nonces_(std::max<std::size_t>(max_nonces, 1)),
+      clock_(clock ? std::move(clock) : clock_fn(unix_ms_now)) {}
 
 auth_result auth_verifier::check(std::string_view method, std::string_view value) {
   if (token_.empty()) {
@@ -143,7 +145,7 @@ auth_result auth_verifier::check(std::string_view method, std::string_view value
   if (!link_auth::equal(mac, v2_hmac(token_, method, ms_text, nonce))) {
     return auth_result::invalid;
   }
-  const auto now = unix_ms_now();
+  const auto now = clock_();
   if (unix_ms > now + window_.count() || unix_ms < now - window_.count()) {
     return auth_result::stale;
   }
@@ -153,10 +155,17 @@ auth_result auth_verifier::check(std::string_view method, std::string_view value
 auth_result auth_verifier::spend(std::int64_t unix_ms, std::int64_t now_ms,
                                  const std::string& nonce) {
   std::lock_guard lock(mutex_);
-  // Forget what can no longer be replayed: its time is out of the window.
-  while (!by_time_.empty() && by_time_.begin()->first < now_ms - window_.count()) {
+  // Forget what can no longer be replayed: its time is out of the window. The clock was read
+  // before the lock, so another check may have purged with a later clock than this one's: a
+  // proof at or below the highest horizon purged so far is refused, even when this check's
+  // own, earlier clock still has it in the window (its nonce may be forgotten already).
+  horizon_ms_ = std::max(horizon_ms_, now_ms - window_.count() - 1);
+  while (!by_time_.empty() && by_time_.begin()->first <= horizon_ms_) {
     nonces_.erase(by_time_.begin()->second);
     by_time_.erase(by_time_.begin());
+  }
+  if (unix_ms <= horizon_ms_) {
+    return auth_result::stale;
   }
   if (unix_ms <= floor_ms_) {
     return auth_result::replayed;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -44,15 +45,21 @@ enum class auth_result {
 /// HMAC) and remembers every nonce it accepted until its time leaves the window, so that a
 /// proof captured on the wire cannot be used again. The memory is bounded: past `max_nonces`,
 /// the nonces of the earliest proof times are forgotten and every proof not later than them is
-/// refused from then on.
+/// refused from then on. A proof is also refused once any check, whichever thread's clock it
+/// read, has seen its time leave the window: purging and checking agree even when checks run
+/// side by side with clocks read a moment apart.
 /// Thread-safe.
 class auth_verifier {
  public:
-  /// `window`: how far a proof's time may be from the register's clock (either way).
+  /// The register's clock, in Unix milliseconds.
+  using clock_fn = std::function<std::int64_t()>;
+
+  /// `window`: how far a proof's time may be from the register's clock (either way). `clock`:
+  /// the system clock when empty (tests pass their own).
   explicit auth_verifier(std::string token,
                          std::chrono::milliseconds window = std::chrono::seconds(60),
                          std::chrono::milliseconds legacy_window = std::chrono::milliseconds(0),
-                         std::size_t max_nonces = 100000);
+                         std::size_t max_nonces = 100000, clock_fn clock = {});
 
   /// True when a token is set (access limited).
   bool enabled() const { return !token_.empty(); }
@@ -72,14 +79,19 @@ class auth_verifier {
   // Version-1 proofs are accepted within this window; zero refuses them.
   const std::chrono::milliseconds legacy_window_;
   const std::size_t max_nonces_;
+  const clock_fn clock_;
 
   mutable std::mutex mutex_;
   std::unordered_set<std::string> nonces_;
   // The same nonces by proof time; forgotten from the earliest once out of the window (or past
   // the cap).
   std::multimap<std::int64_t, std::string> by_time_;
-  // Proofs at or before this time are refused: their nonces may have been forgotten.
+  // Proofs at or before this time are refused (replayed): their nonces may have been forgotten
+  // past the cap.
   std::int64_t floor_ms_ = 0;
+  // The highest time purged as out of the window so far, by whichever check's clock: proofs at
+  // or before it are refused (stale).
+  std::int64_t horizon_ms_ = 0;
 };
 
 }  // namespace gwx::registry

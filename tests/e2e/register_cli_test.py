@@ -157,7 +157,8 @@ def main():
                    "--max-ttl-ms", "(=60000)", "--config", "--log-level", "--auth-window-s",
                    "--legacy-auth-window-s", "(=0)", "--max-gateways", "(=1024)", "--max-gateways-per-peer",
                    "(=64)", "--max-entry-bytes", "(=4096)", "--peer-rate", "(=50)",
-                   "--peer-burst", "(=100)", "--max-watch-backlog-bytes", "(=4194304)"):
+                   "--peer-burst", "(=100)", "--max-watch-backlog-bytes", "(=4194304)",
+                   "--watch-write-timeout-s", "(=30)"):
         check(needle in out, f"--help does not mention {needle!r}")
 
     check_one_line_error(*run_to_end(binary, "--no-such-flag"), 2, "unknown flag",
@@ -176,6 +177,8 @@ def main():
                          "entry size above the message budget", "--max-entry-bytes")
     check_one_line_error(*run_to_end(binary, "--peer-rate", "-1"), 2, "negative rate",
                          "--peer-rate")
+    check_one_line_error(*run_to_end(binary, "--watch-write-timeout-s", "0"), 2,
+                         "zero watch write timeout", "--watch-write-timeout-s")
     print("register_cli_test: all checks passed")
 
 

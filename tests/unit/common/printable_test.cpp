@@ -30,17 +30,16 @@ TEST(Printable, ANewlineCannotForgeALineNorAnEscapeReachTheTerminal) {
 
 TEST(Printable, LongTextIsCutBetweenCharactersAndMarked) {
   const std::string big(1 << 20, 'k');
-  const auto out = printable(big);
-  EXPECT_EQ(out, std::string(64, 'k') + "...");
+  EXPECT_EQ(printable(big), std::string(256, 'k') + "...(1048576 bytes)");
+  EXPECT_EQ(printable(std::string(8, 'a'), 8), "aaaaaaaa");
   // A character is never split: 21 three-byte characters are 63 bytes, the 22nd would pass 64.
   std::string euros;
   for (int i = 0; i < 30; ++i) {
     euros += "\xe2\x82\xac";
   }
-  const auto cut = printable(euros);
-  EXPECT_EQ(cut.size(), 63U + 3U);
-  EXPECT_EQ(cut.substr(60, 6), "\xe2\x82\xac...");
-  EXPECT_EQ(printable(std::string(5, '\n'), 8), "\\x0a\\x0a...");
+  const auto cut = printable(euros, 64);
+  EXPECT_EQ(cut, euros.substr(0, 63) + "...(90 bytes)");
+  EXPECT_EQ(printable(std::string(5, '\n'), 8), "\\x0a\\x0a...(5 bytes)");
 }
 
 }  // namespace

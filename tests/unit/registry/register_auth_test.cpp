@@ -138,6 +138,30 @@ TEST(RegisterAuth, ACallerWithAClockAheadCannotLiftTheFloorOverHonestProofs) {
       << "at or before a forgotten time is refused";
 }
 
+// The review (a code path): each check reads the clock before taking the lock, so a check can
+// purge the nonces with a later clock than the one a check running beside it read. A proof at the
+// edge of the window, accepted, then purged by a check whose clock read 1 ms later, used to pass
+// again when checked against a clock read 1 ms earlier (a thread that read it before the purge).
+TEST(RegisterAuth, ReplayAtTheWindowEdgeIsRefusedWhateverClockItsCheckRead) {
+  std::int64_t clock_ms = 1'700'000'000'000;
+  auth_verifier verifier(k_token, std::chrono::seconds(60), std::chrono::seconds(0), 100000,
+                         [&clock_ms] { return clock_ms; });
+  const auto edge = v2_proof(k_token, "Heartbeat", clock_ms - 60000);
+  ASSERT_EQ(verifier.check("Heartbeat", edge), auth_result::ok) << "just in the window";
+  ++clock_ms;
+  ASSERT_EQ(
+      verifier.check("Heartbeat", v2_proof(k_token, "Heartbeat", clock_ms, std::string(32, 'a'))),
+      auth_result::ok);
+  EXPECT_EQ(verifier.remembered(), 1U) << "the edge proof's nonce is out of the window, forgotten";
+  --clock_ms;
+  EXPECT_EQ(verifier.check("Heartbeat", edge), auth_result::stale)
+      << "a replay checked against the earlier clock";
+  EXPECT_EQ(verifier.check("Heartbeat",
+                           v2_proof(k_token, "Heartbeat", clock_ms - 59999, std::string(32, 'b'))),
+            auth_result::ok)
+      << "a fresh proof above the purged horizon still passes";
+}
+
 TEST(RegisterAuth, LegacyProofFormat) {
   const auto value = make_auth_value(k_token);
   EXPECT_EQ(value.find(k_token), std::string::npos);

@@ -10,6 +10,7 @@
 #include "common/metrics/registry.hpp"
 #include "common/registry/register_rpc.hpp"
 #include "register/peer_limiter.hpp"
+#include "tests/unit/registry/non_reading_client.hpp"
 #include "tests/unit/registry/registry_test_support.hpp"
 
 namespace gwx::registry::test {
@@ -370,6 +371,178 @@ TEST(RegisterLimits, EveryChangeIsTimedOnceWhenEveryWatcherHasWrittenIt) {
   EXPECT_GE(metric_value(metrics, "gwx_register_watch_fanout_seconds_sum"), 0);
 }
 
+// The review: a 4 MB watcher_name was kept in each stream's label and logged on connect and
+// disconnect (20 such Watch calls: register RSS 20 -> 208 MB, 160 MB of log), and a name with a
+// newline forged a log line. Now a name over 256 bytes is refused and names are logged escaped.
+TEST(RegisterLimits, WatcherNameIsBoundedAndCannotForgeALogLine) {
+  log_capture logs;
+  metrics::registry metrics;
+  register_config config;
+  config.peer_rate = 0;
+  auto server = std::make_unique<register_server>(host_port{"127.0.0.1", 0}, config, &metrics);
+  auto stub = make_stub(server->port());
+
+  auto huge = open_watch(*stub, {}, std::string(4'000'000, 'N'));
+  EXPECT_FALSE(huge.ok);
+  const auto refused = huge.reader->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << describe(refused);
+  EXPECT_NE(refused.error_message().find("watcher_name longer than 256 bytes"), std::string::npos);
+  auto over = open_watch(*stub, {}, std::string(k_max_watcher_name + 1, 'n'));
+  EXPECT_FALSE(over.ok);
+  EXPECT_EQ(over.reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(metric_value(metrics, "gwx_register_rpc_rejected_total{reason=\"invalid_argument\"}"),
+            2);
+  EXPECT_EQ(server->service().watcher_count(), 0U);
+  EXPECT_LT(logs.text().size(), 4096U) << "the refused names never reach the log";
+
+  auto longest = open_watch(*stub, {}, std::string(k_max_watcher_name, 'n'));
+  EXPECT_TRUE(longest.ok) << "256 bytes is allowed";
+  const std::string forged = "w1\n2026-01-01T00:00:00.000 error gwx-register: FORGED\x1b[31m";
+  auto sneaky = open_watch(*stub, {}, forged);
+  ASSERT_TRUE(sneaky.ok);
+  sneaky.context->TryCancel();
+  ASSERT_TRUE(eventually([&] {
+    return logs.count({"FORGED", "disconnected"}) == 1;
+  })) << logs.text();
+  // Both lines, on connect and on disconnect, carry the name escaped.
+  EXPECT_EQ(logs.count({"watcher w1\\x0a2026-01-01T00:00:00.000 error gwx-register: "
+                        "FORGED\\x1b[31m (ipv4:127.0.0.1:",
+                        "connected"}),
+            2U)
+      << logs.text();
+  const auto text = logs.text();
+  EXPECT_EQ(text.find("\n2026-01-01"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+  longest.context->TryCancel();
+}
+
+// The same for the strings a gateway announces: they are bounded already (an id of at most 128
+// bytes, an address of at most 512), but a newline in them forged a log line when the gateway
+// registered, changed its announcement, withdrew, or lapsed.
+TEST(RegisterLimits, AnnouncedStringsCannotForgeALogLine) {
+  log_capture logs;
+  register_config config;
+  config.peer_rate = 0;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+
+  auto info =
+      make_info("gw\n2026-01-01T00:00:00.000 info gwx-register: FORGED-ID", "127.0.0.1:1\r\x1b[2K");
+  ASSERT_TRUE(heartbeat(*stub, info, 60000).ok());
+  info.set_internal_address("127.0.0.1:2\nFORGED-ADDRESS");
+  ASSERT_TRUE(heartbeat(*stub, info, 60000).ok());
+  ASSERT_TRUE(withdraw(*stub, info.gateway_id()).ok());
+  ASSERT_TRUE(heartbeat(*stub, make_info("lapses\nFORGED-LAPSE"), 1000).ok());
+  ASSERT_TRUE(eventually([&] { return logs.count({"lease lapsed"}) == 1; })) << logs.text();
+
+  const std::string id = "gw\\x0a2026-01-01T00:00:00.000 info gwx-register: FORGED-ID";
+  EXPECT_EQ(logs.count({id, "at 127.0.0.1:1\\x0d\\x1b[2K registered by ipv4:127.0.0.1:"}), 1U)
+      << logs.text();
+  EXPECT_EQ(logs.count({id, "at 127.0.0.1:2\\x0aFORGED-ADDRESS changed"}), 1U) << logs.text();
+  EXPECT_EQ(logs.count({id, "withdrawn"}), 1U) << logs.text();
+  EXPECT_EQ(logs.count({"gateway lapses\\x0aFORGED-LAPSE dropped: lease lapsed"}), 1U)
+      << logs.text();
+  const auto text = logs.text();
+  EXPECT_EQ(text.find("\nFORGED"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find("\n2026-01-01"), std::string::npos) << "a forged line";
+  EXPECT_EQ(text.find('\r'), std::string::npos);
+  EXPECT_EQ(text.find('\x1b'), std::string::npos);
+}
+
+// Gateways whose snapshot is far larger than the 64 KiB a register may send before its reader
+// opens the flow-control window: a write of it to a watcher that never reads never completes.
+void announce_big_set(v1::RegisterService::Stub& stub) {
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(heartbeat(stub, big_info("gw-" + std::to_string(i), 30000), 60000).ok()) << i;
+  }
+}
+
+// Re-announces "gw-busy" with alternating ~30 KB payloads, every heartbeat a change, until a
+// watcher is cut for falling behind (4,000 changes at most); returns the watchers cut.
+std::size_t churn_until_a_watcher_is_cut(v1::RegisterService::Stub& stub, register_server& server) {
+  const v1::GatewayInfo variants[] = {big_info("gw-busy", 30000, 'a'),
+                                      big_info("gw-busy", 30000, 'b')};
+  for (int i = 0; i < 4000 && server.service().watch_overflow_count() == 0; ++i) {
+    const auto status = heartbeat(stub, variants[i % 2], 60000);
+    if (!status.ok()) {
+      ADD_FAILURE() << "heartbeat " << i << ": " << describe(status);
+      break;
+    }
+  }
+  return server.service().watch_overflow_count();
+}
+
+// The review: Watch streams whose client never reads kept about one snapshot each and their
+// slot forever (200 of them and an ~850 KB snapshot: register RSS 23 -> 203 MB, for good), since
+// their first write never completes. Now a write that makes no progress for
+// --watch-write-timeout-s cancels the stream and frees its slot, while a watcher that reads (then
+// idles with nothing to write) stays.
+TEST(RegisterLimits, WatcherThatNeverReadsIsCancelledAndItsSlotFreed) {
+  metrics::registry metrics;
+  register_config config;
+  config.max_entry_bytes = 34000;
+  config.max_watchers_per_peer = 3;
+  config.watch_write_timeout = 1s;
+  config.peer_rate = 0;
+  auto server = std::make_unique<register_server>(host_port{"127.0.0.1", 0}, config, &metrics);
+  auto stub = make_stub(server->port());
+  announce_big_set(*stub);
+
+  auto reads = open_watch(*stub, {}, "reads");
+  ASSERT_TRUE(reads.ok);
+  non_reading_client never(server->port());
+  never.watch("never-reads-1");
+  never.watch("never-reads-2");
+  ASSERT_TRUE(eventually([&] { return server->service().watcher_count() == 3; }));
+  auto refused = open_watch(*stub, {}, "refused");
+  EXPECT_FALSE(refused.ok) << "every slot is taken";
+  EXPECT_EQ(refused.reader->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  EXPECT_TRUE(eventually([&] { return server->service().watcher_count() == 1; }, 10s))
+      << server->service().watcher_count() << " watchers";
+  EXPECT_TRUE(eventually([&] { return never.streams_ended() == 2; }));
+  EXPECT_LE(never.data_bytes(), 65535U) << "what the initial window let through";
+  // Counted just after the cancel, which may free the slot first.
+  EXPECT_TRUE(eventually([&] { return server->service().watch_overflow_count() == 2; }));
+  EXPECT_EQ(metric_value(metrics, "gwx_register_watch_overflows_total"), 2);
+
+  // Their slots are free again; the watcher that read its snapshot was never cut.
+  auto next = open_watch(*stub, {}, "next");
+  EXPECT_TRUE(next.ok);
+  EXPECT_EQ(next.snapshot.total(), 8U);
+  EXPECT_EQ(server->service().watcher_count(), 2U);
+  for (auto* w : {&reads, &next}) {
+    w->context->TryCancel();
+  }
+}
+
+// The same watcher cut for falling behind (its backlog full) while its write was stuck: the
+// review saw gwx_register_watch_overflows_total 200 and still 201 watchers, since the end waited
+// for that write. Now it gets a second to complete, then the stream is cancelled.
+TEST(RegisterLimits, WatcherCutForFallingBehindGivesItsSlotBackThoughItNeverReads) {
+  register_config config;
+  config.max_entry_bytes = 34000;
+  config.max_watch_backlog_bytes = 64 << 10;
+  config.max_watchers_per_peer = 1;
+  config.peer_rate = 0;
+  auto server = start_register(config);
+  auto stub = make_stub(server->port());
+  announce_big_set(*stub);
+
+  non_reading_client never(server->port());
+  never.watch("never-reads");
+  ASSERT_TRUE(eventually([&] { return server->service().watcher_count() == 1; }));
+  ASSERT_EQ(churn_until_a_watcher_is_cut(*stub, *server), 1U);
+
+  EXPECT_TRUE(eventually([&] { return server->service().watcher_count() == 0; }))
+      << "the cut stream still holds its slot";
+  EXPECT_TRUE(eventually([&] { return never.streams_ended() == 1; }));
+  auto next = open_watch(*stub, {}, "next");
+  EXPECT_TRUE(next.ok) << "its slot is free again";
+  EXPECT_EQ(next.snapshot.total(), 9U);
+  next.context->TryCancel();
+}
+
 // A worker whose watcher stalls (its handler blocks) is cut, then resyncs from a fresh snapshot
 // and ends up with exactly the register's set.
 TEST(RegisterLimits, StalledGatewayWatcherResyncsFromASnapshot) {
@@ -393,12 +566,7 @@ TEST(RegisterLimits, StalledGatewayWatcherResyncsFromASnapshot) {
   watcher.start();
   ASSERT_TRUE(eventually([&] { return server->service().watcher_count() == 1; }));
 
-  const v1::GatewayInfo variants[] = {big_info("gw-busy", 30000, 'a'),
-                                      big_info("gw-busy", 30000, 'b')};
-  for (int i = 0; i < 4000 && server->service().watch_overflow_count() == 0; ++i) {
-    ASSERT_TRUE(heartbeat(*stub, variants[i % 2], 60000).ok());
-  }
-  ASSERT_EQ(server->service().watch_overflow_count(), 1U);
+  ASSERT_EQ(churn_until_a_watcher_is_cut(*stub, *server), 1U);
   ASSERT_TRUE(withdraw(*stub, "gw-busy").ok());
   ASSERT_TRUE(heartbeat(*stub, make_info("gw-new"), 60000).ok());
   {

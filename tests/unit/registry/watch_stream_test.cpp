@@ -35,7 +35,7 @@ TEST(WatchStream, IsDoneOnlyOnceOnDoneNoLongerTouchesIt) {
   // The register drops a stream as soon as done() is true (its sweep thread prunes the list),
   // while gRPC's thread may still be inside OnDone(): everything OnDone() does, the
   // "disconnected" line included, must come before done() turns true.
-  auto stream = std::make_shared<watch_stream>("w1 (test)", "127.0.0.1", 16, 1 << 20);
+  auto stream = std::make_shared<watch_stream>("w1 (test)", "127.0.0.1", nullptr, 16, 1 << 20);
   auto probe = std::make_shared<done_probe_sink>(*stream);
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>("probe", probe));
@@ -49,7 +49,7 @@ TEST(WatchStream, IsDoneOnlyOnceOnDoneNoLongerTouchesIt) {
 }
 
 TEST(WatchStream, ChangesPushedAfterOnDoneAreSettledAtOnce) {
-  watch_stream stream("w2 (test)", "127.0.0.1", 16, 1 << 20);
+  watch_stream stream("w2 (test)", "127.0.0.1", nullptr, 16, 1 << 20);
   stream.OnDone();
   int settled = 0;
   auto change = std::make_shared<watch_change>();
