@@ -213,6 +213,21 @@ void bus_publisher::run() {
       if (queue_.empty()) {
         break;  // stopping, nothing left
       }
+      if (stopping_) {
+        // stop()'s flush deadline has passed: what is still queued is dropped, not sent batch
+        // by batch to a broker that may take each one's whole reply timeout (a stalled Redis
+        // kept stop() waiting for minutes).
+        const auto left = queue_.size();
+        dropped_.fetch_add(left, std::memory_order_relaxed);
+        done_ += left;
+        queue_.clear();
+        queued_bytes_ = 0;
+        cv_.notify_all();
+        lock.unlock();
+        warn("stopping: " + std::to_string(left) +
+             " queued message(s) dropped, not taken by the broker before the flush deadline");
+        break;
+      }
     }
     if (!connected_.load() && !connect()) {
       std::unique_lock lock(mutex_);

@@ -38,7 +38,9 @@ class bus_publisher {
   bus_publisher& operator=(const bus_publisher&) = delete;
 
   void start();
-  /// Sends what is queued (waiting at most `flush_timeout`), then stops. Idempotent.
+  /// Sends what is queued (waiting at most `flush_timeout`), drops (and counts) what is still
+  /// queued then, and stops: it returns within `flush_timeout` plus at most one batch's reply
+  /// timeout (5 s). Idempotent.
   void stop(std::chrono::milliseconds flush_timeout = std::chrono::seconds(2));
 
   /// Queues messages; false (and counted as dropped) past the queue bound.

@@ -92,6 +92,17 @@ event_runner::event_runner(handler& app, gateway_api& api, cluster::transport& t
       writer_seq_(writer_seq),
       ctx_(api, client_info{}, session_map{}) {}
 
+void event_runner::log_failure(const std::string& what) {
+  // A client can make its handler throw at will: one line per interval, with the count
+  // (gwx_worker_handler_failures_total counts every one).
+  if (failure_log_.count()) {
+    const auto more = failure_log_.take_pending() - 1;
+    spdlog::error("{}{}", what,
+                  more == 0 ? std::string()
+                            : " (" + std::to_string(more) + " more handler failures before it)");
+  }
+}
+
 void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& event,
                        event_sink& sink) {
   client_event ev;
@@ -148,8 +159,14 @@ void event_runner::run(client_event& event, event_sink& sink) {
     }
   } catch (const std::exception& e) {
     handled = false;
-    spdlog::error("handler failed on event {} of client {}: {}", event.event_id, client_id,
-                  e.what());
+    log_failure("handler failed on event " + std::to_string(event.event_id) + " of client " +
+                client_id + ": " + e.what());
+  } catch (...) {
+    // Not a std::exception (a thrown int, say): the event is failed the same way, never the
+    // worker terminated.
+    handled = false;
+    log_failure("handler failed on event " + std::to_string(event.event_id) + " of client " +
+                client_id + ": an exception that is not a std::exception");
   }
   if (handled) {
     if (auto write = session_diff(client_id, before, ctx.session_)) {
@@ -175,7 +192,11 @@ bool event_runner::on_connect(client_event& event, event_sink& sink) {
     try {
       decision = app_.on_websocket_connect(ctx, request);
     } catch (const std::exception& e) {
-      spdlog::error("on_websocket_connect failed for client {}: {}", ctx.client_id(), e.what());
+      log_failure("on_websocket_connect failed for client " + ctx.client_id() + ": " + e.what());
+      decision = connect_decision::reject(500, "internal error");
+    } catch (...) {
+      log_failure("on_websocket_connect failed for client " + ctx.client_id() +
+                  ": an exception that is not a std::exception");
       decision = connect_decision::reject(500, "internal error");
     }
     if (ev.decision_required()) {

@@ -11,6 +11,7 @@
 #include "common/cluster/gateway_api.hpp"
 #include "common/cluster/transport.hpp"
 #include "common/link/client_info_cache.hpp"
+#include "common/logging.hpp"
 #include "gwx/link/v2/link.pb.h"
 #include "worker/sdk/handler.hpp"
 #include "worker/sdk/session_tracker.hpp"
@@ -72,6 +73,8 @@ class event_runner {
  private:
   bool on_connect(client_event& event, event_sink& sink);
   void remember_rejected(const std::string& client_id);
+  /// Logs a handler's failure, throttled.
+  void log_failure(const std::string& what);
 
   handler& app_;
   gateway_api& api_;
@@ -85,6 +88,7 @@ class event_runner {
   // oldest forgotten first, in case a gateway sends no CLOSE for them.
   std::unordered_set<std::string> rejected_;
   std::deque<std::string> rejected_order_;
+  log_throttle failure_log_;
 };
 
 }  // namespace gwx::sdk

@@ -165,6 +165,8 @@ std::vector<std::string> worker::finish(clock::time_point deadline) {
     app_->on_worker_stop(*api_);
   } catch (const std::exception& e) {
     spdlog::error("on_worker_stop failed: {}", e.what());
+  } catch (...) {
+    spdlog::error("on_worker_stop failed: an exception that is not a std::exception");
   }
   // What the handler and on_worker_stop sent must be processed before the links close.
   if (bus_) {

@@ -134,5 +134,31 @@ TEST(bus_publisher, a_publish_the_broker_refuses_is_dropped_and_the_connection_m
   publisher.stop();
 }
 
+// A broker that takes connections but answers nothing (a stopped Redis: the kernel still
+// accepts): stop() gives up at its flush deadline and drops what is left, instead of sending
+// the queue batch by batch with a 5 s reply timeout each (1,000 messages: ~20 s before).
+TEST(bus_publisher, stop_drops_what_a_silent_broker_did_not_take_by_the_flush_deadline) {
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(silent, 8), 0);  // never accepted: the backlog completes the connect
+  ASSERT_EQ(::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  bus_publisher publisher(
+      parse_bus_url("redis://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/gwx.push"));
+  publisher.start();
+  ASSERT_TRUE(publisher.publish(messages(1000)));
+  const auto start = std::chrono::steady_clock::now();
+  publisher.stop(std::chrono::milliseconds(200));
+  const auto took = std::chrono::steady_clock::now() - start;
+  // The flush deadline, plus the batch already waiting for its reply (5 s at most).
+  EXPECT_LT(took, std::chrono::seconds(8));
+  EXPECT_EQ(publisher.published(), 0U);
+  EXPECT_EQ(publisher.dropped(), 1000U);
+  ::close(silent);
+}
+
 }  // namespace
 }  // namespace gwx::bus

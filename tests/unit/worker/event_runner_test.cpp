@@ -57,6 +57,9 @@ struct recording_handler final : handler {
     } else if (msg.data == "throw") {
       ctx.session()["never"] = "written";
       throw std::runtime_error("boom");
+    } else if (msg.data == "throw 42") {
+      ctx.session()["never"] = "written";
+      throw 42;  // not a std::exception
     }
   }
   void on_close(context& ctx) override {
@@ -176,6 +179,15 @@ TEST_F(EventRunnerTest, EveryEventIsAcknowledgedEvenWhenTheHandlerThrows) {
   run(event(link::v2::EVENT_KIND_MESSAGE, "fine"));
   EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
   EXPECT_TRUE(session_writes().empty());  // a failed handler's session changes are dropped
+}
+
+// Anything a handler throws fails that event only: a thrown int used to terminate the worker.
+TEST_F(EventRunnerTest, AHandlerThrowingSomethingElseThanAnExceptionFailsOnlyItsEvent) {
+  run(event(link::v2::EVENT_KIND_MESSAGE, "throw 42"));
+  run(event(link::v2::EVENT_KIND_MESSAGE, "fine"));
+  EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_TRUE(session_writes().empty());
+  EXPECT_EQ(app_.calls.back(), "message fine");
 }
 
 TEST_F(EventRunnerTest, RedeliveredFlagAndClientInfoReachTheHandler) {
