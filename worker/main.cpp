@@ -229,6 +229,7 @@ int main(int argc, char** argv) {
   gwx::worker w(std::move(options), std::move(app));
   reloadable = &w;
   gwx::metrics::callback_registration links_metric;
+  gwx::metrics::callback_registration pushes_dropped_metric;
   std::unique_ptr<gwx::metrics::exposer> exposer;
   if (metrics_listen) {
     links_metric = metrics
@@ -241,6 +242,12 @@ int main(int argc, char** argv) {
                          }
                          return n;
                        });
+    pushes_dropped_metric =
+        metrics
+            .add_callback_counter("gwx_worker_pushes_dropped_total",
+                                  "Pushes dropped: their gateway's link held 64 MiB not yet sent.",
+                                  {})
+            .add({}, [&w] { return static_cast<double>(w.pushes_dropped()); });
     try {
       exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
     } catch (const std::exception& e) {

@@ -76,6 +76,10 @@ std::vector<gateway_status> Client::gateways() const {
   return core_->gateways();
 }
 
+std::uint64_t Client::pushes_dropped() const {
+  return core_->pushes_dropped();
+}
+
 bool Client::reload_tls() {
   return core_->reload_link_tls();
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -45,6 +46,11 @@ class Client : public gateway_api {
 
   /// The gateways the registers list, with their link state.
   std::vector<gateway_status> gateways() const;
+  /// Pushes dropped because a gateway took them slower than they were made: its link held
+  /// 64 MiB not yet sent (a stalled gateway, or a loop pushing faster than the network). The
+  /// link stays up; callers on other threads are held back once 64 MiB of their writes wait
+  /// for the network thread.
+  std::uint64_t pushes_dropped() const;
   /// Reads the link and register TLS files again (e.g. on the process's SIGHUP): new links and
   /// connections to the registers use them, those up stay; a file that does not load keeps the
   /// previous ones (one error line, false).

@@ -84,6 +84,11 @@ void cluster_core::stop() {
   if (!started_.load() || stopped_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
+  {
+    // Callers waiting for room give up: nothing will be delivered any more.
+    std::lock_guard lock(post_mutex_);
+    post_room_.notify_all();
+  }
   if (watcher_) {
     watcher_->stop();
   }
@@ -336,7 +341,41 @@ void cluster_core::enqueue(outbound item) {
     deliver(item);
     return;
   }
-  asio::post(io_, [this, item = std::move(item)]() mutable { deliver(item); });
+  const std::size_t bytes =
+      item.kind == outbound::route::each ? 256 : item.frame.ByteSizeLong() + item.key.size();
+  hand_over(bytes, [this, item = std::move(item)]() mutable { deliver(item); });
+}
+
+void cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
+  if (posted_bytes_.fetch_add(bytes) >= k_max_posted_bytes && started_.load()) {
+    // Over the bound: wait until the network thread has delivered what is ahead (or stop).
+    std::unique_lock lock(post_mutex_);
+    ++post_waiters_;
+    post_room_.wait(lock, [&] {
+      return posted_bytes_.load() - bytes < k_max_posted_bytes || stopped();
+    });
+    --post_waiters_;
+  }
+  asio::post(io_, [this, bytes, task = std::move(task)] {
+    task();
+    if (posted_bytes_.fetch_sub(bytes) - bytes < k_max_posted_bytes && post_waiters_.load() > 0) {
+      std::lock_guard lock(post_mutex_);
+      post_room_.notify_all();
+    }
+  });
+}
+
+bool cluster_core::push_room(gateway_link& link) {
+  if (link.queued_bytes() < k_max_push_backlog) {
+    return true;
+  }
+  const auto dropped = pushes_dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (push_drop_log_.count()) {
+    spdlog::warn("gateway {} takes pushes slower than they are made: its link holds {} unsent "
+                 "bytes, pushes to it dropped ({} so far)",
+                 link.address(), link.queued_bytes(), dropped);
+  }
+  return false;
 }
 
 gateway_link* cluster_core::holder_of(std::string_view id) {
@@ -357,7 +396,7 @@ void cluster_core::deliver(outbound& item, std::string_view text) {
   if (item.kind == outbound::route::client_message) {
     const auto id = text.substr(item.text_at, item.id_size);
     auto* link = holder_of(id);
-    if (link == nullptr) {
+    if (link == nullptr || !push_room(*link)) {
       return;
     }
     // The same command send_to_holder would carry, encoded without building it.
@@ -370,14 +409,16 @@ void cluster_core::deliver(outbound& item, std::string_view text) {
     case outbound::route::client_message:
       return;
     case outbound::route::holder: {
-      if (auto* link = holder_of(item.key)) {
+      if (auto* link = holder_of(item.key); link != nullptr && push_room(*link)) {
         link->send(item.frame, payload);
       }
       return;
     }
     case outbound::route::all:
       for (auto& [id, link] : links_) {
-        link->send(item.frame, payload);
+        if (push_room(*link)) {
+          link->send(item.frame, payload);
+        }
       }
       return;
     case outbound::route::each: {
@@ -387,7 +428,8 @@ void cluster_core::deliver(outbound& item, std::string_view text) {
           continue;
         }
         frame.Clear();
-        if (item.build(gateway_view{id, link->address(), true}, *frame.mutable_command())) {
+        if (push_room(*link) &&
+            item.build(gateway_view{id, link->address(), true}, *frame.mutable_command())) {
           const std::string bytes = link_codec::detach_payload(frame);
           link->send(frame, bytes);
         }
@@ -812,7 +854,8 @@ void outbox_scope::flush() {
     }
     return;
   }
-  asio::post(core_.io_, [core = &core_, out = std::move(out)]() mutable { core->deliver(out); });
+  const std::size_t bytes = out.text.size() + out.items.size() * 64 + out.acks.size() * 16;
+  core_.hand_over(bytes, [core = &core_, out = std::move(out)]() mutable { core->deliver(out); });
 }
 
 }  // namespace gwx::cluster

@@ -20,6 +20,7 @@
 #include "common/cluster/gateway_link.hpp"
 #include "common/cluster/transport.hpp"
 #include "common/cluster/types.hpp"
+#include "common/logging.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/registry/gateway_watcher.hpp"
 
@@ -151,6 +152,14 @@ class cluster_core final : public transport {
                     gather_handler done) override;
   std::chrono::milliseconds default_timeout() const override { return options_.query_timeout; }
   bool stopped() const override { return stopped_.load(std::memory_order_acquire); }
+  /// Pushes dropped because a gateway took them slower than they were made (its link held
+  /// k_max_push_backlog unsent bytes). Any thread.
+  std::uint64_t pushes_dropped() const { return pushes_dropped_.load(std::memory_order_relaxed); }
+  /// Most bytes of writes other threads may have handed to the network thread undelivered.
+  static constexpr std::size_t k_max_posted_bytes = 64 << 20;
+  /// Most unsent bytes a link may hold before further pushes to that gateway are dropped
+  /// (below the link's own cap, past which it would be cut as not reading).
+  static constexpr std::size_t k_max_push_backlog = 64 << 20;
 
  private:
   friend class outbox_scope;
@@ -197,6 +206,13 @@ class cluster_core final : public transport {
   void enqueue(outbound item);
   void deliver(outbound& item, std::string_view text = {});
   void deliver(batch& b);
+  /// Posts `task`, `bytes` of writes, to the network thread from another thread; waits first
+  /// while what other threads handed over and the network thread has not delivered yet is
+  /// over k_max_posted_bytes.
+  void hand_over(std::size_t bytes, std::function<void()> task);
+  /// Whether `link` takes one more push (its unsent bytes under k_max_push_backlog); counts
+  /// and logs the push dropped otherwise. Network thread.
+  bool push_room(gateway_link& link);
   void deliver_acks(const batch& b);
   /// The link that holds the client `client_id` if it is up, else null.
   gateway_link* holder_of(std::string_view client_id);
@@ -231,6 +247,18 @@ class cluster_core final : public transport {
   std::unique_ptr<registry::gateway_watcher> watcher_;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};
+
+  // Writes handed to the network thread by other threads and not delivered yet: a caller
+  // waits while they are over k_max_posted_bytes (a push loop is held to the pace of the
+  // links instead of growing the process). See hand_over().
+  std::atomic<std::size_t> posted_bytes_{0};
+  std::atomic<int> post_waiters_{0};
+  std::mutex post_mutex_;
+  std::condition_variable post_room_;
+  // Pushes not queued on a link holding k_max_push_backlog unsent bytes (network thread
+  // writes; any thread reads).
+  std::atomic<std::uint64_t> pushes_dropped_{0};
+  log_throttle push_drop_log_;  ///< network thread
 
   // Network thread only.
   std::map<std::string, std::shared_ptr<gateway_link>, std::less<>> links_;

@@ -214,6 +214,10 @@ std::vector<gateway_status> worker::gateways() const {
   return core_->gateways();
 }
 
+std::uint64_t worker::pushes_dropped() const {
+  return core_->pushes_dropped();
+}
+
 bool worker::reload_tls() {
   return core_->reload_link_tls();
 }

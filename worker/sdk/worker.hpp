@@ -106,6 +106,11 @@ class worker {
   bool wait_ready(std::chrono::milliseconds timeout);
   /// The known gateways and their link state.
   std::vector<gateway_status> gateways() const;
+  /// Pushes dropped because a gateway took them slower than they were made: its link held
+  /// 64 MiB not yet sent (a stalled gateway, or a loop pushing faster than the network). The
+  /// link stays up; callers on other threads are held back once 64 MiB of their writes wait
+  /// for the network thread.
+  std::uint64_t pushes_dropped() const;
   /// Reads the link TLS files and the register TLS files again (gwx-worker: SIGHUP): new links
   /// and new register connections use them, those up stay; a file that does not load keeps the
   /// previous ones (one error line, false). Any thread.

@@ -426,6 +426,44 @@ TEST(ClusterCoreTest, UnlinkedGatewayLeavingTheSetIsNotRetried) {
   core->stop();
 }
 
+// A push loop against a gateway that takes nothing (frozen, as SIGSTOP would; its keepalive
+// not yet due): pushes past the link's push backlog are dropped and counted, the link is not cut
+// as "not reading" and the caller is held to the network thread's pace. Before, ~300 MB of
+// pushes filled the link's 256 MiB queue and cut the link, and the process grew with them.
+TEST(ClusterCoreTest, PushesToAGatewayThatTakesNothingAreDroppedPastTheBacklogNotCuttingTheLink) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(0); });
+  auto o = test_options();
+  o.link.keepalive_interval = 1s;
+  o.link.keepalive_timeout = 120s;
+  auto core = std::make_shared<cluster_core>(o);
+  link_log links;
+  links.attach(*core);
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  a.freeze();
+  const std::string kib(1024, 'p');
+  for (int i = 0; i < 300'000; ++i) {  // ~300 MB
+    api.send_to_all(kib);
+  }
+  // Everything handed over before it has been delivered or dropped when this runs.
+  std::promise<void> handled;
+  core->post([&handled] { handled.set_value(); });
+  ASSERT_EQ(handled.get_future().wait_for(60s), std::future_status::ready);
+  EXPECT_GT(core->pushes_dropped(), 100'000U);
+  EXPECT_EQ(links.count(a.address(), false), 0);
+  a.thaw();
+  // Every push not dropped arrives, on the same link, which then answers a query.
+  const auto kept = 300'000U - core->pushes_dropped();
+  EXPECT_TRUE(a.wait([kept](auto& g) { return g.commands.size() >= kept; }, 120s));
+  EXPECT_EQ(a.commands_copy().size(), kept);
+  EXPECT_TRUE(api.get_all_client_count().complete());
+  EXPECT_EQ(links.count(a.address(), false), 0);
+  core->stop();
+}
+
 TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(0); });
