@@ -59,6 +59,20 @@ struct link_log {
   }
 };
 
+/// A started core linking to `gateway` with this keepalive, its link changes in `links`.
+std::shared_ptr<cluster_core> core_with_keepalive(fake_gateway& gateway, link_log& links,
+                                                  std::chrono::milliseconds interval,
+                                                  std::chrono::milliseconds timeout) {
+  auto o = test_options();
+  o.link.keepalive_interval = interval;
+  o.link.keepalive_timeout = timeout;
+  auto core = std::make_shared<cluster_core>(o);
+  links.attach(*core);
+  core->start();
+  core->set_gateways({gateway.entry()});
+  return core;
+}
+
 link::v2::QueryResult count_result(std::uint64_t n) {
   link::v2::QueryResult r;
   r.set_count(n);
@@ -433,14 +447,8 @@ TEST(ClusterCoreTest, UnlinkedGatewayLeavingTheSetIsNotRetried) {
 TEST(ClusterCoreTest, PushesToAGatewayThatTakesNothingAreDroppedPastTheBacklogNotCuttingTheLink) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(0); });
-  auto o = test_options();
-  o.link.keepalive_interval = 1s;
-  o.link.keepalive_timeout = 120s;
-  auto core = std::make_shared<cluster_core>(o);
   link_log links;
-  links.attach(*core);
-  core->start();
-  core->set_gateways({a.entry()});
+  auto core = core_with_keepalive(a, links, 1s, 120s);
   ASSERT_TRUE(core->wait_ready(10s));
   gateway_api api(core);
   a.freeze();
@@ -563,14 +571,8 @@ TEST(ClusterCoreTest, OutboxScopeSendsCommandsThenOneAckFramePerLink) {
 
 TEST(ClusterCoreTest, KeepaliveDropsAGatewayThatStopsAnsweringAndRelinksWhenItWakes) {
   fake_gateway a(k_secret);
-  auto o = test_options();
-  o.link.keepalive_interval = 100ms;
-  o.link.keepalive_timeout = 500ms;
-  auto core = std::make_shared<cluster_core>(o);
   link_log links;
-  links.attach(*core);
-  core->start();
-  core->set_gateways({a.entry()});
+  auto core = core_with_keepalive(a, links, 100ms, 500ms);
   ASSERT_TRUE(core->wait_ready(10s));
   // Stopped, not closed: the socket stays open, only the pings go unanswered.
   a.freeze();
