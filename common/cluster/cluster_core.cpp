@@ -81,9 +81,32 @@ void cluster_core::start() {
 }
 
 void cluster_core::stop() {
-  if (!started_.load() || stopped_.exchange(true, std::memory_order_acq_rel)) {
+  if (!started_.load()) {
     return;
   }
+  if (!stopped_.exchange(true, std::memory_order_acq_rel)) {
+    begin_stop();
+  }
+  if (on_network_thread()) {
+    // From one of its own callbacks: the network thread cannot wait for itself. It ends once
+    // the links are closed; stop() from another thread (the destructor's, say) joins it.
+    return;
+  }
+  std::lock_guard join_lock(join_mutex_);
+  if (!thread_.joinable()) {
+    return;
+  }
+  {
+    std::unique_lock lock(status_mutex_);
+    if (!status_changed_.wait_for(lock, k_stop_limit, [this] { return loop_done_; })) {
+      spdlog::warn("links did not close within {} ms; stopping anyway", k_stop_limit.count());
+      io_.stop();
+    }
+  }
+  thread_.join();
+}
+
+void cluster_core::begin_stop() {
   {
     // Callers waiting for room give up: nothing will be delivered any more.
     std::lock_guard lock(post_mutex_);
@@ -112,14 +135,6 @@ void cluster_core::stop() {
     publish_status();
   });
   work_.reset();
-  {
-    std::unique_lock lock(status_mutex_);
-    if (!status_changed_.wait_for(lock, k_stop_limit, [this] { return loop_done_; })) {
-      spdlog::warn("links did not close within {} ms; stopping anyway", k_stop_limit.count());
-      io_.stop();
-    }
-  }
-  thread_.join();
 }
 
 void cluster_core::start_drain(std::string reason) {

@@ -83,7 +83,9 @@ class cluster_core final : public transport {
 
   /// Starts the network thread and the register watch.
   void start();
-  /// Flushes and closes every link (bounded), stops the watch and joins. Idempotent.
+  /// Flushes and closes every link (bounded), stops the watch and joins. Idempotent. Called
+  /// from one of its own callbacks (on the network thread) it does all but the join, which the
+  /// next stop() from another thread (or the destructor) does.
   void stop();
 
   /// Replaces the set of gateways to link to (when no registers are watched).
@@ -203,6 +205,8 @@ class cluster_core final : public transport {
     std::string address;
   };
 
+  /// stop()'s first part, once: closes the links from the network thread, lets it end.
+  void begin_stop();
   void enqueue(outbound item);
   void deliver(outbound& item, std::string_view text = {});
   void deliver(batch& b);
@@ -244,6 +248,7 @@ class cluster_core final : public transport {
   mutable asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
   std::thread thread_;
+  std::mutex join_mutex_;  ///< one joiner of thread_
   std::unique_ptr<registry::gateway_watcher> watcher_;
   std::atomic<bool> started_{false};
   std::atomic<bool> stopped_{false};

@@ -472,6 +472,34 @@ TEST(ClusterCoreTest, PushesToAGatewayThatTakesNothingAreDroppedPastTheBacklogNo
   core->stop();
 }
 
+// stop() from one of the core's own callbacks does all it can and returns; the next stop() from
+// another thread joins. Before, it waited 3 s for itself, threw EDEADLK from the join, and the
+// destructor then aborted the process.
+TEST(ClusterCoreTest, StopFromItsOwnCallbackReturnsAndTheNextStopJoins) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(0); });
+  auto core = started_core({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  gateway_api api(core);
+  std::promise<bool> stopped_inside;
+  const auto start = std::chrono::steady_clock::now();
+  api.async_get_all_client_count([&core, &stopped_inside](result<std::uint64_t>) {
+    try {
+      core->stop();
+      stopped_inside.set_value(true);
+    } catch (const std::exception&) {
+      stopped_inside.set_value(false);
+    }
+  });
+  auto inside = stopped_inside.get_future();
+  ASSERT_EQ(inside.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(inside.get());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);  // not the 3 s wait for itself
+  EXPECT_TRUE(core->stopped());
+  core->stop();  // joins the network thread
+  EXPECT_EQ(api.get_all_client_count().error, api_errc::stopped);
+}
+
 TEST(ClusterCoreTest, WritesOfOneThreadKeepTheirOrder) {
   fake_gateway a(k_secret);
   a.set_answer([](const link::v2::Query&) { return count_result(0); });
