@@ -58,8 +58,7 @@ std::string printable(std::string_view text, std::size_t max_bytes) {
     const auto piece = text.substr(i, n);
     // C1 controls (U+0080-U+009F, "\xc2\x80"-"\xc2\x9f") are terminal escapes too.
     const bool c1 = n == 2 && lead == 0xc2 && static_cast<unsigned char>(piece[1]) < 0xa0;
-    const bool plain =
-        n > 1 ? !c1 && codec::is_valid_utf8(piece) : lead >= 0x20 && lead < 0x7f;
+    const bool plain = n > 1 ? !c1 && codec::is_valid_utf8(piece) : lead >= 0x20 && lead < 0x7f;
     const std::size_t cost = plain && lead != '\\' ? n : 4;
     if (out.size() + cost > max_bytes) {
       out += "...(" + std::to_string(text.size()) + " bytes)";

@@ -92,7 +92,6 @@ class client_loop {
     held = now;
     return now == 0 || unfinished_ <= unfinished_budget_;
   }
-  std::size_t unfinished_bytes() const { return unfinished_; }
 
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);

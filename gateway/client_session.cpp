@@ -258,8 +258,8 @@ bool client_session::take(char* data, std::size_t n) {
 }
 
 bool client_session::within_unfinished_budget() {
-  const std::size_t held = (pending_.empty() ? 0 : pending_.capacity()) +
-                           (frames_ ? frames_->buffered() : 0);
+  const std::size_t held =
+      (pending_.empty() ? 0 : pending_.capacity()) + (frames_ ? frames_->buffered() : 0);
   if (loop_.hold_unfinished(unfinished_, held)) {
     return true;
   }

@@ -191,9 +191,10 @@ void gateway_server::start() {
 
   max_clients_ = client_descriptor_budget();
   if (max_clients_ != std::numeric_limits<std::size_t>::max()) {
-    spdlog::info("at most {} clients at once on all listeners (the open-file limit less {} kept "
-                 "for links, refusals and metrics)",
-                 max_clients_, k_reserved_descriptors);
+    spdlog::info(
+        "at most {} clients at once on all listeners (the open-file limit less {} kept "
+        "for links, refusals and metrics)",
+        max_clients_, k_reserved_descriptors);
   }
   for (auto& lc : config_.listeners) {
     if (lc.tls && !lc.tls_state) {

@@ -171,9 +171,6 @@ class gateway_server {
   /// A client of `l` is gone: its places in the listener's and the gateway's counts are free
   /// (any thread).
   void client_closed(const listener_config& l);
-  /// How many clients may be open at once on all listeners together: the descriptor limit less
-  /// those kept for links, refusals and metrics (set by start()).
-  std::size_t max_clients() const { return max_clients_; }
 
  private:
   struct listener;

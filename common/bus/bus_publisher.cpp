@@ -193,6 +193,16 @@ bool bus_publisher::send_amqp(const std::vector<bus_publication>& batch) {
   return true;
 }
 
+std::size_t bus_publisher::drop_queued_locked() {
+  const auto n = queue_.size();
+  dropped_.fetch_add(n, std::memory_order_relaxed);
+  done_ += n;
+  queue_.clear();
+  queued_bytes_ = 0;
+  cv_.notify_all();
+  return n;
+}
+
 void bus_publisher::run() {
   registry::backoff backoff(std::chrono::milliseconds(200), std::chrono::seconds(5));
   std::vector<bus_publication> batch;
@@ -217,12 +227,7 @@ void bus_publisher::run() {
         // stop()'s flush deadline has passed: what is still queued is dropped, not sent batch
         // by batch to a broker that may take each one's whole reply timeout (a stalled Redis
         // kept stop() waiting for minutes).
-        const auto left = queue_.size();
-        dropped_.fetch_add(left, std::memory_order_relaxed);
-        done_ += left;
-        queue_.clear();
-        queued_bytes_ = 0;
-        cv_.notify_all();
+        const auto left = drop_queued_locked();
         lock.unlock();
         warn("stopping: " + std::to_string(left) +
              " queued message(s) dropped, not taken by the broker before the flush deadline");
@@ -233,11 +238,7 @@ void bus_publisher::run() {
       std::unique_lock lock(mutex_);
       if (stopping_) {
         // Stopping with no broker: what is queued cannot go anywhere.
-        dropped_.fetch_add(queue_.size(), std::memory_order_relaxed);
-        done_ += queue_.size();
-        queue_.clear();
-        queued_bytes_ = 0;
-        cv_.notify_all();
+        drop_queued_locked();
         break;
       }
       cv_.wait_for(lock, backoff.next(), [&] { return stopping_; });

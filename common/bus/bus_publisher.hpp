@@ -65,6 +65,8 @@ class bus_publisher {
   /// False when the idle connection was closed by the broker (or is unusable).
   bool idle_connection_alive();
   void warn(const std::string& what);
+  /// Drops (and counts) everything queued, waking flush(); returns how many. Under mutex_.
+  std::size_t drop_queued_locked();
 
   bus_url url_;
   std::size_t max_queue_bytes_;

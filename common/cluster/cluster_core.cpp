@@ -366,9 +366,8 @@ void cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
     // Over the bound: wait until the network thread has delivered what is ahead (or stop).
     std::unique_lock lock(post_mutex_);
     ++post_waiters_;
-    post_room_.wait(lock, [&] {
-      return posted_bytes_.load() - bytes < k_max_posted_bytes || stopped();
-    });
+    post_room_.wait(lock,
+                    [&] { return posted_bytes_.load() - bytes < k_max_posted_bytes || stopped(); });
     --post_waiters_;
   }
   asio::post(io_, [this, bytes, task = std::move(task)] {
@@ -386,9 +385,10 @@ bool cluster_core::push_room(gateway_link& link) {
   }
   const auto dropped = pushes_dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (push_drop_log_.count()) {
-    spdlog::warn("gateway {} takes pushes slower than they are made: its link holds {} unsent "
-                 "bytes, pushes to it dropped ({} so far)",
-                 link.address(), link.queued_bytes(), dropped);
+    spdlog::warn(
+        "gateway {} takes pushes slower than they are made: its link holds {} unsent "
+        "bytes, pushes to it dropped ({} so far)",
+        link.address(), link.queued_bytes(), dropped);
   }
   return false;
 }

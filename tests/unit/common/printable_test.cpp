@@ -22,7 +22,7 @@ TEST(Printable, ANewlineCannotForgeALineNorAnEscapeReachTheTerminal) {
   // A backslash is escaped too, so "\x0a" in the output always stands for the byte.
   EXPECT_EQ(printable("a\\x0a"), "a\\x5cx0a");
   // C1 controls (U+009B is a one-character CSI), DEL, and bytes that are not UTF-8.
-  EXPECT_EQ(printable("\xc2\x9b" "1m"), "\\xc2\\x9b1m");
+  EXPECT_EQ(printable(std::string("\xc2\x9b") + "1m"), "\\xc2\\x9b1m");
   EXPECT_EQ(printable("\x7f"), "\\x7f");
   EXPECT_EQ(printable("\xff\xe2\x82"), "\\xff\\xe2\\x82");
   EXPECT_EQ(printable("\xed\xa0\x80"), "\\xed\\xa0\\x80");  // a UTF-16 surrogate
