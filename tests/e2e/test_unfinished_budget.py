@@ -69,7 +69,7 @@ async def main(h):
 
     async def outcome(s):
         try:
-            b0, payload = await s.read_frame(1.0)
+            b0, payload = await s.read_frame(3.0)  # a loaded machine may be slow to close
         except asyncio.TimeoutError:
             return "held"
         except (asyncio.IncompleteReadError, ConnectionError):
