@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "common/memory_return.hpp"
 #include "common/metrics/exposer.hpp"
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
@@ -154,6 +155,10 @@ int main(int argc, char** argv) {
       ("metrics", value<std::string>()->value_name("HOST:PORT"),
        "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
        "default: none, no metrics endpoint")
+      ("memory-return-mib", value<std::size_t>()->default_value(32)->value_name("MIB"),
+       "give freed heap memory back to the system (checked every 5 s) once more than this many "
+       "MiB of it are held, as after a burst of clients that stopped reading; otherwise the "
+       "allocator keeps it and the gateway's resident size stays at its peak. 0: never")
       ("shutdown-timeout-ms", value<std::size_t>()->default_value(5000)->value_name("MS"),
        "on SIGTERM, how long to wait for clients to go and workers to acknowledge their last "
        "events")
@@ -339,7 +344,10 @@ int main(int argc, char** argv) {
       std::cout << "listening metrics://" << exposer->address() << std::endl;
       spdlog::info("metrics at http://{}/metrics", exposer->address());
     }
+    // The main thread waits for signals and, meanwhile, gives back what bursts freed.
     asio::io_context signals_io;
+    gwx::memory_returner memory(signals_io, vm["memory-return-mib"].as<std::size_t>() << 20);
+    memory.start();
     asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {
       if (!ec && sig == SIGHUP) {
@@ -349,6 +357,7 @@ int main(int argc, char** argv) {
         return;
       }
       spdlog::info("signal {}: shutting down", sig);
+      memory.stop();
     };
     signals.async_wait(on_signal);
     signals_io.run();

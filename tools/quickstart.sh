@@ -108,7 +108,8 @@ run_tests() {
 # - the browser tests (browser_chat, tls_browser): Chromium's own start-up is most of their time
 #   and the gateway paths they use are the ws/wss ones e2e_commands and e2e_tls run;
 # - tls_memory (OpenSSL's bytes per idle connection, counted by a tool of its own: figures a
-#   sanitizer's allocator changes);
+#   sanitizer's allocator changes) and memory_return (what glibc's allocator gives back, which
+#   a sanitizer's allocator replaces);
 # - bus_amqp: RabbitMQ's start-up (twice) is most of its 50 s under ASan, and bus_redis, kept
 #   here, drives the same gateway path (the bus message, the ops, the subscriber's reconnects);
 # - install (rebuilds the whole tree into a prefix), deploy and config (files and --print-config,
@@ -116,7 +117,7 @@ run_tests() {
 # - one unit test, MetricsExposer.AcceptFailuresAtTheFileLimit...: it takes every file
 #   descriptor, and UBSan's own check of a vtable pointer needs one (a pipe), so UBSan reports a
 #   bad vptr in fmt where there is none.
-sanitize_skip_e2e='^e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|xcheck|profile_callgrind|install|browser_chat|tls_browser|deploy|config|netns_.*|tls_memory|bus_amqp)$'
+sanitize_skip_e2e='^e2e_(upgrade_rolling|upgrade_crash|upgrade_script|inflight_bound|bench|xcheck|profile_callgrind|install|browser_chat|tls_browser|deploy|config|netns_.*|tls_memory|memory_return|bus_amqp)$'
 sanitize_skip_unit='MetricsExposer.AcceptFailuresAtTheFileLimitAreLoggedOncePerInterval'
 
 sanitize() {
