@@ -91,6 +91,11 @@ void client_session::start(client_record& record) {
   arm_read();
 }
 
+std::size_t client_session::most_unfinished(const listener_config& listener) {
+  return listener.max_message +
+         std::max(k_max_head + k_frame_overhead, k_read_scratch + k_frame_overhead + 2);
+}
+
 std::size_t client_session::max_pending() const {
   switch (state_) {
     case client_state::handshake:

@@ -43,6 +43,11 @@ class client_session : public client_port,
   client_session(const client_session&) = delete;
   client_session& operator=(const client_session&) = delete;
 
+  /// The most bytes of unfinished input one client of `listener` may hold, in any state (its
+  /// largest message, a frame header, a read held while paused, or an upgrade request and the
+  /// frames behind it): what a loop's share of --unfinished-max-bytes must hold at least.
+  static std::size_t most_unfinished(const listener_config& listener);
+
   /// Starts reading (and, for WebSocket, the handshake timer); `record` is this client's entry
   /// in its directory, handed back with every report until on_closed.
   void start(client_record& record);

@@ -13,6 +13,7 @@
 #include "common/metrics/registry.hpp"
 #include "common/options.hpp"
 #include "common/tls_options.hpp"
+#include "gateway/client_session.hpp"
 #include "gateway/gateway_server.hpp"
 
 namespace {
@@ -303,13 +304,13 @@ int main(int argc, char** argv) {
     cfg.unfinished_max_bytes = vm["unfinished-max-bytes"].as<std::size_t>();
     const std::size_t share = cfg.unfinished_max_bytes / cfg.threads;
     for (const auto& l : cfg.listeners) {
-      // Room for the largest message, its frame header and the read it arrived with.
-      if (share < l.max_message + 128 * 1024) {
+      if (const auto most = gwx::gateway::client_session::most_unfinished(l); share < most) {
         throw std::invalid_argument(
             "--unfinished-max-bytes " + std::to_string(cfg.unfinished_max_bytes) + " leaves " +
             std::to_string(share) + " bytes to each of " + std::to_string(cfg.threads) +
             " loops, too little for one message of " + l.url + " (max_message " +
-            std::to_string(l.max_message) + " plus 128 KiB)");
+            std::to_string(l.max_message) + " and its framing and read: " +
+            std::to_string(most) + " bytes)");
       }
     }
   };

@@ -110,7 +110,7 @@ async def main(h):
         "--listen", "ws://127.0.0.1:0/", "--unfinished-max-bytes", str(2 << 20)])
     check_eq(status, 2, "a budget too small for one message per loop is refused")
     check("too little for one message" in err, f"and says why: {err.strip()[-300:]}")
-    log("a budget of 2 MiB over 2 loops (1 MiB each, under max_message plus 128 KiB): exit 2")
+    log("a budget of 2 MiB over 2 loops (1 MiB each, under max_message and its framing): exit 2")
 
 
 if __name__ == "__main__":
