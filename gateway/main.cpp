@@ -309,8 +309,8 @@ int main(int argc, char** argv) {
             "--unfinished-max-bytes " + std::to_string(cfg.unfinished_max_bytes) + " leaves " +
             std::to_string(share) + " bytes to each of " + std::to_string(cfg.threads) +
             " loops, too little for one message of " + l.url + " (max_message " +
-            std::to_string(l.max_message) + " and its framing and read: " +
-            std::to_string(most) + " bytes)");
+            std::to_string(l.max_message) + " and its framing and read: " + std::to_string(most) +
+            " bytes)");
       }
     }
   };
