@@ -149,6 +149,33 @@ void client_loop::note_unbatched(const batched_io& io, bool was_batched, const c
   }
 }
 
+bool client_loop::hold_unfinished(client_session& s, std::size_t& held, std::size_t now) {
+  if (held == 0 && now != 0) {
+    s.unfinished_older_ = newest_unfinished_;
+    s.unfinished_newer_ = nullptr;
+    (newest_unfinished_ != nullptr ? newest_unfinished_->unfinished_newer_ : oldest_unfinished_) =
+        &s;
+    newest_unfinished_ = &s;
+  } else if (held != 0 && now == 0) {
+    (s.unfinished_older_ != nullptr ? s.unfinished_older_->unfinished_newer_ : oldest_unfinished_) =
+        s.unfinished_newer_;
+    (s.unfinished_newer_ != nullptr ? s.unfinished_newer_->unfinished_older_ : newest_unfinished_) =
+        s.unfinished_older_;
+    s.unfinished_older_ = s.unfinished_newer_ = nullptr;
+  }
+  unfinished_ = unfinished_ - held + now;
+  held = now;
+  if (now == 0) {
+    return true;
+  }
+  while (unfinished_ > unfinished_budget_ && oldest_unfinished_ != &s) {
+    // Kept alive through its close (which may erase it from its directory); letting go unlinks it.
+    const auto oldest = oldest_unfinished_->shared_from_this();
+    oldest->let_go_unfinished();
+  }
+  return unfinished_ <= unfinished_budget_;
+}
+
 std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {
   if (spare_queues_.empty()) {
     auto q = std::make_unique<net::send_queue>(cap);

@@ -84,14 +84,12 @@ class client_loop {
   /// Bytes of unfinished client messages this loop's sessions may hold together (read buffers
   /// and WebSocket fragments): its share of --unfinished-max-bytes.
   void set_unfinished_budget(std::size_t bytes) { unfinished_budget_ = bytes; }
-  /// A session's unfinished bytes changed from `held` (its last report, updated) to `now`.
-  /// False when that leaves the loop over its budget while this session holds some: the
-  /// session must let them go (close).
-  bool hold_unfinished(std::size_t& held, std::size_t now) {
-    unfinished_ = unfinished_ - held + now;
-    held = now;
-    return now == 0 || unfinished_ <= unfinished_budget_;
-  }
+  /// Session `s`'s unfinished bytes changed from `held` (its last report, updated) to `now`.
+  /// Past the loop's budget, the sessions whose unfinished message is the oldest let theirs go
+  /// first (closed, overload), so that a client pinning memory with a message it never finishes
+  /// cannot keep the others' messages out. False when `s` itself is the oldest left and the
+  /// loop is still over its budget: `s` must let its bytes go (let_go_unfinished()).
+  bool hold_unfinished(client_session& s, std::size_t& held, std::size_t now);
 
   /// A send queue with this cap, from the spares when there is one.
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
@@ -121,6 +119,10 @@ class client_loop {
   bool flush_posted_ = false;
   std::size_t unfinished_ = 0;
   std::size_t unfinished_budget_ = static_cast<std::size_t>(-1);
+  /// The sessions holding unfinished bytes, in the order they started to (linked through
+  /// client_session::unfinished_older_/_newer_): who lets go first past the budget.
+  client_session* oldest_unfinished_ = nullptr;
+  client_session* newest_unfinished_ = nullptr;
   std::vector<std::unique_ptr<net::send_queue>> spare_queues_;
   /// A write listed with sender_ (the index is its tag): who gets the result, and the head it
   /// wrote (null for a queue's gather), both kept alive until the result is in.

@@ -113,6 +113,7 @@ std::size_t client_session::max_pending() const {
 }
 
 client_session::~client_session() {
+  loop_.hold_unfinished(*this, unfinished_, 0);
   unwatch();
 }
 
@@ -265,16 +266,20 @@ bool client_session::take(char* data, std::size_t n) {
 bool client_session::within_unfinished_budget() {
   const std::size_t held =
       (pending_.empty() ? 0 : pending_.capacity()) + (frames_ ? frames_->buffered() : 0);
-  if (loop_.hold_unfinished(unfinished_, held)) {
+  if (loop_.hold_unfinished(*this, unfinished_, held)) {
     return true;
   }
-  // Let go of them at once: the budget is for the clients that stay.
+  let_go_unfinished();
+  return false;
+}
+
+void client_session::let_go_unfinished() {
+  // At once: the budget is for the clients that stay.
   std::string().swap(pending_);
   frames_.reset();
-  loop_.hold_unfinished(unfinished_, 0);
+  loop_.hold_unfinished(*this, unfinished_, 0);
   close_with_reason(close_cause::overload, codec::ws::k_close_try_again_later,
                     "server busy: too many unfinished messages, try again later");
-  return false;
 }
 
 void client_session::on_tls_readable(net::tls_io& tls) {
@@ -893,7 +898,7 @@ void client_session::finish(close_cause cause, const std::string& reason) {
     }
   }
   std::string().swap(pending_);
-  loop_.hold_unfinished(unfinished_, 0);
+  loop_.hold_unfinished(*this, unfinished_, 0);
   loop_.events().on_closed(*record_, cause, reason);
 }
 

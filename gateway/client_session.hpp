@@ -98,6 +98,8 @@ class client_session : public client_port,
                  bool tls);
 
  private:
+  friend class client_loop;  // the list of sessions holding unfinished bytes
+
   net::tls_io* tls_io();
   void arm_read();
   /// Leaves the loop's read_poller, if in it (closing, paused, or going away).
@@ -110,6 +112,9 @@ class client_session : public client_port,
   /// Reports the unfinished bytes held to the loop; past its budget, closes (overload) and
   /// returns false.
   bool within_unfinished_budget();
+  /// Drops its unfinished bytes and closes (WebSocket 1013, overload): the loop is over its
+  /// --unfinished-max-bytes share and this session's message is the oldest unfinished one.
+  void let_go_unfinished();
   /// TLS: runs the handshake, then reads and decrypts all that is there.
   void on_tls_readable(net::tls_io& tls);
   /// TLS: the handshake is done; the WebSocket upgrade or the TCP connect follows.
@@ -179,8 +184,11 @@ class client_session : public client_port,
 
   /// The unfinished tail of what was read (empty, and holding no memory, between messages).
   std::string pending_;
-  /// Bytes of unfinished messages last reported to the loop (client_loop::hold_unfinished).
+  /// Bytes of unfinished messages last reported to the loop (client_loop::hold_unfinished);
+  /// while not 0, its place in the loop's list of those holding some, oldest first.
   std::size_t unfinished_ = 0;
+  client_session* unfinished_older_ = nullptr;
+  client_session* unfinished_newer_ = nullptr;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
   /// Why it is closing (set by begin_close).

@@ -142,8 +142,10 @@ int main(int argc, char** argv) {
       ("unfinished-max-bytes", value<std::size_t>()->default_value(std::size_t{1} << 30)
                                    ->value_name("BYTES"),
        "bytes of unfinished client messages (a message still arriving) all clients may hold "
-       "together, shared equally by the loops; past it the client whose message grows is closed "
-       "(WebSocket 1013, counted as overload). Each loop's share must hold the largest max_message")
+       "together, shared equally by the loops; past it the clients whose unfinished message is "
+       "the oldest are closed first (WebSocket 1013, counted as overload), so a client that never "
+       "finishes its message cannot keep others' out. Each loop's share must hold the largest "
+       "max_message")
       ("event-max-attempts", value<unsigned>()->default_value(3)->value_name("N"),
        "an event handed out this many times to workers that all went away before acknowledging "
        "it is dropped (quarantined: counted, logged), never replayed forever")

@@ -5,13 +5,16 @@ Each client may hold one unfinished message of up to max_message (1 MiB by defau
 as it stays connected, so many clients each sending most of a large message and then nothing
 used to hold ~1 MiB each without limit. With --unfinished-max-bytes 4 MiB and one loop:
 
-1. 8 clients each send 900 KB of a 1 MB WebSocket frame and stop: some are held, the ones whose
-   message would pass the budget are closed (a 1013 close frame with the reason, or a reset when
-   they were still sending), counted as `overload` on /metrics, and what stays held fits the
-   budget.
-2. A bystander is served throughout; once the partial senders leave, a whole 1 MB message is
+1. 8 clients each send 900 KB of a 1 MB WebSocket frame and stop, one after the other: past the
+   budget the oldest unfinished messages go first, so the first senders are closed (a 1013 close
+   frame with the reason, or a reset when they were still sending), counted as `overload` on
+   /metrics, the last ones are held, and what stays held fits the budget.
+2. While they hold the budget, a new client's whole 1 MB message is still echoed: the oldest
+   held sender is let go for it (memory pinned by messages never finished cannot keep the
+   others' messages out).
+3. A bystander is served throughout; once the partial senders leave, a whole 1 MB message is
    echoed again.
-3. A budget whose share per loop cannot hold one message of a listener is refused at start
+4. A budget whose share per loop cannot hold one message of a listener is refused at start
    (exit 2, saying why).
 """
 
@@ -81,6 +84,9 @@ async def main(h):
     outcomes = await asyncio.gather(*(outcome(s) for s in senders))
     held = outcomes.count("held")
     closed = [o for o in outcomes if o != "held"]
+    check(outcomes == closed + ["held"] * held,
+          f"the oldest unfinished messages let go first (closed, then held, in sending order): "
+          f"{outcomes}")
     check(closed, f"no partial sender was closed though {CLIENTS} x {SENT} bytes pass the "
                   f"{BUDGET}-byte budget: {outcomes}")
     check(all(o == "reset" or o.startswith("closed 1013 server busy") for o in closed),
@@ -92,6 +98,19 @@ async def main(h):
     log(f"{CLIENTS} clients each holding {SENT} bytes of a message, budget {BUDGET}: {held} held, "
         f"{len(closed)} closed ({closed.count('reset')} of them reset while still sending; "
         f"{closed[0]!r})")
+
+    newcomer = RawWs("whole-while-held")
+    await newcomer.open(host, port)
+    await newcomer.send(whole)
+    b0, payload = await newcomer.read_frame(REPLY_TIMEOUT)
+    check_eq(len(payload), MESSAGE - 5, "a whole 1 MB message echoed while the budget is held")
+    newcomer.abort()
+    oldest_held = senders[len(closed)]
+    let_go = await outcome(oldest_held)
+    check(let_go == "reset" or let_go.startswith("closed 1013 server busy"),
+          f"the oldest held sender let go for it: {let_go}")
+    log(f"a whole message while {held} partial ones held the budget: echoed; the oldest of "
+        f"them ({oldest_held.name}) {let_go}")
 
     for s in senders:
         s.abort()
