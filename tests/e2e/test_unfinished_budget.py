@@ -99,12 +99,15 @@ async def main(h):
         f"{len(closed)} closed ({closed.count('reset')} of them reset while still sending; "
         f"{closed[0]!r})")
 
-    newcomer = RawWs("whole-while-held")
-    await newcomer.open(host, port)
-    await newcomer.send(whole)
-    b0, payload = await newcomer.read_frame(REPLY_TIMEOUT)
-    check_eq(len(payload), MESSAGE - 5, "a whole 1 MB message echoed while the budget is held")
-    newcomer.abort()
+    async def echo_whole(name, when):
+        client = RawWs(name)
+        await client.open(host, port)
+        await client.send(whole)
+        _, payload = await client.read_frame(REPLY_TIMEOUT)
+        check_eq(len(payload), MESSAGE - 5, f"a whole 1 MB message echoed {when}")
+        client.abort()
+
+    await echo_whole("whole-while-held", "while the budget is held")
     oldest_held = senders[len(closed)]
     let_go = await outcome(oldest_held)
     check(let_go == "reset" or let_go.startswith("closed 1013 server busy"),
@@ -115,12 +118,7 @@ async def main(h):
     for s in senders:
         s.abort()
     await asyncio.sleep(0.3)
-    big = RawWs("whole")
-    await big.open(host, port)
-    await big.send(whole)
-    b0, payload = await big.read_frame(REPLY_TIMEOUT)
-    check_eq(len(payload), MESSAGE - 5, "a whole 1 MB message echoed once the partial ones left")
-    big.abort()
+    await echo_whole("whole", "once the partial ones left")
     await expect_reply(bystander, "echo after", "after")
     await bystander.close()
 
