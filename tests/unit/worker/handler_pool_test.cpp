@@ -5,9 +5,12 @@
 #include "worker/sdk/handler_pool.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <future>
 #include <numeric>
+#include <sstream>
 
 #include "common/cluster/gateway_api.hpp"
 #include "tests/unit/cluster/fake_gateway.hpp"
@@ -230,6 +233,42 @@ TEST_P(HandlerPoolBoundTest, AQueryAnsweredBehindHeldEventsIsStillRead) {
   expected.emplace_back("after");
   std::lock_guard lock(app_.mutex);
   EXPECT_EQ(app_.seen[a], expected);
+}
+
+// A handler call that does not return is reported once it has run past the threshold, on a
+// handler thread and on the network thread: stalled_handlers() (the gwx-worker gauge) counts it,
+// and one warning line names the thread and the event kind however often the watch looks;
+// once the call returns it is no longer counted.
+TEST_P(HandlerPoolBoundTest, AHandlerCallThatDoesNotReturnIsReportedAsStalled) {
+  pool_->stop();  // no event has come yet: the pool is replaced by one with a short threshold
+  pool_ = std::make_unique<handler_pool>(GetParam(), app_, *api_, *core_, k_bound, 100ms);
+  auto lines = std::make_shared<std::ostringstream>();
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*lines)));
+  pool_->start();
+  ASSERT_TRUE(core_->wait_ready(10s));
+  EXPECT_EQ(pool_->stalled_handlers(), 0U);
+  gw_.send_event(message_event(1, gw_.client_id(1), "wait"));
+  app_.waiting.get_future().wait();
+  const bool reported = eventually([&] { return pool_->stalled_handlers() == 1; }, 5s);
+  // Several looks of the watch (every 100 ms), one line.
+  std::this_thread::sleep_for(600ms);
+  open_gate();
+  spdlog::set_default_logger(previous);
+  ASSERT_TRUE(reported);
+  const auto text = lines->str();
+  std::size_t warnings = 0;
+  for (auto at = text.find("[warning]"); at != std::string::npos;
+       at = text.find("[warning]", at + 1)) {
+    ++warnings;
+  }
+  EXPECT_EQ(warnings, 1U) << text;
+  EXPECT_NE(text.find(GetParam() == 0 ? "the network thread" : "handler thread"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("EVENT_KIND_MESSAGE"), std::string::npos) << text;
+  ASSERT_TRUE(eventually([&] { return pool_->stalled_handlers() == 0; }, 5s));
+  expect_all_acknowledged(1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, HandlerPoolBoundTest, ::testing::Values(0, 2),
