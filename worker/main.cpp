@@ -111,8 +111,13 @@ int main(int argc, char** argv) {
       "bytes of received events waiting for a handler (payloads plus 512 each); at this bound "
       "the worker stops reading the gateway links until half of it has run, so the gateways "
       "hold their clients back (a link with a query outstanding is read regardless)")(
-      "name", gwx::po::value<std::string>()->value_name("NAME"),
-      "worker name shown by gateways (default worker-HOST-PID)")(
+      "handler-stall-warn-s", gwx::po::value<unsigned>()->default_value(10)->value_name("N"),
+      "report a handler call still running after N seconds (0: never): a handler that never "
+      "returns holds its clients' events and, once the handler queue is full, every link. The "
+      "worker logs a warning every 10 s at most naming the thread, the event kind and how long "
+      "the call has run, and gwx_worker_handlers_stalled counts such calls; it cannot end "
+      "them")("name", gwx::po::value<std::string>()->value_name("NAME"),
+              "worker name shown by gateways (default worker-HOST-PID)")(
       "token", gwx::po::value<std::string>()->default_value("")->value_name("T"),
       "register access token")("query-timeout-ms",
                                gwx::po::value<unsigned>()->default_value(3000)->value_name("N"),
@@ -155,6 +160,7 @@ int main(int argc, char** argv) {
   if (options.max_queued_bytes == 0) {
     gwx::die("gwx-worker", "--handler-queue-max-bytes must be positive", 2);
   }
+  options.handler_stall_warn = std::chrono::seconds(vm["handler-stall-warn-s"].as<unsigned>());
   options.cluster.query_timeout = std::chrono::milliseconds(vm["query-timeout-ms"].as<unsigned>());
   options.cluster.keepalive_interval =
       std::chrono::milliseconds(vm["keepalive-interval-ms"].as<unsigned>());
@@ -230,6 +236,7 @@ int main(int argc, char** argv) {
   reloadable = &w;
   gwx::metrics::callback_registration links_metric;
   gwx::metrics::callback_registration pushes_dropped_metric;
+  gwx::metrics::callback_registration stalled_metric;
   std::unique_ptr<gwx::metrics::exposer> exposer;
   if (metrics_listen) {
     links_metric = metrics
@@ -244,10 +251,17 @@ int main(int argc, char** argv) {
                        });
     pushes_dropped_metric =
         metrics
-            .add_callback_counter("gwx_worker_pushes_dropped_total",
-                                  "Pushes dropped: their gateway's link held 64 MiB not yet sent.",
-                                  {})
+            .add_callback_counter(
+                "gwx_worker_pushes_dropped_total",
+                "Pushes dropped: their gateway's link held 64 MiB not yet sent, or "
+                "64 MiB of writes were made before the worker started.",
+                {})
             .add({}, [&w] { return static_cast<double>(w.pushes_dropped()); });
+    stalled_metric =
+        metrics
+            .add_callback_gauge("gwx_worker_handlers_stalled",
+                                "Handler calls running longer than --handler-stall-warn-s now.", {})
+            .add({}, [&w] { return static_cast<double>(w.stalled_handlers()); });
     try {
       exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
     } catch (const std::exception& e) {

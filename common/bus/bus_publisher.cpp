@@ -4,6 +4,7 @@
 #include <hiredis/hiredis.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include "common/registry/backoff.hpp"
 
@@ -42,6 +43,11 @@ void bus_publisher::stop(std::chrono::milliseconds flush_timeout) {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    if (sending_fd_ >= 0) {
+      // A send the broker does not take, or a reply it does not give, would keep the bus
+      // thread (and so this join) waiting: the batch is dropped with its connection.
+      ::shutdown(sending_fd_, SHUT_RDWR);
+    }
   }
   cv_.notify_all();
   thread_.join();
@@ -130,10 +136,14 @@ bool bus_publisher::connect() {
   return true;
 }
 
+int bus_publisher::connection_fd() const {
+  return redis_ != nullptr ? redis_->fd : amqp_ ? amqp_get_sockfd(amqp_->state()) : -1;
+}
+
 bool bus_publisher::idle_connection_alive() {
   // Nothing is expected from the broker on an idle publishing connection (no heartbeats were
   // negotiated): anything readable is a close or the end of the stream.
-  const int fd = redis_ != nullptr ? redis_->fd : amqp_ ? amqp_get_sockfd(amqp_->state()) : -1;
+  const int fd = connection_fd();
   if (fd < 0) {
     return false;
   }
@@ -247,14 +257,22 @@ void bus_publisher::run() {
     backoff.reset();
     {
       std::lock_guard lock(mutex_);
+      if (stopping_) {
+        continue;  // past the flush deadline: the top of the loop drops the queue
+      }
       batch.clear();
       while (!queue_.empty() && batch.size() < k_batch) {
         queued_bytes_ -= queue_.front().json.size() + queue_.front().routing_key.size();
         batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
+      sending_fd_ = connection_fd();
     }
     const bool ok = url_.kind == bus_kind::redis ? send_redis(batch) : send_amqp(batch);
+    {
+      std::lock_guard lock(mutex_);
+      sending_fd_ = -1;
+    }
     if (ok) {
       published_.fetch_add(batch.size(), std::memory_order_relaxed);
     } else {

@@ -39,8 +39,10 @@ class bus_publisher {
 
   void start();
   /// Sends what is queued (waiting at most `flush_timeout`), drops (and counts) what is still
-  /// queued then, and stops: it returns within `flush_timeout` plus at most one batch's reply
-  /// timeout (5 s). Idempotent.
+  /// queued then, and stops: a batch still being sent or awaiting its replies at the deadline
+  /// has its connection cut (a broker that stopped reading would hold a send for ever), so it
+  /// returns within `flush_timeout` plus a moment, unless a connection attempt is under way
+  /// (bounded by its 5 s timeout). Idempotent.
   void stop(std::chrono::milliseconds flush_timeout = std::chrono::seconds(2));
 
   /// Queues messages; false (and counted as dropped) past the queue bound.
@@ -64,6 +66,8 @@ class bus_publisher {
   void disconnect();
   /// False when the idle connection was closed by the broker (or is unusable).
   bool idle_connection_alive();
+  /// The open connection's socket, -1 when none.
+  int connection_fd() const;
   void warn(const std::string& what);
   /// Drops (and counts) everything queued, waking flush(); returns how many. Under mutex_.
   std::size_t drop_queued_locked();
@@ -77,6 +81,9 @@ class bus_publisher {
   std::uint64_t enqueued_ = 0;  ///< under mutex_
   std::uint64_t done_ = 0;      ///< sent or dropped, under mutex_
   bool stopping_ = false;
+  /// The socket of the batch being sent, -1 between batches (under mutex_): stop() shuts it
+  /// down at the flush deadline. The bus thread closes it only after setting this back to -1.
+  int sending_fd_ = -1;
   std::thread thread_;
   std::atomic<std::uint64_t> published_{0};
   std::atomic<std::uint64_t> dropped_{0};

@@ -21,6 +21,9 @@ thread_local outbox_scope* tl_outbox = nullptr;
 // Most bytes of message text an outbox keeps allocated between batches.
 constexpr std::size_t k_keep_text = 64 * 1024;
 
+// What a command made by a builder (send_each, request_each) counts for until it is built.
+constexpr std::size_t k_queued_request_bytes = 256;
+
 }  // namespace
 
 core_options make_core_options(cluster_options options, link::v2::PeerRole role) {
@@ -349,20 +352,29 @@ void cluster_core::enqueue(outbound item) {
     return;
   }
   if (tl_outbox != nullptr && &tl_outbox->core_ == this) {
-    tl_outbox->batch_.items.push_back(std::move(item));
+    tl_outbox->add(std::move(item));
     return;
   }
   if (on_network_thread()) {
     deliver(item);
     return;
   }
-  const std::size_t bytes =
-      item.kind == outbound::route::each ? 256 : item.frame.ByteSizeLong() + item.key.size();
+  const std::size_t bytes = item.kind == outbound::route::each
+                                ? k_queued_request_bytes
+                                : item.frame.ByteSizeLong() + item.key.size();
   hand_over(bytes, [this, item = std::move(item)]() mutable { deliver(item); });
 }
 
-void cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
-  if (posted_bytes_.fetch_add(bytes) >= k_max_posted_bytes && started_.load()) {
+bool cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
+  const auto ahead = posted_bytes_.fetch_add(bytes);
+  if (ahead + bytes > k_max_posted_bytes && !started_.load()) {
+    // Nothing delivers before start(), so waiting could last for ever: the write is dropped,
+    // as a push to a gateway that takes nothing is.
+    posted_bytes_.fetch_sub(bytes);
+    push_dropped("this process has not started its links yet", ahead);
+    return false;
+  }
+  if (ahead >= k_max_posted_bytes) {
     // Over the bound: wait until the network thread has delivered what is ahead (or stop).
     std::unique_lock lock(post_mutex_);
     ++post_waiters_;
@@ -377,20 +389,24 @@ void cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
       post_room_.notify_all();
     }
   });
+  return true;
 }
 
 bool cluster_core::push_room(gateway_link& link) {
   if (link.queued_bytes() < k_max_push_backlog) {
     return true;
   }
-  const auto dropped = pushes_dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (push_drop_log_.count()) {
-    spdlog::warn(
-        "gateway {} takes pushes slower than they are made: its link holds {} unsent "
-        "bytes, pushes to it dropped ({} so far)",
-        link.address(), link.queued_bytes(), dropped);
-  }
+  push_dropped("gateway " + link.address() + " takes pushes slower than they are made: its link",
+               link.queued_bytes());
   return false;
+}
+
+void cluster_core::push_dropped(std::string_view where, std::size_t bytes) {
+  const auto dropped = pushes_dropped_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::lock_guard lock(push_drop_mutex_);
+  if (push_drop_log_.count()) {
+    spdlog::warn("{} holds {} unsent bytes: pushes dropped ({} so far)", where, bytes, dropped);
+  }
 }
 
 gateway_link* cluster_core::holder_of(std::string_view id) {
@@ -489,6 +505,7 @@ void cluster_core::deliver_acks(const batch& b) {
 void cluster_core::batch::clear() {
   items.clear();
   text.clear();
+  frame_bytes = 0;
   ack_links.clear();
   acks.clear();
 }
@@ -506,6 +523,19 @@ void cluster_core::request_each(command_builder build, std::chrono::milliseconds
   }
   if (on_network_thread()) {
     start_gather(build, timeout, done);
+    return;
+  }
+  if (!started_.load()) {
+    // Bounded with the writes made before start(); past the bound it fails as not started.
+    auto pending = std::make_shared<std::pair<command_builder, gather_handler>>(std::move(build),
+                                                                                std::move(done));
+    if (!hand_over(k_queued_request_bytes, [this, pending, timeout] {
+          start_gather(pending->first, timeout, pending->second);
+        })) {
+      gather_result r;
+      r.error = api_errc::stopped;
+      pending->second(std::move(r));
+    }
     return;
   }
   asio::post(io_, [this, build = std::move(build), timeout, done = std::move(done)]() mutable {
@@ -834,6 +864,20 @@ void outbox_scope::ack(const link_ref& link, std::uint64_t event_id) {
   batch_.acks.emplace_back(static_cast<std::uint32_t>(i - 1), event_id);
 }
 
+void outbox_scope::add(cluster_core::outbound item) {
+  if (item.kind != cluster_core::outbound::route::each) {
+    batch_.frame_bytes += item.frame.ByteSizeLong() + item.key.size();
+  }
+  batch_.items.push_back(std::move(item));
+  flush_if_large();
+}
+
+void outbox_scope::flush_if_large() {
+  if (batch_.text.size() + batch_.frame_bytes >= cluster_core::k_outbox_flush_bytes) {
+    flush();
+  }
+}
+
 void outbox_scope::add_client_message(std::string_view client_id, const message& msg) {
   auto& item = batch_.items.emplace_back();
   item.kind = cluster_core::outbound::route::client_message;
@@ -843,6 +887,7 @@ void outbox_scope::add_client_message(std::string_view client_id, const message&
   item.binary = msg.binary;
   batch_.text.append(client_id);
   batch_.text.append(msg.data);
+  flush_if_large();
 }
 
 void outbox_scope::flush() {
@@ -869,7 +914,7 @@ void outbox_scope::flush() {
     }
     return;
   }
-  const std::size_t bytes = out.text.size() + out.items.size() * 64 + out.acks.size() * 16;
+  const std::size_t bytes = out.bytes();
   core_.hand_over(bytes, [core = &core_, out = std::move(out)]() mutable { core->deliver(out); });
 }
 

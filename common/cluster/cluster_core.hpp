@@ -155,10 +155,15 @@ class cluster_core final : public transport {
   std::chrono::milliseconds default_timeout() const override { return options_.query_timeout; }
   bool stopped() const override { return stopped_.load(std::memory_order_acquire); }
   /// Pushes dropped because a gateway took them slower than they were made (its link held
-  /// k_max_push_backlog unsent bytes). Any thread.
+  /// k_max_push_backlog unsent bytes), or because they were made before start() past
+  /// k_max_posted_bytes. Any thread.
   std::uint64_t pushes_dropped() const { return pushes_dropped_.load(std::memory_order_relaxed); }
-  /// Most bytes of writes other threads may have handed to the network thread undelivered.
+  /// Most bytes of writes other threads may have handed to the network thread undelivered
+  /// (before start(), nothing delivers them: past it they are dropped and counted).
   static constexpr std::size_t k_max_posted_bytes = 64 << 20;
+  /// Bytes a handler's outbox collects before it hands them over without waiting for the end
+  /// of the call, so that one call's writes meet the bounds above as they are made.
+  static constexpr std::size_t k_outbox_flush_bytes = 1 << 20;
   /// Most unsent bytes a link may hold before further pushes to that gateway are dropped
   /// (below the link's own cap, past which it would be cut as not reading).
   static constexpr std::size_t k_max_push_backlog = 64 << 20;
@@ -193,8 +198,14 @@ class cluster_core final : public transport {
     // Acks: the links (usually one), then (index into ack_links, event_id) in ack order.
     std::vector<link_ref> ack_links;
     std::vector<std::pair<std::uint32_t, std::uint64_t>> acks;
+    // Encoded size of the items' frames (client messages are in `text`).
+    std::size_t frame_bytes = 0;
 
     bool empty() const { return items.empty() && acks.empty(); }
+    /// Bytes the batch holds, as handed over (what hand_over() counts).
+    std::size_t bytes() const {
+      return text.size() + frame_bytes + items.size() * 64 + acks.size() * 16;
+    }
     void clear();
   };
   struct gather;
@@ -212,11 +223,15 @@ class cluster_core final : public transport {
   void deliver(batch& b);
   /// Posts `task`, `bytes` of writes, to the network thread from another thread; waits first
   /// while what other threads handed over and the network thread has not delivered yet is
-  /// over k_max_posted_bytes.
-  void hand_over(std::size_t bytes, std::function<void()> task);
+  /// over k_max_posted_bytes. Before start() it does not wait: past the bound the task is
+  /// dropped (counted as a dropped push) and false returned.
+  bool hand_over(std::size_t bytes, std::function<void()> task);
   /// Whether `link` takes one more push (its unsent bytes under k_max_push_backlog); counts
   /// and logs the push dropped otherwise. Network thread.
   bool push_room(gateway_link& link);
+  /// Counts a push dropped and logs it (a line per interval at most), `why` saying where it
+  /// was held up and `bytes` how much was there. Any thread.
+  void push_dropped(std::string_view where, std::size_t bytes);
   void deliver_acks(const batch& b);
   /// The link that holds the client `client_id` if it is up, else null.
   gateway_link* holder_of(std::string_view client_id);
@@ -263,7 +278,8 @@ class cluster_core final : public transport {
   // Pushes not queued on a link holding k_max_push_backlog unsent bytes (network thread
   // writes; any thread reads).
   std::atomic<std::uint64_t> pushes_dropped_{0};
-  log_throttle push_drop_log_;  ///< network thread
+  std::mutex push_drop_mutex_;  ///< taken only to log a dropped push
+  log_throttle push_drop_log_;  ///< under push_drop_mutex_
 
   // Network thread only.
   std::map<std::string, std::shared_ptr<gateway_link>, std::less<>> links_;
@@ -292,8 +308,10 @@ class cluster_core final : public transport {
 };
 
 /// Batches what the current thread sends through `core` while the scope lives: commands keep
-/// their order and reach the network thread in one hand-over when the scope ends (or earlier,
-/// before a request, so a query still follows the writes issued before it). Event acks are
+/// their order and reach the network thread in one hand-over when the scope ends (or earlier:
+/// before a request, so a query still follows the writes issued before it, and whenever the
+/// batch holds k_outbox_flush_bytes, so a handler that pushes much in one call is held to the
+/// core's bounds as it goes instead of growing its batch). Event acks are
 /// collected too and leave as one EventAck per link, after the commands. Not thread-safe: one
 /// scope per thread, used on that thread.
 class outbox_scope {
@@ -313,6 +331,10 @@ class outbox_scope {
 
   /// Queues a message for one client (cluster_core::send_to_client).
   void add_client_message(std::string_view client_id, const message& msg);
+  /// Queues any other command or frame (cluster_core::enqueue).
+  void add(cluster_core::outbound item);
+  /// Hands the batch over once it holds k_outbox_flush_bytes.
+  void flush_if_large();
 
   cluster_core& core_;
   outbox_scope* previous_;

@@ -19,6 +19,8 @@ namespace {
 constexpr std::size_t k_read_chunk = 16 * 1024;
 // A read buffer past this, mostly empty, is given back even while a frame is unfinished.
 constexpr std::size_t k_shrink_above = 1 << 20;
+// Most bytes a paused link takes into its read buffer, so that a silent peer is still noticed.
+constexpr std::size_t k_held_read_ahead = 16 * k_read_chunk;
 // A link's writes batch many frames: each starts in a buffer of this size, and one spare of up
 // to four times it is kept while the link is idle (no regrowth from 64 bytes per write).
 constexpr std::size_t k_write_segment = 16 * 1024;
@@ -152,9 +154,8 @@ void link_stream::do_keepalive() {
     if (ec || !self->open_ || self->closing_) {
       return;
     }
-    if (self->read_paused_) {
-      // Not reading: whatever the peer sent waits in the socket, silence proves nothing.
-      self->last_heard_ = std::chrono::steady_clock::now();
+    if (self->read_paused_ && !self->read_ahead()) {
+      return;  // the link closed
     }
     const auto silent = std::chrono::steady_clock::now() - self->last_heard_;
     if (silent > self->ka_timeout_) {
@@ -169,6 +170,56 @@ void link_stream::do_keepalive() {
     self->send(ping);
     self->do_keepalive();
   });
+}
+
+bool link_stream::read_ahead() {
+  if (!read_parked_) {
+    return true;  // a read is still under way: what it reads counts as ever
+  }
+  if (read_len_ >= k_held_read_ahead) {
+    // The peer may have more to say, but it cannot: this end took all it holds while paused.
+    // Its silence proves nothing then.
+    last_heard_ = std::chrono::steady_clock::now();
+    return true;
+  }
+  // Paused: the frames are not handled, but what the peer sent (its pongs too) is taken into
+  // the read buffer, so a peer that goes silent is still noticed.
+  if (read_buf_.size() < k_held_read_ahead) {
+    read_buf_.resize(k_held_read_ahead);
+  }
+  while (read_len_ < k_held_read_ahead) {
+    std::size_t n = 0;
+    if (tls_) {
+      const auto status =
+          tls_->io.read(read_buf_.data() + read_len_, k_held_read_ahead - read_len_, n);
+      if (status == net::tls_status::want_read || status == net::tls_status::want_write) {
+        return true;
+      }
+      if (status != net::tls_status::ok) {
+        shutdown(status == net::tls_status::closed ? std::string("peer closed the link")
+                                                   : failure_reason(tls_->io, "TLS: "));
+        return false;
+      }
+    } else {
+      const auto got = ::recv(socket_.native_handle(), read_buf_.data() + read_len_,
+                              k_held_read_ahead - read_len_, MSG_DONTWAIT);
+      if (got == 0) {
+        shutdown("peer closed the link");
+        return false;
+      }
+      if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+          return true;
+        }
+        shutdown(std::strerror(errno));
+        return false;
+      }
+      n = static_cast<std::size_t>(got);
+    }
+    read_len_ += n;
+    last_heard_ = std::chrono::steady_clock::now();
+  }
+  return true;
 }
 
 void link_stream::prepare_read_space() {
@@ -196,7 +247,12 @@ void link_stream::pause_reading(bool paused) {
   last_heard_ = std::chrono::steady_clock::now();
   // From a task: the caller may be handling a frame of this very stream.
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    if (!self->open_) {
+    // First the frames read ahead while paused (none: nothing happens).
+    if (!self->open_ || !self->consume()) {
+      return;
+    }
+    if (self->read_paused_) {
+      self->read_parked_ = true;  // paused again by one of those frames
       return;
     }
     if (self->tls_) {

@@ -89,10 +89,13 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   /// Closes the socket after flushing what is queued (bounded by a short timer).
   void close(const std::string& reason);
 
-  /// Stops (true) or resumes (false) reading from the peer, so that TCP backpressure reaches it
-  /// while the owner cannot take more frames. A read in flight still delivers its frames; while
-  /// paused the peer's silence does not count against the keepalive (this end sends its pings).
-  /// Resuming reads from a task of its own, never inside the caller.
+  /// Stops (true) or resumes (false) delivering frames from the peer, so that TCP backpressure
+  /// reaches it while the owner cannot take more. A read in flight still delivers its frames.
+  /// While paused, with keepalive on, each keepalive tick takes what the peer sent into the read
+  /// buffer without handling it (256 KiB at most), so a peer that goes silent (no pongs, no
+  /// bytes) is still closed after the keepalive timeout; once that much waits unhandled, the
+  /// peer cannot send more and its silence does not count. Resuming handles what was read
+  /// ahead, then reads, from a task of its own, never inside the caller.
   void pause_reading(bool paused);
   /// Whether reading is paused.
   bool reading_paused() const { return read_paused_; }
@@ -131,6 +134,9 @@ class link_stream : public std::enable_shared_from_this<link_stream> {
   void prepare_read_space();
   /// Decodes every whole frame in the read buffer; false when the link closed meanwhile.
   bool consume();
+  /// Paused: takes what the peer sent, without handling it, into the read buffer (up to
+  /// k_held_read_ahead bytes); false when the link closed meanwhile.
+  bool read_ahead();
   void do_write();
   /// Starts a write once the handler running now returns, unless one is in flight or already
   /// due: every frame queued meanwhile (a read's worth of events, replies and acks) leaves in

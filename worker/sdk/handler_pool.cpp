@@ -1,5 +1,7 @@
 #include "worker/sdk/handler_pool.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <functional>
 
 namespace gwx::sdk {
@@ -63,12 +65,14 @@ void handler_pool::event_queue::recycle() {
 }
 
 handler_pool::handler_pool(std::size_t threads, handler& app, gateway_api& api,
-                           cluster::cluster_core& core, std::size_t max_queued_bytes)
+                           cluster::cluster_core& core, std::size_t max_queued_bytes,
+                           std::chrono::milliseconds stall_warn)
     : core_(core),
       inline_mode_(threads == 0),
       max_queued_bytes_(std::max<std::size_t>(max_queued_bytes, 1)),
       low_water_(max_queued_bytes_ / 2),
-      writer_seq_(first_writer_seq(std::chrono::system_clock::now())) {
+      writer_seq_(first_writer_seq(std::chrono::system_clock::now())),
+      stall_warn_(std::max(stall_warn, std::chrono::milliseconds::zero())) {
   // Inline mode has one runner, used on the network thread.
   for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i) {
     auto l = std::make_unique<lane>();
@@ -86,6 +90,9 @@ void handler_pool::start() {
     return;
   }
   started_ = true;
+  if (stall_warn_.count() > 0) {
+    stall_watch_ = std::thread([this] { watch_stalls(); });
+  }
   if (inline_mode_) {
     inline_started_ = true;
     core_.post([this] {
@@ -184,6 +191,14 @@ void handler_pool::link_lost(const cluster::link_ref& link) {
 }
 
 void handler_pool::stop() {
+  if (stall_watch_.joinable()) {
+    {
+      std::lock_guard lock(stall_mutex_);
+      stall_watch_stopping_ = true;
+    }
+    stall_wake_.notify_all();
+    stall_watch_.join();
+  }
   if (inline_mode_) {
     inline_stopping_ = true;
     if (started_ && !core_.on_network_thread()) {
@@ -243,13 +258,12 @@ void handler_pool::run_inline() {
   {
     cluster::outbox_scope outbox(core_);
     batch_sink sink(core_, outbox);
-    auto& runner = *lanes_.front()->runner;
     std::size_t n = 0;
     while (!inline_queue_.empty()) {
       std::swap(inline_batch_, inline_queue_);
       for (std::size_t i = 0; i < inline_batch_.size; ++i) {
         const auto bytes = size_of(inline_batch_.slots[i]);
-        runner.run(inline_batch_.slots[i], sink);
+        run_one(*lanes_.front(), inline_batch_.slots[i], sink);
         handled_.fetch_add(1, std::memory_order_relaxed);
         ran(bytes);
         if (++n % k_flush_every == 0) {
@@ -268,6 +282,66 @@ void handler_pool::run_inline() {
   // Counted down only once the batch's acks and commands are on the links.
   inline_unfinished_.store(inline_queue_.size, std::memory_order_release);
   idle_changed_.notify_all();
+}
+
+void handler_pool::run_one(lane& l, client_event& event, event_sink& sink) {
+  // Relaxed: the watch only needs to see the values eventually, and a call is long by then.
+  l.call_kind.store(event.kind, std::memory_order_relaxed);
+  l.call_since.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                     std::memory_order_relaxed);
+  l.runner->run(event, sink);
+  l.call_since.store(0, std::memory_order_relaxed);
+}
+
+std::size_t handler_pool::stalled_handlers() const {
+  if (stall_warn_.count() == 0) {
+    return 0;
+  }
+  const auto now = std::chrono::steady_clock::now().time_since_epoch();
+  const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(stall_warn_);
+  std::size_t n = 0;
+  for (const auto& l : lanes_) {
+    const auto since = l->call_since.load(std::memory_order_relaxed);
+    n += since != 0 && now - std::chrono::steady_clock::duration(since) > limit ? 1 : 0;
+  }
+  return n;
+}
+
+void handler_pool::watch_stalls() {
+  const auto period = std::min(stall_warn_, std::chrono::milliseconds(1000));
+  std::unique_lock lock(stall_mutex_);
+  while (!stall_wake_.wait_for(lock, period, [this] { return stall_watch_stopping_; })) {
+    // The longest call running past the limit, named in the line.
+    const auto now = std::chrono::steady_clock::now().time_since_epoch();
+    std::size_t stalled = 0;
+    std::size_t longest = 0;
+    std::chrono::steady_clock::duration longest_for{0};
+    for (std::size_t i = 0; i < lanes_.size(); ++i) {
+      const auto since = lanes_[i]->call_since.load(std::memory_order_relaxed);
+      const auto running = now - std::chrono::steady_clock::duration(since);
+      if (since == 0 || running <= stall_warn_) {
+        continue;
+      }
+      ++stalled;
+      if (running > longest_for) {
+        longest = i;
+        longest_for = running;
+      }
+    }
+    if (stalled == 0 || !stall_log_.count()) {
+      continue;
+    }
+    const auto kind = static_cast<link::v2::EventKind>(
+        lanes_[longest]->call_kind.load(std::memory_order_relaxed));
+    spdlog::warn(
+        "{} has been running a handler call ({}) for {:.1f} s, past --handler-stall-warn-s "
+        "({:.1f} s); {} handler call(s) stalled now: their clients wait, and once the handler "
+        "queue is full every link does",
+        inline_mode_ ? std::string("the network thread")
+                     : "handler thread " + std::to_string(longest),
+        link::v2::EventKind_Name(kind), std::chrono::duration<double>(longest_for).count(),
+        std::chrono::duration<double>(stall_warn_).count(), stalled);
+  }
 }
 
 void handler_pool::run(lane& l) {
@@ -295,7 +369,7 @@ void handler_pool::run(lane& l) {
       std::size_t n = 0;
       for (std::size_t i = 0; i < batch.size; ++i) {
         const auto bytes = size_of(batch.slots[i]);
-        l.runner->run(batch.slots[i], sink);
+        run_one(l, batch.slots[i], sink);
         handled_.fetch_add(1, std::memory_order_relaxed);
         ran(bytes);
         if (++n % k_flush_every == 0) {

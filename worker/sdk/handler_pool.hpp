@@ -39,6 +39,12 @@ namespace gwx::sdk {
 /// loop reads little while a handler runs anyway; there the bound matters while handlers wait
 /// for answers.
 ///
+/// A handler call that runs longer than `stall_warn` (one that never returns stalls its clients
+/// and, once the bound above is reached, every link) is reported: a warning line every 10 s at
+/// most, naming the thread, the event kind and how long the call has run, and
+/// stalled_handlers() for a gauge. Each thread stores its call's start in an atomic; a watch
+/// thread of the pool looks at them, so an event costs no lock for it.
+///
 /// dispatch() is called on the network thread; start(), stop(), wait_idle() and unfinished()
 /// from any other thread.
 class handler_pool {
@@ -48,9 +54,14 @@ class handler_pool {
   /// Default bound of the queued events, in bytes.
   static constexpr std::size_t k_default_max_queued_bytes = 16 * 1024 * 1024;
 
-  /// `max_queued_bytes`: bound of the events queued and not yet run (at least 1).
+  /// Default time past which a running handler call is reported as stalled.
+  static constexpr std::chrono::milliseconds k_default_stall_warn{10000};
+
+  /// `max_queued_bytes`: bound of the events queued and not yet run (at least 1);
+  /// `stall_warn`: a handler call running longer is reported (zero: never).
   handler_pool(std::size_t threads, handler& app, gateway_api& api, cluster::cluster_core& core,
-               std::size_t max_queued_bytes = k_default_max_queued_bytes);
+               std::size_t max_queued_bytes = k_default_max_queued_bytes,
+               std::chrono::milliseconds stall_warn = k_default_stall_warn);
   ~handler_pool();
   handler_pool(const handler_pool&) = delete;
   handler_pool& operator=(const handler_pool&) = delete;
@@ -85,6 +96,9 @@ class handler_pool {
 
   /// Handler threads (0: inline on the network thread).
   std::size_t size() const { return inline_mode_ ? 0 : lanes_.size(); }
+  /// Handler calls (one per thread at most; inline: the network thread's) running for longer
+  /// than `stall_warn` now; 0 when that is zero. Any thread.
+  std::size_t stalled_handlers() const;
 
  private:
   /// Events waiting for a runner, in slots reused from one batch to the next (filled by
@@ -111,6 +125,10 @@ class handler_pool {
     bool stopping = false;
     std::thread thread;
     std::unique_ptr<event_runner> runner;
+    /// When the handler call running now began (steady clock ticks; 0: none) and its event's
+    /// kind: written by the thread that runs it, read by the stall watch.
+    std::atomic<std::int64_t> call_since{0};
+    std::atomic<int> call_kind{0};
   };
 
   void run(lane& l);
@@ -124,6 +142,10 @@ class handler_pool {
   void release_if_drained();
   /// Inline mode: runs what is queued (a task of the network loop).
   void run_inline();
+  /// Runs one event on `l`'s runner, its start time visible to the stall watch.
+  void run_one(lane& l, client_event& event, event_sink& sink);
+  /// The stall watch's thread: looks at the running calls every second (or `stall_warn_`).
+  void watch_stalls();
 
   cluster::cluster_core& core_;
   bool inline_mode_ = false;
@@ -153,6 +175,13 @@ class handler_pool {
   std::atomic<std::uint64_t> handled_{0};
   std::vector<std::unique_ptr<lane>> lanes_;
   bool started_ = false;
+  std::chrono::milliseconds stall_warn_;
+  // The stall watch: its thread, and what ends it.
+  std::thread stall_watch_;
+  std::mutex stall_mutex_;
+  std::condition_variable stall_wake_;
+  bool stall_watch_stopping_ = false;
+  log_throttle stall_log_;  ///< stall watch thread
 };
 
 }  // namespace gwx::sdk

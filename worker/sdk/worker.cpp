@@ -52,7 +52,7 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
     api_ = std::make_unique<gateway_api>(std::make_shared<cluster::bus_transport>(core_, bus_));
   }
   pool_ = std::make_unique<sdk::handler_pool>(options.threads, *app_, *api_, *core_,
-                                              options.max_queued_bytes);
+                                              options.max_queued_bytes, options.handler_stall_warn);
   core_->set_event_handler(
       [pool = pool_.get()](const cluster::link_ref& link, link::v2::ClientEvent& event,
                            std::string_view payload, const link_clients::client_view* client) {
@@ -216,6 +216,10 @@ std::vector<gateway_status> worker::gateways() const {
 
 std::uint64_t worker::pushes_dropped() const {
   return core_->pushes_dropped();
+}
+
+std::size_t worker::stalled_handlers() const {
+  return pool_->stalled_handlers();
 }
 
 bool worker::reload_tls() {

@@ -42,6 +42,9 @@ struct worker_options {
   /// their clients back instead of this process growing. A link with a Gateway API query
   /// outstanding is read regardless (its answer is behind the events). At least 1.
   std::size_t max_queued_bytes = 16 * 1024 * 1024;
+  /// A handler call running longer than this is reported: a warning line every 10 s at most
+  /// (thread, event kind, how long) and stalled_handlers(). Zero: never.
+  std::chrono::milliseconds handler_stall_warn{10000};
   /// Longest a drain takes (drain() with a zero timeout, and a drain a gateway asks for).
   std::chrono::milliseconds drain_timeout{30000};
   /// Called on the network thread when a gateway link comes up (true) or goes down (false).
@@ -111,6 +114,8 @@ class worker {
   /// link stays up; callers on other threads are held back once 64 MiB of their writes wait
   /// for the network thread.
   std::uint64_t pushes_dropped() const;
+  /// Handler calls running for longer than worker_options::handler_stall_warn now. Any thread.
+  std::size_t stalled_handlers() const;
   /// Reads the link TLS files and the register TLS files again (gwx-worker: SIGHUP): new links
   /// and new register connections use them, those up stay; a file that does not load keeps the
   /// previous ones (one error line, false). Any thread.

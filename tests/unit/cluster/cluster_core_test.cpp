@@ -79,6 +79,25 @@ link::v2::QueryResult count_result(std::uint64_t n) {
   return r;
 }
 
+/// A frozen gateway (it takes nothing, as under SIGSTOP) and a core linked to it before it froze,
+/// with a keepalive that does not run out meanwhile.
+struct frozen_gateway_setup {
+  fake_gateway gateway{k_secret};
+  link_log links;
+  std::shared_ptr<cluster_core> core;
+
+  /// False when the link did not come up.
+  bool start() {
+    gateway.set_answer([](const link::v2::Query&) { return count_result(0); });
+    core = core_with_keepalive(gateway, links, 1s, 120s);
+    if (!core->wait_ready(10s)) {
+      return false;
+    }
+    gateway.freeze();
+    return true;
+  }
+};
+
 /// A started core with default test options, told about `gateways` (wait_ready() follows).
 std::shared_ptr<cluster_core> started_core(std::vector<registry::gateway_entry> gateways) {
   auto core = std::make_shared<cluster_core>(test_options());
@@ -445,13 +464,12 @@ TEST(ClusterCoreTest, UnlinkedGatewayLeavingTheSetIsNotRetried) {
 // as "not reading" and the caller is held to the network thread's pace. Before, ~300 MB of
 // pushes filled the link's 256 MiB queue and cut the link, and the process grew with them.
 TEST(ClusterCoreTest, PushesToAGatewayThatTakesNothingAreDroppedPastTheBacklogNotCuttingTheLink) {
-  fake_gateway a(k_secret);
-  a.set_answer([](const link::v2::Query&) { return count_result(0); });
-  link_log links;
-  auto core = core_with_keepalive(a, links, 1s, 120s);
-  ASSERT_TRUE(core->wait_ready(10s));
+  frozen_gateway_setup setup;
+  ASSERT_TRUE(setup.start());
+  auto& a = setup.gateway;
+  auto& links = setup.links;
+  auto& core = setup.core;
   gateway_api api(core);
-  a.freeze();
   const std::string kib(1024, 'p');
   for (int i = 0; i < 300'000; ++i) {  // ~300 MB
     api.send_to_all(kib);
@@ -470,6 +488,90 @@ TEST(ClusterCoreTest, PushesToAGatewayThatTakesNothingAreDroppedPastTheBacklogNo
   EXPECT_TRUE(api.get_all_client_count().complete());
   EXPECT_EQ(links.count(a.address(), false), 0);
   core->stop();
+}
+
+// Writes made before start() cannot be delivered yet: past the core's posted-bytes bound they
+// are dropped and counted as pushes (and a query past it fails as not started), instead of
+// queueing without a bound until start(). Before, 100 MB of pushes were all kept.
+TEST(ClusterCoreTest, WritesBeforeStartAreDroppedPastThePostedBound) {
+  fake_gateway a(k_secret);
+  a.set_answer([](const link::v2::Query&) { return count_result(7); });
+  auto core = std::make_shared<cluster_core>(test_options());
+  gateway_api api(core);
+  const std::string kib(1024, 'p');
+  constexpr int k_pushes = 100'000;  // ~100 MB against a 64 MiB bound
+  for (int i = 0; i < k_pushes; ++i) {
+    api.send_to_all(kib);
+  }
+  EXPECT_GT(core->pushes_dropped(), 30'000U);
+  EXPECT_LT(core->pushes_dropped(), static_cast<std::uint64_t>(k_pushes));
+  // Queries made now fill what room is left, then fail as not started (at once).
+  std::atomic<int> refused{0};
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 1000; ++i) {
+    api.async_get_all_client_count([&](result<std::uint64_t> r) {
+      (r.error == api_errc::stopped ? refused : answered).fetch_add(1);
+    });
+  }
+  EXPECT_GT(refused.load(), 0);
+  EXPECT_EQ(answered.load(), 0);
+  // Once started, the core works as usual, the queries it kept are answered.
+  core->start();
+  core->set_gateways({a.entry()});
+  ASSERT_TRUE(core->wait_ready(10s));
+  const auto count = api.get_all_client_count();
+  ASSERT_TRUE(count.complete());
+  EXPECT_EQ(count.value, 7U);
+  core->stop();
+}
+
+// Everything one handler call writes is bounded while the call runs, on a handler thread and on
+// the network thread (inline handlers): its outbox hands over what it holds every
+// k_outbox_flush_bytes, so the writes meet the posted-bytes wait and the link's push backlog as
+// they are made. Before, one scope kept all 200 MB until it ended and nothing was dropped yet.
+TEST(ClusterCoreTest, OneHandlerCallsWritesAreBoundedBeforeItReturns) {
+  for (const bool network_thread : {false, true}) {
+    SCOPED_TRACE(network_thread ? "network thread" : "handler thread");
+    frozen_gateway_setup setup;
+    ASSERT_TRUE(setup.start());
+    auto& a = setup.gateway;
+    auto& core = setup.core;
+    gateway_api api(core);
+    std::promise<std::uint64_t> dropped_inside;
+    auto handler_call = [&] {
+      outbox_scope outbox(*core);
+      const std::string kib(1024, 'p');
+      for (int i = 0; i < 200'000; ++i) {  // ~200 MB, half to one client, half to all
+        if (i % 2 == 0) {
+          api.send_to_client(a.client_id(1), kib);
+        } else {
+          api.send_to_all(kib);
+        }
+      }
+      if (!network_thread) {
+        // What was handed over has been delivered or dropped when this runs.
+        std::promise<void> handled;
+        core->post([&handled] { handled.set_value(); });
+        handled.get_future().wait();
+      }
+      dropped_inside.set_value(core->pushes_dropped());
+    };
+    std::thread caller;
+    if (network_thread) {
+      core->post(handler_call);
+    } else {
+      caller = std::thread(handler_call);
+    }
+    auto f = dropped_inside.get_future();
+    ASSERT_EQ(f.wait_for(120s), std::future_status::ready);
+    EXPECT_GT(f.get(), 50'000U);
+    if (caller.joinable()) {
+      caller.join();
+    }
+    EXPECT_EQ(setup.links.count(a.address(), false), 0);
+    a.thaw();
+    core->stop();
+  }
 }
 
 // stop() from one of the core's own callbacks does all it can and returns; the next stop() from
@@ -611,6 +713,33 @@ TEST(ClusterCoreTest, KeepaliveDropsAGatewayThatStopsAnsweringAndRelinksWhenItWa
   });
   a.thaw();
   ASSERT_TRUE(links.wait(a.address(), true, 2));
+  core->stop();
+}
+
+// Links held (the worker's handler queue is full) still notice a gateway that goes silent,
+// within the keepalive timeout: a held link keeps taking what the gateway sends (its pongs)
+// into its read buffer. A live gateway's held link stays up meanwhile. Before, a held link
+// counted no silence at all, and the frozen gateway kept its link until reading resumed.
+TEST(ClusterCoreTest, HeldLinkStillDropsAGatewayThatGoesSilent) {
+  fake_gateway a(k_secret);
+  link_log links;
+  auto core = core_with_keepalive(a, links, 100ms, 500ms);
+  ASSERT_TRUE(core->wait_ready(10s));
+  core->hold_events(true);
+  auto paused = [&core] {
+    std::promise<std::size_t> n;
+    core->post([&] { n.set_value(core->links_paused()); });
+    return n.get_future().get();
+  };
+  ASSERT_EQ(paused(), 1U);
+  // Alive: several timeouts held, the link stays up.
+  EXPECT_FALSE(a.wait([](auto&) { return false; }, 2s));
+  EXPECT_EQ(links.count(a.address(), false), 0);
+  const auto frozen_at = std::chrono::steady_clock::now();
+  a.freeze();
+  ASSERT_TRUE(links.wait(a.address(), false));
+  EXPECT_LT(std::chrono::steady_clock::now() - frozen_at, 2s);
+  a.thaw();
   core->stop();
 }
 

@@ -5,9 +5,12 @@
 #include "worker/sdk/handler_pool.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <future>
 #include <numeric>
+#include <sstream>
 
 #include "common/cluster/gateway_api.hpp"
 #include "tests/unit/cluster/fake_gateway.hpp"
@@ -119,6 +122,7 @@ class HandlerPoolBoundTest : public ::testing::TestWithParam<std::size_t> {
     return n.get_future().get();
   }
 
+ public:
   // Waits until `pred` holds; false at the deadline.
   template <typename Pred>
   static bool eventually(Pred pred, std::chrono::milliseconds limit = 20s) {
@@ -132,6 +136,7 @@ class HandlerPoolBoundTest : public ::testing::TestWithParam<std::size_t> {
     return true;
   }
 
+ protected:
   // Every id in 1..n acknowledged exactly once.
   void expect_all_acknowledged(std::uint64_t n) {
     ASSERT_TRUE(gw_.wait([n](auto& g) { return g.acked_ids().size() >= n; }, 20s));
@@ -230,6 +235,69 @@ TEST_P(HandlerPoolBoundTest, AQueryAnsweredBehindHeldEventsIsStillRead) {
   expected.emplace_back("after");
   std::lock_guard lock(app_.mutex);
   EXPECT_EQ(app_.seen[a], expected);
+}
+
+// A handler call that does not return is reported once it has run past the threshold, on a
+// handler thread and on the network thread: stalled_handlers() (the gwx-worker gauge) counts it,
+// and one warning line names the thread and the event kind however often the watch looks;
+// once the call returns it is no longer counted. The log is captured by a default logger set
+// before any thread that logs starts, and put back after they all ended.
+TEST(HandlerPoolStall, AHandlerCallThatDoesNotReturnIsReportedAsStalled) {
+  for (const std::size_t threads : {0, 2}) {
+    SCOPED_TRACE(threads == 0 ? "inline" : "threads");
+    auto lines = std::make_shared<std::ostringstream>();
+    const auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(*lines)));
+    bool reported = false;
+    std::size_t after_return = 1;
+    {
+      fake_gateway gw(k_secret);
+      recording_app app;
+      std::promise<void> open;
+      app.gate = open.get_future().share();
+      cluster::core_options o;
+      o.link.secret = k_secret;
+      o.link.name = "pool-test";
+      auto core = std::make_shared<cluster::cluster_core>(std::move(o));
+      gateway_api api(core);
+      handler_pool pool(threads, app, api, *core, k_bound, 100ms);
+      core->set_event_handler([&pool](const cluster::link_ref& link, link::v2::ClientEvent& event,
+                                      std::string_view payload,
+                                      const link_clients::client_view* client) {
+        pool.dispatch(link, event, payload, client);
+      });
+      core->start();
+      pool.start();
+      core->set_gateways({gw.entry()});
+      ASSERT_TRUE(core->wait_ready(10s));
+      EXPECT_EQ(pool.stalled_handlers(), 0U);
+      gw.send_event(fakes::message_event(1, gw.client_id(1), "wait", gw.address()));
+      app.waiting.get_future().wait();
+      reported = HandlerPoolBoundTest::eventually([&] { return pool.stalled_handlers() == 1; }, 5s);
+      // Several looks of the watch (every 100 ms), one line.
+      std::this_thread::sleep_for(600ms);
+      open.set_value();
+      HandlerPoolBoundTest::eventually([&] { return pool.stalled_handlers() == 0; }, 5s);
+      after_return = pool.stalled_handlers();
+      EXPECT_TRUE(gw.wait([](auto& g) { return g.acked_ids().size() == 1; }));
+      pool.stop();
+      core->stop();
+    }
+    spdlog::set_default_logger(previous);
+    EXPECT_TRUE(reported);
+    EXPECT_EQ(after_return, 0U);
+    const auto text = lines->str();
+    std::size_t warnings = 0;
+    for (auto at = text.find("[warning]"); at != std::string::npos;
+         at = text.find("[warning]", at + 1)) {
+      ++warnings;
+    }
+    EXPECT_EQ(warnings, 1U) << text;
+    EXPECT_NE(text.find(threads == 0 ? "the network thread" : "handler thread"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find("EVENT_KIND_MESSAGE"), std::string::npos) << text;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, HandlerPoolBoundTest, ::testing::Values(0, 2),
