@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/link/link_entries.hpp"
+#include "common/logging.hpp"
 
 namespace gwx::sdk {
 namespace {
@@ -92,16 +93,32 @@ event_runner::event_runner(handler& app, gateway_api& api, cluster::transport& t
       writer_seq_(writer_seq),
       ctx_(api, client_info{}, session_map{}) {}
 
-void event_runner::log_failure(const std::string& what) {
+template <typename Describe>
+void event_runner::log_failure(const Describe& describe) {
   // A client can make its handler throw at will: one line per interval, with the count
-  // (gwx_worker_handler_failures_total counts every one).
+  // (gwx_worker_handler_failures_total counts every one), and nothing built for the others.
   if (failure_log_.count()) {
     const auto more = failure_log_.take_pending() - 1;
-    spdlog::error("{}{}", what,
+    spdlog::error("{}{}", describe(),
                   more == 0 ? std::string()
                             : " (" + std::to_string(more) + " more handler failures before it)");
   }
 }
+
+namespace {
+
+/// Why a handler failed, for the log: what it threw may carry a client's bytes (escaped, cut).
+std::string failure_of(const std::exception* e) {
+  return e != nullptr ? printable(e->what()) : "an exception that is not a std::exception";
+}
+
+std::string handler_failed(std::uint64_t event_id, const std::string& client_id,
+                           const std::exception* e) {
+  return "handler failed on event " + std::to_string(event_id) + " of client " + client_id + ": " +
+         failure_of(e);
+}
+
+}  // namespace
 
 void event_runner::run(const cluster::link_ref& link, link::v2::ClientEvent& event,
                        event_sink& sink) {
@@ -159,14 +176,12 @@ void event_runner::run(client_event& event, event_sink& sink) {
     }
   } catch (const std::exception& e) {
     handled = false;
-    log_failure("handler failed on event " + std::to_string(event.event_id) + " of client " +
-                client_id + ": " + e.what());
+    log_failure([&] { return handler_failed(event.event_id, client_id, &e); });
   } catch (...) {
     // Not a std::exception (a thrown int, say): the event is failed the same way, never the
     // worker terminated.
     handled = false;
-    log_failure("handler failed on event " + std::to_string(event.event_id) + " of client " +
-                client_id + ": an exception that is not a std::exception");
+    log_failure([&] { return handler_failed(event.event_id, client_id, nullptr); });
   }
   if (handled) {
     if (auto write = session_diff(client_id, before, ctx.session_)) {
@@ -192,11 +207,15 @@ bool event_runner::on_connect(client_event& event, event_sink& sink) {
     try {
       decision = app_.on_websocket_connect(ctx, request);
     } catch (const std::exception& e) {
-      log_failure("on_websocket_connect failed for client " + ctx.client_id() + ": " + e.what());
+      log_failure([&] {
+        return "on_websocket_connect failed for client " + ctx.client_id() + ": " + failure_of(&e);
+      });
       decision = connect_decision::reject(500, "internal error");
     } catch (...) {
-      log_failure("on_websocket_connect failed for client " + ctx.client_id() +
-                  ": an exception that is not a std::exception");
+      log_failure([&] {
+        return "on_websocket_connect failed for client " + ctx.client_id() + ": " +
+               failure_of(nullptr);
+      });
       decision = connect_decision::reject(500, "internal error");
     }
     if (ev.decision_required()) {

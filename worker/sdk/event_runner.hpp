@@ -73,8 +73,10 @@ class event_runner {
  private:
   bool on_connect(client_event& event, event_sink& sink);
   void remember_rejected(const std::string& client_id);
-  /// Logs a handler's failure, throttled.
-  void log_failure(const std::string& what);
+  /// Counts a handler's failure and logs describe() (text built only then) when a line is due:
+  /// one per interval with the count since the last one.
+  template <typename Describe>
+  void log_failure(const Describe& describe);
 
   handler& app_;
   gateway_api& api_;

@@ -4,6 +4,11 @@
 #include "worker/sdk/event_runner.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <sstream>
 
 #include "common/link/link_entries.hpp"
 #include "tests/unit/cluster/fake_cluster.hpp"
@@ -57,6 +62,8 @@ struct recording_handler final : handler {
     } else if (msg.data == "throw") {
       ctx.session()["never"] = "written";
       throw std::runtime_error("boom");
+    } else if (msg.data.rfind("throw: ", 0) == 0) {
+      throw std::runtime_error(msg.data.substr(7));  // what() carries the client's bytes
     } else if (msg.data == "throw 42") {
       ctx.session()["never"] = "written";
       throw 42;  // not a std::exception
@@ -188,6 +195,27 @@ TEST_F(EventRunnerTest, AHandlerThrowingSomethingElseThanAnExceptionFailsOnlyIts
   EXPECT_EQ(sink_.acks, (std::vector<std::uint64_t>{1, 2}));
   EXPECT_TRUE(session_writes().empty());
   EXPECT_EQ(app_.calls.back(), "message fine");
+}
+
+// A client can make its handler throw on every message, with what it sent in the exception:
+// one log line per interval (the others counted for the next), on one line whatever the bytes
+// (escaped).
+TEST_F(EventRunnerTest, HandlerFailuresAreLoggedOncePerIntervalEscaped) {
+  auto lines = std::make_shared<std::ostringstream>();
+  const auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(*lines)));
+  for (int i = 0; i < 1000; ++i) {
+    run(event(link::v2::EVENT_KIND_MESSAGE, "throw: bad\n2026-01-01 error FORGED LINE"));
+  }
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(sink_.acks.size(), 1000U);
+  const auto text = lines->str();
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("handler failed on event 1 of client " + id_ +
+                      ": bad\\x0a2026-01-01 error FORGED LINE"),
+            std::string::npos)
+      << text;
 }
 
 TEST_F(EventRunnerTest, RedeliveredFlagAndClientInfoReachTheHandler) {
