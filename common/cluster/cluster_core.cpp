@@ -359,10 +359,12 @@ void cluster_core::enqueue(outbound item) {
     deliver(item);
     return;
   }
-  const std::size_t bytes = item.kind == outbound::route::each
-                                ? k_queued_request_bytes
-                                : item.frame.ByteSizeLong() + item.key.size();
+  const std::size_t bytes = item.queued_bytes();
   hand_over(bytes, [this, item = std::move(item)]() mutable { deliver(item); });
+}
+
+std::size_t cluster_core::outbound::queued_bytes() const {
+  return kind == route::each ? k_queued_request_bytes : frame.ByteSizeLong() + key.size();
 }
 
 bool cluster_core::hand_over(std::size_t bytes, std::function<void()> task) {
@@ -865,9 +867,7 @@ void outbox_scope::ack(const link_ref& link, std::uint64_t event_id) {
 }
 
 void outbox_scope::add(cluster_core::outbound item) {
-  if (item.kind != cluster_core::outbound::route::each) {
-    batch_.frame_bytes += item.frame.ByteSizeLong() + item.key.size();
-  }
+  batch_.frame_bytes += item.queued_bytes();
   batch_.items.push_back(std::move(item));
   flush_if_large();
 }

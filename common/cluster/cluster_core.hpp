@@ -189,6 +189,9 @@ class cluster_core final : public transport {
     std::uint32_t id_size = 0;
     std::uint32_t data_size = 0;
     bool binary = false;
+
+    /// What it counts for on its way (a builder's command: a fixed figure until it is built).
+    std::size_t queued_bytes() const;
   };
   // What an outbox_scope hands to the network thread at once. Its buffers are reused from one
   // batch to the next when the scope lives on the network thread.

@@ -294,53 +294,45 @@ void handler_pool::run_one(lane& l, client_event& event, event_sink& sink) {
 }
 
 std::size_t handler_pool::stalled_handlers() const {
-  if (stall_warn_.count() == 0) {
-    return 0;
-  }
+  return stall_warn_.count() == 0 ? 0 : find_stalls().count;
+}
+
+handler_pool::stalls handler_pool::find_stalls() const {
   const auto now = std::chrono::steady_clock::now().time_since_epoch();
-  const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(stall_warn_);
-  std::size_t n = 0;
-  for (const auto& l : lanes_) {
-    const auto since = l->call_since.load(std::memory_order_relaxed);
-    n += since != 0 && now - std::chrono::steady_clock::duration(since) > limit ? 1 : 0;
+  stalls found;
+  for (std::size_t i = 0; i < lanes_.size(); ++i) {
+    const auto since = lanes_[i]->call_since.load(std::memory_order_relaxed);
+    const auto running = now - std::chrono::steady_clock::duration(since);
+    if (since == 0 || running <= stall_warn_) {
+      continue;
+    }
+    ++found.count;
+    if (running > found.longest_for) {
+      found.longest = i;
+      found.longest_for = running;
+    }
   }
-  return n;
+  return found;
 }
 
 void handler_pool::watch_stalls() {
   const auto period = std::min(stall_warn_, std::chrono::milliseconds(1000));
   std::unique_lock lock(stall_mutex_);
   while (!stall_wake_.wait_for(lock, period, [this] { return stall_watch_stopping_; })) {
-    // The longest call running past the limit, named in the line.
-    const auto now = std::chrono::steady_clock::now().time_since_epoch();
-    std::size_t stalled = 0;
-    std::size_t longest = 0;
-    std::chrono::steady_clock::duration longest_for{0};
-    for (std::size_t i = 0; i < lanes_.size(); ++i) {
-      const auto since = lanes_[i]->call_since.load(std::memory_order_relaxed);
-      const auto running = now - std::chrono::steady_clock::duration(since);
-      if (since == 0 || running <= stall_warn_) {
-        continue;
-      }
-      ++stalled;
-      if (running > longest_for) {
-        longest = i;
-        longest_for = running;
-      }
-    }
-    if (stalled == 0 || !stall_log_.count()) {
+    const auto found = find_stalls();
+    if (found.count == 0 || !stall_log_.count()) {
       continue;
     }
     const auto kind = static_cast<link::v2::EventKind>(
-        lanes_[longest]->call_kind.load(std::memory_order_relaxed));
+        lanes_[found.longest]->call_kind.load(std::memory_order_relaxed));
     spdlog::warn(
         "{} has been running a handler call ({}) for {:.1f} s, past --handler-stall-warn-s "
         "({:.1f} s); {} handler call(s) stalled now: their clients wait, and once the handler "
         "queue is full every link does",
         inline_mode_ ? std::string("the network thread")
-                     : "handler thread " + std::to_string(longest),
-        link::v2::EventKind_Name(kind), std::chrono::duration<double>(longest_for).count(),
-        std::chrono::duration<double>(stall_warn_).count(), stalled);
+                     : "handler thread " + std::to_string(found.longest),
+        link::v2::EventKind_Name(kind), std::chrono::duration<double>(found.longest_for).count(),
+        std::chrono::duration<double>(stall_warn_).count(), found.count);
   }
 }
 

@@ -146,6 +146,13 @@ class handler_pool {
   void run_one(lane& l, client_event& event, event_sink& sink);
   /// The stall watch's thread: looks at the running calls every second (or `stall_warn_`).
   void watch_stalls();
+  /// The calls running past `stall_warn_` now: how many, and the longest (its lane, how long).
+  struct stalls {
+    std::size_t count = 0;
+    std::size_t longest = 0;
+    std::chrono::steady_clock::duration longest_for{0};
+  };
+  stalls find_stalls() const;
 
   cluster::cluster_core& core_;
   bool inline_mode_ = false;
