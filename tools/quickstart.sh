@@ -109,7 +109,8 @@ run_tests() {
 #   and the gateway paths they use are the ws/wss ones e2e_commands and e2e_tls run;
 # - tls_memory (OpenSSL's bytes per idle connection, counted by a tool of its own: figures a
 #   sanitizer's allocator changes) and memory_return (what glibc's allocator gives back, which
-#   a sanitizer's allocator replaces);
+#   a sanitizer's allocator replaces; worker_memory_return runs, its resident sizes not
+#   checked, for its pushes to a stopped gateway);
 # - bus_amqp: RabbitMQ's start-up (twice) is most of its 50 s under ASan, and bus_redis, kept
 #   here, drives the same gateway path (the bus message, the ops, the subscriber's reconnects);
 # - install (rebuilds the whole tree into a prefix), deploy and config (files and --print-config,

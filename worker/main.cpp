@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <asio/io_context.hpp>
+#include <asio/post.hpp>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -16,6 +18,7 @@
 #include <thread>
 
 #include "common/bus/push_options.hpp"
+#include "common/memory_return.hpp"
 #include "common/metrics/exposer.hpp"
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
@@ -128,6 +131,11 @@ int main(int argc, char** argv) {
       "drop a gateway link silent for this long (a stopped gateway is detected within it)")(
       "drain-timeout-ms", gwx::po::value<unsigned>()->default_value(30000)->value_name("N"),
       "longest a drain may take before the worker exits regardless (what was left is logged)")(
+      "memory-return-mib", gwx::po::value<std::size_t>()->default_value(32)->value_name("MIB"),
+      "give freed heap memory back to the system (checked every 5 s) once more than this many "
+      "MiB of it are held, as after a gateway that stopped reading made the worker hold its "
+      "writes (up to 64 MiB per link); otherwise the allocator keeps it and the worker's "
+      "resident size stays at its peak. 0: never")(
       "metrics", gwx::po::value<std::string>()->value_name("HOST:PORT"),
       "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free one); "
       "default: none, no metrics endpoint");
@@ -277,6 +285,11 @@ int main(int argc, char** argv) {
     spdlog::info("starting app '{}' with {} handler thread(s)", app_name, options_threads);
   }
   w.start();
+  // A thread of its own gives back what bursts freed (the main thread waits for the stop).
+  asio::io_context memory_io;
+  gwx::memory_returner memory(memory_io, vm["memory-return-mib"].as<std::size_t>() << 20);
+  memory.start();
+  std::thread memory_thread([&memory_io] { memory_io.run(); });
   const auto reason = stop.wait();
   // The drain bounds its own waits, but a handler that never returns would hold the process:
   // past the drain timeout plus a grace for on_worker_stop and the last flush, exit anyway.
@@ -290,6 +303,8 @@ int main(int argc, char** argv) {
   });
   w.drain(std::chrono::milliseconds::zero(), reason);
   w.stop();
+  asio::post(memory_io, [&memory] { memory.stop(); });
+  memory_thread.join();
   if (exposer) {
     exposer->stop();
   }

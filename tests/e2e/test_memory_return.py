@@ -54,6 +54,39 @@ async def burst(gw, bystander, tag):
     return start, peak
 
 
+
+async def expect_given_back(c, proc, start, peak, bound_kib):
+    """`proc` (its RSS `start` before a burst, `peak` during it, in KiB) is back within
+    `bound_kib` of `start` within a few checks, and its log says what it gave back."""
+    if SANITIZER:
+        log(f"resident sizes say nothing under {SANITIZER}: {start} -> {peak} KiB, not checked")
+        return
+    back = await poll_until(lambda: asyncio.sleep(0, rss_kib(proc.pid)),
+                            lambda kib: kib - start < bound_kib, 20,
+                            f"{proc.name} giving back what the burst freed")
+    check_memory(back - start, bound_kib, f"{proc.name} after the burst")
+    log(f"{proc.name}: {start} KiB at the start, {peak} at the peak, {back} after")
+    # Read once the return has finished (its line follows it; the fall is seen during it).
+    said = await poll_until(
+        lambda: asyncio.sleep(0, re.search(r"returned \d+ MiB of freed heap memory to the "
+                                           r"system.*", c.stderr_of(proc))),
+        bool, 5, f"{proc.name}'s log saying what it gave back")
+    log(f"{proc.name} logged: {said.group(0)}")
+
+
+async def expect_kept(proc, start, peak, above_kib):
+    """`proc`, started with --memory-return-mib 0, is still more than `above_kib` above its
+    `start` RSS after two checks' time: what a returning process gave back was its doing."""
+    if SANITIZER:
+        return
+    await asyncio.sleep(12)  # more than two checks of a process that would give back
+    kept = rss_kib(proc.pid)
+    check(kept - start > above_kib,
+          f"{proc.name}: with --memory-return-mib 0 the freed memory stays with the "
+          f"allocator: {start} KiB at the start, {peak} at the peak, {kept} 12 s after")
+    log(f"{proc.name}: {start} KiB at the start, {peak} at the peak, {kept} 12 s after")
+
+
 async def main(h):
     c = h.cluster
     reg = await c.start_register()
@@ -67,33 +100,14 @@ async def main(h):
     bystander = await connect(gw, "ws", "bystander")
     await expect_reply(bystander, "echo before", "before")
     start, peak = await burst(gw, bystander, "returns")
-    if SANITIZER:
-        log(f"resident sizes say nothing under {SANITIZER}: {start} -> {peak} KiB, not checked")
-    else:
-        back = await poll_until(lambda: asyncio.sleep(0, rss_kib(gw.pid)),
-                                lambda kib: kib - start < BACK_KIB, 20,
-                                "the gateway giving back what the burst freed")
-        check_memory(back - start, BACK_KIB, "the gateway after the burst")
-        log(f"gateway-returns: {start} KiB at the start, {peak} at the peak, {back} after")
-        # Read once the return has finished (its line follows it; the fall is seen during it).
-        said = await poll_until(
-            lambda: asyncio.sleep(0, re.search(r"returned \d+ MiB of freed heap memory to the "
-                                               r"system.*", c.stderr_of(gw))),
-            bool, 5, "the gateway's log saying what it gave back")
-        log(f"gateway-returns logged: {said.group(0)}")
+    await expect_given_back(c, gw, start, peak, BACK_KIB)
     await expect_reply(bystander, "echo after", "after")
     await bystander.close()
 
     other = await connect(keeps, "ws", "bystander2")
     await expect_reply(other, "echo before", "before")
     start, peak = await burst(keeps, other, "keeps")
-    await asyncio.sleep(12)  # more than two checks of a gateway that would give back
-    kept = rss_kib(keeps.pid)
-    if not SANITIZER:
-        check(kept - start > GROWN_KIB,
-              f"with --memory-return-mib 0 the freed memory stays with the allocator: "
-              f"{start} KiB at the start, {peak} at the peak, {kept} 12 s after")
-        log(f"gateway-keeps: {start} KiB at the start, {peak} at the peak, {kept} 12 s after")
+    await expect_kept(keeps, start, peak, GROWN_KIB)
     await expect_reply(other, "echo after", "after")
     await other.close()
 
