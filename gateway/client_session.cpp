@@ -71,8 +71,9 @@ const net::tls_io* client_session::tls() const {
   return tls_ ? &static_cast<const tls_client_session*>(this)->io_ : nullptr;
 }
 
-void client_session::start(client_record& record) {
+void client_session::start(client_record& record, handshake_slot place) {
   record_ = &record;
+  handshake_place_ = std::move(place);
   if (tls_) {
     if (tls_io()->native() == nullptr) {
       finish(close_cause::io_error, "no memory for a TLS connection");
@@ -85,6 +86,7 @@ void client_session::start(client_record& record) {
     handshake_ = std::make_unique<codec::ws::handshake_parser>(k_max_head);
   } else {
     state_ = client_state::open;
+    handshake_place_.release();
     loop_.events().on_connected(*record_, nullptr, false);
   }
   arm_timer();
@@ -354,6 +356,7 @@ void client_session::tls_established() {
     return;
   }
   state_ = client_state::open;
+  handshake_place_.release();
   loop_.events().on_connected(*record_, nullptr, false);
   arm_timer();
 }
@@ -435,6 +438,7 @@ std::size_t client_session::handle_handshake(const char* data, std::size_t size)
 
 void client_session::accept_upgrade() {
   state_ = client_state::open;
+  handshake_place_.release();
   out().force(codec::ws::make_upgrade_response(handshake_->accept_key()));
   do_write();
   arm_timer();
@@ -883,6 +887,7 @@ void client_session::finish(close_cause cause, const std::string& reason) {
     loop_.keep_until_flushed(self);  // listed in the loop's write batch until it runs
   }
   state_ = client_state::closed;
+  handshake_place_.release();
   std::error_code ignored;
   tick_wheel::hook::cancel();
   unwatch();

@@ -13,6 +13,7 @@
 #include "common/net/send_queue.hpp"
 #include "common/net/tls_io.hpp"
 #include "gateway/client_port.hpp"
+#include "gateway/handshake_limiter.hpp"
 #include "gateway/listener_config.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
@@ -49,8 +50,9 @@ class client_session : public client_port,
   static std::size_t most_unfinished(const listener_config& listener);
 
   /// Starts reading (and, for WebSocket, the handshake timer); `record` is this client's entry
-  /// in its directory, handed back with every report until on_closed.
-  void start(client_record& record);
+  /// in its directory, handed back with every report until on_closed. `place` is held until
+  /// the handshake is over (open) or the connection closes, whichever comes first.
+  void start(client_record& record, handshake_slot place = {});
 
   client_state current_state() const override { return state_; }
   send_status send(const wire_bytes& bytes) override;
@@ -190,6 +192,9 @@ class client_session : public client_port,
   client_session* unfinished_older_ = nullptr;
   client_session* unfinished_newer_ = nullptr;
   std::unique_ptr<codec::ws::handshake_parser> handshake_;
+  /// Its place among its address's unfinished handshakes (max_handshakes_per_ip); empty once
+  /// open or closed.
+  handshake_slot handshake_place_;
   std::unique_ptr<codec::ws::frame_parser> frames_;
   /// Why it is closing (set by begin_close).
   std::unique_ptr<std::string> close_reason_;

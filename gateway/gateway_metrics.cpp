@@ -8,10 +8,13 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
   auto& conns = reg.add_counter("gwx_gateway_connections_accepted_total",
                                 "Client connections accepted, by listener.", {"listener"});
   accepted = conns.with({listener});
-  refused =
-      reg.add_counter("gwx_gateway_connections_refused_total",
-                      "Client connections refused at max_connections, by listener.", {"listener"})
-          .with({listener});
+  auto& refusals = reg.add_counter(
+      "gwx_gateway_connections_refused_total",
+      "Client connections refused, by listener and reason: max_connections (or the open-file "
+      "limit), handshakes_per_ip (max_handshakes_per_ip unfinished from the client's address).",
+      {"listener", "reason"});
+  refused = refusals.with({listener, "max_connections"});
+  refused_handshakes_per_ip = refusals.with({listener, "handshakes_per_ip"});
   auto& closed_family =
       reg.add_counter("gwx_gateway_connections_closed_total",
                       "Client connections closed, by listener and reason.", {"listener", "reason"});

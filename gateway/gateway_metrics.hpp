@@ -18,7 +18,9 @@ namespace gwx::gateway {
 /// the gateway runs without --metrics. Updates are lock-free; usable from any loop.
 struct listener_metrics {
   metrics::counter accepted;
-  metrics::counter refused;  ///< over max_connections
+  metrics::counter refused;  ///< over max_connections (or the open-file limit)
+  /// Over max_handshakes_per_ip: the client's address held that many unfinished handshakes.
+  metrics::counter refused_handshakes_per_ip;
   /// Closed connections, one handle per close_cause.
   std::array<metrics::counter, k_close_causes> closed;
   metrics::counter messages_in;

@@ -17,6 +17,7 @@
 #include "common/registry/register_rpc.hpp"
 #include "common/tls_options.hpp"
 #include "gateway/command_executor.hpp"
+#include "gateway/handshake_limiter.hpp"
 #include "gateway/listener_tls.hpp"
 #include "gateway/refused_connection.hpp"
 #include "gateway/worker_link.hpp"
@@ -28,8 +29,14 @@ struct gateway_server::listener {
   asio::ip::tcp::acceptor acceptor;
   std::atomic<std::size_t> connections{0};
   log_throttle full_log;  ///< from the accept handler only (one accept pending at a time)
+  /// Unfinished handshakes per client address (max_handshakes_per_ip).
+  std::shared_ptr<handshake_limiter> handshakes;
+  log_throttle handshakes_log;  ///< from the accept handler only, like full_log
 
-  listener(listener_config c, asio::io_context& io) : config(std::move(c)), acceptor(io) {}
+  listener(listener_config c, asio::io_context& io)
+      : config(std::move(c)),
+        acceptor(io),
+        handshakes(handshake_limiter::create(config.max_handshakes_per_ip)) {}
 };
 
 namespace {
@@ -571,10 +578,29 @@ void gateway_server::accept_next(listener& l) {
     const bool listener_full =
         l.connections.fetch_add(1, std::memory_order_relaxed) >= l.config.max_connections;
     const bool gateway_full = clients_.fetch_add(1, std::memory_order_relaxed) >= max_clients_;
-    if (listener_full || gateway_full) {
+    // Counted against its address until its handshake is over or it closes: one host must not
+    // fill max_connections with connections that never finish (or finish a byte at a time).
+    handshake_slot place;
+    bool address_full = false;
+    if (!listener_full && !gateway_full) {
+      std::error_code peer_ec;
+      const auto peer = sock.remote_endpoint(peer_ec);
+      if (!peer_ec) {  // else gone already: its session ends at its first read
+        place = l.handshakes->try_acquire(peer.address());
+        address_full = !place;
+        if (address_full && l.handshakes_log.count()) {
+          spdlog::warn(
+              "{}: {} holds max_handshakes_per_ip ({}) unfinished handshakes, refusing its new "
+              "connections ({} such refusal(s) on this listener since the last such line)",
+              l.config.bound_url, handshake_limiter::describe(peer.address()),
+              l.config.max_handshakes_per_ip, l.handshakes_log.take_pending());
+        }
+      }
+    }
+    if (listener_full || gateway_full || address_full) {
       l.connections.fetch_sub(1, std::memory_order_relaxed);
       clients_.fetch_sub(1, std::memory_order_relaxed);
-      l.config.metrics.refused.inc();
+      (address_full ? l.config.metrics.refused_handshakes_per_ip : l.config.metrics.refused).inc();
       if (listener_full && l.full_log.count()) {
         spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
                      l.config.max_connections);
@@ -591,8 +617,8 @@ void gateway_server::accept_next(listener& l) {
       });
     } else {
       l.config.metrics.accepted.inc();
-      asio::post(s.io(), [&s, &l, sock = std::move(sock)]() mutable {
-        s.accept(l.config, std::move(sock));
+      asio::post(s.io(), [&s, &l, sock = std::move(sock), place = std::move(place)]() mutable {
+        s.accept(l.config, std::move(sock), std::move(place));
       });
     }
     accept_next(l);

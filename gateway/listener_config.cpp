@@ -164,6 +164,8 @@ listener_config parse_listener_url(const std::string& url, const listener_config
       cfg.max_message = parse_size(url, key, value, 1, k_max_client_message);
     } else if (key == "max_connections") {
       cfg.max_connections = parse_size(url, key, value, 1, 100000000);
+    } else if (key == "max_handshakes_per_ip") {
+      cfg.max_handshakes_per_ip = parse_size(url, key, value, 1, 100000000);
     } else if (key == "send_buffer") {
       cfg.send_buffer = parse_size(url, key, value, 1024, 1ULL << 34);
     } else if (key == "slow_client") {
@@ -204,9 +206,9 @@ listener_config parse_listener_url(const std::string& url, const listener_config
     } else {
       throw std::invalid_argument(
           "listener '" + url + "': unknown option '" + key +
-          "' (max_message, max_connections, send_buffer, slow_client, handshake_timeout_ms, "
-          "idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, heartbeat_data, origins, "
-          "ask, tls_cert, tls_key, tls_client_ca, tls_client_auth)");
+          "' (max_message, max_connections, max_handshakes_per_ip, send_buffer, slow_client, "
+          "handshake_timeout_ms, idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, "
+          "heartbeat_data, origins, ask, tls_cert, tls_key, tls_client_ca, tls_client_auth)");
     }
   }
   check_tls(cfg, tls_option);

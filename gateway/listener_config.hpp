@@ -51,6 +51,8 @@ struct listener_config {
   std::string path = "/";  ///< WebSocket: "/" accepts any path, anything else must match
   std::size_t max_message = 1 << 20;
   std::size_t max_connections = 1000000;
+  /// Connections from one client address that may be in their handshake at once (at least 1).
+  std::size_t max_handshakes_per_ip = 256;
   std::size_t send_buffer = 4 << 20;
   slow_policy on_slow = slow_policy::close;
   std::chrono::milliseconds handshake_timeout{10000};

@@ -41,10 +41,11 @@ int main(int argc, char** argv) {
       "tcp+raw://HOST:PORT, and over TLS wss://HOST:PORT[/path], tls+line://, tls+frame://,\n"
       "tls+raw://. Port 0 picks a free port; the bound addresses are printed as\n"
       "'listening URL' lines. Per-listener settings override the flags below as URL query\n"
-      "parameters: max_message, max_connections, send_buffer, slow_client, handshake_timeout_ms,\n"
-      "idle_timeout_ms, heartbeat_interval_ms, heartbeat_missed, heartbeat_data, origins (comma\n"
-      "list), ask=1 (wait for the worker's on_websocket_connect decision before answering 101),\n"
-      "and for TLS listeners tls_cert, tls_key (comma lists, paired by position), tls_client_ca,\n"
+      "parameters: max_message, max_connections, max_handshakes_per_ip, send_buffer,\n"
+      "slow_client, handshake_timeout_ms, idle_timeout_ms, heartbeat_interval_ms,\n"
+      "heartbeat_missed, heartbeat_data, origins (comma list), ask=1 (wait for the worker's\n"
+      "on_websocket_connect decision before answering 101), and for TLS listeners tls_cert,\n"
+      "tls_key (comma lists, paired by position), tls_client_ca,\n"
       "tls_client_auth=none|optional|require.\n"
       "Example: --listen 'ws://0.0.0.0:8080/chat?max_message=65536&origins=https://a.example'\n\n"
       "TLS: 1.2 and 1.3 only, ECDHE with AES-GCM or ChaCha20-Poly1305, ALPN http/1.1 on wss.\n"
@@ -93,6 +94,11 @@ int main(int argc, char** argv) {
       ("max-connections", value<std::size_t>()->default_value(1000000)->value_name("N"),
        "client connections per listener (all listeners together also stay 512 under the "
        "open-file limit, raised to its hard limit at start, so links always find a descriptor)")
+      ("max-handshakes-per-ip", value<std::size_t>()->default_value(256)->value_name("N"),
+       "connections from one client address, per listener, that have not finished their TLS "
+       "handshake, WebSocket upgrade or ask=1 decision (IPv4-mapped IPv6 counts as IPv4); more "
+       "from that address are refused like those over --max-connections. 1..100000000, no 0 "
+       "(off): a value as large as --max-connections never refuses")
       ("send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),
        "unsent bytes a client may accumulate before --slow-client applies")
       ("slow-client", value<std::string>()->default_value("close")->value_name("POLICY"),
@@ -197,6 +203,12 @@ int main(int argc, char** argv) {
                                   " bytes (a message goes to a worker in one 64 MiB link frame)");
     }
     defaults.max_connections = vm["max-connections"].as<std::size_t>();
+    defaults.max_handshakes_per_ip = vm["max-handshakes-per-ip"].as<std::size_t>();
+    if (defaults.max_handshakes_per_ip == 0 || defaults.max_handshakes_per_ip > 100000000) {
+      throw std::invalid_argument(
+          "--max-handshakes-per-ip must be 1..100000000 (0 is not 'off': a value as large as "
+          "--max-connections never refuses)");
+    }
     defaults.send_buffer = vm["send-buffer"].as<std::size_t>();
     const auto slow = vm["slow-client"].as<std::string>();
     if (start && slow != "close" && slow != "drop") {

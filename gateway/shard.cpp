@@ -119,7 +119,7 @@ void shard::on_last_holder(key_kind kind, const std::string& name) {
   server_.bus()->release(routing_key(kind, name));
 }
 
-void shard::accept(const listener_config& listener, client_socket socket) {
+void shard::accept(const listener_config& listener, client_socket socket, handshake_slot place) {
   const std::uint64_t connection = (next_connection_++ << 8) | index_;
   auto id = make_client_id(server_.advertised_ip(), server_.advertised_port(), server_.epoch(),
                            connection);
@@ -135,7 +135,7 @@ void shard::accept(const listener_config& listener, client_socket socket) {
                          : std::make_shared<client_session>(loop_, listener, std::move(socket));
   auto& record =
       clients_.add(connection, std::move(id), listener, std::move(remote_ip), remote_port, session);
-  session->start(record);
+  session->start(record, std::move(place));
 }
 
 void shard::on_connected(client_record& c, const codec::ws::http_request* request,

@@ -41,8 +41,10 @@ class shard final : public session_events, private membership_listener {
   asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }
 
-  /// A new client accepted on `listener`; the socket already belongs to this loop.
-  void accept(const listener_config& listener, client_socket socket);
+  /// A new client accepted on `listener`; the socket already belongs to this loop. `place`
+  /// (its address's count of unfinished handshakes) goes to its session, which gives it back
+  /// once the handshake is over or the connection closes.
+  void accept(const listener_config& listener, client_socket socket, handshake_slot place);
 
   void on_connected(client_record& c, const codec::ws::http_request* request,
                     bool decision_required) override;

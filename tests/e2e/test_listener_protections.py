@@ -36,6 +36,10 @@ by the operator.
     all, 503 at once.
 11. A flood of refused link hellos (wrong proof) on the internal port costs a bounded number of
     log lines: one per peer name per interval, at most 64 names.
+12. max_handshakes_per_ip=5: five connections from 127.0.0.1 that send nothing stay open; a sixth
+    from 127.0.0.1 gets an HTTP 503 and a clean close; a client from 127.0.0.2 upgrades and gets
+    an echo meanwhile; once one of the five finishes its upgrade, or closes, 127.0.0.1 gets in
+    again. Refusals are counted (reason `handshakes_per_ip`) and logged once per interval.
 """
 
 import asyncio
@@ -64,6 +68,8 @@ HANDSHAKE_MS = 600
 ASK_HANDSHAKE_MS = 1500
 # Small messages sent in one write (section 8): several times the gateway's 64 KiB read.
 BURST = 20000
+# Section 12: unfinished handshakes one client address may hold on the hs_ip listener.
+HANDSHAKES_PER_IP = 5
 
 # name -> listener URL (port 0); the order is the order of the --listen flags.
 LISTENERS = {
@@ -84,6 +90,9 @@ LISTENERS = {
     "line": "tcp+line://127.0.0.1:0",
     "small_line": "tcp+line://127.0.0.1:0?max_message=100",
     "ask": f"ws://127.0.0.1:0/?ask=1&handshake_timeout_ms={ASK_HANDSHAKE_MS}",
+    # A handshake timeout well past the section's length: its silent clients must stay.
+    "hs_ip": f"ws://127.0.0.1:0/?max_handshakes_per_ip={HANDSHAKES_PER_IP}"
+             "&handshake_timeout_ms=60000",
 }
 
 
@@ -720,6 +729,80 @@ async def main(h):
     await c.wait_linked([w2], [gw])
     check_eq(await bystander.recv(), "queued", "bystander's event queued while no worker")
     check_eq(await ws_status(ws_url("ask", "?refuse=401")), 401, "ask: new worker decides")
+
+    # ---- 12. max_handshakes_per_ip --------------------------------------------------------------
+    host, port = host_port("hs_ip")
+
+    async def silent_from(source):
+        """A TCP connection from `source` (a loopback address) that sends nothing."""
+        return await asyncio.open_connection(host, port, local_addr=(source, 0))
+
+    async def still_open(reader, what):
+        data, ended = await read_until_closed(reader, 0.3)
+        check_eq((data, ended), (b"", "open"), f"hs_ip: {what}")
+
+    def refused_per_ip():
+        return metrics.value("gwx_gateway_connections_refused_total", "hs_ip",
+                             reason="handshakes_per_ip")
+
+    def limit_lines():
+        return [ln for ln in c.stderr_of(gw).splitlines()
+                if "max_handshakes_per_ip" in ln and urls["hs_ip"] in ln]
+
+    silent = [await silent_from("127.0.0.1") for _ in range(HANDSHAKES_PER_IP)]
+    # Accepted in order: each of the five holds its place before the sixth is looked at.
+    status, data, ended = await raw_http(host, port, upgrade_request(host, port))
+    check(status.startswith("HTTP/1.1 503"),
+          f"hs_ip: connection {HANDSHAKES_PER_IP + 1} from 127.0.0.1 got {status!r} (ended by "
+          f"{ended}), expected an HTTP 503")
+    check_eq(ended, "eof", "hs_ip: the refused connection ends with a clean close")
+    for i, (r, _) in enumerate(silent):
+        await still_open(r, f"silent connection {i + 1} from 127.0.0.1 after the refusal")
+    check_eq(await metrics.value("gwx_gateway_connections", "hs_ip"), float(HANDSHAKES_PER_IP),
+             "hs_ip: open connections while 127.0.0.1 is at its limit")
+    # Another address is not held back by 127.0.0.1's silent connections.
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.bind(("127.0.0.2", 0))
+    other.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(other, (host, port))
+    neighbour = await WsClient.connect(ws_url("hs_ip"), "hs-127.0.0.2", sock=other)
+    check_eq(await neighbour.cmd("echo from .2"), "from .2", "hs_ip: client from 127.0.0.2")
+    # One of the five finishes its upgrade: its place is free at once (given back before the 101
+    # is written), so the next client from 127.0.0.1 gets in.
+    upgraded_r, upgraded_w = silent.pop(0)
+    upgraded_w.write(upgrade_request(host, port))
+    head = await asyncio.wait_for(upgraded_r.readuntil(b"\r\n\r\n"), REPLY_TIMEOUT)
+    check(head.startswith(b"HTTP/1.1 101"), f"hs_ip: silent connection's late upgrade: {head!r}")
+    joined = await WsClient.connect(ws_url("hs_ip"), "hs-127.0.0.1")
+    check_eq(await joined.cmd("echo from .1"), "from .1",
+             "hs_ip: 127.0.0.1 after one of its handshakes finished")
+    # At the limit again (four silent and a fifth): refused. Then one closes: in again.
+    silent.append(await silent_from("127.0.0.1"))
+    check_eq(await ws_status(ws_url("hs_ip")), 503, "hs_ip: 127.0.0.1 at its limit again")
+    gone_r, gone_w = silent.pop()
+    gone_w.close()
+    await poll_until(lambda: ws_status(ws_url("hs_ip")), lambda s: s == 101, REPLY_TIMEOUT,
+                     "hs_ip: the place of a closed silent connection is taken again")
+    for i, (r, _) in enumerate(silent):
+        await still_open(r, f"silent connection {i + 2} from 127.0.0.1 at the end")
+    refusals = await refused_per_ip()
+    check(refusals >= 2, f"hs_ip: refusals counted as handshakes_per_ip: {refusals}")
+    check_eq(await metrics.value("gwx_gateway_connections_refused_total", "hs_ip",
+                                 reason="max_connections"), 0.0,
+             "hs_ip: refusals counted as max_connections")
+    lines = limit_lines()
+    check(1 <= len(lines) <= 2 and "127.0.0.1" in lines[0]
+          and f"max_handshakes_per_ip ({HANDSHAKES_PER_IP})" in lines[0],
+          f"hs_ip: {int(refusals)} refusals logged as {lines}")
+    for _, wr in silent:
+        wr.close()
+    upgraded_w.close()
+    await joined.close()
+    await neighbour.close()
+    log(f"max_handshakes_per_ip={HANDSHAKES_PER_IP}: 6th silent connection from 127.0.0.1 -> "
+        f"503, 127.0.0.2 served meanwhile; a finished upgrade and a close each free a place; "
+        f"{int(refusals)} refusal(s) counted, {len(lines)} log line(s)")
+    await bystander_ok("max_handshakes_per_ip")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,38 @@ TEST(ListenerConfig, QueryOverridesDefaults) {
   EXPECT_EQ(c.heartbeat_missed, 7U);  // untouched default
 }
 
+TEST(ListenerConfig, MaxHandshakesPerIpDefaultsOverridesAndRange) {
+  listener_config defaults;
+  EXPECT_EQ(defaults.max_handshakes_per_ip, 256U);
+  defaults.max_handshakes_per_ip = 40;
+  EXPECT_EQ(parse_listener_url("ws://127.0.0.1:0/", defaults).max_handshakes_per_ip, 40U);
+  EXPECT_EQ(parse_listener_url("tcp+line://127.0.0.1:0?max_handshakes_per_ip=1", defaults)
+                .max_handshakes_per_ip,
+            1U);
+  EXPECT_EQ(parse_listener_url("ws://127.0.0.1:0/?max_handshakes_per_ip=100000000", defaults)
+                .max_handshakes_per_ip,
+            100000000U);
+  for (const char* bad :
+       {"ws://127.0.0.1:1/?max_handshakes_per_ip=0",
+        "ws://127.0.0.1:1/?max_handshakes_per_ip=100000001",
+        "ws://127.0.0.1:1/?max_handshakes_per_ip=-1", "ws://127.0.0.1:1/?max_handshakes_per_ip="}) {
+    try {
+      parse_listener_url(bad, defaults);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("max_handshakes_per_ip="), std::string::npos)
+          << e.what();
+    }
+  }
+  // The unknown-option message lists it among the known ones.
+  try {
+    parse_listener_url("ws://127.0.0.1:1/?max_handshakes=5", defaults);
+    ADD_FAILURE() << "accepted max_handshakes";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("max_handshakes_per_ip,"), std::string::npos) << e.what();
+  }
+}
+
 TEST(ListenerConfig, RejectsBadUrlsWithTheUrlInTheMessage) {
   const listener_config d;
   for (const char* bad :
