@@ -10,11 +10,13 @@ void listener_metrics::attach(metrics::registry& reg, const std::string& listene
   accepted = conns.with({listener});
   auto& refusals = reg.add_counter(
       "gwx_gateway_connections_refused_total",
-      "Client connections refused, by listener and reason: max_connections (or the open-file "
-      "limit), handshakes_per_ip (max_handshakes_per_ip unfinished from the client's address).",
+      "Client connections refused, by listener and reason: max_connections, open_files (the "
+      "gateway's clients at what its open-file limit allows), handshakes_per_ip "
+      "(max_handshakes_per_ip unfinished from the client's address).",
       {"listener", "reason"});
   refused = refusals.with({listener, "max_connections"});
   refused_handshakes_per_ip = refusals.with({listener, "handshakes_per_ip"});
+  refused_open_files = refusals.with({listener, "open_files"});
   auto& closed_family =
       reg.add_counter("gwx_gateway_connections_closed_total",
                       "Client connections closed, by listener and reason.", {"listener", "reason"});

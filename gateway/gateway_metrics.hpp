@@ -18,9 +18,11 @@ namespace gwx::gateway {
 /// the gateway runs without --metrics. Updates are lock-free; usable from any loop.
 struct listener_metrics {
   metrics::counter accepted;
-  metrics::counter refused;  ///< over max_connections (or the open-file limit)
+  metrics::counter refused;  ///< over max_connections
   /// Over max_handshakes_per_ip: the client's address held that many unfinished handshakes.
   metrics::counter refused_handshakes_per_ip;
+  /// The gateway's clients at what its open-file limit allows (all listeners together).
+  metrics::counter refused_open_files;
   /// Closed connections, one handle per close_cause.
   std::array<metrics::counter, k_close_causes> closed;
   metrics::counter messages_in;

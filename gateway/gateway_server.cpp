@@ -600,7 +600,10 @@ void gateway_server::accept_next(listener& l) {
     if (listener_full || gateway_full || address_full) {
       l.connections.fetch_sub(1, std::memory_order_relaxed);
       clients_.fetch_sub(1, std::memory_order_relaxed);
-      (address_full ? l.config.metrics.refused_handshakes_per_ip : l.config.metrics.refused).inc();
+      (listener_full  ? l.config.metrics.refused
+       : address_full ? l.config.metrics.refused_handshakes_per_ip
+                      : l.config.metrics.refused_open_files)
+          .inc();
       if (listener_full && l.full_log.count()) {
         spdlog::warn("{}: max_connections ({}) reached, refusing new clients", l.config.bound_url,
                      l.config.max_connections);

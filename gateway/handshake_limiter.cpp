@@ -56,14 +56,25 @@ handshake_limiter::key handshake_limiter::key_of(const asio::ip::address& addres
   if (address.is_v4()) {
     return asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4()).to_bytes();
   }
-  return address.to_v6().to_bytes();  // an IPv4-mapped one is already the same key
+  const auto v6 = address.to_v6();
+  auto k = v6.to_bytes();
+  if (!v6.is_v4_mapped()) {  // an IPv4-mapped one is already the same key as its IPv4 form
+    // One IPv6 host usually holds a whole /64: counted per address, it could open as many
+    // unfinished handshakes as it likes.
+    std::memset(k.data() + k_v6_prefix_bytes, 0, k.size() - k_v6_prefix_bytes);
+  }
+  return k;
 }
 
 std::string handshake_limiter::describe(const asio::ip::address& address) {
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  if (address.is_v4()) {
+    return address.to_string();
   }
-  return address.to_string();
+  const auto v6 = address.to_v6();
+  if (v6.is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, v6).to_string();
+  }
+  return asio::ip::address_v6(key_of(address)).to_string() + "/64";
 }
 
 handshake_slot handshake_limiter::try_acquire(const asio::ip::address& address) {

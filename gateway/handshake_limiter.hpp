@@ -52,14 +52,18 @@ class handshake_slot {
 /// Counts one listener's connections that have not finished their handshake (WebSocket
 /// upgrade, TLS handshake, an `ask=1` decision) per client address, and refuses a place past
 /// `max_handshakes_per_ip`: one host cannot fill max_connections with sockets that never
-/// finish. An address is counted as its IPv4 form when IPv4-mapped. An entry exists only while
+/// finish. An address is counted as its IPv4 form when IPv4-mapped, and an IPv6 address as its
+/// /64 network (what one host is usually given). An entry exists only while
 /// its count is above 0, so the table never holds more entries than unfinished handshakes.
 /// Thread-safe: places are taken where connections are accepted and given back on the
 /// connections' loops; one short lock per connection, none per message.
 class handshake_limiter : public std::enable_shared_from_this<handshake_limiter> {
  public:
-  /// A client address as counted: 16 bytes, IPv4 as its IPv4-mapped IPv6 form.
+  /// A client address as counted: 16 bytes, IPv4 as its IPv4-mapped IPv6 form, IPv6 as its
+  /// /64 network (the host part zero).
   using key = std::array<unsigned char, 16>;
+  /// Bytes of an IPv6 address that name its network: one host usually holds a whole /64.
+  static constexpr std::size_t k_v6_prefix_bytes = 8;
 
   /// `limit`: unfinished handshakes one address may hold (at least 1).
   static std::shared_ptr<handshake_limiter> create(std::size_t limit);
@@ -75,9 +79,9 @@ class handshake_limiter : public std::enable_shared_from_this<handshake_limiter>
   /// Addresses holding at least one (the table's size).
   std::size_t addresses() const;
 
-  /// How `address` is counted (IPv4-mapped IPv6 as IPv4).
+  /// How `address` is counted (IPv4-mapped IPv6 as IPv4, other IPv6 by its /64).
   static key key_of(const asio::ip::address& address);
-  /// `address` as counted, for people ("192.0.2.1", "2001:db8::1").
+  /// `address` as counted, for people ("192.0.2.1", "2001:db8:1:2::/64").
   static std::string describe(const asio::ip::address& address);
 
  private:

@@ -96,7 +96,8 @@ int main(int argc, char** argv) {
        "open-file limit, raised to its hard limit at start, so links always find a descriptor)")
       ("max-handshakes-per-ip", value<std::size_t>()->default_value(256)->value_name("N"),
        "connections from one client address, per listener, that have not finished their TLS "
-       "handshake, WebSocket upgrade or ask=1 decision (IPv4-mapped IPv6 counts as IPv4); more "
+       "handshake, WebSocket upgrade or ask=1 decision (IPv4-mapped IPv6 counts as IPv4, IPv6 by "
+       "its /64 network); more "
        "from that address are refused like those over --max-connections. 1..100000000, no 0 "
        "(off): a value as large as --max-connections never refuses")
       ("send-buffer", value<std::size_t>()->default_value(4 << 20)->value_name("BYTES"),

@@ -7,7 +7,8 @@ half of them under a limit of 1,024: at most 500 clients at once here, which it 
 
 1. A client connected before the flood is served throughout.
 2. 1,100 silent TCP clients: the gateway holds at most 500 of all its clients; the rest get a
-   clean close (EOF), one warning line says why. Before the bound, accept failed with EMFILE
+   clean close (EOF), one warning line says why, and /metrics counts each of them as refused
+   for `open_files` (none for `max_connections`, which the listener never reached). Before the bound, accept failed with EMFILE
    for everyone once the descriptors ran out, and a worker could not link.
 3. During the flood a second worker links to the gateway and is served a client's event.
 4. Once the flood leaves, new clients are accepted again.
@@ -15,11 +16,13 @@ half of them under a limit of 1,024: at most 500 clients at once here, which it 
 
 import asyncio
 import os
+import re
 import resource
 import signal
 import socket
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gwx_cluster import (  # noqa: E402
@@ -28,6 +31,19 @@ from gwx_cluster import (  # noqa: E402
 NOFILE = 1000
 MAX_CLIENTS = NOFILE // 2  # under 1,024 descriptors, half is kept from clients
 FLOOD = 1100
+
+
+def refusals(metrics_addr):
+    """gwx_gateway_connections_refused_total by reason, from the gateway's /metrics."""
+    with urllib.request.urlopen(f"http://{metrics_addr}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'^gwx_gateway_connections_refused_total\{([^}]*)\}\s+(\S+)$', line)
+        if m:
+            reason = re.search(r'reason="([^"]*)"', m.group(1)).group(1)
+            out[reason] = out.get(reason, 0) + float(m.group(2))
+    return out
 
 
 def eof_or_open(sock):
@@ -47,7 +63,9 @@ async def main(h):
     c = h.cluster
     reg = await c.start_register()
     gw = await c.start_gateway([reg.addr], listeners=("tcp+line://127.0.0.1:0",),
+                               extra=("--metrics", "127.0.0.1:0"),
                                launcher=("prlimit", f"--nofile={NOFILE}:{NOFILE}", "--"))
+    metrics_addr = (await gw.wait_line(r"^listening metrics://(\S+)\s*$"))[0].group(1)
     w1 = await c.start_worker([reg.addr], "commands", name="worker1")
     await c.wait_linked([w1], [gw])
     await poll_until(lambda: asyncio.sleep(0, c.stderr_of(gw)),
@@ -79,6 +97,9 @@ async def main(h):
     check("all the open-file limit allows" in c.stderr_of(gw),
           "the gateway logged why it refused clients")
     await expect_reply(early, "echo during", "during")
+    counted = await asyncio.to_thread(refusals, metrics_addr)
+    check(counted.get("open_files", 0) >= n and counted.get("max_connections", 0) == 0,
+          f"{n} clients refused at the open-file bound, /metrics counts by reason {counted}")
     log(f"{FLOOD} clients flooded a gateway with {NOFILE} descriptors: {FLOOD - n} held, {n} "
         f"closed cleanly; the early client served")
 

@@ -78,9 +78,9 @@ TEST(HandshakeLimiter, AddressesAreCountedApart) {
   auto a = take(*l, "127.0.0.1", 2);
   EXPECT_FALSE(l->try_acquire(ip("127.0.0.1")));
   auto b = take(*l, "127.0.0.2", 2);
-  auto v6 = take(*l, "2001:db8::1", 2);
-  auto v6_next = take(*l, "2001:db8::2", 1);
-  EXPECT_FALSE(l->try_acquire(ip("2001:db8::1")));
+  auto v6 = take(*l, "2001:db8:0:1::1", 2);
+  auto v6_next = take(*l, "2001:db8:0:2::1", 1);  // the next /64: another host
+  EXPECT_FALSE(l->try_acquire(ip("2001:db8:0:1::1")));
   EXPECT_EQ(l->addresses(), 4U);
   EXPECT_EQ(l->count(ip("127.0.0.2")), 2U);
 }
@@ -98,9 +98,26 @@ TEST(HandshakeLimiter, AnIpv4MappedAddressCountsAsItsIpv4Address) {
   // Not the same as the IPv4-compatible or any other IPv6 address.
   EXPECT_TRUE(l->try_acquire(ip("::203.0.113.5")));
   EXPECT_EQ(handshake_limiter::describe(ip("::ffff:203.0.113.5")), "203.0.113.5");
-  EXPECT_EQ(handshake_limiter::describe(ip("2001:db8::1")), "2001:db8::1");
+  EXPECT_EQ(handshake_limiter::describe(ip("2001:db8::1")), "2001:db8::/64");
   mapped.release();
   EXPECT_EQ(l->count(ip("203.0.113.5")), 1U);
+}
+
+// One IPv6 host is usually given a whole /64: its addresses share one count, or it could open
+// as many unfinished handshakes as it has addresses.
+TEST(HandshakeLimiter, IPv6AddressesCountByTheirSlash64) {
+  auto l = handshake_limiter::create(3);
+  auto a = take(*l, "2001:db8:1:2::1", 1);
+  auto b = take(*l, "2001:db8:1:2:ffff:ffff:ffff:ffff", 1);
+  auto c = take(*l, "2001:db8:1:2:abcd::7", 1);
+  EXPECT_FALSE(l->try_acquire(ip("2001:db8:1:2::99")));
+  EXPECT_EQ(l->count(ip("2001:db8:1:2::5")), 3U);
+  EXPECT_EQ(l->addresses(), 1U);
+  EXPECT_TRUE(l->try_acquire(ip("2001:db8:1:3::1")));  // another /64
+  EXPECT_EQ(handshake_limiter::describe(ip("2001:db8:1:2:abcd::7")), "2001:db8:1:2::/64");
+  b.clear();
+  EXPECT_EQ(l->count(ip("2001:db8:1:2::1")), 2U);
+  EXPECT_TRUE(l->try_acquire(ip("2001:db8:1:2::99")));
 }
 
 TEST(HandshakeLimiter, NoEntryIsLeftOnceEveryPlaceIsBack) {
