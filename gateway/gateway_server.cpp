@@ -32,6 +32,9 @@ struct gateway_server::listener {
   /// Unfinished handshakes per client address (max_handshakes_per_ip).
   std::shared_ptr<handshake_limiter> handshakes;
   log_throttle handshakes_log;  ///< from the accept handler only, like full_log
+  /// The address of the connection being accepted (filled by the accept itself: no
+  /// getpeername per connection).
+  asio::ip::tcp::endpoint peer;
 
   listener(listener_config c, asio::io_context& io)
       : config(std::move(c)),
@@ -564,7 +567,7 @@ void gateway_server::client_closed(const listener_config& l) {
 void gateway_server::accept_next(listener& l) {
   const auto target = next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size();
   auto& s = *shards_[target];
-  l.acceptor.async_accept(s.io(), [this, &l, &s](std::error_code ec, client_socket sock) {
+  l.acceptor.async_accept(s.io(), l.peer, [this, &l, &s](std::error_code ec, client_socket sock) {
     if (ec == asio::error::operation_aborted) {
       return;
     }
@@ -583,18 +586,14 @@ void gateway_server::accept_next(listener& l) {
     handshake_slot place;
     bool address_full = false;
     if (!listener_full && !gateway_full) {
-      std::error_code peer_ec;
-      const auto peer = sock.remote_endpoint(peer_ec);
-      if (!peer_ec) {  // else gone already: its session ends at its first read
-        place = l.handshakes->try_acquire(peer.address());
-        address_full = !place;
-        if (address_full && l.handshakes_log.count()) {
-          spdlog::warn(
-              "{}: {} holds max_handshakes_per_ip ({}) unfinished handshakes, refusing its new "
-              "connections ({} such refusal(s) on this listener since the last such line)",
-              l.config.bound_url, handshake_limiter::describe(peer.address()),
-              l.config.max_handshakes_per_ip, l.handshakes_log.take_pending());
-        }
+      place = l.handshakes->try_acquire(l.peer.address());
+      address_full = !place;
+      if (address_full && l.handshakes_log.count()) {
+        spdlog::warn(
+            "{}: {} holds max_handshakes_per_ip ({}) unfinished handshakes, refusing its new "
+            "connections ({} such refusal(s) on this listener since the last such line)",
+            l.config.bound_url, handshake_limiter::describe(l.peer.address()),
+            l.config.max_handshakes_per_ip, l.handshakes_log.take_pending());
       }
     }
     if (listener_full || gateway_full || address_full) {
@@ -620,8 +619,9 @@ void gateway_server::accept_next(listener& l) {
       });
     } else {
       l.config.metrics.accepted.inc();
-      asio::post(s.io(), [&s, &l, sock = std::move(sock), place = std::move(place)]() mutable {
-        s.accept(l.config, std::move(sock), std::move(place));
+      asio::post(s.io(), [&s, &l, sock = std::move(sock), place = std::move(place),
+                          peer = l.peer]() mutable {
+        s.accept(l.config, std::move(sock), std::move(place), peer);
       });
     }
     accept_next(l);

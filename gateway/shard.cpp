@@ -119,17 +119,13 @@ void shard::on_last_holder(key_kind kind, const std::string& name) {
   server_.bus()->release(routing_key(kind, name));
 }
 
-void shard::accept(const listener_config& listener, client_socket socket, handshake_slot place) {
+void shard::accept(const listener_config& listener, client_socket socket, handshake_slot place,
+                   const asio::ip::tcp::endpoint& remote) {
   const std::uint64_t connection = (next_connection_++ << 8) | index_;
   auto id = make_client_id(server_.advertised_ip(), server_.advertised_port(), server_.epoch(),
                            connection);
-  std::string remote_ip;
-  std::uint16_t remote_port = 0;
-  std::error_code ec;
-  if (const auto ep = socket.remote_endpoint(ec); !ec) {
-    remote_ip = ep.address().to_string();
-    remote_port = ep.port();
-  }
+  std::string remote_ip = remote.address().to_string();
+  const std::uint16_t remote_port = remote.port();
   std::shared_ptr<client_session> session =
       listener.tls_state ? std::make_shared<tls_client_session>(loop_, listener, std::move(socket))
                          : std::make_shared<client_session>(loop_, listener, std::move(socket));

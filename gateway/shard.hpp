@@ -43,8 +43,10 @@ class shard final : public session_events, private membership_listener {
 
   /// A new client accepted on `listener`; the socket already belongs to this loop. `place`
   /// (its address's count of unfinished handshakes) goes to its session, which gives it back
-  /// once the handshake is over or the connection closes.
-  void accept(const listener_config& listener, client_socket socket, handshake_slot place);
+  /// once the handshake is over or the connection closes. `remote`: the client's address, as
+  /// the accept gave it.
+  void accept(const listener_config& listener, client_socket socket, handshake_slot place,
+              const asio::ip::tcp::endpoint& remote);
 
   void on_connected(client_record& c, const codec::ws::http_request* request,
                     bool decision_required) override;
