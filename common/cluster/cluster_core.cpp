@@ -527,22 +527,18 @@ void cluster_core::request_each(command_builder build, std::chrono::milliseconds
     start_gather(build, timeout, done);
     return;
   }
-  if (!started_.load()) {
-    // Bounded with the writes made before start(); past the bound it fails as not started.
-    auto pending = std::make_shared<std::pair<command_builder, gather_handler>>(std::move(build),
-                                                                                std::move(done));
-    if (!hand_over(k_queued_request_bytes, [this, pending, timeout] {
-          start_gather(pending->first, timeout, pending->second);
-        })) {
-      gather_result r;
-      r.error = api_errc::stopped;
-      pending->second(std::move(r));
-    }
-    return;
+  // Counted with every other thread's writes: a thread asking in a loop waits at the
+  // posted-bytes bound like a push loop (before start(), past it the request fails as not
+  // started) instead of queueing without one.
+  auto pending = std::make_shared<std::pair<command_builder, gather_handler>>(std::move(build),
+                                                                              std::move(done));
+  if (!hand_over(k_queued_request_bytes, [this, pending, timeout] {
+        start_gather(pending->first, timeout, pending->second);
+      })) {
+    gather_result r;
+    r.error = api_errc::stopped;
+    pending->second(std::move(r));
   }
-  asio::post(io_, [this, build = std::move(build), timeout, done = std::move(done)]() mutable {
-    start_gather(build, timeout, done);
-  });
 }
 
 void cluster_core::start_gather(command_builder& build, std::chrono::milliseconds timeout,

@@ -525,6 +525,47 @@ TEST(ClusterCoreTest, WritesBeforeStartAreDroppedPastThePostedBound) {
   core->stop();
 }
 
+// Queries made by another thread while the network thread is busy are held to the posted-bytes
+// bound as pushes are: the asking thread waits there instead of queueing without one. Before,
+// all 400,000 were queued at once.
+TEST(ClusterCoreTest, QueriesFromAnotherThreadWaitAtThePostedBound) {
+  auto core = std::make_shared<cluster_core>(test_options());
+  core->start();
+  gateway_api api(core);
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  core->post([released] { released.wait(); });  // the network thread busy until released
+  constexpr int k_queries = 400'000;            // ~100 MB counted against a 64 MiB bound
+  std::atomic<int> made{0};
+  std::atomic<int> answered{0};
+  std::thread asker([&] {
+    for (int i = 0; i < k_queries; ++i) {
+      api.async_get_all_client_count([&](result<std::uint64_t> r) {
+        if (r.complete()) {
+          answered.fetch_add(1);
+        }
+      });
+      made.fetch_add(1);
+    }
+  });
+  // The asker gets as far as the bound (a query counts 256 bytes there) and waits.
+  const int bound = static_cast<int>(cluster_core::k_max_posted_bytes / 256);
+  for (int i = 0; i < 1200 && made.load() < bound; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(made.load(), bound);
+  EXPECT_EQ(answered.load(), 0);
+  release.set_value();
+  asker.join();
+  // Every query is answered once the network thread runs again (no gateway: complete, 0).
+  for (int i = 0; i < 1200 && answered.load() < k_queries; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(answered.load(), k_queries);
+  core->stop();
+}
+
 // Everything one handler call writes is bounded while the call runs, on a handler thread and on
 // the network thread (inline handlers): its outbox hands over what it holds every
 // k_outbox_flush_bytes, so the writes meet the posted-bytes wait and the link's push backlog as

@@ -81,7 +81,9 @@ class HandlerPoolBoundTest : public ::testing::TestWithParam<std::size_t> {
     o.link.backoff_initial = 10ms;
     o.link.backoff_max = 100ms;
     o.link.keepalive_interval = 100ms;
-    o.link.keepalive_timeout = 1s;
+    // Long enough that the fake gateway's thread, busy queueing the 64 MiB flood (over a second
+    // under TSan), is not dropped as silent: the fake does not redeliver, the flood would be lost.
+    o.link.keepalive_timeout = 10s;
     // Long enough that an answer never read shows up as a failed query.
     o.query_timeout = 20s;
     core_ = std::make_shared<cluster::cluster_core>(std::move(o));
@@ -180,7 +182,7 @@ TEST_P(HandlerPoolThreadsTest, StuckHandlersStopTheLinkBeingReadUntilTheyCatchUp
                                    "m" + std::to_string(i) + " " + std::string(k_payload, 'x')));
   }
   gw_.send_events(std::move(events));
-  app_.waiting.get_future().wait();
+  ASSERT_EQ(app_.waiting.get_future().wait_for(20s), std::future_status::ready);
   ASSERT_TRUE(eventually([&] { return pool_->queued_bytes() >= k_bound; }));
   // Unbounded, the pool would hold all 64 MiB within milliseconds.
   EXPECT_FALSE(eventually([&] { return pool_->queued_bytes() > k_bound + k_read_slack; }, 1s))
@@ -273,7 +275,7 @@ TEST(HandlerPoolStall, AHandlerCallThatDoesNotReturnIsReportedAsStalled) {
       ASSERT_TRUE(core->wait_ready(10s));
       EXPECT_EQ(pool.stalled_handlers(), 0U);
       gw.send_event(fakes::message_event(1, gw.client_id(1), "wait", gw.address()));
-      app.waiting.get_future().wait();
+      ASSERT_EQ(app.waiting.get_future().wait_for(20s), std::future_status::ready);
       reported = HandlerPoolBoundTest::eventually([&] { return pool.stalled_handlers() == 1; }, 5s);
       // Several looks of the watch (every 100 ms), one line.
       std::this_thread::sleep_for(600ms);
