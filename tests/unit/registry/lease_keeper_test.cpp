@@ -11,7 +11,7 @@ TEST(LeaseKeeper, RegistersWithEveryRegisterAndWithdrawsOnStop) {
   auto a = start_register();
   auto b = start_register();
   lease_keeper keeper({local(a->port()), local(b->port())}, "",
-                      {"gw-1", "127.0.0.1:9100", {"ws://127.0.0.1:8080/"}, "host-1"}, 1000ms);
+                      {"gw-1", "127.0.0.1:9100", {"ws://127.0.0.1:8080/"}, "host-1"}, 10s);
   keeper.start();
   ASSERT_TRUE(eventually(
       [&] { return a->service().lease_count() == 1 && b->service().lease_count() == 1; }));

@@ -139,7 +139,8 @@ TEST(RegisterLimits, SnapshotOfManyMaxSizeEntriesReachesANewWatcher) {
     std::snprintf(id, sizeof id, "gw-%03d", i);
     const auto info = big_info(id, 31000);
     total += info.ByteSizeLong();
-    ASSERT_TRUE(heartbeat(*stub, info, 60000).ok()) << i;
+    // Leases far longer than the test: under TSan registering all 150 took over a minute.
+    ASSERT_TRUE(heartbeat(*stub, info, 600000).ok()) << i;
   }
   ASSERT_GT(total, 4U << 20) << "the set must not fit in one 4 MB message";
 
@@ -155,7 +156,7 @@ TEST(RegisterLimits, SnapshotOfManyMaxSizeEntriesReachesANewWatcher) {
   change_recorder changes;
   gateway_watcher watcher({local(server->port())}, {}, "new-worker", changes.handler());
   watcher.start();
-  ASSERT_TRUE(watcher.wait_for_snapshot(20s));
+  ASSERT_TRUE(watcher.wait_for_snapshot(60s));
   EXPECT_EQ(watcher.current().size(), 150U);
   // The handler runs just after the snapshot is marked seen (outside the watcher's lock).
   ASSERT_TRUE(eventually([&] { return !changes.history().empty(); }));
