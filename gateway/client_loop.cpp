@@ -141,7 +141,7 @@ void client_loop::read_listed() {
   note_unbatched(receiver_, batched, "reads", "read");
 }
 
-void client_loop::note_unbatched(const batched_io& io, bool was_batched, const char* what,
+void client_loop::note_unbatched(const net::batched_io& io, bool was_batched, const char* what,
                                  const char* each) {
   if (was_batched && !io.batched()) {
     spdlog::warn("client {}: {}; this loop makes one system call per {} from now on", what,

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
+#include "common/net/batched_io.hpp"
 #include "common/net/read_poller.hpp"
 #include "common/net/send_queue.hpp"
-#include "gateway/batched_io.hpp"
 #include "gateway/outbound.hpp"
 #include "gateway/tick_wheel.hpp"
 #include "gateway/write_batch.hpp"
@@ -74,7 +74,7 @@ class client_loop {
   /// on_batched_write(nullptr, result).
   void write_later(client_session& s, const std::vector<asio::const_buffer>& bufs);
   /// How this loop's writes reach the kernel.
-  const batched_io& sender() const { return sender_; }
+  const net::batched_io& sender() const { return sender_; }
   /// From on_poll_ready(): has `s` read with the other sessions the read set reported in this
   /// turn, all in one call once each was reported; `s` hears on_batched_read(data, result).
   void read_later(client_session& s);
@@ -106,7 +106,7 @@ class client_loop {
   void read_listed();
   /// Logs that `io` (the loop's `what`, one `each`) stopped using io_uring, if it did during a
   /// run that started `was_batched`.
-  static void note_unbatched(const batched_io& io, bool was_batched, const char* what,
+  static void note_unbatched(const net::batched_io& io, bool was_batched, const char* what,
                              const char* each);
 
   asio::io_context& io_;
@@ -131,11 +131,11 @@ class client_loop {
     wire_bytes head;
   };
   net::read_poller<client_session> reads_;  // before what holds sessions: outlives them
-  batched_io sender_;
+  net::batched_io sender_;
   std::vector<listed_write> writes_;
   std::vector<listed_write> running_writes_;
   /// Reads of plain sessions, listed in a turn of reads_ and made at its end.
-  batched_io receiver_;
+  net::batched_io receiver_;
   std::vector<std::shared_ptr<client_session>> to_read_;
   std::vector<std::shared_ptr<client_session>> running_reads_;
   std::unique_ptr<char[]> read_buffer_;  ///< k_read_buffer bytes, from the first read on

@@ -36,7 +36,7 @@ class shard final : public session_events, private membership_listener {
  public:
   shard(gateway_server& server, unsigned index, asio::io_context& io);
   /// How this shard's client writes reach the kernel (its reads go the same way).
-  const batched_io& client_writes() const { return loop_.sender(); }
+  const net::batched_io& client_writes() const { return loop_.sender(); }
 
   asio::io_context& io() { return io_; }
   unsigned index() const { return index_; }

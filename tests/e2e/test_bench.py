@@ -57,13 +57,16 @@ async def main(h):
     check_eq(sorted(echo_urls), sorted(PROTOCOLS), "reference echo listeners")
     pid = ["--pid", f"reference={ref.pid}"]
 
+    # Both ways the generator can make its I/O: batched through io_uring (the default) and one
+    # recv and one send per connection and turn.
     for p in PROTOCOLS:
-        r = await run_json("echo", echo_urls[p], "--connections", "10", "--inflight", "4",
-                           *SHORT, *pid)
-        check_clean(r, f"echo {p} vs reference", "echo")
-        check_eq(r["protocol"], p, "protocol")
-        check(r["pids"]["reference"]["cpu_us_per_msg"] is not None, f"reference CPU: {r}")
-        log(f"echo {p} reference: {r['rate']:.0f} msgs/s")
+        for uring in ("on", "off"):
+            r = await run_json("echo", echo_urls[p], "--connections", "10", "--inflight", "4",
+                               "--io-uring", uring, *SHORT, *pid)
+            check_clean(r, f"echo {p} vs reference, generator --io-uring {uring}", "echo")
+            check_eq(r["protocol"], p, "protocol")
+            check(r["pids"]["reference"]["cpu_us_per_msg"] is not None, f"reference CPU: {r}")
+            log(f"echo {p} reference, generator --io-uring {uring}: {r['rate']:.0f} msgs/s")
 
     # The plain line format, as a user reads it.
     out, _ = await run_bench("echo", echo_urls["ws"], "--connections", "5", *SHORT, *pid)
@@ -129,6 +132,7 @@ async def main(h):
             (["frobnicate", "ws://127.0.0.1:1/"], r"unknown mode 'frobnicate'"),
             (["echo", "ws://127.0.0.1:1/", "--size", "4"], r"--size must be at least 20"),
             (["echo", "ws://127.0.0.1:1/", "--pid", "gateway"], r"expected NAME=PID"),
+            (["echo", "ws://127.0.0.1:1/", "--io-uring", "yes"], r"--io-uring must be on or off"),
             (["compare", "--phases", "echo9"], r"unknown phase 'echo9'"),
             (["reference"], r"at least one --listen")):
         _, err = await run_bench(*args, expect_status=2)

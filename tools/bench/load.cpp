@@ -6,12 +6,15 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 
+#include "common/net/batched_io.hpp"
 #include "common/net/read_poller.hpp"
 #include "tools/bench/latency_histogram.hpp"
 #include "tools/bench/payload.hpp"
@@ -60,6 +63,7 @@ struct shared_state {
   std::atomic<std::size_t> opened{0};
   std::atomic<std::size_t> failed{0};
   std::atomic<std::uint64_t> delivered{0};  // fanout: deliveries to all receivers, whole run
+  std::atomic<bool> told_unbatched{false};
 
   /// Keeps the first error of the run (any thread).
   void note_error(const std::string& what) {
@@ -82,7 +86,14 @@ class connection;
 
 /// One event loop on its own thread, with the statistics of the connections it runs.
 struct loop {
-  loop(shared_state& s, std::uint64_t seed) : shared(s), rng(seed) {}
+  loop(shared_state& s, std::uint64_t seed);
+
+  /// True while the reads of a turn are being handled: a send is listed for the turn's batch
+  /// instead of made at once.
+  bool batching_sends() const { return in_turn; }
+  /// Makes the receives listed by this turn's on_poll_ready() calls in one call, handles them,
+  /// then makes the sends they caused in one more.
+  void run_turn();
 
   void error(const std::string& what) {
     ++errors;
@@ -109,6 +120,12 @@ struct loop {
   // single-process server the generator needs about a core, so its cost per message is part of
   // every rate it measures (docs/benchmarks.md, the cross-check).
   net::read_poller<connection> reads{io};
+  // With io_uring, what one turn of `reads` found readable is received in one call and what
+  // that causes sent in another, as the gateway does with its clients: at about a microsecond
+  // per system call here, a recv and a send per message made the generator the bottleneck of
+  // an echo at 1 in flight (docs/benchmarks.md).
+  net::batched_io batch;
+  bool in_turn = false;
   std::vector<std::shared_ptr<connection>> live;  // watched by `reads`; index in connection
   std::thread thread;
   fast_random rng;
@@ -176,19 +193,41 @@ class connection : public std::enable_shared_from_this<connection> {
     if (len_ == buf_.size()) {
       buf_.resize(buf_.size() * 2);
     }
-    const ssize_t n = ::recv(socket_.native_handle(), buf_.data() + len_, buf_.size() - len_, 0);
+    const asio::mutable_buffer free(buf_.data() + len_, buf_.size() - len_);
+    if (loop_.batch.batched()) {
+      loop_.batch.add_recv(socket_.native_handle(), free, reinterpret_cast<std::uintptr_t>(this));
+      return;  // received() once the turn's receives are made
+    }
+    const ssize_t n = ::recv(socket_.native_handle(), free.data(), free.size(), 0);
+    received(n < 0 ? -errno : n);
+  }
+
+  /// What a receive gave: bytes, 0 (the server closed) or -errno.
+  void received(long n) {
+    if (closed_) {
+      return;
+    }
     if (n > 0) {
       on_read(static_cast<std::size_t>(n));
       return;
     }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
       return;
     }
     if (closing_) {
       shut();
       return;
     }
-    broken(n == 0 ? "server closed the connection" : std::string("read: ") + std::strerror(errno));
+    broken(n == 0 ? "server closed the connection"
+                  : std::string("read: ") + std::strerror(static_cast<int>(-n)));
+  }
+
+  /// What a send listed by flush() gave: bytes taken or -errno.
+  void sent(long n) {
+    send_listed_ = false;
+    if (!closed_) {
+      after_send(n);
+    }
   }
 
   /// Sends one benchmark message (after `prefix`); with `batch`, only queues it for flush().
@@ -323,13 +362,27 @@ class connection : public std::enable_shared_from_this<connection> {
  protected:
   /// Writes what is pending: straight away as far as the socket takes it, the rest through Asio.
   void flush() {
-    if (writing_ || pending_.empty() || closed_) {
+    if (writing_ || send_listed_ || pending_.empty() || closed_) {
+      return;
+    }
+    if (loop_.batching_sends()) {
+      // pending_ is not touched again before the batch runs: this connection's reads of the
+      // turn are handled, and nothing else of this loop runs until the batch is made.
+      send_listed_ = true;
+      loop_.batch.add_send(socket_.native_handle(), asio::buffer(pending_),
+                           reinterpret_cast<std::uintptr_t>(this));
       return;
     }
     const ssize_t n = ::send(socket_.native_handle(), pending_.data(), pending_.size(),
                              MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-      broken(std::string("write: ") + std::strerror(errno));
+    after_send(n < 0 ? -errno : n);
+  }
+
+ private:
+  /// Bytes a send took (or -errno): drops them; what the socket did not take goes through Asio.
+  void after_send(long n) {
+    if (n < 0 && n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR) {
+      broken(std::string("write: ") + std::strerror(static_cast<int>(-n)));
       return;
     }
     if (n > 0) {
@@ -370,9 +423,34 @@ class connection : public std::enable_shared_from_this<connection> {
   bool is_open_ = false;
   bool in_batch_ = false;
   bool writing_ = false;
+  bool send_listed_ = false;  // a send of pending_ waits in the loop's batch
   bool closing_ = false;
   bool closed_ = false;
 };
+
+loop::loop(shared_state& s, std::uint64_t seed) : shared(s), batch(s.opt.io_uring), rng(seed) {
+  if (batch.batched()) {
+    reads.after_each_turn([this] { run_turn(); });
+  } else if (s.opt.io_uring && !s.told_unbatched.exchange(true)) {
+    std::fprintf(stderr,
+                 "gwx-bench: the load generator makes one recv and one send per "
+                 "connection and turn: %s\n",
+                 batch.why_not_batched().c_str());
+  }
+}
+
+void loop::run_turn() {
+  // The connections listed stay alive through both runs: one that closes meanwhile is released
+  // on a later turn (connection::shut()).
+  in_turn = true;
+  batch.run([](std::uint64_t tag, long result) {
+    reinterpret_cast<connection*>(static_cast<std::uintptr_t>(tag))->received(result);
+  });
+  in_turn = false;
+  batch.run([](std::uint64_t tag, long result) {
+    reinterpret_cast<connection*>(static_cast<std::uintptr_t>(tag))->sent(result);
+  });
+}
 
 void loop::watched(std::shared_ptr<connection> c) {
   c->live_index = live.size();

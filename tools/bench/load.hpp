@@ -26,6 +26,10 @@ struct load_options {
   std::string prefix;          ///< fanout: put before each message the sender sends
   std::size_t max_message = 1 << 20;
   std::size_t read_buffer = 4096;  ///< initial read buffer per connection
+  /// The receives of one loop turn in one io_uring call, and the sends they cause in another
+  /// (common/net/batched_io.hpp); false, or where io_uring is unavailable: one recv and one
+  /// send per connection and turn.
+  bool io_uring = true;
   std::vector<watched_pid> pids;
 };
 

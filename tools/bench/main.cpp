@@ -131,6 +131,10 @@ int main(int argc, char** argv) {
       ("open-timeout", value<double>()->default_value(60)->value_name("SECONDS"),
        "how long opening all connections may take")
       ("binary", gwx::po::bool_switch(), "WebSocket binary frames (default: text)")
+      ("io-uring", value<std::string>()->default_value("on")->value_name("on|off"),
+       "load generator: on: the receives of the connections found readable in one turn of a "
+       "loop go to the kernel in one io_uring call, and the sends they cause in another (where "
+       "io_uring is unavailable, as off); off: one recv and one send per connection and turn")
       ("prefix", value<std::string>()->default_value("")->value_name("TEXT"),
        "fanout: put TEXT before every message the sender sends (gwx commands app: 'to-all ')")
       ("pid", value<std::vector<std::string>>()->value_name("NAME=PID"),
@@ -200,6 +204,11 @@ int main(int argc, char** argv) {
   opt.drain_s = vm["drain-timeout"].as<double>();
   opt.open_timeout_s = vm["open-timeout"].as<double>();
   opt.binary = vm["binary"].as<bool>();
+  if (const auto uring = vm["io-uring"].as<std::string>(); uring == "on" || uring == "off") {
+    opt.io_uring = uring == "on";
+  } else {
+    gwx::die("gwx-bench", "--io-uring must be on or off", k_usage);
+  }
   opt.prefix = vm["prefix"].as<std::string>();
   opt.max_message = vm["max-message"].as<std::size_t>();
   if (opt.size < 20) {

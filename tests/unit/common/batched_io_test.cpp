@@ -1,4 +1,4 @@
-#include "gateway/batched_io.hpp"
+#include "common/net/batched_io.hpp"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -14,7 +14,7 @@
 
 #include "tests/unit/common/socket_pair.hpp"
 
-namespace gwx::gateway {
+namespace gwx::net {
 namespace {
 
 using test_io::socket_pair;
@@ -258,4 +258,4 @@ TEST_P(BatchedIo, MoreReceivesThanRingSlotsAreAllMadeOnce) {
 }
 
 }  // namespace
-}  // namespace gwx::gateway
+}  // namespace gwx::net

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace gwx::gateway {
+namespace gwx::net {
 
 /// Non-blocking sends and receives on many sockets in as few system calls as it can: the writes
 /// one turn of an event loop has for its connections (a broadcast to hundreds of clients, the
@@ -95,4 +95,4 @@ class batched_io {
   std::vector<long> results_;
 };
 
-}  // namespace gwx::gateway
+}  // namespace gwx::net

@@ -1,4 +1,4 @@
-#include "gateway/batched_io.hpp"
+#include "common/net/batched_io.hpp"
 
 #include <liburing.h>
 #include <sys/socket.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <system_error>
 
-namespace gwx::gateway {
+namespace gwx::net {
 namespace {
 
 constexpr int k_send_flags = MSG_DONTWAIT | MSG_NOSIGNAL;
@@ -236,4 +236,4 @@ void batched_io::execute_plain(std::size_t begin, std::size_t end) {
   }
 }
 
-}  // namespace gwx::gateway
+}  // namespace gwx::net
