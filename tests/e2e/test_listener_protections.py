@@ -453,14 +453,16 @@ async def main(h):
     # the client has nothing more to read, not once before.
     sent = 2 * 600
     got_msgs = 0
+    dropped = await slow_drops()
     quiet_since = time.monotonic()
-    while got_msgs + await slow_drops() < sent:
+    while got_msgs + dropped < sent:
         try:
             b0, got = await slow.read_frame(1.0)
         except asyncio.TimeoutError:
-            check(time.monotonic() - quiet_since < REPLY_TIMEOUT,
+            dropped = await slow_drops()
+            check(got_msgs + dropped >= sent or time.monotonic() - quiet_since < REPLY_TIMEOUT,
                   f"slow_drop: nothing more to read after {got_msgs} messages, "
-                  f"{await slow_drops()} dropped, of {sent} sent")
+                  f"{dropped} dropped, of {sent} sent")
             continue
         quiet_since = time.monotonic()
         check(b0 & 0x0F == OP_TEXT and got == payload.encode(),

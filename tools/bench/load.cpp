@@ -88,9 +88,6 @@ class connection;
 struct loop {
   loop(shared_state& s, std::uint64_t seed);
 
-  /// True while the reads of a turn are being handled: a send is listed for the turn's batch
-  /// instead of made at once.
-  bool batching_sends() const { return in_turn; }
   /// Makes the receives listed by this turn's on_poll_ready() calls in one call, handles them,
   /// then makes the sends they caused in one more.
   void run_turn();
@@ -125,7 +122,7 @@ struct loop {
   // per system call here, a recv and a send per message made the generator the bottleneck of
   // an echo at 1 in flight (docs/benchmarks.md).
   net::batched_io batch;
-  bool in_turn = false;
+  bool in_turn = false;  // the reads of a turn are handled: sends are listed in `batch`
   std::vector<std::shared_ptr<connection>> live;  // watched by `reads`; index in connection
   std::thread thread;
   fast_random rng;
@@ -365,7 +362,7 @@ class connection : public std::enable_shared_from_this<connection> {
     if (writing_ || send_listed_ || pending_.empty() || closed_) {
       return;
     }
-    if (loop_.batching_sends()) {
+    if (loop_.in_turn) {
       // pending_ is not touched again before the batch runs: this connection's reads of the
       // turn are handled, and nothing else of this loop runs until the batch is made.
       send_listed_ = true;
