@@ -57,9 +57,18 @@ async def burst(gw, bystander, tag):
 
 
 
-async def expect_given_back(c, proc, start, peak, bound_kib):
+RETURNED = re.compile(r"returned \d+ MiB of freed heap memory to the system.*")
+
+
+def returns_logged(c, proc):
+    """The lines in which `proc` said it gave memory back, so far."""
+    return RETURNED.findall(c.stderr_of(proc))
+
+
+async def expect_given_back(c, proc, start, peak, bound_kib, lines_before=0):
     """`proc` (its RSS `start` before a burst, `peak` during it, in KiB) is back within
-    `bound_kib` of `start` within a few checks, and its log says what it gave back."""
+    `bound_kib` of `start` within a few checks, and its log says what it gave back (a line
+    after the `lines_before` it had written before the burst). Returns its RSS once back."""
     if SANITIZER:
         log(f"resident sizes say nothing under {SANITIZER}: {start} -> {peak} KiB, not checked")
         return
@@ -69,11 +78,11 @@ async def expect_given_back(c, proc, start, peak, bound_kib):
     check_memory(back - start, bound_kib, f"{proc.name} after the burst")
     log(f"{proc.name}: {start} KiB at the start, {peak} at the peak, {back} after")
     # Read once the return has finished (its line follows it; the fall is seen during it).
-    said = await poll_until(
-        lambda: asyncio.sleep(0, re.search(r"returned \d+ MiB of freed heap memory to the "
-                                           r"system.*", c.stderr_of(proc))),
-        bool, 5, f"{proc.name}'s log saying what it gave back")
-    log(f"{proc.name} logged: {said.group(0)}")
+    # Two checks' time: the fall may be seen before the check that returns what is left.
+    said = await poll_until(lambda: asyncio.sleep(0, returns_logged(c, proc)[lines_before:]),
+                            bool, 12, f"{proc.name}'s log saying what it gave back")
+    log(f"{proc.name} logged: {said[0]}")
+    return back
 
 
 async def expect_kept(proc, start, peak, above_kib):
