@@ -101,7 +101,8 @@ worker_link::worker_link(gateway_server& server, unsigned loop, std::uint64_t id
       congestion_timer_(stream_->get_executor()) {}
 
 void worker_link::start() {
-  handshake_.emplace(server_.config().secret, server_.gateway_id(), server_.advertised());
+  handshake_.emplace(server_.config().secret, server_.gateway_id(), server_.advertised(),
+                     !server_.config().at_most_once);
   auto self = shared_from_this();
   stream_->start(
       [self](link::v2::Frame& f, std::string_view payload) { self->on_frame(f, payload); },

@@ -245,6 +245,7 @@ int main(int argc, char** argv) {
   gwx::metrics::callback_registration links_metric;
   gwx::metrics::callback_registration pushes_dropped_metric;
   gwx::metrics::callback_registration stalled_metric;
+  gwx::metrics::callback_registration skipped_metric;
   std::unique_ptr<gwx::metrics::exposer> exposer;
   if (metrics_listen) {
     links_metric = metrics
@@ -270,6 +271,14 @@ int main(int argc, char** argv) {
             .add_callback_gauge("gwx_worker_handlers_stalled",
                                 "Handler calls running longer than --handler-stall-warn-s now.", {})
             .add({}, [&w] { return static_cast<double>(w.stalled_handlers()); });
+    skipped_metric =
+        metrics
+            .add_callback_counter(
+                "gwx_worker_events_skipped_total",
+                "Events not run: their gateway link went down while they waited for a handler, "
+                "and the gateway hands them to another worker (at-least-once).",
+                {})
+            .add({}, [&w] { return static_cast<double>(w.events_skipped()); });
     try {
       exposer = std::make_unique<gwx::metrics::exposer>(metrics, *metrics_listen);
     } catch (const std::exception& e) {

@@ -737,7 +737,7 @@ void cluster_core::on_link_down(gateway_link& link) {
   }
   publish_status();
   if (on_link_lost_) {
-    on_link_lost_(link.ref());
+    on_link_lost_(link.ref(), link.gateway_redelivers());
   }
   if (on_link_change_) {
     on_link_change_(link.address(), false);

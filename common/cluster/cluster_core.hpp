@@ -61,8 +61,9 @@ class cluster_core final : public transport {
   using event_handler =
       std::function<void(const link_ref& link, link::v2::ClientEvent& event,
                          std::string_view payload, const link_clients::client_view* client)>;
-  /// A link that was up went down (called before the link change hook).
-  using link_lost_handler = std::function<void(const link_ref& link)>;
+  /// A link that was up went down (called before the link change hook); `gateway_redelivers`:
+  /// its gateway said it hands the events the link did not acknowledge to another worker.
+  using link_lost_handler = std::function<void(const link_ref& link, bool gateway_redelivers)>;
   /// A gateway asked this process to drain (an operator's `gwxctl drain`).
   using drain_request_handler =
       std::function<void(const std::string& gateway_address, const std::string& reason)>;

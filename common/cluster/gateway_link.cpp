@@ -209,6 +209,7 @@ void gateway_link::on_handshake_frame(link::v2::Frame& frame) {
   }
   address_ = handshake_->gateway_address().empty() ? entry_.internal_address
                                                    : handshake_->gateway_address();
+  redelivers_ = handshake_->gateway_redelivers();
   handshake_.reset();
   id_prefix_.clear();
   try {

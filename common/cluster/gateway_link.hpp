@@ -81,6 +81,9 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   const std::string& gateway_id() const { return entry_.gateway_id; }
   /// What the client_ids this gateway issues start with (its address and epoch); set once up.
   const std::string& id_prefix() const { return id_prefix_; }
+  /// Whether the gateway said in its Welcome that it hands the events this link did not
+  /// acknowledge to another worker when the link goes down (at-least-once); set once up.
+  bool gateway_redelivers() const { return redelivers_; }
   /// Unique per established link in this process; changes on every reconnect.
   std::uint64_t serial() const { return serial_; }
   /// This link as commands and acks name it (gateway_id and serial).
@@ -136,6 +139,7 @@ class gateway_link : public std::enable_shared_from_this<gateway_link> {
   bool sending_ = false;
   std::string address_;
   std::string id_prefix_;
+  bool redelivers_ = false;
   std::optional<link_handshake::peer_side> handshake_;
   std::uint64_t serial_ = 0;
   link_ref ref_;

@@ -59,10 +59,11 @@ std::string gateway_proof(const std::string& secret, const std::string& gateway_
 // ---- gateway side ----
 
 gateway_side::gateway_side(std::string secret, std::string gateway_id,
-                           std::string advertised_address)
+                           std::string advertised_address, bool redelivers)
     : secret_(std::move(secret)),
       gateway_id_(std::move(gateway_id)),
-      address_(std::move(advertised_address)) {}
+      address_(std::move(advertised_address)),
+      redelivers_(redelivers) {}
 
 link::v2::Frame gateway_side::challenge() {
   nonce_ = link_auth::make_nonce();
@@ -104,6 +105,7 @@ step gateway_side::on_frame(const link::v2::Frame& frame) {
       gateway_proof(secret_, gateway_id_, address_, h.role(), h.name(), nonce_, h.nonce()));
   w->set_gateway_id(gateway_id_);
   w->set_internal_address(address_);
+  w->set_redelivers_unacknowledged(redelivers_);
   return s;
 }
 
@@ -158,6 +160,7 @@ step peer_side::on_frame(const link::v2::Frame& frame) {
       return failed("the gateway's proof is wrong (secrets differ, or a relay changed it)");
     }
     address_ = w.internal_address();
+    redelivers_ = w.redelivers_unacknowledged();
     step s;
     s.result = step::outcome::up;
     return s;

@@ -46,7 +46,10 @@ class gateway_side {
   /// Longest peer name kept (a longer one is cut, not refused).
   static constexpr std::size_t k_max_name = 128;
 
-  gateway_side(std::string secret, std::string gateway_id, std::string advertised_address);
+  /// `redelivers`: the gateway keeps sent events until acknowledged and hands them to
+  /// another worker when a link goes down first (at-least-once); told to the peer in Welcome.
+  gateway_side(std::string secret, std::string gateway_id, std::string advertised_address,
+               bool redelivers);
 
   /// The first frame of the link (makes a fresh nonce).
   link::v2::Frame challenge();
@@ -61,6 +64,7 @@ class gateway_side {
   std::string secret_;
   std::string gateway_id_;
   std::string address_;
+  bool redelivers_;
   std::string nonce_;
   link::v2::PeerRole role_ = link::v2::PEER_ROLE_UNSPECIFIED;
   std::string name_;
@@ -79,6 +83,9 @@ class peer_side {
 
   /// The address the gateway advertises (after `up`).
   const std::string& gateway_address() const { return address_; }
+  /// Whether the gateway said it redelivers the events a lost link did not acknowledge
+  /// (after `up`).
+  bool gateway_redelivers() const { return redelivers_; }
 
  private:
   std::string secret_;
@@ -88,6 +95,7 @@ class peer_side {
   std::string gateway_nonce_;
   std::string nonce_;
   std::string address_;
+  bool redelivers_ = false;
   bool done_ = false;
 };
 

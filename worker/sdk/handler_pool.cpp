@@ -20,6 +20,18 @@ std::size_t size_of(const client_event& e) {
   return e.payload.size() + handler_pool::k_event_overhead;
 }
 
+// Whether `lost` names the link `serial` as one whose gateway redelivers what it did not
+// acknowledge (its events still queued here are then skipped).
+template <typename LostLinks>
+bool redelivered_elsewhere(const LostLinks& lost, std::uint64_t serial) {
+  for (const auto& l : lost) {
+    if (l.redelivers && l.link.serial == serial) {
+      return true;
+    }
+  }
+  return false;
+}
+
 class batch_sink final : public event_sink {
  public:
   batch_sink(cluster::cluster_core& core, cluster::outbox_scope& outbox)
@@ -172,12 +184,12 @@ void handler_pool::release_if_drained() {
   }
 }
 
-void handler_pool::link_lost(const cluster::link_ref& link) {
+void handler_pool::link_lost(const cluster::link_ref& link, bool gateway_redelivers) {
   if (inline_mode_) {
     if (inline_running_ || !inline_queue_.empty()) {
-      // Events of that link still to run, or a handler below us (blocked in a query) that may
-      // still write for one: run_inline() forgets the link once it has run them.
-      inline_lost_.push_back(link);
+      // Events of that link still to run (or skip), or a handler below us (blocked in a query)
+      // that may still write for one: run_inline() forgets the link once it is past them.
+      inline_lost_.push_back({link, gateway_redelivers});
     } else {
       lanes_.front()->runner->link_lost(link);
     }
@@ -185,9 +197,23 @@ void handler_pool::link_lost(const cluster::link_ref& link) {
   }
   for (auto& l : lanes_) {
     std::lock_guard lock(l->mutex);
-    l->lost.push_back(link);
+    l->lost.push_back({link, gateway_redelivers});
+    if (gateway_redelivers) {
+      l->skip_pending.store(true, std::memory_order_release);
+    }
     l->wake.notify_one();
   }
+}
+
+bool handler_pool::skips(lane& l, const std::vector<lost_link>& taken, const client_event& event) {
+  if (redelivered_elsewhere(taken, event.link.serial)) {
+    return true;
+  }
+  if (!l.skip_pending.load(std::memory_order_acquire)) {
+    return false;
+  }
+  std::lock_guard lock(l.mutex);
+  return redelivered_elsewhere(l.lost, event.link.serial);
 }
 
 void handler_pool::stop() {
@@ -262,9 +288,14 @@ void handler_pool::run_inline() {
     while (!inline_queue_.empty()) {
       std::swap(inline_batch_, inline_queue_);
       for (std::size_t i = 0; i < inline_batch_.size; ++i) {
-        const auto bytes = size_of(inline_batch_.slots[i]);
-        run_one(*lanes_.front(), inline_batch_.slots[i], sink);
-        handled_.fetch_add(1, std::memory_order_relaxed);
+        auto& event = inline_batch_.slots[i];
+        const auto bytes = size_of(event);
+        if (!inline_lost_.empty() && redelivered_elsewhere(inline_lost_, event.link.serial)) {
+          skipped_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          run_one(*lanes_.front(), event, sink);
+          handled_.fetch_add(1, std::memory_order_relaxed);
+        }
         ran(bytes);
         if (++n % k_flush_every == 0) {
           outbox.flush();
@@ -274,8 +305,8 @@ void handler_pool::run_inline() {
     }
   }
   inline_running_ = false;
-  for (const auto& link : inline_lost_) {
-    lanes_.front()->runner->link_lost(link);
+  for (const auto& lost : inline_lost_) {
+    lanes_.front()->runner->link_lost(lost.link);
   }
   inline_lost_.clear();
   std::lock_guard lock(idle_mutex_);
@@ -338,7 +369,7 @@ void handler_pool::watch_stalls() {
 
 void handler_pool::run(lane& l) {
   event_queue batch;
-  std::vector<cluster::link_ref> lost;
+  std::vector<lost_link> lost;
   while (true) {
     {
       std::unique_lock lock(l.mutex);
@@ -352,6 +383,7 @@ void handler_pool::run(lane& l) {
       }
       std::swap(batch, l.queue);
       std::swap(lost, l.lost);
+      l.skip_pending.store(false, std::memory_order_relaxed);
       l.running = batch.size;
     }
     {
@@ -360,9 +392,14 @@ void handler_pool::run(lane& l) {
       batch_sink sink(core_, outbox);
       std::size_t n = 0;
       for (std::size_t i = 0; i < batch.size; ++i) {
-        const auto bytes = size_of(batch.slots[i]);
-        run_one(l, batch.slots[i], sink);
-        handled_.fetch_add(1, std::memory_order_relaxed);
+        auto& event = batch.slots[i];
+        const auto bytes = size_of(event);
+        if (skips(l, lost, event)) {
+          skipped_.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          run_one(l, event, sink);
+          handled_.fetch_add(1, std::memory_order_relaxed);
+        }
         ran(bytes);
         if (++n % k_flush_every == 0) {
           outbox.flush();
@@ -371,8 +408,8 @@ void handler_pool::run(lane& l) {
     }
     batch.recycle();
     // After the events taken with them: those came before the link went down.
-    for (const auto& link : lost) {
-      l.runner->link_lost(link);
+    for (const auto& entry : lost) {
+      l.runner->link_lost(entry.link);
     }
     lost.clear();
   }

@@ -39,6 +39,12 @@ namespace gwx::sdk {
 /// loop reads little while a handler runs anyway; there the bound matters while handlers wait
 /// for answers.
 ///
+/// When a link goes down, what happens to its events still queued (not started) depends on its
+/// gateway: one that redelivers (at-least-once, said in its Welcome) hands them to another
+/// worker, or to this one once relinked, so they are skipped here (not run, not acknowledged;
+/// counted in skipped()): run here too, their clients would get two answers. Events of a
+/// gateway that does not redeliver (at-most-once) still run: here is their only chance.
+///
 /// A handler call that runs longer than `stall_warn` (one that never returns stalls its clients
 /// and, once the bound above is reached, every link) is reported: a warning line every 10 s at
 /// most, naming the thread, the event kind and how long the call has run, and
@@ -73,8 +79,9 @@ class handler_pool {
   void dispatch(const cluster::link_ref& link, link::v2::ClientEvent& event,
                 std::string_view payload, const link_clients::client_view* client);
   /// The link `link` went down: the runners forget the session writes made for its events
-  /// (they may never reach the gateway), once the events of that link queued before have run.
-  void link_lost(const cluster::link_ref& link);
+  /// (they may never reach the gateway), once the events of that link queued before have run
+  /// or, when `gateway_redelivers`, been skipped. Network thread.
+  void link_lost(const cluster::link_ref& link, bool gateway_redelivers);
   /// Runs what is queued, then joins the threads. Idempotent.
   void stop();
 
@@ -93,6 +100,9 @@ class handler_pool {
 
   /// Events run since construction.
   std::uint64_t handled() const { return handled_.load(std::memory_order_relaxed); }
+  /// Events skipped since construction: queued when their link went down, their gateway
+  /// redelivering them elsewhere. Any thread.
+  std::uint64_t skipped() const { return skipped_.load(std::memory_order_relaxed); }
 
   /// Handler threads (0: inline on the network thread).
   std::size_t size() const { return inline_mode_ ? 0 : lanes_.size(); }
@@ -112,6 +122,11 @@ class handler_pool {
     /// Empties it after a run, giving back what a burst or a large message took.
     void recycle();
   };
+  /// A link that went down, and whether its gateway redelivers its unacknowledged events.
+  struct lost_link {
+    cluster::link_ref link;
+    bool redelivers = false;
+  };
   struct lane {
     mutable std::mutex mutex;
     std::condition_variable wake;
@@ -119,7 +134,10 @@ class handler_pool {
     std::condition_variable idle;
     event_queue queue;
     /// Links that went down since the runner last looked (handled after the queued events).
-    std::vector<cluster::link_ref> lost;
+    std::vector<lost_link> lost;
+    /// `lost` names a link whose events are skipped: the runner looks at it (under the lock)
+    /// before each event of the batch it runs, not only when it takes the next one.
+    std::atomic<bool> skip_pending{false};
     /// Events taken from the queue whose output has not been handed over yet.
     std::size_t running = 0;
     bool stopping = false;
@@ -144,6 +162,9 @@ class handler_pool {
   void run_inline();
   /// Runs one event on `l`'s runner, its start time visible to the stall watch.
   void run_one(lane& l, client_event& event, event_sink& sink);
+  /// Threads mode: whether `event` is to be skipped, its link lost (before its batch was
+  /// taken: in `taken`; or since: in the lane's list) and its gateway redelivering.
+  static bool skips(lane& l, const std::vector<lost_link>& taken, const client_event& event);
   /// The stall watch's thread: looks at the running calls every second (or `stall_warn_`).
   void watch_stalls();
   /// The calls running past `stall_warn_` now: how many, and the longest (its lane, how long).
@@ -170,8 +191,9 @@ class handler_pool {
   event_queue inline_batch_;
   bool inline_scheduled_ = false;
   bool inline_running_ = false;
-  // Links lost while run_inline() runs: handled once it has run what it took.
-  std::vector<cluster::link_ref> inline_lost_;
+  // Links lost while run_inline() runs or has events queued: handled once it has run what it
+  // took; the events of those whose gateway redelivers are skipped meanwhile.
+  std::vector<lost_link> inline_lost_;
   std::atomic<bool> inline_started_{false};
   std::atomic<bool> inline_stopping_{false};
   mutable std::mutex idle_mutex_;
@@ -180,6 +202,7 @@ class handler_pool {
   // Above any number an earlier process of this worker used (first_writer_seq()).
   std::atomic<std::uint64_t> writer_seq_;
   std::atomic<std::uint64_t> handled_{0};
+  std::atomic<std::uint64_t> skipped_{0};
   std::vector<std::unique_ptr<lane>> lanes_;
   bool started_ = false;
   std::chrono::milliseconds stall_warn_;

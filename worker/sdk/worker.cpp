@@ -59,7 +59,9 @@ worker::worker(worker_options options, std::unique_ptr<handler> app)
         pool->dispatch(link, event, payload, client);
       });
   core_->set_link_lost_handler(
-      [pool = pool_.get()](const cluster::link_ref& link) { pool->link_lost(link); });
+      [pool = pool_.get()](const cluster::link_ref& link, bool gateway_redelivers) {
+        pool->link_lost(link, gateway_redelivers);
+      });
   core_->set_link_change_handler(std::move(options.on_link_change));
   core_->set_drain_request_handler([this](const std::string& address, const std::string& reason) {
     on_drain_request(address, reason);
@@ -220,6 +222,10 @@ std::uint64_t worker::pushes_dropped() const {
 
 std::size_t worker::stalled_handlers() const {
   return pool_->stalled_handlers();
+}
+
+std::uint64_t worker::events_skipped() const {
+  return pool_->skipped();
 }
 
 bool worker::reload_tls() {

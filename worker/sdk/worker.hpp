@@ -116,6 +116,9 @@ class worker {
   std::uint64_t pushes_dropped() const;
   /// Handler calls running for longer than worker_options::handler_stall_warn now. Any thread.
   std::size_t stalled_handlers() const;
+  /// Events not run because their link went down while they waited for a handler and their
+  /// gateway redelivers them (to another worker, or to this one once relinked). Any thread.
+  std::uint64_t events_skipped() const;
   /// Reads the link TLS files and the register TLS files again (gwx-worker: SIGHUP): new links
   /// and new register connections use them, those up stay; a file that does not load keeps the
   /// previous ones (one error line, false). Any thread.

@@ -104,6 +104,10 @@ class fake_gateway {
     return make_client_id("127.0.0.1", port_, epoch.value_or(epoch_), connection);
   }
 
+  /// What the Welcome of links made from now on says of redelivery (default: false, which
+  /// is what this fake does: it never redelivers).
+  void set_redelivers(bool redelivers) { redelivers_ = redelivers; }
+
   void set_answer(answer_fn fn) {
     std::lock_guard lock(mutex_);
     answer_ = std::move(fn);
@@ -264,7 +268,9 @@ class fake_gateway {
       const auto n = ++next_stream_;
       auto stream = std::make_shared<link_stream>(std::move(socket));
       streams_[n] = stream;
-      auto& handshake = handshakes_.try_emplace(n, secret_, gateway_id(), address()).first->second;
+      auto& handshake =
+          handshakes_.try_emplace(n, secret_, gateway_id(), address(), redelivers_.load())
+              .first->second;
       stream->start(
           [this, n](link::v2::Frame& f, std::string_view payload) {
             link_codec::attach_payload(f, payload);
@@ -393,6 +399,7 @@ class fake_gateway {
   std::string secret_;
   std::uint64_t epoch_;
   behaviour how_;
+  std::atomic<bool> redelivers_{false};
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_{
       io_.get_executor()};

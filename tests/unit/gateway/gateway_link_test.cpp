@@ -74,6 +74,8 @@ class GatewayLinkTest : public ::testing::Test {
     /// As a worker keeps them: the ClientInfo frames, which complete the events behind them.
     link_clients::client_info_cache clients;
     int client_infos = 0;
+    /// What the gateway's Welcome said of redelivery.
+    bool gateway_redelivers = false;
   };
 
   /// Links another fake peer and makes it the current one.
@@ -137,6 +139,7 @@ class GatewayLinkTest : public ::testing::Test {
       }
       if (step.result == link_handshake::step::outcome::up) {
         p->stream->authenticated();
+        p->gateway_redelivers = handshake.gateway_redelivers();
         return true;
       }
     }
@@ -224,6 +227,15 @@ class GatewayLinkTest : public ::testing::Test {
   fake_peer* current_ = nullptr;
   std::uint64_t request_id_ = 0;
 };
+
+// The Welcome tells a worker whether the gateway redelivers what a lost link did not
+// acknowledge (at-least-once, the default) or forgets events once sent (at-most-once): the
+// worker skips a lost link's queued events only in the first case.
+TEST_F(GatewayLinkTest, WelcomeSaysWhetherTheGatewayRedelivers) {
+  EXPECT_TRUE(add_peer().gateway_redelivers);
+  restart([](gateway_config& c) { c.at_most_once = true; });
+  EXPECT_FALSE(add_peer().gateway_redelivers);
+}
 
 TEST_F(GatewayLinkTest, WrongSecretIsRefused) {
   EXPECT_FALSE(link_peer("not-the-secret", link::v2::PEER_ROLE_WORKER));

@@ -8,7 +8,7 @@ namespace {
 using outcome = step::outcome;
 
 struct pair_under_test {
-  gateway_side gateway{"s3cret", "gw-1", "10.0.0.1:7800"};
+  gateway_side gateway{"s3cret", "gw-1", "10.0.0.1:7800", true};
   peer_side peer{"s3cret", link::v2::PEER_ROLE_WORKER, "worker-a", "gw-1"};
 };
 
@@ -28,10 +28,25 @@ TEST(link_handshake, both_sides_come_up_and_learn_each_other) {
   const auto done = t.peer.on_frame(*welcome.reply);
   EXPECT_EQ(done.result, outcome::up) << done.reason;
   EXPECT_EQ(t.peer.gateway_address(), "10.0.0.1:7800");
+  EXPECT_TRUE(t.peer.gateway_redelivers());
+}
+
+// The worker learns the gateway's delivery mode from Welcome: whether events a lost link did
+// not acknowledge go to another worker (its own queued events of that link may then be skipped).
+TEST(link_handshake, the_peer_learns_whether_the_gateway_redelivers) {
+  for (const bool redelivers : {true, false}) {
+    gateway_side gateway("s", "gw-1", "a:1", redelivers);
+    peer_side peer("s", link::v2::PEER_ROLE_WORKER, "w", "gw-1");
+    const auto welcome = gateway.on_frame(*peer.on_frame(gateway.challenge()).reply);
+    ASSERT_EQ(welcome.result, outcome::up) << welcome.reason;
+    EXPECT_EQ(welcome.reply->welcome().redelivers_unacknowledged(), redelivers);
+    ASSERT_EQ(peer.on_frame(*welcome.reply).result, outcome::up);
+    EXPECT_EQ(peer.gateway_redelivers(), redelivers);
+  }
 }
 
 TEST(link_handshake, wrong_secret_is_refused_with_a_reject) {
-  gateway_side gateway("right", "gw-1", "a:1");
+  gateway_side gateway("right", "gw-1", "a:1", true);
   peer_side peer("wrong", link::v2::PEER_ROLE_WORKER, "w", "gw-1");
   const auto hello = peer.on_frame(gateway.challenge());
   const auto answer = gateway.on_frame(*hello.reply);
@@ -48,7 +63,7 @@ TEST(link_handshake, wrong_secret_is_refused_with_a_reject) {
 // and rewrites the id in the challenge so the worker accepts it: the worker's proof then
 // covers the relay's id, which the real gateway refuses.
 TEST(link_handshake, relay_rewriting_the_gateway_id_cannot_link) {
-  gateway_side real("s", "gw-real", "10.0.0.1:7800");
+  gateway_side real("s", "gw-real", "10.0.0.1:7800", true);
   peer_side worker("s", link::v2::PEER_ROLE_WORKER, "w", "gw-fake");
   auto challenge = real.challenge();
   challenge.mutable_challenge()->set_gateway_id("gw-fake");
@@ -81,7 +96,7 @@ TEST(link_handshake, relay_rewriting_name_or_role_is_refused) {
 }
 
 TEST(link_handshake, gateway_refuses_anything_but_hello_first) {
-  gateway_side gateway("s", "gw-1", "a:1");
+  gateway_side gateway("s", "gw-1", "a:1", true);
   (void)gateway.challenge();
   link::v2::Frame cmd;
   cmd.mutable_command()->mutable_ungroup()->set_group("g");
@@ -92,14 +107,14 @@ TEST(link_handshake, gateway_refuses_anything_but_hello_first) {
 
 TEST(link_handshake, gateway_refuses_unknown_role_and_short_nonce) {
   {
-    gateway_side gateway("s", "gw-1", "a:1");
+    gateway_side gateway("s", "gw-1", "a:1", true);
     (void)gateway.challenge();
     link::v2::Frame hello;
     hello.mutable_hello()->set_nonce(std::string(16, 'n'));
     EXPECT_EQ(gateway.on_frame(hello).reply->reject().reason(), "unknown role");
   }
   {
-    gateway_side gateway("s", "gw-1", "a:1");
+    gateway_side gateway("s", "gw-1", "a:1", true);
     (void)gateway.challenge();
     link::v2::Frame hello;
     hello.mutable_hello()->set_role(link::v2::PEER_ROLE_WORKER);
@@ -109,7 +124,7 @@ TEST(link_handshake, gateway_refuses_unknown_role_and_short_nonce) {
 }
 
 TEST(link_handshake, peer_checks_the_gateway_it_dialled) {
-  gateway_side gateway("s", "gw-new", "a:1");
+  gateway_side gateway("s", "gw-new", "a:1", true);
   peer_side peer("s", link::v2::PEER_ROLE_WORKER, "w", "gw-old");
   const auto r = peer.on_frame(gateway.challenge());
   EXPECT_EQ(r.result, outcome::failed);
@@ -124,7 +139,7 @@ TEST(link_handshake, peer_refuses_welcome_before_challenge_and_a_second_challeng
     EXPECT_EQ(peer.on_frame(welcome).reason, "welcome before challenge");
   }
   {
-    gateway_side gateway("s", "gw-1", "a:1");
+    gateway_side gateway("s", "gw-1", "a:1", true);
     peer_side peer("s", link::v2::PEER_ROLE_WORKER, "w", "gw-1");
     const auto c = gateway.challenge();
     ASSERT_EQ(peer.on_frame(c).result, outcome::pending);

@@ -94,6 +94,9 @@ class HandlerPoolBoundTest : public ::testing::TestWithParam<std::size_t> {
                                     const link_clients::client_view* client) {
       pool_->dispatch(link, event, payload, client);
     });
+    core_->set_link_lost_handler([this](const cluster::link_ref& link, bool gateway_redelivers) {
+      pool_->link_lost(link, gateway_redelivers);
+    });
     core_->start();
     pool_->start();
     core_->set_gateways({gw_.entry()});
@@ -237,6 +240,73 @@ TEST_P(HandlerPoolBoundTest, AQueryAnsweredBehindHeldEventsIsStillRead) {
   expected.emplace_back("after");
   std::lock_guard lock(app_.mutex);
   EXPECT_EQ(app_.seen[a], expected);
+}
+
+// A link lost while events of it wait for a handler: a gateway that redelivers (at-least-once,
+// said in its Welcome) hands them to another worker, so they are skipped here — run here too,
+// their client would get two answers; a gateway that does not (at-most-once) has no other
+// chance for them, so they still run. Either way the event whose handler was running when the
+// link went down finishes. Both modes: inline, the handler waits in a query the gateway never
+// answers (the loop runs under it, reads the events and sees the link go); threads, likewise.
+TEST_P(HandlerPoolBoundTest, EventsQueuedForALostLinkAreSkippedOnlyWhenItsGatewayRedelivers) {
+  ASSERT_TRUE(core_->wait_ready(10s));
+  gw_.set_answer([](const link::v2::Query&) { return std::nullopt; });
+  const auto a = gw_.client_id(1);
+  std::uint64_t id = 0;
+  int links = 1;
+  for (const bool redelivers : {false, true}) {
+    SCOPED_TRACE(redelivers ? "the gateway redelivers" : "the gateway does not redeliver");
+    if (redelivers) {
+      // A new link, whose Welcome says so.
+      gw_.set_redelivers(true);
+      gw_.drop_links();
+      ++links;
+      ASSERT_TRUE(gw_.wait([links](auto& g) { return g.authenticated == links; }));
+      ASSERT_TRUE(eventually([&] {
+        const auto gws = core_->gateways();
+        return gws.size() == 1 && gws[0].linked;
+      }));
+    }
+    {
+      std::lock_guard lock(app_.mutex);
+      app_.seen.clear();
+    }
+    const auto handled_before = pool_->handled();
+    const auto skipped_before = pool_->skipped();
+    auto queries = [this] {
+      std::size_t n = 0;
+      gw_.wait([&n](auto& g) {
+        n = static_cast<std::size_t>(std::count(g.timeline.begin(), g.timeline.end(), "query"));
+        return true;
+      });
+      return n;
+    };
+    const auto asked_before = queries();
+    std::vector<link::v2::ClientEvent> events;
+    events.push_back(message_event(++id, a, "ask"));
+    for (int i = 0; i < 10; ++i) {
+      events.push_back(message_event(++id, a, "m" + std::to_string(i)));
+    }
+    gw_.send_events(std::move(events));
+    // The handler waits for its answer; the ten events behind it are queued in the pool.
+    ASSERT_TRUE(eventually([&] { return queries() == asked_before + 1; }));
+    ASSERT_TRUE(eventually([&] { return pool_->unfinished() == 11; })) << pool_->unfinished();
+    EXPECT_EQ(pool_->handled(), handled_before);
+    gw_.drop_links();
+    ASSERT_TRUE(eventually([&] { return pool_->unfinished() == 0; })) << pool_->unfinished();
+    std::vector<std::string> expected{"ask"};
+    if (!redelivers) {
+      for (int i = 0; i < 10; ++i) {
+        expected.push_back("m" + std::to_string(i));
+      }
+    }
+    EXPECT_EQ(pool_->skipped() - skipped_before, redelivers ? 10U : 0U);
+    EXPECT_EQ(pool_->handled() - handled_before, expected.size());
+    std::lock_guard lock(app_.mutex);
+    EXPECT_EQ(app_.seen[a], expected);
+    ++links;
+    ASSERT_TRUE(gw_.wait([links](auto& g) { return g.authenticated == links; }));
+  }
 }
 
 // A handler call that does not return is reported once it has run past the threshold, on a
