@@ -289,14 +289,8 @@ void handler_pool::run_inline() {
       std::swap(inline_batch_, inline_queue_);
       for (std::size_t i = 0; i < inline_batch_.size; ++i) {
         auto& event = inline_batch_.slots[i];
-        const auto bytes = size_of(event);
-        if (!inline_lost_.empty() && redelivered_elsewhere(inline_lost_, event.link.serial)) {
-          skipped_.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          run_one(*lanes_.front(), event, sink);
-          handled_.fetch_add(1, std::memory_order_relaxed);
-        }
-        ran(bytes);
+        run_one(*lanes_.front(), event, sink,
+                !inline_lost_.empty() && redelivered_elsewhere(inline_lost_, event.link.serial));
         if (++n % k_flush_every == 0) {
           outbox.flush();
         }
@@ -315,13 +309,21 @@ void handler_pool::run_inline() {
   idle_changed_.notify_all();
 }
 
-void handler_pool::run_one(lane& l, client_event& event, event_sink& sink) {
+void handler_pool::run_one(lane& l, client_event& event, event_sink& sink, bool skip) {
+  const auto bytes = size_of(event);
+  if (skip) {
+    skipped_.fetch_add(1, std::memory_order_relaxed);
+    ran(bytes);
+    return;
+  }
   // Relaxed: the watch only needs to see the values eventually, and a call is long by then.
   l.call_kind.store(event.kind, std::memory_order_relaxed);
   l.call_since.store(std::chrono::steady_clock::now().time_since_epoch().count(),
                      std::memory_order_relaxed);
   l.runner->run(event, sink);
   l.call_since.store(0, std::memory_order_relaxed);
+  handled_.fetch_add(1, std::memory_order_relaxed);
+  ran(bytes);
 }
 
 std::size_t handler_pool::stalled_handlers() const {
@@ -393,14 +395,7 @@ void handler_pool::run(lane& l) {
       std::size_t n = 0;
       for (std::size_t i = 0; i < batch.size; ++i) {
         auto& event = batch.slots[i];
-        const auto bytes = size_of(event);
-        if (skips(l, lost, event)) {
-          skipped_.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          run_one(l, event, sink);
-          handled_.fetch_add(1, std::memory_order_relaxed);
-        }
-        ran(bytes);
+        run_one(l, event, sink, skips(l, lost, event));
         if (++n % k_flush_every == 0) {
           outbox.flush();
         }

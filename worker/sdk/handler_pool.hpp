@@ -160,8 +160,9 @@ class handler_pool {
   void release_if_drained();
   /// Inline mode: runs what is queued (a task of the network loop).
   void run_inline();
-  /// Runs one event on `l`'s runner, its start time visible to the stall watch.
-  void run_one(lane& l, client_event& event, event_sink& sink);
+  /// Runs one event on `l`'s runner, its start time visible to the stall watch, or, when
+  /// `skip`, only counts it skipped; either way its bytes leave the bound (ran()).
+  void run_one(lane& l, client_event& event, event_sink& sink, bool skip);
   /// Threads mode: whether `event` is to be skipped, its link lost (before its batch was
   /// taken: in `taken`; or since: in the lane's list) and its gateway redelivering.
   static bool skips(lane& l, const std::vector<lost_link>& taken, const client_event& event);
