@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <utility>
 
 namespace gwx {
@@ -92,6 +94,16 @@ memory_returner::reading memory_returner::real_reading() {
 
 void memory_returner::real_return() {
   ::malloc_trim(0);
+}
+
+void bound_allocator_tops(std::size_t threshold) {
+  if (threshold == 0) {
+    return;
+  }
+  constexpr int k_own_mapping_from = 4 << 20;
+  ::mallopt(M_MMAP_THRESHOLD, k_own_mapping_from);
+  ::mallopt(M_TRIM_THRESHOLD,
+            static_cast<int>(std::min<std::size_t>(threshold, std::numeric_limits<int>::max())));
 }
 
 }  // namespace gwx

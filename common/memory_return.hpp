@@ -68,4 +68,14 @@ class memory_returner {
   std::size_t returned_ = 0;
 };
 
+/// Has the allocator give back, as memory is freed, what it would keep above `threshold` bytes at
+/// the top of each heap (0: leaves the allocator as it is). A memory_returner's malloc_trim()
+/// reaches the free pages inside every heap but the top of the main heap only, and a thread of
+/// its own (a gateway loop, the worker's network thread) allocates from a heap of its own whose
+/// top glibc trims only past its trim threshold, which rises with the largest buffer freed, up to
+/// 64 MiB. This fixes that threshold at `threshold`, and the size from which a buffer gets a
+/// mapping of its own (returned the moment it is freed) at 4 MiB, where glibc would move it as
+/// buffers come and go. Call it once, early.
+void bound_allocator_tops(std::size_t threshold);
+
 }  // namespace gwx

@@ -347,6 +347,8 @@ int main(int argc, char** argv) {
       process_metrics.emplace(metrics);
       cfg.metrics = &metrics;
     }
+    const std::size_t memory_return = vm["memory-return-mib"].as<std::size_t>() << 20;
+    gwx::bound_allocator_tops(memory_return);
     gwx::gateway::gateway_server server(std::move(cfg));
     server.start();
     if (metrics_listen) {
@@ -362,7 +364,7 @@ int main(int argc, char** argv) {
     }
     // The main thread waits for signals and, meanwhile, gives back what bursts freed.
     asio::io_context signals_io;
-    gwx::memory_returner memory(signals_io, vm["memory-return-mib"].as<std::size_t>() << 20);
+    gwx::memory_returner memory(signals_io, memory_return);
     memory.start();
     asio::signal_set signals(signals_io, SIGINT, SIGTERM, SIGHUP);
     std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int sig) {

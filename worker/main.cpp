@@ -293,10 +293,12 @@ int main(int argc, char** argv) {
   } else {
     spdlog::info("starting app '{}' with {} handler thread(s)", app_name, options_threads);
   }
+  const std::size_t memory_return = vm["memory-return-mib"].as<std::size_t>() << 20;
+  gwx::bound_allocator_tops(memory_return);
   w.start();
   // A thread of its own gives back what bursts freed (the main thread waits for the stop).
   asio::io_context memory_io;
-  gwx::memory_returner memory(memory_io, vm["memory-return-mib"].as<std::size_t>() << 20);
+  gwx::memory_returner memory(memory_io, memory_return);
   memory.start();
   std::thread memory_thread([&memory_io] { memory_io.run(); });
   const auto reason = stop.wait();

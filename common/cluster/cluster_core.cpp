@@ -487,11 +487,10 @@ void cluster_core::deliver(batch& b) {
 }
 
 void cluster_core::deliver_acks(const batch& b) {
-  link::v2::Frame frame;
+  auto* ids = ack_frame_.mutable_ack()->mutable_event_ids();
   for (std::uint32_t i = 0; i < b.ack_links.size(); ++i) {
     const auto& ref = b.ack_links[i];
-    frame.Clear();
-    auto* ids = frame.mutable_ack()->mutable_event_ids();
+    ids->Clear();
     for (const auto& [link, id] : b.acks) {
       if (link == i) {
         ids->Add(id);
@@ -499,7 +498,7 @@ void cluster_core::deliver_acks(const batch& b) {
     }
     const auto it = links_.find(ref.gateway_id);
     if (it != links_.end() && it->second->serial() == ref.serial) {
-      it->second->send(frame);
+      it->second->send(ack_frame_);
     }
   }
 }
@@ -841,11 +840,18 @@ void cluster_core::publish_status(bool set_applied) {
 
 outbox_scope::outbox_scope(cluster_core& core) : core_(core), previous_(tl_outbox) {
   tl_outbox = this;
+  if (core_.on_network_thread()) {
+    std::swap(batch_, core_.spare_outbox_);
+  }
 }
 
 outbox_scope::~outbox_scope() {
   flush();
   tl_outbox = previous_;
+  // flush() on the network thread leaves the delivered buffers here, emptied.
+  if (batch_.empty() && core_.on_network_thread()) {
+    std::swap(batch_, core_.spare_outbox_);
+  }
 }
 
 void outbox_scope::ack(const link_ref& link, std::uint64_t event_id) {

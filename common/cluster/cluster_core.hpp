@@ -297,6 +297,11 @@ class cluster_core final : public transport {
   std::optional<std::string> drain_reason_;
   std::map<std::string, std::uint64_t> drain_waiting_;
   std::uint64_t drains_sent_ = 0;
+  // The buffers of the last outbox_scope that ended on this thread, emptied, for the next one:
+  // a scope per read batch would otherwise grow its vectors and text from nothing each time.
+  batch spare_outbox_;
+  // The EventAck frame deliver_acks() fills, kept so its id list keeps its room.
+  link::v2::Frame ack_frame_;
 
   // What other threads may read.
   mutable std::mutex status_mutex_;
