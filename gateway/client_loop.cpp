@@ -8,6 +8,7 @@ namespace gwx::gateway {
 namespace {
 // Spare send queues kept per loop, and the storage each may keep (beyond it, freed).
 constexpr std::size_t k_spare_queues = 64;
+constexpr std::size_t k_spare_parsers = 64;
 constexpr std::size_t k_spare_bytes = 4096;
 // A client's queue starts its buffers at this size: a read's worth of small replies (eight
 // 32-byte echoes are 272 bytes) fits without regrowing, and the spare buffer of the last write
@@ -186,6 +187,22 @@ std::unique_ptr<net::send_queue> client_loop::take_queue(std::size_t cap) {
   spare_queues_.pop_back();
   q->reset(cap);
   return q;
+}
+
+std::unique_ptr<codec::ws::frame_parser> client_loop::take_parser(std::size_t max_message) {
+  if (spare_parsers_.empty()) {
+    return std::make_unique<codec::ws::frame_parser>(max_message);
+  }
+  auto p = std::move(spare_parsers_.back());
+  spare_parsers_.pop_back();
+  p->reset(max_message);
+  return p;
+}
+
+void client_loop::give_back(std::unique_ptr<codec::ws::frame_parser> parser) {
+  if (spare_parsers_.size() < k_spare_parsers) {
+    spare_parsers_.push_back(std::move(parser));
+  }
 }
 
 void client_loop::give_back(std::unique_ptr<net::send_queue> queue) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/codec/ws_frame.hpp"
 #include "common/net/batched_io.hpp"
 #include "common/net/read_poller.hpp"
 #include "common/net/send_queue.hpp"
@@ -95,6 +96,11 @@ class client_loop {
   std::unique_ptr<net::send_queue> take_queue(std::size_t cap);
   /// Takes back an empty queue (kept as a spare, or freed).
   void give_back(std::unique_ptr<net::send_queue> queue);
+  /// A WebSocket frame parser for messages of at most `max_message` bytes, from the spares
+  /// when there is one: a session holds one only while a message is under way.
+  std::unique_ptr<codec::ws::frame_parser> take_parser(std::size_t max_message);
+  /// Takes back a parser between messages (kept as a spare, or freed).
+  void give_back(std::unique_ptr<codec::ws::frame_parser> parser);
 
  private:
   std::uint64_t tick_of(clock::time_point t) const;
@@ -124,6 +130,7 @@ class client_loop {
   client_session* oldest_unfinished_ = nullptr;
   client_session* newest_unfinished_ = nullptr;
   std::vector<std::unique_ptr<net::send_queue>> spare_queues_;
+  std::vector<std::unique_ptr<codec::ws::frame_parser>> spare_parsers_;
   /// A write listed with sender_ (the index is its tag): who gets the result, and the head it
   /// wrote (null for a queue's gather), both kept alive until the result is in.
   struct listed_write {

@@ -397,7 +397,7 @@ std::size_t client_session::process(char* data, std::size_t size) {
   if (frames_ && used == size && !frames_->in_fragmented_message() &&
       state_ == client_state::open) {
     // Between messages the parser holds no state worth keeping: an idle client keeps none.
-    frames_.reset();
+    loop_.give_back(std::move(frames_));
   }
   return used;
 }
@@ -477,7 +477,7 @@ void client_session::on_connect_decision(std::uint32_t http_status, const std::s
 std::size_t client_session::handle_websocket(char* data, std::size_t size) {
   using kind = codec::ws::frame_event::kind;
   if (!frames_) {
-    frames_ = std::make_unique<codec::ws::frame_parser>(listener_.max_message);
+    frames_ = loop_.take_parser(listener_.max_message);
   }
   std::size_t offset = 0;
   // Paused (its events must wait): the rest stays unparsed until resume_reading().

@@ -8,7 +8,9 @@ namespace gwx::gateway {
 
 /// A FIFO that costs one empty vector (no allocation) while unused — unlike std::deque, which
 /// allocates on construction — for the per-client event queues. Its storage goes as soon as it
-/// is empty: a client whose events were all acknowledged holds none. Not thread-safe.
+/// is empty: a client whose events were all acknowledged holds none. The first storage of a few
+/// items is kept for the next FIFO of the thread that needs one (up to k_spares of them), so a
+/// client with one event at a time in flight costs no allocation per event. Not thread-safe.
 template <typename T>
 class event_fifo {
  public:
@@ -18,7 +20,13 @@ class event_fifo {
   const T& front() const { return items_[head_]; }
   void push_back(T item) {
     if (items_.capacity() == 0) {
-      items_.reserve(k_first_capacity);  // one allocation for a small burst
+      auto& spares = spare_storage();
+      if (spares.empty()) {
+        items_.reserve(k_first_capacity);  // one allocation for a small burst
+      } else {
+        items_ = std::move(spares.back());
+        spares.pop_back();
+      }
     }
     items_.push_back(std::move(item));
   }
@@ -62,14 +70,27 @@ class event_fifo {
     return out;
   }
 
-  /// Empties the FIFO and gives its memory back.
+  /// Empties the FIFO and gives its memory back (or to the thread's spares).
   void clear() {
+    auto& spares = spare_storage();
+    if (items_.capacity() == k_first_capacity && spares.size() < k_spares) {
+      items_.clear();
+      spares.push_back(std::move(items_));
+    }
     items_ = std::vector<T>();
     head_ = 0;
   }
 
+  static constexpr std::size_t k_spares = 64;
+
  private:
   static constexpr std::size_t k_first_capacity = 4;
+
+  /// Emptied first storages, kept per thread (a gateway loop's clients are used on its thread).
+  static std::vector<std::vector<T>>& spare_storage() {
+    thread_local std::vector<std::vector<T>> spares;
+    return spares;
+  }
 
   std::vector<T> items_;
   std::size_t head_ = 0;

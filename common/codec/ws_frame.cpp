@@ -64,6 +64,11 @@ bool is_valid_close_code(std::uint16_t code) {
 frame_parser::frame_parser(std::size_t max_message, role side)
     : max_message_(max_message), role_(side) {}
 
+void frame_parser::reset(std::size_t max_message) {
+  std::string().swap(fragments_);  // moving a new parser in would keep this one's room
+  *this = frame_parser(max_message, role_);
+}
+
 frame_event frame_parser::fail(std::uint16_t code, const char* reason) {
   error_code_ = code;
   error_reason_ = reason;

@@ -76,6 +76,10 @@ class frame_parser {
   /// `max_message` bounds a whole (possibly fragmented) data message in bytes.
   explicit frame_parser(std::size_t max_message, role side = role::server);
 
+  /// Back to the state of a parser just made with `max_message`, keeping nothing of a
+  /// fragmented message's buffer (for a parser kept to serve another connection).
+  void reset(std::size_t max_message);
+
   /// Parses at most one event from the front of [data, data+size).
   frame_event next(char* data, std::size_t size);
   /// Bytes held for the fragmented message in progress (its buffer's capacity; 0 when none).

@@ -279,6 +279,36 @@ TEST(WsFrame, FragmentedTextWithPingInterleaved) {
   expect_every_split(wire, {ping("x"), text("Hello world")});
 }
 
+/// Feeds `wire` whole to `parser` and returns its events.
+std::vector<event> feed(frame_parser& parser, std::string wire) {
+  std::vector<event> got;
+  drain(parser, wire, got);
+  return got;
+}
+
+TEST(WsFrame, AResetParserIsANewOneWithTheNewLimit) {
+  frame_parser parser(10);
+  // Left in the middle of a fragmented message: its start must not show in the next one.
+  EXPECT_TRUE(feed(parser, frame(opcode::text, "Hel", false)).empty());
+  EXPECT_TRUE(parser.in_fragmented_message());
+  EXPECT_GT(parser.buffered(), 0U);
+  parser.reset(20);
+  EXPECT_FALSE(parser.in_fragmented_message());
+  EXPECT_EQ(parser.buffered(), 0U);
+  EXPECT_EQ(feed(parser, frame(opcode::continuation, "lo", true)),
+            std::vector<event>{error(ws::k_close_protocol_error)});
+  // After an error every call repeats it; a reset parser reads again, up to its new limit.
+  parser.reset(20);
+  EXPECT_EQ(feed(parser, frame(opcode::binary, std::string(20, 'x'))),
+            std::vector<event>{binary(std::string(20, 'x'))});
+  EXPECT_EQ(feed(parser, frame(opcode::text, "12345678901", false) +
+                             frame(opcode::continuation, "1234567890", true)),
+            std::vector<event>{error(ws::k_close_too_big)});
+  parser.reset(5);
+  EXPECT_EQ(feed(parser, frame(opcode::text, "abc", false) + frame(opcode::continuation, "de")),
+            std::vector<event>{text("abcde")});
+}
+
 TEST(WsFrame, NeedMoreConsumesWholeFragmentsOnly) {
   std::string buf = frame(opcode::text, "ab", false) + frame(opcode::continuation, "c", false);
   const std::string partial = frame(opcode::continuation, "d", true);
