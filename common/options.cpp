@@ -394,6 +394,14 @@ void option_parser::add_print_check(std::function<void(const po::variables_map&)
   print_checks_.push_back(std::move(check));
 }
 
+bool on_off(const po::variables_map& vm, const std::string& name) {
+  const auto value = vm[name].as<std::string>();
+  if (value != "on" && value != "off") {
+    throw std::invalid_argument("--" + name + " must be on or off");
+  }
+  return value == "on";
+}
+
 void die(const std::string& program, const std::string& message, int code) {
   std::cerr << program << ": " << message << std::endl;
   std::exit(code);

@@ -96,6 +96,10 @@ bool is_secret_option(const std::string& name);
 /// --print-config shows of a --bus URL).
 std::string redact_url_password(std::string_view text);
 
+/// The value of the "on|off" option `name`: true for on. Throws std::invalid_argument
+/// "--NAME must be on or off" for any other value.
+bool on_off(const po::variables_map& vm, const std::string& name);
+
 /// Prints "<program>: <message>" to stderr and exits with `code`. For start-up errors.
 [[noreturn]] void die(const std::string& program, const std::string& message, int code = 1);
 

@@ -269,11 +269,7 @@ int main(int argc, char** argv) {
       throw std::invalid_argument("--delivery must be at-least-once or at-most-once");
     }
     cfg.at_most_once = delivery == "at-most-once";
-    const auto uring = vm["io-uring"].as<std::string>();
-    if (uring != "on" && uring != "off") {
-      throw std::invalid_argument("--io-uring must be on or off");
-    }
-    cfg.io_uring = uring == "on";
+    cfg.io_uring = gwx::on_off(vm, "io-uring");
     cfg.queue_max_events = vm["queue-max-events"].as<std::size_t>();
     cfg.queue_max_bytes = vm["queue-max-bytes"].as<std::size_t>();
     cfg.queue_max_age = std::chrono::milliseconds(vm["queue-max-age-ms"].as<std::size_t>());

@@ -204,10 +204,10 @@ int main(int argc, char** argv) {
   opt.drain_s = vm["drain-timeout"].as<double>();
   opt.open_timeout_s = vm["open-timeout"].as<double>();
   opt.binary = vm["binary"].as<bool>();
-  if (const auto uring = vm["io-uring"].as<std::string>(); uring == "on" || uring == "off") {
-    opt.io_uring = uring == "on";
-  } else {
-    gwx::die("gwx-bench", "--io-uring must be on or off", k_usage);
+  try {
+    opt.io_uring = gwx::on_off(vm, "io-uring");
+  } catch (const std::invalid_argument& e) {
+    gwx::die("gwx-bench", e.what(), k_usage);
   }
   opt.prefix = vm["prefix"].as<std::string>();
   opt.max_message = vm["max-message"].as<std::size_t>();

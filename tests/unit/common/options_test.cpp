@@ -283,6 +283,25 @@ TEST(OptionParser, PositionalWordsAreNeitherConfigKeysNorPrinted) {
   EXPECT_EQ(error_of(p, {"--config", file.path()}), file.path() + ":1: unknown option 'command'");
 }
 
+TEST(OnOff, OnAndOffOnlyAndTheErrorNamesTheOption) {
+  option_parser p("gwx-test", "gwx-test [options]", "A test binary.");
+  p.options().add_options()("io-uring", po::value<std::string>()->default_value("on"), "on|off");
+  const auto read = [&](std::vector<const char*> args) {
+    args.insert(args.begin(), "gwx-test");
+    return p.read_sources(static_cast<int>(args.size()), args.data(), {}).values;
+  };
+  EXPECT_TRUE(on_off(read({}), "io-uring"));
+  EXPECT_FALSE(on_off(read({"--io-uring", "off"}), "io-uring"));
+  for (const char* bad : {"yes", "On", "", "off "}) {
+    try {
+      on_off(read({"--io-uring", bad}), "io-uring");
+      ADD_FAILURE() << "'" << bad << "' accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "--io-uring must be on or off");
+    }
+  }
+}
+
 TEST(ConfigEntries, WholeLineCommentsTrimmingAndHashInValues) {
   std::istringstream in(
       "  # a comment\r\n"
