@@ -179,7 +179,13 @@ void worker_link::on_acks(const link::v2::EventAck& ack) {
   if (server_.config().at_most_once) {
     return;
   }
-  std::vector<std::vector<std::uint64_t>> by_shard(server_.shard_count());
+  // Kept from one ack to the next (this loop's list keeps its room; another loop's is handed
+  // over with its ids).
+  auto& by_shard = acks_by_shard_;
+  by_shard.resize(server_.shard_count());
+  for (auto& ids : by_shard) {
+    ids.clear();
+  }
   for (const auto id : ack.event_ids()) {
     const auto s = shard::shard_of_event(id);
     if (s < by_shard.size()) {

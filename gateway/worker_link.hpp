@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/link/link_handshake.hpp"
 #include "common/logging.hpp"
@@ -81,6 +82,8 @@ class worker_link : public std::enable_shared_from_this<worker_link> {
   std::uint64_t next_event_id_ = 0;
   std::uint64_t events_sent_ = 0;
   std::uint64_t events_acked_ = 0;
+  std::vector<std::vector<std::uint64_t>>
+      acks_by_shard_;  ///< on_acks()'s lists, on the link's loop
   /// Answers refused for being over the link's frame limit.
   log_throttle answers_too_large_;
   metrics::counter routed_;
