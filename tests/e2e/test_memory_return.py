@@ -65,10 +65,10 @@ def returns_logged(c, proc):
     return RETURNED.findall(c.stderr_of(proc))
 
 
-async def expect_given_back(c, proc, start, peak, bound_kib, lines_before=0, logged=True):
+async def expect_given_back(c, proc, start, peak, bound_kib, logged=True):
     """`proc` (its RSS `start` before a burst, `peak` during it, in KiB) is back within
-    `bound_kib` of `start` within a few checks, and (`logged`) its log says what it gave back (a
-    line after the `lines_before` it had written before the burst). Returns its RSS once back."""
+    `bound_kib` of `start` within a few checks, and (`logged`) its log says what it gave back.
+    Returns its RSS once back."""
     if SANITIZER:
         log(f"resident sizes say nothing under {SANITIZER}: {start} -> {peak} KiB, not checked")
         return
@@ -81,7 +81,7 @@ async def expect_given_back(c, proc, start, peak, bound_kib, lines_before=0, log
         return back
     # Read once the return has finished (its line follows it; the fall is seen during it).
     # Two checks' time: the fall may be seen before the check that returns what is left.
-    said = await poll_until(lambda: asyncio.sleep(0, returns_logged(c, proc)[lines_before:]),
+    said = await poll_until(lambda: asyncio.sleep(0, returns_logged(c, proc)),
                             bool, 12, f"{proc.name}'s log saying what it gave back")
     log(f"{proc.name} logged: {said[0]}")
     return back
