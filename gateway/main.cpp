@@ -12,6 +12,7 @@
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/options.hpp"
+#include "common/registry/grpc_exit.hpp"
 #include "common/tls_options.hpp"
 #include "gateway/client_session.hpp"
 #include "gateway/gateway_server.hpp"
@@ -26,6 +27,8 @@ std::string host_name() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Destroyed last: returns only once gRPC has finished shutting down (see grpc_exit.hpp).
+  gwx::registry::grpc_exit_wait grpc_exit;
   // OpenSSL writes TLS records with write(2): a client gone mid-write must be an error code,
   // not a signal that ends the process.
   std::signal(SIGPIPE, SIG_IGN);

@@ -15,6 +15,7 @@
 #include "common/metrics/registry.hpp"
 #include "common/net/endpoint.hpp"
 #include "common/options.hpp"
+#include "common/registry/grpc_exit.hpp"
 #include "common/tls_options.hpp"
 #include "register/register_server.hpp"
 
@@ -75,6 +76,8 @@ gwx::tls_files server_tls_from(const gwx::po::variables_map& vm) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Destroyed last: returns only once gRPC has finished shutting down (see grpc_exit.hpp).
+  gwx::registry::grpc_exit_wait grpc_exit;
   gwx::option_parser parser(
       k_program,
       "gwx-register [--listen HOST:PORT] [--token T] [--min-ttl-ms N] [--max-ttl-ms N] "

@@ -23,6 +23,7 @@
 #include "common/metrics/process_collector.hpp"
 #include "common/metrics/registry.hpp"
 #include "common/options.hpp"
+#include "common/registry/grpc_exit.hpp"
 #include "common/tls_options.hpp"
 #include "worker/sdk/app_loader.hpp"
 #include "worker/sdk/metered_handler.hpp"
@@ -83,6 +84,8 @@ std::string default_name() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Destroyed last: returns only once gRPC has finished shutting down (see grpc_exit.hpp).
+  gwx::registry::grpc_exit_wait grpc_exit;
   gwx::option_parser parser(
       "gwx-worker",
       "gwx-worker --register HOST:PORT[,HOST:PORT...] --secret S --app NAME|PATH [options]",

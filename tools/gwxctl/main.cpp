@@ -8,6 +8,7 @@
 #include "common/cluster/client.hpp"
 #include "common/options.hpp"
 #include "common/registry/gateway_watcher.hpp"
+#include "common/registry/grpc_exit.hpp"
 #include "common/tls_options.hpp"
 #include "tools/gwxctl/verbs.hpp"
 
@@ -42,6 +43,8 @@ int list_gateways(const std::vector<gwx::host_port>& registers, const std::strin
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Destroyed last: returns only once gRPC has finished shutting down (see grpc_exit.hpp).
+  gwx::registry::grpc_exit_wait grpc_exit;
   gwx::option_parser parser(
       "gwxctl", "gwxctl --register HOST:PORT[,...] [--secret S] [options] VERB ARGS...",
       "Operates a gwx cluster: lists gateways, shows stats, pushes to clients, queries\n"
