@@ -5,7 +5,9 @@ handed to another worker, while the default (at-least-once) gateway next to it r
 Cluster: 1 register, gateway `amo` (--delivery at-most-once) and gateway `alo` (default), worker A
 with the `commands` app. Clients on both gateways (WebSocket and tcp+line) get an echo from A.
 Then A is stopped (SIGSTOP) and every client sends `echo m1`: the events go out to A and stay
-unacknowledged. Worker B starts and links, A is killed (SIGKILL).
+unacknowledged. Worker B starts and links, A is killed (SIGKILL), and the test waits until
+neither gateway lists A (`gwxctl stats`): a message routed to A before its gateway saw the link
+close is lost at most once, as m1 is.
 
 - On `alo` every client gets `m1` (redelivered to B), then `m2` for its next `echo m2`.
 - On `amo` no client ever gets `m1`: its next message is the answer to `echo m2` (events of one
@@ -44,14 +46,17 @@ async def main(h):
                 clients[gw.name].append(x)
     everyone = clients["amo"] + clients["alo"]
 
+    async def stats():
+        status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
+                                                  "--secret", c.secret, "stats"], timeout=30)
+        check_eq(status, 0, f"gwxctl stats ({err!r})")
+        return out
+
     # The replies came before worker A's acknowledgements may have: stop it only once both
     # gateways have every event acknowledged, so that m1 is the only event in flight (an
     # unacknowledged 'echo hello' would rightly be redelivered too).
     async def in_flight():
-        status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
-                                                  "--secret", c.secret, "stats"], timeout=30)
-        check_eq(status, 0, f"gwxctl stats ({err!r})")
-        return sum(int(n) for n in re.findall(r"events_in_flight=(\d+)", out))
+        return sum(int(n) for n in re.findall(r"events_in_flight=(\d+)", await stats()))
     await poll_until(in_flight, lambda n: n == 0, 30, "worker A acknowledged every event")
 
     await a.pause()
@@ -60,6 +65,14 @@ async def main(h):
     b = await c.start_worker([reg.addr], "commands", name="worker-b")
     await c.wait_linked([b], [amo, alo])
     await a.kill()
+    # Until a gateway has seen A's link close, A is still its clients' worker: at most once, an
+    # 'echo m2' routed to A then is lost with it as m1 is. Send m2 only once neither gateway
+    # lists A among its workers.
+    async def gateways_listing_a():
+        return [line.split()[0] for line in (await stats()).splitlines()
+                if re.search(r" workers=\d+\([^)]*\bworker-a\b", line)]
+    await poll_until(gateways_listing_a, lambda names: not names, 30,
+                     "both gateways saw worker A's link close")
     log(f"worker A stopped with {len(everyone)} events in flight, worker B linked, A killed")
 
     async def redelivered(x):
@@ -74,9 +87,7 @@ async def main(h):
     await asyncio.gather(*(redelivered(x) for x in clients["alo"]),
                          *(not_redelivered(x) for x in clients["amo"]))
 
-    status, out, err = await c.run("gwxctl", [c.binary("gwxctl"), "--register", reg.addr,
-                                              "--secret", c.secret, "stats"], timeout=30)
-    check_eq(status, 0, f"gwxctl stats ({err!r})")
+    out = await stats()
     counts = {}
     for line in out.splitlines():
         m = re.match(r"^(\S+) .*events_redelivered=(\d+)", line)
